@@ -1,0 +1,79 @@
+/*
+ * testenv: the real components a test runs against.
+ *
+ * ci/test starts one PostgreSQL cluster and exports:
+ *   HV_TEST_PG_URL       libpq string of the cluster's admin database
+ *   HV_TEST_PG_BINDIR    directory holding pg_dump, psql
+ *   HV_TEST_TPM_TCTI     TCTI string of a running swtpm (TPM tests)
+ *   HV_REQUIRE_INTEGRATION=1  a missing component fails instead of skip
+ * Each test makes its own database (hv_test_db_new) and its own SoftHSM2
+ * token (hv_test_token_new) so ctest can run tests in parallel.
+ *
+ * A missing component makes the test exit 77 (ctest SKIP_RETURN_CODE),
+ * or fail with exit 1 when HV_REQUIRE_INTEGRATION=1.
+ *
+ * Not thread-safe: call from the test's main thread during set-up.
+ */
+#ifndef HV_TESTENV_H
+#define HV_TESTENV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cfg.h"
+
+#define HV_TEST_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define HV_TEST_PIN "87654321"
+#define HV_TEST_SO_PIN "12345678"
+
+/* Exit 77 (skip) or 1 (required) with a message naming what is missing. */
+void hv_test_missing(const char *what) __attribute__((noreturn));
+
+/*
+ * A fresh SoftHSM2 token in its own temporary directory. Sets SOFTHSM2_CONF
+ * for this process (SoftHSM reads it at C_Initialize), so one process
+ * holds one test token at a time.
+ */
+struct hv_test_token {
+	char dir[256];		/* temp dir; tokens live in dir/tokens */
+	char conf[300];		/* dir/softhsm2.conf */
+	char label[33];
+	char uri[128];		/* "pkcs11:token=<label>" */
+};
+void hv_test_token_new(struct hv_test_token *t, const char *label);
+/* Remove the token directory. */
+void hv_test_token_destroy(struct hv_test_token *t);
+
+/*
+ * A fresh, empty database on the test cluster; returns its libpq string
+ * (static storage in t). hv_test_db_drop() removes it.
+ */
+struct hv_test_db {
+	char name[64];
+	char url[512];
+};
+void hv_test_db_new(struct hv_test_db *d, const char *prefix);
+void hv_test_db_drop(struct hv_test_db *d);
+
+/*
+ * Fill cfg (after hv_cfg_init) for the PKCS#11 key store on token t and
+ * database d (either may be NULL), with the PIN set, and data dir under
+ * the token's temp dir.
+ */
+void hv_test_cfg(struct hv_cfg *cfg, const struct hv_test_token *t,
+    const struct hv_test_db *d);
+
+/*
+ * Run a shell command; returns its exit status (or -1). Output goes to the
+ * test's stderr.
+ */
+int hv_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Run a shell command and capture up to cap-1 bytes of stdout into out. */
+int hv_test_sh_out(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Absolute path of the built hsmvault binary ($HV_BUILD_DIR/hsmvault). */
+const char *hv_test_bin(void);
+
+#endif
