@@ -1,0 +1,100 @@
+/*
+ * store: PostgreSQL through libpq. A fixed-size connection pool, named
+ * prepared statements, transactions, and the migration runner.
+ *
+ * Statements: each module declares one `static const struct hv_stmt` table
+ * next to the code that uses it and registers it with hv_store_register()
+ * before hv_store_open(); every pooled connection prepares a statement by
+ * name on first use. There is no other way to send SQL: no string is ever
+ * built from input (parameters only; bytea travels binary).
+ *
+ * Failure: a connection found broken is reset (PQreset) once per acquire;
+ * a database that stays away gives HV_E_DATABASE quickly (connect_timeout
+ * and a statement_timeout keep a request from hanging on a dead server).
+ *
+ * Thread-safety: hv_store_register() before any thread; everything else is
+ * thread-safe. A struct hv_conn belongs to one thread between acquire and
+ * release.
+ */
+#ifndef HV_STORE_H
+#define HV_STORE_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+/* Embedded migrations (generated from sql/ by cmake/embed_sql.cmake). */
+struct hv_migration {
+	int version;
+	const char *name;
+	const char *sql;
+};
+extern const struct hv_migration hv_migrations[];
+extern const size_t hv_migrations_count;
+
+struct hv_stmt {
+	const char *name;	/* unique across the program */
+	const char *sql;	/* $1..$n parameters */
+	int nparams;
+};
+
+struct hv_store;
+struct hv_conn;
+
+/* Register a statement table (static storage). Call before threads. */
+void hv_store_register(const struct hv_stmt *tbl, size_t n);
+
+/*
+ * Open a pool of `size` connections (0 = 8) to the libpq string url.
+ * Connects eagerly one connection to fail fast on a wrong URL; the others
+ * connect on demand.
+ */
+enum hv_rc hv_store_open(const char *url, unsigned int size,
+    struct hv_store **out, struct hv_err *err)
+    __attribute__((warn_unused_result));
+void hv_store_close(struct hv_store **s);
+
+/* Take a connection (waits for a free one, at most a few seconds). */
+enum hv_rc hv_store_acquire(struct hv_store *s, struct hv_conn **c,
+    struct hv_err *err) __attribute__((warn_unused_result));
+/* Give it back; an open transaction is rolled back. Sets *c NULL. */
+void hv_store_release(struct hv_store *s, struct hv_conn **c);
+
+PGconn *hv_conn_pg(struct hv_conn *c);
+
+enum hv_rc hv_store_begin(struct hv_conn *c, struct hv_err *err);
+enum hv_rc hv_store_commit(struct hv_conn *c, struct hv_err *err);
+void hv_store_rollback(struct hv_conn *c);
+
+/*
+ * Execute registered statement `name` with n parameters (text unless
+ * formats[i] == 1; lengths only for binary). Results in text format unless
+ * binary_result. On HV_OK *res (may be NULL to discard) is the result,
+ * freed with PQclear. Errors: HV_E_CONFLICT for unique/exclusion
+ * violations (SQLSTATE 23505/23P01), HV_E_INVALID for check/foreign key
+ * violations and bad input syntax (22P02, 23503, 23514), HV_E_DATABASE for
+ * the rest (message from PQerrorMessage, never the parameters).
+ */
+enum hv_rc hv_store_exec(struct hv_conn *c, const char *name, int n,
+    const char *const *values, const int *lengths, const int *formats,
+    bool binary_result, PGresult **res, struct hv_err *err)
+    __attribute__((warn_unused_result));
+
+/* Run pending migrations in one transaction each; *report lists them. */
+enum hv_rc hv_store_migrate(struct hv_store *s, json_t **report,
+    struct hv_err *err) __attribute__((warn_unused_result));
+
+/* Round trip (SELECT 1) for readiness. */
+enum hv_rc hv_store_ping(struct hv_store *s, struct hv_err *err);
+
+/* Pool figures for /metrics. */
+struct hv_store_stats {
+	unsigned int size, in_use;
+	unsigned long acquires, waits, resets;
+};
+void hv_store_stats(struct hv_store *s, struct hv_store_stats *st);
+
+#endif
