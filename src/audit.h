@@ -1,0 +1,76 @@
+/*
+ * audit: the tamper-evident audit log (SPEC section 5; docs/audit.md).
+ *
+ * Rows form `chains` independent HMAC chains (cfg audit_chains). A row's
+ * mac = HMAC_keystore("hsmvault/audit/v1" || canonical(row fields, chain,
+ * seq) || prev_mac); the chain head (audit_chains row) is locked FOR
+ * UPDATE by the appender, so concurrent writers never fork a chain, and
+ * writers on different chains never wait for each other.
+ *
+ * hv_audit_append() runs inside the caller's transaction on the caller's
+ * connection: the row commits or rolls back with the change it records
+ * (fail closed: if it fails, the caller must roll back and fail).
+ *
+ * Thread-safety: thread-safe; struct hv_audit is shared.
+ */
+#ifndef HV_AUDIT_H
+#define HV_AUDIT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "err.h"
+#include "hsm.h"
+#include "store.h"
+
+struct hv_audit;
+
+/* One event; borrowed strings, NULL = SQL NULL. */
+struct hv_audit_event {
+	const char *workspace_id;
+	const char *actor_id;	/* API key id; NULL for the CLI */
+	const char *actor_name;
+	const char *action;	/* "credential.create", "auth.denied", ... */
+	const char *credential_id;
+	const char *outcome;	/* "success", "denied", "failure", ... */
+	const char *request_id;
+	const char *remote_addr;
+	const char *detail;	/* short, never a secret */
+};
+
+/* Register statements (before hv_store_open). */
+void hv_audit_register(void);
+
+enum hv_rc hv_audit_new(struct hv_hsm *hsm, unsigned int chains,
+    struct hv_audit **out, struct hv_err *err);
+void hv_audit_free(struct hv_audit **a);
+
+/*
+ * Make sure chains 0..chains-1 exist (genesis head mac = HMAC of the chain
+ * number). Idempotent; run by init/migrate.
+ */
+enum hv_rc hv_audit_init_chains(struct hv_audit *a, struct hv_conn *c,
+    struct hv_err *err);
+
+/* Append ev in the open transaction of c. */
+enum hv_rc hv_audit_append(struct hv_audit *a, struct hv_conn *c,
+    const struct hv_audit_event *ev, struct hv_err *err)
+    __attribute__((warn_unused_result));
+
+/*
+ * Append ev in a transaction of its own (denied requests, reads that change
+ * nothing else).
+ */
+enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
+    const struct hv_audit_event *ev, struct hv_err *err)
+    __attribute__((warn_unused_result));
+
+/*
+ * Verify every chain. *report: {"ok": bool, "rows": n, "chains": k} and,
+ * when not ok, "first_bad": {"id", "chain", "seq", "problem"} naming the
+ * first row (lowest id) that was altered, removed or reordered.
+ */
+enum hv_rc hv_audit_verify(struct hv_audit *a, struct hv_store *s,
+    json_t **report, struct hv_err *err);
+
+#endif
