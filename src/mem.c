@@ -71,7 +71,7 @@ hv_secret_new(size_t len)
 	if (s == NULL)
 		return NULL;
 	page = (size_t)sysconf(_SC_PAGESIZE);
-	cap = len == 0 ? page : (len + page - 1) / page * page;
+	cap = (len + 1 + page - 1) / page * page; /* room for a NUL */
 	m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 	    -1, 0);
 	if (m == MAP_FAILED) {

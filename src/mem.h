@@ -22,7 +22,9 @@
 struct hv_secret {
 	size_t len;		/* bytes in use */
 	size_t cap;		/* bytes allocated (page-rounded mapping) */
-	unsigned char *buf;	/* locked, never NULL for a live secret */
+	unsigned char *buf;	/* locked, never NULL for a live secret;
+				   buf[len] is always 0, so a text secret
+				   is a C string */
 };
 
 /*
