@@ -4,7 +4,6 @@
  * objects; a DEK cache of a few thousand entries stays well inside the
  * default RLIMIT_MEMLOCK only if the caller bounds it, which the cache does.
  */
-#define _GNU_SOURCE
 #include "mem.h"
 #include "log.h"
 

@@ -1,0 +1,213 @@
+/* Unit tests of err, mem and cfg. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "err.h"
+#include "mem.h"
+
+static void
+test_err_codes(void **state)
+{
+	struct hv_err err = { 0 };
+	char big[600];
+
+	(void)state;
+	assert_int_equal(hv_rc_http(HV_E_INVALID), 400);
+	assert_int_equal(hv_rc_http(HV_E_UNAUTHORIZED), 401);
+	assert_int_equal(hv_rc_http(HV_E_FORBIDDEN), 403);
+	assert_int_equal(hv_rc_http(HV_E_NOT_FOUND), 404);
+	assert_int_equal(hv_rc_http(HV_E_REVOKED), 409);
+	assert_int_equal(hv_rc_http(HV_E_TOO_LARGE), 413);
+	assert_int_equal(hv_rc_http(HV_E_MEDIA_TYPE), 415);
+	assert_int_equal(hv_rc_http(HV_E_KEYSTORE), 503);
+	assert_int_equal(hv_rc_http(HV_E_DATABASE), 503);
+	assert_int_equal(hv_rc_http(HV_E_INTERNAL), 500);
+	assert_string_equal(hv_rc_code(HV_E_REVOKED), "credential_revoked");
+	assert_string_equal(hv_rc_code(HV_E_KEYSTORE), "keystore_unavailable");
+	assert_string_equal(hv_rc_code(HV_E_DATABASE), "database_unavailable");
+	assert_string_equal(hv_rc_code(HV_E_TOO_LARGE), "payload_too_large");
+	assert_string_equal(hv_rc_code(HV_E_MEDIA_TYPE),
+	    "unsupported_media_type");
+	/* every code has a description */
+	for (int i = 0; i <= HV_E_NOT_IMPLEMENTED; i++)
+		assert_true(strlen(hv_strerror((enum hv_rc)i)) > 0);
+	assert_int_equal(hv_err_set(&err, HV_E_CONFLICT, "x %d", 42),
+	    HV_E_CONFLICT);
+	assert_string_equal(err.msg, "x 42");
+	hv_err_prefix(&err, "op");
+	assert_string_equal(err.msg, "op: x 42");
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	hv_err_set(&err, HV_E_INVALID, "%s", big);
+	assert_int_equal(strlen(err.msg), HV_ERR_MSG_MAX - 1);
+	assert_string_equal(err.msg + HV_ERR_MSG_MAX - 4, "...");
+	/* NULL err is allowed */
+	assert_int_equal(hv_err_set(NULL, HV_E_IO, "x"), HV_E_IO);
+}
+
+static void
+test_secret(void **state)
+{
+	struct hv_secret *s;
+	unsigned char z[64] = { 0 };
+
+	(void)state;
+	s = hv_secret_from("hello", 5);
+	assert_non_null(s);
+	assert_int_equal(s->len, 5);
+	assert_memory_equal(s->buf, "hello", 5);
+	assert_int_equal(s->buf[5], 0);
+	hv_secret_free(&s);
+	assert_null(s);
+	hv_secret_free(&s); /* NULL-safe */
+	s = hv_secret_new(4096);
+	assert_non_null(s);
+	assert_memory_equal(s->buf, z, sizeof(z));
+	assert_int_equal(s->buf[4096], 0);
+	hv_secret_free(&s);
+	assert_true(hv_ct_equal("abcd", "abcd", 4));
+	assert_false(hv_ct_equal("abcd", "abce", 4));
+	assert_true(hv_ct_equal("", "", 0));
+}
+
+static void
+test_fault_hook(void **state)
+{
+	void *p;
+	struct hv_secret *s;
+
+	(void)state;
+	hv_mem_fail_after(2);
+	p = hv_malloc(10);
+	assert_non_null(p);
+	hv_free(p);
+	s = hv_secret_new(10);
+	assert_null(s);
+	p = hv_malloc(10); /* hook fired once, disabled now */
+	assert_non_null(p);
+	hv_free(p);
+	hv_mem_fail_after(0);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void
+test_cfg_layers(void **state)
+{
+	struct hv_cfg c;
+	struct hv_err err = { 0 };
+	char dir[] = "/tmp/hvcfg.XXXXXX", path[64], pin[64], out[64];
+	FILE *f;
+	char line[256];
+	int saw_url = 0, saw_pin = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/c.conf", dir);
+	snprintf(pin, sizeof(pin), "%s/pin", dir);
+	snprintf(out, sizeof(out), "%s/out.conf", dir);
+	write_file(pin, "1234\n");
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "# comment\n database_url = host=/x dbname=a \n"
+		   "listen=127.0.0.1:1\nkeystore = pkcs11\n"
+		   "pkcs11_pin_file = %s\nservice_stripe_base_url = "
+		   "http://127.0.0.1:9/\nallow_private_targets = 1\n",
+	    pin);
+	fclose(f);
+	hv_cfg_init(&c);
+	assert_int_equal(hv_cfg_load_file(&c, path, &err), HV_OK);
+	assert_string_equal(c.database_url, "host=/x dbname=a");
+	assert_string_equal(c.listen, "127.0.0.1:1");
+	assert_true(c.allow_private_targets);
+	assert_string_equal(hv_cfg_service_url(&c, "STRIPE"),
+	    "http://127.0.0.1:9/");
+	/* environment overrides the file */
+	setenv("HSMVAULT_LISTEN", "127.0.0.1:2", 1);
+	setenv("HSMVAULT_SERVICE_GITHUB_BASE_URL", "http://127.0.0.1:3", 1);
+	unsetenv("HSMVAULT_PKCS11_PIN");
+	assert_int_equal(hv_cfg_load_env(&c, &err), HV_OK);
+	assert_string_equal(c.listen, "127.0.0.1:2");
+	assert_string_equal(hv_cfg_service_url(&c, "github"),
+	    "http://127.0.0.1:3");
+	/* a flag overrides the environment */
+	assert_int_equal(hv_cfg_set(&c, "listen", "127.0.0.1:4", &err), HV_OK);
+	assert_string_equal(c.listen, "127.0.0.1:4");
+	/* the PIN never comes from a flag */
+	assert_int_equal(hv_cfg_set(&c, "pkcs11-pin", "1", &err), HV_E_CONFIG);
+	assert_int_equal(hv_cfg_resolve_pin(&c, &err), HV_OK);
+	assert_non_null(c.pin);
+	assert_string_equal((const char *)c.pin->buf, "1234");
+	setenv("HSMVAULT_PKCS11_PIN", "9999", 1);
+	assert_int_equal(hv_cfg_resolve_pin(&c, &err), HV_OK);
+	assert_string_equal((const char *)c.pin->buf, "9999");
+	unsetenv("HSMVAULT_PKCS11_PIN");
+	/* bad values */
+	assert_int_equal(hv_cfg_set(&c, "db_pool", "x", &err), HV_E_CONFIG);
+	assert_int_equal(hv_cfg_set(&c, "db_pool", "-1", &err), HV_E_CONFIG);
+	assert_int_equal(hv_cfg_set(&c, "nonsense", "1", &err), HV_E_CONFIG);
+	assert_int_equal(hv_cfg_set(&c, "allow_private_targets", "maybe",
+			     &err), HV_E_CONFIG);
+	/* the written file holds the pin file path, never the pin */
+	assert_int_equal(hv_cfg_write(&c, out, &err), HV_OK);
+	f = fopen(out, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strstr(line, "database_url = host=/x dbname=a"))
+			saw_url = 1;
+		if (strstr(line, "pkcs11_pin_file"))
+			saw_pin = 1;
+		assert_null(strstr(line, "9999"));
+		assert_null(strstr(line, "1234"));
+	}
+	fclose(f);
+	assert_true(saw_url && saw_pin);
+	{
+		struct stat st;
+		assert_int_equal(stat(out, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+	}
+	unsetenv("HSMVAULT_LISTEN");
+	unsetenv("HSMVAULT_SERVICE_GITHUB_BASE_URL");
+	hv_cfg_release(&c);
+	/* malformed file */
+	write_file(path, "no equals sign here\n");
+	hv_cfg_init(&c);
+	assert_int_equal(hv_cfg_load_file(&c, path, &err), HV_E_CONFIG);
+	assert_non_null(strstr(err.msg, ":1"));
+	assert_int_equal(hv_cfg_load_file(&c, "/nonexistent/x", &err),
+	    HV_E_CONFIG);
+	hv_cfg_release(&c);
+	(void)!system("rm -rf /tmp/hvcfg.*");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_err_codes),
+		cmocka_unit_test(test_secret),
+		cmocka_unit_test(test_fault_hook),
+		cmocka_unit_test(test_cfg_layers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
