@@ -1,0 +1,45 @@
+/*
+ * cmd_serve: `hsmvault serve`. Opens the vault, starts the HTTP server and
+ * waits for SIGTERM or SIGINT, then drains requests in flight and stops.
+ */
+#include "cmd.h"
+#include "http.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+int
+hv_cmd_serve(struct hv_cfg *cfg, const struct hv_opts *o)
+{
+	struct hv_err err = { 0 };
+	struct hv_vault *v = NULL;
+	struct hv_http *h = NULL;
+	sigset_t set;
+	int sig = 0, rc = 1;
+
+	(void)o;
+	/* block the stop signals in every thread; this one waits for them */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (hv_cmd_open(cfg, false, &v, &err) != HV_OK ||
+	    hv_http_start(cfg, v, &h, &err) != HV_OK) {
+		rc = hv_cmd_fail(&err);
+		goto out;
+	}
+	hv_log_info("hsmvault serving on %s (port %u)", cfg->listen,
+	    (unsigned int)hv_http_port(h));
+	if (sigwait(&set, &sig) == 0)
+		hv_log_info("signal %d: draining requests and stopping", sig);
+	hv_http_stop(&h);
+	rc = 0;
+out:
+	hv_http_stop(&h);
+	hv_vault_close(&v);
+	return rc;
+}
