@@ -37,6 +37,7 @@ static const struct key keys[] = {
 	S(pkcs11_pin_file),
 	U(pkcs11_sessions),
 	S(tpm_tcti),
+	S(softhsm2_conf),
 	S(listen),
 	S(data),
 	S(apikey_prefix),

@@ -37,6 +37,7 @@ struct hv_cfg {
 	struct hv_secret *pin;	/* resolved PIN, NULL when none */
 	unsigned int pkcs11_sessions;
 	char *tpm_tcti;
+	char *softhsm2_conf;	/* exported as SOFTHSM2_CONF when unset */
 	char *listen;		/* host:port */
 	char *data;		/* data directory */
 	char *apikey_prefix;	/* default "hv_sk_" */

@@ -253,6 +253,12 @@ main(int argc, char **argv)
 	lvl = cfg.log_level ? hv_log_parse_level(cfg.log_level) : -1;
 	if (lvl >= 0)
 		hv_log_set_level((enum hv_log_level)lvl);
+	/*
+	 * SoftHSM2 finds its tokens through SOFTHSM2_CONF; a configuration
+	 * file can name it so that `--config` alone reaches the same token.
+	 */
+	if (cfg.softhsm2_conf != NULL && getenv("SOFTHSM2_CONF") == NULL)
+		setenv("SOFTHSM2_CONF", cfg.softhsm2_conf, 1);
 	if (hv_cfg_resolve_pin(&cfg, &err) != HV_OK) {
 		rc = hv_cmd_fail(&err);
 		goto out;
