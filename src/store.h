@@ -65,7 +65,19 @@ void hv_store_release(struct hv_store *s, struct hv_conn **c);
 
 PGconn *hv_conn_pg(struct hv_conn *c);
 
+/* The pool slot (0..size-1) of c: stable for the life of the pool. */
+unsigned int hv_conn_slot(const struct hv_conn *c);
+
+/*
+ * A standalone connection with the pool's settings (timeouts, keepalives,
+ * UTC), outside the pool: for LISTEN. The caller PQfinish()es it.
+ */
+enum hv_rc hv_store_connect_raw(struct hv_store *s, PGconn **out,
+    struct hv_err *err) __attribute__((warn_unused_result));
+
 enum hv_rc hv_store_begin(struct hv_conn *c, struct hv_err *err);
+/* A REPEATABLE READ, READ ONLY transaction: one consistent snapshot. */
+enum hv_rc hv_store_begin_snapshot(struct hv_conn *c, struct hv_err *err);
 enum hv_rc hv_store_commit(struct hv_conn *c, struct hv_err *err);
 void hv_store_rollback(struct hv_conn *c);
 
