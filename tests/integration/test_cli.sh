@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The hsmvault CLI end to end against a real PostgreSQL and SoftHSM2 token:
+# init twice, the first admin key, status, kek rotate + rewrap + disable,
+# audit verify and its detection of tampering, --help everywhere, bad
+# arguments, and the PIN never on the command line.
+set -uo pipefail
+fail() { echo "FAIL: $*" >&2; exit 1; }
+skip() {
+	if [ "${HV_REQUIRE_INTEGRATION:-0}" = 1 ]; then fail "missing: $*"; fi
+	echo "SKIP: $*" >&2; exit 77
+}
+[ -n "${HV_TEST_PG_URL:-}" ] || skip "HV_TEST_PG_URL"
+HV="${HV_BUILD_DIR:?}/hsmvault"
+[ -x "$HV" ] || fail "no binary $HV"
+command -v softhsm2-util >/dev/null || skip "softhsm2-util"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/hvcli.XXXXXX")
+DB="hvt_cli_$$_$RANDOM"
+cleanup() {
+	psql "$HV_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+	rm -rf "$T"
+}
+trap cleanup EXIT
+psql "$HV_TEST_PG_URL" -qc "CREATE DATABASE $DB" >/dev/null || fail "create db"
+mkdir -p "$T/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$T" >"$T/softhsm2.conf"
+export SOFTHSM2_CONF="$T/softhsm2.conf"
+softhsm2-util --init-token --free --label clitest --pin 11112222 --so-pin 33334444 >/dev/null || fail "token"
+printf '11112222\n' >"$T/pin"
+cat >"$T/hv.conf" <<CONF
+database_url = $HV_TEST_PG_URL dbname=$DB
+keystore = pkcs11
+pkcs11_module = /usr/lib/softhsm/libsofthsm2.so
+pkcs11_token = pkcs11:token=clitest
+pkcs11_pin_file = $T/pin
+data = $T
+CONF
+unset HSMVAULT_PKCS11_PIN
+hv() { "$HV" --config "$T/hv.conf" "$@"; }
+jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); 
+for k in sys.argv[1].split("."): d=d[int(k)] if isinstance(d,list) else d[k]
+print(d if not isinstance(d,bool) else str(d).lower())' "$1"; }
+
+# --help everywhere, exit 0; unknown command/option is a usage error (2)
+hv --help | grep -q "audit verify" || fail "--help"
+for c in init migrate serve "apikey create" "apikey list" "apikey revoke" \
+	"kek rotate" "kek disable" rewrap "audit verify" status; do
+	# shellcheck disable=SC2086
+	hv $c --help | grep -q "usage: hsmvault" || fail "$c --help"
+done
+hv frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command must exit 2"
+hv status --no-such-option=1 >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option must exit 2"
+hv --pkcs11-pin=1 status >/dev/null 2>&1; [ $? -ne 0 ] || fail "pin flag accepted"
+
+# before init: keys missing, a clear error
+out=$(hv status 2>&1) && fail "status before init succeeded"
+echo "$out" | grep -qi "init" || fail "status before init should say to run init: $out"
+
+hv init >"$T/init1.json" || fail "init"
+hv init >"$T/init2.json" || fail "init twice"
+hv migrate >/dev/null || fail "migrate after init"
+
+hv apikey create --name admin --scopes admin --key-file "$T/admin.key" >"$T/key.json" || fail "apikey create"
+[ "$(stat -c %a "$T/admin.key")" = 600 ] || fail "key file mode"
+grep -q '^hv_sk_' "$T/admin.key" || fail "key prefix"
+grep -q hv_sk_ "$T/key.json" && fail "key printed although --key-file given"
+keyid=$(jget id <"$T/key.json")
+hv apikey create --name ro --scopes credentials:read >"$T/ro.json" || fail "apikey create ro"
+grep -q '"key": "hv_sk_' "$T/ro.json" || fail "key shown once without --key-file"
+hv apikey create --name bad --scopes nosuch:scope >/dev/null 2>&1 && fail "unknown scope accepted"
+hv apikey list >"$T/list.json" || fail "apikey list"
+grep -q hv_sk_ "$T/list.json" && fail "list shows key material"
+grep -q "\"$keyid\"" "$T/list.json" || fail "list lacks the key"
+
+hv status >"$T/status.json" || fail "status"
+grep -q '"pkcs11"' "$T/status.json" || fail "status backend"
+
+# KEK rotation, rewrap, disable
+hv kek rotate >"$T/rot.json" || fail "kek rotate"
+hv kek disable 2 >/dev/null 2>&1 && fail "disabling the active kek succeeded"
+hv rewrap --batch 10 >"$T/rewrap.json" 2>"$T/rewrap.err" || fail "rewrap"
+hv kek disable 1 >/dev/null || fail "disable kek 1 after rewrap"
+hv kek disable x >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad kek version must exit 2"
+
+# audit verify: clean, then tampered
+hv audit verify >"$T/v1.json" || fail "audit verify on a clean log"
+n=$(psql "$HV_TEST_PG_URL dbname=$DB" -tAc "SELECT count(*) FROM audit_log")
+[ "$n" -ge 3 ] || fail "expected audit rows, got $n"
+victim=$(psql "$HV_TEST_PG_URL dbname=$DB" -tAc "SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET 1")
+psql "$HV_TEST_PG_URL dbname=$DB" -qc "UPDATE audit_log SET outcome='tampered' WHERE id=$victim" >/dev/null
+hv audit verify >"$T/v2.json" 2>/dev/null && fail "audit verify missed an altered row"
+grep -q "\"id\": $victim" "$T/v2.json" || fail "verify did not name row $victim: $(cat "$T/v2.json")"
+
+# the PIN is nowhere in the database
+psql "$HV_TEST_PG_URL dbname=$DB" -qc "SELECT 1" >/dev/null
+"${HV_TEST_PG_BINDIR:-/usr/lib/postgresql/15/bin}/pg_dump" "$HV_TEST_PG_URL dbname=$DB" >"$T/dump.sql" || fail "pg_dump"
+grep -q 11112222 "$T/dump.sql" && fail "pin in dump"
+grep -q "$(cat "$T/admin.key")" "$T/dump.sql" && fail "api key in dump"
+echo "test_cli: ok"
