@@ -178,6 +178,6 @@ enum hv_rc hv_injection_check(const json_t *inj, const char *auth_type,
  * user info, or the host does not fit.
  */
 bool hv_url_host(const char *url, char *out, size_t cap)
-    __attribute__((warn_unused_result, nonnull(3)));
+    __attribute__((warn_unused_result, nonnull(2)));
 
 #endif
