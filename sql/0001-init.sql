@@ -74,29 +74,30 @@ CREATE INDEX api_keys_ws ON api_keys (workspace_id, created_at, id);
 -- lock; each chain's head row is locked by its appender.
 CREATE TABLE audit_chains (
 	chain     integer PRIMARY KEY CHECK (chain >= 0),
-	seq       bigint NOT NULL DEFAULT 0,
-	head_mac  bytea NOT NULL
+	seq       bigint NOT NULL DEFAULT 0 CHECK (seq >= 0),
+	head_mac  bytea NOT NULL CHECK (length(head_mac) = 32)
 );
 COMMENT ON TABLE audit_chains IS 'head of each audit chain: last seq and mac';
 
 CREATE TABLE audit_log (
 	id             bigserial PRIMARY KEY,
-	chain          integer NOT NULL,
-	seq            bigint NOT NULL,
+	chain          integer NOT NULL CHECK (chain >= 0),
+	seq            bigint NOT NULL CHECK (seq >= 1),
 	at             timestamptz NOT NULL,
 	workspace_id   uuid,
 	actor_id       uuid,
-	actor_name     text,
-	action         text NOT NULL,
+	actor_name     text CHECK (length(actor_name) <= 200),
+	action         text NOT NULL CHECK (length(action) BETWEEN 1 AND 64),
 	credential_id  uuid,
-	outcome        text NOT NULL,
-	request_id     text,
-	remote_addr    text,
-	detail         text,
-	prev_mac       bytea NOT NULL,
-	mac            bytea NOT NULL,
+	outcome        text NOT NULL CHECK (length(outcome) BETWEEN 1 AND 32),
+	request_id     text CHECK (length(request_id) <= 128),
+	remote_addr    text CHECK (length(remote_addr) <= 128),
+	detail         text CHECK (length(detail) <= 1000),
+	prev_mac       bytea NOT NULL CHECK (length(prev_mac) = 32),
+	mac            bytea NOT NULL CHECK (length(mac) = 32),
 	UNIQUE (chain, seq)
 );
 COMMENT ON TABLE audit_log IS 'tamper-evident audit rows; never holds a secret';
 CREATE INDEX audit_log_ws_at ON audit_log (workspace_id, id);
 CREATE INDEX audit_log_cred ON audit_log (credential_id, id);
+COMMENT ON COLUMN audit_log.mac IS 'HMAC (key store) over the length-prefixed canonical row and prev_mac; see docs/audit.md';
