@@ -26,6 +26,7 @@
 #include "p11_test.h"
 #include "../src/log.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -87,6 +88,7 @@ struct p11_sess {
 struct p11 {
 	struct hv_hsm base;		/* first: hv_hsm_close() casts */
 	CK_FUNCTION_LIST *fn;
+	void *dl;			/* the proxy's dlopen handle, else NULL */
 	char *module_path;
 	P11KitUri *uri;
 	char uri_text[160];		/* for messages, trimmed */
@@ -366,22 +368,31 @@ drop_copies_locked(struct p11 *p)
 	}
 }
 
-/* Exclusive lock: close every session (their copies go with them). */
+/*
+ * Exclusive lock: close every session (their copies go with them). A
+ * managed module gets one C_CloseAllSessions: p11-kit then closes only the
+ * sessions this handle opened, never those of another user of the same
+ * module. The proxy is shared by the whole process: one by one there.
+ */
 static void
 disconnect_locked(struct p11 *p)
 {
 	unsigned int i;
+	bool any = false;
 
 	for (i = 0; i < p->nsess; i++) {
 		struct p11_sess *s = &p->sess[i];
 
-		if (s->open && p->inited)
+		any = any || s->open;
+		if (s->open && p->inited && p->dl != NULL)
 			(void)CK(p, C_CloseSession, s->h);
 		s->open = false;
 		s->h = 0;
 		memset(s->kek_copy, 0, sizeof(s->kek_copy));
 		s->hmac_copy = 0;
 	}
+	if (any && p->inited && p->dl == NULL)
+		(void)CK(p, C_CloseAllSessions, p->slot);
 	p->up = false;
 }
 
@@ -629,10 +640,20 @@ module_init_locked(struct p11 *p, CK_RV *rvp, struct hv_err *err)
 
 	if (p->inited)
 		return HV_OK;
-	/* The module is loaded managed: p11-kit calls the real
-	 * C_Initialize with CKF_OS_LOCKING_OK, so SoftHSM locks. */
-	rv = ck_log("p11_kit_module_initialize",
-	    p11_kit_module_initialize(p->fn));
+	if (p->dl == NULL) {
+		/* The module is loaded managed: p11-kit calls the real
+		 * C_Initialize with CKF_OS_LOCKING_OK, so SoftHSM locks. */
+		rv = ck_log("p11_kit_module_initialize",
+		    p11_kit_module_initialize(p->fn));
+	} else {
+		/* The proxy: we are its application and must ask for OS
+		 * locking ourselves (C_Initialize(NULL) means no locks). */
+		CK_C_INITIALIZE_ARGS args;
+
+		memset(&args, 0, sizeof(args));
+		args.flags = CKF_OS_LOCKING_OK;
+		rv = CK(p, C_Initialize, &args);
+	}
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		*rvp = rv;
 		return ck_err(err, "C_Initialize", rv);
@@ -646,7 +667,11 @@ module_fini_locked(struct p11 *p)
 {
 	if (!p->inited)
 		return;
-	(void)ck_log("p11_kit_module_finalize", p11_kit_module_finalize(p->fn));
+	if (p->dl == NULL)
+		(void)ck_log("p11_kit_module_finalize",
+		    p11_kit_module_finalize(p->fn));
+	else
+		(void)CK(p, C_Finalize, NULL);
 	p->inited = false;
 }
 
@@ -834,8 +859,11 @@ reconnect(struct p11 *p, uint64_t gen_seen, CK_RV rv_seen, struct hv_err *err)
 		rc = HV_OK;
 		goto out;
 	}
-	if (!p->inited)
-		reinit = true;
+	if (rv_seen == CKR_CRYPTOKI_NOT_INITIALIZED) {
+		/* Our sessions died with the module: closing them would be
+		 * an error (p11-kit even asserts on it). */
+		p->inited = false;
+	}
 	if (reinit) {
 		disconnect_locked(p);
 		module_fini_locked(p);
@@ -908,6 +936,21 @@ keys_stale(struct p11 *p)
 	return t == 0 || now_ms() - t > KEYS_TTL_MS;
 }
 
+/* The token answered: close the breaker if it was open. */
+static void
+breaker_close(struct p11 *p, uint64_t until)
+{
+	if (until != 0 &&
+	    atomic_compare_exchange_strong(&p->breaker_until, &until, 0))
+		hv_log_info("pkcs11: key store reachable again");
+}
+
+/*
+ * Run op with the retry policy: an outage code leads to a reconnect after
+ * 10, 50, 200 ms (p->retry_max reconnects); when the last one fails the
+ * breaker opens for p->breaker_ms and calls fail at once. After that
+ * window one call tries one reconnect without backoff (half open).
+ */
 static enum hv_rc
 run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 {
@@ -915,7 +958,7 @@ run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 	uint64_t until = atomic_load(&p->breaker_until), gen = 0;
 	unsigned int reconnects = 0, max = p->retry_max;
 	bool half_open = false, missed = false;
-	struct hv_err e2;
+	struct hv_err e, last;
 	enum hv_rc rc;
 	CK_RV rv;
 
@@ -933,16 +976,17 @@ run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 			pthread_mutex_unlock(&p->last_mu);
 			return rc;
 		}
-		/* Half open: one reconnect, no backoff. */
 		half_open = true;
 		max = 1;
 	}
+	memset(&last, 0, sizeof(last));
 	for (;;) {
 		bool refresh = op->refresh || keys_stale(p);
 		bool excl = op->exclusive || refresh;
 
+		memset(&e, 0, sizeof(e));
 		rv = CKR_OK;
-		rc = try_once(p, op, excl, refresh, &gen, &rv, err);
+		rc = try_once(p, op, excl, refresh, &gen, &rv, &e);
 		if (rc == HV_OK)
 			break;
 		if (rv == RV_KEY_MISS && !missed) {
@@ -952,10 +996,14 @@ run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 			atomic_store(&p->keys_ms, 0);
 			continue;
 		}
-		if (rc == HV_E_PIN || !rv_outage(rv))
-			return rc;
-		if (err != NULL)
-			set_last(p, err);
+		if (rc == HV_E_PIN || !rv_outage(rv)) {
+			if (rc != HV_E_PIN)
+				breaker_close(p, until);
+			goto fail;
+		}
+		/* "not connected" says less than the reconnect's reason. */
+		if (rv != RV_NOT_CONNECTED || last.msg[0] == '\0')
+			last = e;
 		if (reconnects >= max)
 			goto trip;
 		if (!half_open) {
@@ -966,27 +1014,25 @@ run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 			sleep_ms(backoff[i]);
 		}
 		reconnects++;
-		memset(&e2, 0, sizeof(e2));
-		rc = reconnect(p, gen, rv, &e2);
+		memset(&e, 0, sizeof(e));
+		rc = reconnect(p, gen, rv, &e);
 		if (rc == HV_E_PIN || rc == HV_E_CONFIG)
-			return hv_err_set(err, rc, "%s", e2.msg);
+			goto fail;
 		if (rc != HV_OK)
-			set_last(p, &e2);
+			last = e;
 		/* Whether it worked or not, the next attempt tells. */
 	}
-	if (until != 0 &&
-	    atomic_compare_exchange_strong(&p->breaker_until, &until, 0))
-		hv_log_info("pkcs11: key store reachable again");
+	breaker_close(p, until);
 	return HV_OK;
+fail:
+	return hv_err_set(err, rc, "%s", e.msg);
 trip:
+	set_last(p, &last);
 	atomic_store(&p->breaker_until, now_ms() + p->breaker_ms);
-	pthread_mutex_lock(&p->last_mu);
 	hv_log_warn("pkcs11: key store unreachable (%s); failing fast for "
-	    "%u ms", p->last_err, p->breaker_ms);
-	rc = hv_err_set(err, HV_E_KEYSTORE, "key store unreachable: %s",
-	    p->last_err);
-	pthread_mutex_unlock(&p->last_mu);
-	return rc;
+	    "%u ms", last.msg, p->breaker_ms);
+	return hv_err_set(err, HV_E_KEYSTORE, "key store unreachable: %s",
+	    last.msg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1501,6 +1547,7 @@ p11_kek_list(struct hv_hsm *h, struct hv_kek_info *out, size_t max,
 	struct list_arg a = { out, max, n };
 	struct p11_op op = { op_list, &a, false, false, false };
 
+	*n = 0;
 	return run(P11(h), &op, err);
 }
 
@@ -1549,8 +1596,11 @@ p11_free(struct p11 *p)
 		disconnect_locked(p);
 		module_fini_locked(p);
 		pthread_rwlock_unlock(&p->lock);
-		p11_kit_module_release(p->fn);
+		if (p->dl == NULL)
+			p11_kit_module_release(p->fn);
 	}
+	if (p->dl != NULL)
+		dlclose(p->dl);
 	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->pool_mu);
 	pthread_cond_destroy(&p->pool_cv);
@@ -1643,6 +1693,34 @@ proxy_path(void)
 	return "p11-kit-proxy.so";
 }
 
+/*
+ * p11-kit refuses to load its own proxy as a module, so the proxy is
+ * opened as any PKCS#11 application would: dlopen + C_GetFunctionList.
+ * It loads the modules registered in p11-kit's configuration itself,
+ * managed (with locking), and presents their slots as its own.
+ */
+static enum hv_rc
+load_proxy(struct p11 *p, struct hv_err *err)
+{
+	CK_C_GetFunctionList get;
+	CK_RV rv;
+
+	p->dl = dlopen(p->module_path, RTLD_NOW | RTLD_LOCAL);
+	if (p->dl == NULL)
+		return hv_err_set(err, HV_E_CONFIG, "cannot load p11-kit "
+		    "proxy '%s': %s", p->module_path, dlerror());
+	*(void **)&get = dlsym(p->dl, "C_GetFunctionList");
+	if (get == NULL)
+		return hv_err_set(err, HV_E_CONFIG, "'%s' has no "
+		    "C_GetFunctionList", p->module_path);
+	rv = ck_log("C_GetFunctionList", get(&p->fn));
+	if (rv != CKR_OK || p->fn == NULL) {
+		p->fn = NULL;
+		return ck_err(err, "C_GetFunctionList", rv);
+	}
+	return HV_OK;
+}
+
 enum hv_rc
 hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
     struct hv_err *err)
@@ -1654,6 +1732,7 @@ hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
 	CK_RV rv = CKR_OK;
 	unsigned int i;
 	long cores;
+	bool proxy = false;
 
 	p = hv_calloc(1, sizeof(*p));
 	if (p == NULL)
@@ -1700,16 +1779,24 @@ hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
 	path = cfg->p11_module;
 	if (path == NULL || path[0] == '\0')
 		path = p11_kit_uri_get_module_path(p->uri);
-	if (path == NULL || path[0] == '\0')
+	if (path == NULL || path[0] == '\0') {
 		path = proxy_path();
+		proxy = true;
+	}
 	p->module_path = hv_strdup(path);
 	if (p->module_path == NULL) {
 		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 		goto out;
 	}
-	/* Managed (no P11_KIT_MODULE_UNMANAGED): p11-kit initializes the
-	 * module with CKF_OS_LOCKING_OK and tracks our sessions. */
-	p->fn = p11_kit_module_load(p->module_path, 0);
+	if (proxy) {
+		rc = load_proxy(p, err);
+		if (rc != HV_OK)
+			goto out;
+	} else {
+		/* Managed (no P11_KIT_MODULE_UNMANAGED): p11-kit initializes
+		 * the module with CKF_OS_LOCKING_OK, tracks our sessions. */
+		p->fn = p11_kit_module_load(p->module_path, 0);
+	}
 	if (p->fn == NULL) {
 		const char *m = p11_kit_message();
 

@@ -351,6 +351,666 @@ test_empty_token(void **state)
 	hv_test_token_destroy(&t);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Direct PKCS#11 access, as another application would have. */
+
+struct direct {
+	CK_FUNCTION_LIST *fn;
+	CK_SESSION_HANDLE s;
+};
+
+static void
+direct_open(struct direct *d, const char *label)
+{
+	CK_SLOT_ID slots[16];
+	CK_ULONG n = 16, i;
+	CK_RV rv;
+
+	d->fn = p11_kit_module_load(HV_TEST_SOFTHSM_MODULE, 0);
+	assert_non_null(d->fn);
+	assert_int_equal(p11_kit_module_initialize(d->fn), CKR_OK);
+	assert_int_equal(d->fn->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+	for (i = 0; i < n; i++) {
+		CK_TOKEN_INFO ti;
+		char l[33];
+
+		assert_int_equal(d->fn->C_GetTokenInfo(slots[i], &ti), CKR_OK);
+		memcpy(l, ti.label, 32);
+		l[p11_kit_space_strlen(ti.label, 32)] = '\0';
+		if (strcmp(l, label) == 0)
+			break;
+	}
+	assert_true(i < n);
+	assert_int_equal(d->fn->C_OpenSession(slots[i],
+	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &d->s), CKR_OK);
+	rv = d->fn->C_Login(d->s, CKU_USER, (CK_UTF8CHAR_PTR)HV_TEST_PIN,
+	    strlen(HV_TEST_PIN));
+	/* Login state is per process: the backend may have logged in. */
+	assert_true(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN);
+}
+
+static void
+direct_close(struct direct *d)
+{
+	(void)d->fn->C_CloseSession(d->s);
+	(void)p11_kit_module_finalize(d->fn);
+	p11_kit_module_release(d->fn);
+	d->fn = NULL;
+}
+
+/* Handles of objects labelled label (token or session objects). */
+static CK_ULONG
+direct_find(struct direct *d, const char *label, CK_BBOOL token,
+    CK_OBJECT_HANDLE *out, CK_ULONG max)
+{
+	CK_ATTRIBUTE t[] = {
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_TOKEN, &token, sizeof(token) },
+	};
+	CK_ULONG n = 0;
+
+	assert_int_equal(d->fn->C_FindObjectsInit(d->s, t, 2), CKR_OK);
+	assert_int_equal(d->fn->C_FindObjects(d->s, out, max, &n), CKR_OK);
+	assert_int_equal(d->fn->C_FindObjectsFinal(d->s), CKR_OK);
+	return n;
+}
+
+static CK_BBOOL
+attr_bool(struct direct *d, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
+{
+	CK_BBOOL v = 0xff;
+	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
+
+	assert_int_equal(d->fn->C_GetAttributeValue(d->s, o, &a, 1), CKR_OK);
+	assert_true(v == CK_TRUE || v == CK_FALSE);
+	return v;
+}
+
+static CK_ULONG
+attr_ulong(struct direct *d, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
+{
+	CK_ULONG v = 0;
+	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
+
+	assert_int_equal(d->fn->C_GetAttributeValue(d->s, o, &a, 1), CKR_OK);
+	return v;
+}
+
+/* Never readable, never exportable, never wrappable. */
+static void
+check_protected(struct direct *d, CK_OBJECT_HANDLE o)
+{
+	uint8_t buf[64];
+	CK_ATTRIBUTE a = { CKA_VALUE, buf, sizeof(buf) };
+	CK_BBOOL tru = CK_TRUE;
+	CK_ATTRIBUTE ex = { CKA_EXTRACTABLE, &tru, sizeof(tru) };
+
+	assert_true(attr_bool(d, o, CKA_SENSITIVE));
+	assert_false(attr_bool(d, o, CKA_EXTRACTABLE));
+	assert_true(attr_bool(d, o, CKA_NEVER_EXTRACTABLE));
+	assert_true(attr_bool(d, o, CKA_ALWAYS_SENSITIVE));
+	assert_true(attr_bool(d, o, CKA_PRIVATE));
+	assert_false(attr_bool(d, o, CKA_WRAP));
+	assert_false(attr_bool(d, o, CKA_UNWRAP));
+	assert_false(attr_bool(d, o, CKA_DERIVE));
+	assert_int_equal(attr_ulong(d, o, CKA_CLASS), CKO_SECRET_KEY);
+	assert_int_equal(attr_ulong(d, o, CKA_VALUE_LEN), 32);
+	assert_int_not_equal(d->fn->C_GetAttributeValue(d->s, o, &a, 1),
+	    CKR_OK);
+	assert_int_not_equal(d->fn->C_SetAttributeValue(d->s, o, &ex, 1),
+	    CKR_OK);
+	assert_false(attr_bool(d, o, CKA_EXTRACTABLE));
+}
+
+static void
+test_attributes(void **state)
+{
+	struct fx *f = *state;
+	struct direct d;
+	CK_OBJECT_HANDLE o[8];
+	uint8_t id[64];
+	CK_ATTRIBUTE ida = { CKA_ID, id, sizeof(id) };
+	struct hv_secret *dek = new_dek(f->h), *back = NULL;
+	uint8_t w[HV_WRAPPED_MAX], m[HV_HMAC_LEN];
+	size_t n = 0, i;
+	uint32_t v;
+	struct hv_err err = { 0 };
+
+	/* Make session copies exist, then look at everything. */
+	wrap1(f->h, 1, AAD, dek, w, &n);
+	assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
+	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+	    HV_OK);
+	direct_open(&d, f->tok.label);
+
+	assert_int_equal(direct_find(&d, "hsmvault-kek-1", CK_TRUE, o, 8), 1);
+	check_protected(&d, o[0]);
+	assert_true(attr_bool(&d, o[0], CKA_TOKEN));
+	assert_int_equal(attr_ulong(&d, o[0], CKA_KEY_TYPE), CKK_AES);
+	assert_true(attr_bool(&d, o[0], CKA_ENCRYPT));
+	assert_true(attr_bool(&d, o[0], CKA_DECRYPT));
+	assert_false(attr_bool(&d, o[0], CKA_SIGN));
+	assert_false(attr_bool(&d, o[0], CKA_VERIFY));
+	assert_int_equal(d.fn->C_GetAttributeValue(d.s, o[0], &ida, 1),
+	    CKR_OK);
+	assert_true(ida.ulValueLen > 0);
+
+	assert_int_equal(direct_find(&d, "hsmvault-hmac", CK_TRUE, o, 8), 1);
+	check_protected(&d, o[0]);
+	assert_int_equal(attr_ulong(&d, o[0], CKA_KEY_TYPE),
+	    CKK_GENERIC_SECRET);
+	assert_true(attr_bool(&d, o[0], CKA_SIGN));
+	assert_true(attr_bool(&d, o[0], CKA_VERIFY));
+	assert_false(attr_bool(&d, o[0], CKA_ENCRYPT));
+	assert_false(attr_bool(&d, o[0], CKA_DECRYPT));
+
+	/* The session copies are just as protected, and not on the token. */
+	n = direct_find(&d, "hsmvault-kek-1", CK_FALSE, o, 8);
+	assert_true(n >= 1);
+	for (i = 0; i < n; i++) {
+		check_protected(&d, o[i]);
+		assert_false(attr_bool(&d, o[i], CKA_TOKEN));
+	}
+	n = direct_find(&d, "hsmvault-hmac", CK_FALSE, o, 8);
+	assert_true(n >= 1);
+	for (i = 0; i < n; i++)
+		check_protected(&d, o[i]);
+
+	/* A disabled version: relabelled, and the token refuses its use. */
+	assert_int_equal(hv_hsm_kek_create(f->h, &v, &err), HV_OK);
+	assert_int_equal(hv_hsm_kek_disable(f->h, 1, &err), HV_OK);
+	assert_int_equal(direct_find(&d, "hsmvault-kek-1", CK_TRUE, o, 8), 0);
+	assert_int_equal(direct_find(&d, "hsmvault-kek-1-disabled", CK_TRUE,
+	    o, 8), 1);
+	assert_false(attr_bool(&d, o[0], CKA_ENCRYPT));
+	assert_false(attr_bool(&d, o[0], CKA_DECRYPT));
+	/* ... and no session copy of it is left. */
+	assert_int_equal(direct_find(&d, "hsmvault-kek-1", CK_FALSE, o, 8), 0);
+	direct_close(&d);
+	hv_secret_free(&back);
+	hv_secret_free(&dek);
+}
+
+/* A disable done by another application reaches a running backend. */
+static void
+test_disable_elsewhere(void **state)
+{
+	struct fx *f = *state;
+	struct direct d;
+	CK_OBJECT_HANDLE o[4];
+	CK_BBOOL fls = CK_FALSE;
+	const char *lab = "hsmvault-kek-1-disabled";
+	CK_ATTRIBUTE t[] = {
+		{ CKA_LABEL, (void *)lab, strlen(lab) },
+		{ CKA_DECRYPT, &fls, sizeof(fls) },
+		{ CKA_ENCRYPT, &fls, sizeof(fls) },
+	};
+	struct hv_secret *dek = new_dek(f->h), *back = NULL;
+	struct hv_kek_info k[4];
+	uint8_t w[HV_WRAPPED_MAX];
+	size_t n = 0, nk = 0;
+	uint32_t v;
+	struct hv_err err = { 0 };
+	int i;
+
+	assert_int_equal(hv_hsm_kek_create(f->h, &v, &err), HV_OK);
+	wrap1(f->h, 1, AAD, dek, w, &n);
+	assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
+	hv_secret_free(&back);
+	direct_open(&d, f->tok.label);
+	assert_int_equal(direct_find(&d, "hsmvault-kek-1", CK_TRUE, o, 4), 1);
+	assert_int_equal(d.fn->C_SetAttributeValue(d.s, o[0], t, 3), CKR_OK);
+	direct_close(&d);
+	/* Within the key list's refresh interval (2 s). */
+	for (i = 0; i < 40; i++) {
+		if (unwrap1(f->h, 1, AAD, w, n, &back, &err) != HV_OK)
+			break;
+		hv_secret_free(&back);
+		usleep(100000);
+	}
+	assert_true(i < 40);
+	assert_int_equal(hv_hsm_kek_list(f->h, k, 4, &nk, &err), HV_OK);
+	assert_int_equal(nk, 2);
+	assert_int_equal(k[0].state, HV_KEK_DISABLED);
+	hv_secret_free(&dek);
+}
+
+/* ------------------------------------------------------------------ */
+/* PIN handling. */
+
+/* Run fn with stderr going to a file; return how often needle is there. */
+static int
+count_in_stderr(void (*fn)(void *), void *arg, const char *needle)
+{
+	char path[] = "/tmp/hvp11log.XXXXXX", buf[65536];
+	int fd = mkstemp(path), saved = dup(2), count = 0;
+	ssize_t r;
+	char *q;
+
+	assert_true(fd >= 0 && saved >= 0);
+	fflush(stderr);
+	dup2(fd, 2);
+	fn(arg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	r = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	unlink(path);
+	assert_true(r >= 0);
+	buf[r] = '\0';
+	fputs(buf, stderr);
+	for (q = strstr(buf, needle); q != NULL; q = strstr(q + 1, needle))
+		count++;
+	return count;
+}
+
+struct pin_run {
+	struct fx *f;
+	enum hv_rc rc, rc2;
+};
+
+static void
+open_wrong_pin(void *arg)
+{
+	struct pin_run *r = arg;
+	struct hv_err err = { 0 };
+	struct hv_hsm *h = NULL;
+
+	cfg_for(r->f, "11112222");
+	r->rc = hv_hsm_open(&r->f->cfg, &h, &err);
+	assert_null(h);
+	assert_non_null(strstr(err.msg, "CKR_PIN_INCORRECT"));
+	assert_null(strstr(err.msg, "11112222"));
+	cfg_for(r->f, HV_TEST_PIN);
+}
+
+static void
+test_wrong_pin(void **state)
+{
+	struct fx *f = *state;
+	struct pin_run r = { f, HV_OK, HV_OK };
+	struct direct d;
+	CK_TOKEN_INFO ti;
+	CK_SLOT_ID slots[8];
+	CK_ULONG ns = 8;
+
+	hv_hsm_close(&f->h);
+	/* One C_Login, no retry, no reconnect loop. */
+	assert_int_equal(count_in_stderr(open_wrong_pin, &r, "C_Login"), 1);
+	assert_int_equal(r.rc, HV_E_PIN);
+	/* The token saw exactly the failure (SoftHSM: PIN_COUNT_LOW). */
+	direct_open(&d, f->tok.label);
+	assert_int_equal(d.fn->C_GetSlotList(CK_TRUE, slots, &ns), CKR_OK);
+	assert_int_equal(d.fn->C_GetTokenInfo(slots[0], &ti), CKR_OK);
+	assert_true((ti.flags & CKF_USER_PIN_LOCKED) == 0);
+	direct_close(&d);
+}
+
+/* The PIN changes under a running backend: HV_E_PIN, never retried. */
+static void
+test_pin_changed(void **state)
+{
+	struct fx *f = *state;
+	struct direct d;
+	struct hv_p11_test_stats st0, st1, st2;
+	uint8_t m[HV_HMAC_LEN];
+	struct hv_err err = { 0 };
+	int i;
+
+	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+	    HV_OK);
+	hv_p11_test_stats(f->h, &st0);
+	assert_int_equal(st0.logins, 1);
+	direct_open(&d, f->tok.label);
+	assert_int_equal(d.fn->C_SetPIN(d.s, (CK_UTF8CHAR_PTR)HV_TEST_PIN,
+	    strlen(HV_TEST_PIN), (CK_UTF8CHAR_PTR)"99998888", 8), CKR_OK);
+	assert_int_equal(d.fn->C_Logout(d.s), CKR_OK);
+	direct_close(&d);
+	hv_p11_test_break(f->h, HV_P11_BREAK_SESSIONS);
+
+	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+	    HV_E_PIN);
+	hv_p11_test_stats(f->h, &st1);
+	assert_int_equal(st1.logins, 2);
+	/* Not retried, not even after the breaker window. */
+	for (i = 0; i < 5; i++)
+		assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m,
+		    &err), HV_E_PIN);
+	usleep(1200 * 1000);
+	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+	    HV_E_PIN);
+	hv_p11_test_stats(f->h, &st2);
+	assert_int_equal(st2.logins, 2);
+	/* A new open with the new PIN works. */
+	hv_hsm_close(&f->h);
+	cfg_for(f, "99998888");
+	assert_int_equal(hv_hsm_open(&f->cfg, &f->h, &err), HV_OK);
+	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+	    HV_OK);
+	cfg_for(f, HV_TEST_PIN);
+}
+
+/* ------------------------------------------------------------------ */
+/* Threads. */
+
+struct worker {
+	struct hv_hsm *h;
+	int id;
+	int errors;
+	char msg[HV_ERR_MSG_MAX];
+};
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct hv_secret *dek = hv_secret_new(HV_DEK_LEN), *back = NULL;
+	uint8_t blob[HV_WRAPPED_MAX], m[HV_HMAC_LEN], rnd[48];
+	struct hv_kek_info k[HV_KEK_MAX_VERSIONS];
+	char aad[64];
+	size_t n, nk;
+	uint32_t used;
+	int i;
+
+	for (i = 0; i < 500 && dek != NULL; i++) {
+		struct hv_err err = { 0 };
+		enum hv_rc rc = HV_OK;
+
+		snprintf(aad, sizeof(aad), "ws|%d|%d", w->id, i);
+		switch (i % 5) {
+		case 0:
+		case 1:
+			rc = hv_hsm_random(w->h, dek->buf, dek->len, &err);
+			if (rc == HV_OK)
+				rc = hv_hsm_wrap(w->h, 0, (uint8_t *)aad,
+				    strlen(aad), dek, blob, &n, &used, &err);
+			if (rc == HV_OK)
+				rc = hv_hsm_unwrap(w->h, used, (uint8_t *)aad,
+				    strlen(aad), blob, n, &back, &err);
+			if (rc == HV_OK &&
+			    memcmp(back->buf, dek->buf, HV_DEK_LEN) != 0)
+				rc = HV_E_INTERNAL;
+			hv_secret_free(&back);
+			break;
+		case 2:
+			rc = hv_hsm_hmac(w->h, (uint8_t *)aad, strlen(aad), m,
+			    &err);
+			break;
+		case 3:
+			rc = hv_hsm_random(w->h, rnd, sizeof(rnd), &err);
+			break;
+		case 4:
+			rc = hv_hsm_kek_list(w->h, k, HV_KEK_MAX_VERSIONS,
+			    &nk, &err);
+			break;
+		}
+		if (rc != HV_OK) {
+			w->errors++;
+			snprintf(w->msg, sizeof(w->msg), "%s", err.msg);
+		}
+	}
+	hv_secret_free(&dek);
+	return NULL;
+}
+
+static void
+run_workers(struct hv_hsm *h, int nthreads, bool disturb)
+{
+	pthread_t th[8];
+	struct worker w[8];
+	struct hv_err err = { 0 };
+	uint32_t v;
+	int i;
+
+	for (i = 0; i < nthreads; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].h = h;
+		w[i].id = i;
+		assert_int_equal(pthread_create(&th[i], NULL, worker_main,
+		    &w[i]), 0);
+	}
+	if (disturb) {
+		usleep(20000);
+		assert_int_equal(hv_hsm_kek_create(h, &v, &err), HV_OK);
+		usleep(20000);
+		hv_p11_test_break(h, HV_P11_BREAK_SESSIONS);
+	}
+	for (i = 0; i < nthreads; i++) {
+		pthread_join(th[i], NULL);
+		if (w[i].errors != 0)
+			fprintf(stderr, "worker %d: %d errors, last: %s\n", i,
+			    w[i].errors, w[i].msg);
+		assert_int_equal(w[i].errors, 0);
+	}
+}
+
+static void
+test_threads(void **state)
+{
+	struct fx *f = *state;
+	struct hv_p11_test_stats st;
+	struct hv_err err = { 0 };
+
+	/* Fewer sessions than threads: the pool makes threads wait. */
+	hv_hsm_close(&f->h);
+	f->cfg.p11_sessions = 2;
+	assert_int_equal(hv_hsm_open(&f->cfg, &f->h, &err), HV_OK);
+	run_workers(f->h, 4, false);
+	/* Handles are cached: no C_FindObjects per operation. */
+	hv_p11_test_stats(f->h, &st);
+	assert_true(st.finds < 10);
+	/* A rotation and a lost session under load: still no error. */
+	run_workers(f->h, 4, true);
+	hv_p11_test_stats(f->h, &st);
+	assert_true(st.reconnects >= 1);
+	hv_p11_test_set_copies(f->h, false);
+	run_workers(f->h, 4, false);
+}
+
+/* ------------------------------------------------------------------ */
+/* Outages. */
+
+static double
+ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void
+test_recover_finalize(void **state)
+{
+	struct fx *f = *state;
+	struct hv_secret *dek = new_dek(f->h), *back = NULL;
+	struct hv_p11_test_stats st;
+	uint8_t w[HV_WRAPPED_MAX], m[HV_HMAC_LEN];
+	size_t n = 0;
+	struct hv_err err = { 0 };
+
+	wrap1(f->h, 1, AAD, dek, w, &n);
+	/* The module is finalized behind the backend's back. */
+	hv_p11_test_break(f->h, HV_P11_BREAK_FINALIZE);
+	assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
+	assert_memory_equal(back->buf, dek->buf, HV_DEK_LEN);
+	hv_secret_free(&back);
+	hv_p11_test_stats(f->h, &st);
+	assert_int_equal(st.reconnects, 1);
+	assert_int_equal(st.logins, 2);
+	/* Its sessions are closed behind its back. */
+	hv_p11_test_break(f->h, HV_P11_BREAK_SESSIONS);
+	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+	    HV_OK);
+	hv_p11_test_stats(f->h, &st);
+	assert_int_equal(st.reconnects, 2);
+	hv_secret_free(&dek);
+}
+
+static void
+test_outage_breaker(void **state)
+{
+	struct fx *f = *state;
+	struct hv_secret *dek = new_dek(f->h), *back = NULL;
+	struct hv_hsm_status st;
+	struct hv_p11_test_stats ps;
+	uint8_t w[HV_WRAPPED_MAX], m[HV_HMAC_LEN];
+	size_t n = 0;
+	struct hv_err err = { 0 };
+	double t0, dt;
+	int i;
+
+	wrap1(f->h, 1, AAD, dek, w, &n);
+	assert_int_equal(hv_hsm_probe(f->h, &st, &err), HV_OK);
+	assert_true(st.reachable);
+	assert_string_equal(st.backend, "pkcs11");
+	assert_string_equal(st.token, f->tok.label);
+	assert_int_equal(st.active_kek, 1);
+
+	/* The token goes away. */
+	assert_int_equal(hv_test_sh("mv '%s/tokens' '%s/tokens.away'",
+	    f->tok.dir, f->tok.dir), 0);
+	t0 = ms_now();
+	assert_int_equal(hv_hsm_probe(f->h, &st, &err), HV_E_KEYSTORE);
+	dt = ms_now() - t0;
+	assert_false(st.reachable);
+	/* It tried: backoff 10 + 50 + 200 ms. */
+	assert_true(dt >= 250.0);
+	assert_true(dt < 3000.0);
+	/* The breaker is open: every kind of call fails at once. */
+	for (i = 0; i < 20; i++) {
+		t0 = ms_now();
+		assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err),
+		    HV_E_KEYSTORE);
+		assert_int_equal(hv_hsm_wrap(f->h, 0, (const uint8_t *)AAD,
+		    strlen(AAD), dek, w + 100, &n, NULL, &err),
+		    HV_E_KEYSTORE);
+		assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m,
+		    &err), HV_E_KEYSTORE);
+		assert_int_equal(hv_hsm_random(f->h, m, sizeof(m), &err),
+		    HV_E_KEYSTORE);
+		dt = ms_now() - t0;
+		assert_true(dt < 20.0);
+	}
+	assert_null(back);
+	assert_non_null(strstr(err.msg, "unavailable"));
+	/* After the window, one quick try (half open), still failing. */
+	usleep(1100 * 1000);
+	t0 = ms_now();
+	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+	    HV_E_KEYSTORE);
+	assert_true(ms_now() - t0 < 100.0);
+
+	/* The token comes back: calls succeed again without a reopen. */
+	assert_int_equal(hv_test_sh("mv '%s/tokens.away' '%s/tokens'",
+	    f->tok.dir, f->tok.dir), 0);
+	usleep(1100 * 1000);
+	assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
+	assert_memory_equal(back->buf, dek->buf, HV_DEK_LEN);
+	hv_secret_free(&back);
+	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+	    HV_OK);
+	assert_int_equal(hv_hsm_probe(f->h, &st, &err), HV_OK);
+	assert_true(st.reachable);
+	assert_true(st.reconnects >= 1);
+	hv_p11_test_stats(f->h, &ps);
+	assert_true(ps.reconnects >= 1);
+	hv_secret_free(&dek);
+}
+
+/* ------------------------------------------------------------------ */
+/* Configuration. */
+
+static void
+test_uri(void **state)
+{
+	struct fx *f = *state;
+	struct hv_hsm *h2 = NULL;
+	struct hv_hsm_config c = f->cfg;
+	struct hv_kek_info k[4];
+	struct direct d;
+	CK_OBJECT_HANDLE o[4];
+	char uri[256];
+	size_t nk = 0;
+	struct hv_err err = { 0 };
+
+	/* object= sets the label prefix; prefixes are independent. */
+	snprintf(uri, sizeof(uri), "%s;object=team-a", f->tok.uri);
+	c.p11_token = uri;
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_OK);
+	assert_int_equal(hv_hsm_ensure_keys(h2, false, &err), HV_E_NOT_FOUND);
+	assert_int_equal(hv_hsm_ensure_keys(h2, true, &err), HV_OK);
+	assert_int_equal(hv_hsm_kek_list(h2, k, 4, &nk, &err), HV_OK);
+	assert_int_equal(nk, 1);
+	hv_hsm_close(&h2);
+	direct_open(&d, f->tok.label);
+	assert_int_equal(direct_find(&d, "team-a-kek-1", CK_TRUE, o, 4), 1);
+	assert_int_equal(direct_find(&d, "team-a-hmac", CK_TRUE, o, 4), 1);
+	direct_close(&d);
+
+	/* Matching more of the token works; a wrong model does not. */
+	snprintf(uri, sizeof(uri), "pkcs11:model=SoftHSM%%20v2;token=%s",
+	    f->tok.label);
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_OK);
+	hv_hsm_close(&h2);
+	snprintf(uri, sizeof(uri), "pkcs11:model=Other;token=%s",
+	    f->tok.label);
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_KEYSTORE);
+	assert_non_null(strstr(err.msg, "no token matches"));
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_KEYSTORE);
+	c.p11_token = "pkcs11:token=nosuchtoken";
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_KEYSTORE);
+	c.p11_token = "http://example";
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_CONFIG);
+	snprintf(uri, sizeof(uri), "%s?pin-value=%s", f->tok.uri,
+	    HV_TEST_PIN);
+	c.p11_token = uri;
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_CONFIG);
+	assert_null(strstr(err.msg, HV_TEST_PIN));
+	c.p11_token = f->tok.uri;
+	c.p11_module = "/nonexistent/module.so";
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_CONFIG);
+	c.p11_module = HV_TEST_SOFTHSM_MODULE;
+	c.p11_pin = NULL;
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_CONFIG);
+	assert_null(h2);
+}
+
+/* The p11-kit proxy: SoftHSM2 is registered in p11-kit's module config
+ * (Debian's softhsm2 ships /usr/share/p11-kit/modules/softhsm2.module). */
+static void
+test_proxy(void **state)
+{
+	struct fx *f = *state;
+	struct hv_hsm_config c = f->cfg;
+	struct hv_hsm *h2 = NULL;
+	struct hv_secret *dek = new_dek(f->h), *back = NULL;
+	uint8_t w[HV_WRAPPED_MAX];
+	size_t n = 0;
+	struct hv_err err = { 0 };
+
+	if (access("/usr/share/p11-kit/modules/softhsm2.module", R_OK) != 0 &&
+	    access("/etc/pkcs11/modules/softhsm2.module", R_OK) != 0) {
+		hv_secret_free(&dek);
+		skip();
+	}
+	wrap1(f->h, 1, AAD, dek, w, &n);
+	hv_hsm_close(&f->h);
+	c.p11_module = NULL;
+	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_OK);
+	assert_int_equal(hv_hsm_ensure_keys(h2, false, &err), HV_OK);
+	assert_int_equal(unwrap1(h2, 1, AAD, w, n, &back, &err), HV_OK);
+	assert_memory_equal(back->buf, dek->buf, HV_DEK_LEN);
+	hv_secret_free(&back);
+	hv_p11_test_break(h2, HV_P11_BREAK_SESSIONS);
+	assert_int_equal(unwrap1(h2, 1, AAD, w, n, &back, &err), HV_OK);
+	hv_secret_free(&back);
+	hv_hsm_close(&h2);
+	hv_secret_free(&dek);
+}
+
 int
 main(void)
 {
@@ -365,6 +1025,21 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_hmac, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persist, setup, teardown),
 		cmocka_unit_test(test_empty_token),
+		cmocka_unit_test_setup_teardown(test_attributes, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_disable_elsewhere, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_pin, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_pin_changed, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recover_finalize, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_outage_breaker, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_uri, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_proxy, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
