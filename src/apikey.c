@@ -123,7 +123,7 @@ hv_apikey_format_ok(const char *prefix, const char *key)
 	klen = strnlen(key, HV_APIKEY_MAX_LEN + 1);
 	/* Length and prefix are public: early return is fine. */
 	if (klen != plen + HV_APIKEY_BODY_LEN + HV_APIKEY_CHECK_LEN ||
-	    memcmp(key, prefix, plen) != 0)
+	    !hv_ct_equal(key, prefix, plen))
 		return false;
 	/*
 	 * The body must be 43 digits of a value below 2^256 (a generated key
