@@ -8,9 +8,12 @@
  * length: hv_base62_width(n) digits (32 bytes -> 43 digits).
  *
  * The arithmetic runs on fixed-size stack buffers that are wiped before
- * return, because the bytes are often key material. Run time depends on
- * the lengths only, not on the values (no data-dependent branches or
- * table look-ups besides the alphabet, which is indexed by digit value).
+ * return, because the bytes are often key material. The loops run over
+ * every byte and digit position whatever the values (no early exit on a
+ * bad digit or an overflow); what remains value-dependent is the look-up
+ * in the 62-byte alphabet, the character-class branches of decoding and
+ * the CPU's division by 62: small enough for API keys, not meant as a
+ * constant-time primitive.
  *
  * Thread-safety: every function is thread-safe; no state.
  */
