@@ -83,6 +83,8 @@ hv_strerror(enum hv_rc rc)
 		return "upstream provider error";
 	case HV_E_NOT_IMPLEMENTED:
 		return "not implemented";
+	case HV_E_EXPIRED:
+		return "credential expired";
 	}
 	return "unknown error";
 }
@@ -118,6 +120,8 @@ hv_rc_code(enum hv_rc rc)
 		return "upstream_error";
 	case HV_E_NOT_IMPLEMENTED:
 		return "not_implemented";
+	case HV_E_EXPIRED:
+		return "credential_expired";
 	case HV_E_CRYPTO:
 	case HV_E_NOMEM:
 	case HV_E_INTERNAL:
@@ -145,6 +149,7 @@ hv_rc_http(enum hv_rc rc)
 		return 404;
 	case HV_E_CONFLICT:
 	case HV_E_REVOKED:
+	case HV_E_EXPIRED:
 		return 409;
 	case HV_E_TOO_LARGE:
 		return 413;

@@ -38,6 +38,7 @@ enum hv_rc {
 	HV_E_UNSUPPORTED = 17,		/* 17: not implemented by this backend */
 	HV_E_UPSTREAM = 18,		/* 18: provider call failed (502) */
 	HV_E_NOT_IMPLEMENTED = 19,	/* 19: endpoint exists, feature pending */
+	HV_E_EXPIRED = 20,		/* 20: credential expired (409) */
 };
 
 #define HV_ERR_MSG_MAX 256

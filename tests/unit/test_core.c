@@ -34,12 +34,14 @@ test_err_codes(void **state)
 	assert_int_equal(hv_rc_http(HV_E_INTERNAL), 500);
 	assert_string_equal(hv_rc_code(HV_E_REVOKED), "credential_revoked");
 	assert_string_equal(hv_rc_code(HV_E_KEYSTORE), "keystore_unavailable");
+	assert_string_equal(hv_rc_code(HV_E_EXPIRED), "credential_expired");
+	assert_int_equal(hv_rc_http(HV_E_EXPIRED), 409);
 	assert_string_equal(hv_rc_code(HV_E_DATABASE), "database_unavailable");
 	assert_string_equal(hv_rc_code(HV_E_TOO_LARGE), "payload_too_large");
 	assert_string_equal(hv_rc_code(HV_E_MEDIA_TYPE),
 	    "unsupported_media_type");
 	/* every code has a description */
-	for (int i = 0; i <= HV_E_NOT_IMPLEMENTED; i++)
+	for (int i = 0; i <= HV_E_EXPIRED; i++)
 		assert_true(strlen(hv_strerror((enum hv_rc)i)) > 0);
 	assert_int_equal(hv_err_set(&err, HV_E_CONFLICT, "x %d", 42),
 	    HV_E_CONFLICT);
