@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# ci/quickstart end to end: a private data directory and port, the admin
+# key file (mode 0600), the printed curl line working against the server,
+# a second run reusing what the data directory holds, and the written
+# configuration reaching the same database and key store.
+set -uo pipefail
+fail() { echo "FAIL: $*" >&2; exit 1; }
+[ -x "${HV_BUILD_DIR:?}/hsmvault" ] || fail "no binary"
+command -v softhsm2-util >/dev/null || { echo "SKIP: softhsm2" >&2; exit 77; }
+ROOT=${HV_SOURCE_DIR:?}
+. "$ROOT/ci/lib.sh"
+T=$(mktemp -d "${TMPDIR:-/tmp}/hvqs.XXXXXX")
+chmod 0755 "$T"
+port=$(hv_free_port)
+srv=""
+cleanup() {
+	[ -n "$srv" ] && kill -TERM "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
+	hv_pg_stop "$T/data/pg" >/dev/null 2>&1
+	rm -rf "$T"
+}
+trap cleanup EXIT
+export HSMVAULT_DATA="$T/data" HSMVAULT_LISTEN="127.0.0.1:$port"
+export HV_QUICKSTART_BIN="$HV_BUILD_DIR/hsmvault"
+unset HSMVAULT_DATABASE_URL HSMVAULT_PKCS11_MODULE HSMVAULT_PKCS11_TOKEN HSMVAULT_KEYSTORE SOFTHSM2_CONF
+bash "$ROOT/ci/quickstart" >"$T/qs.out" 2>"$T/qs.err" &
+srv=$!
+for _ in $(seq 1 120); do
+	grep -q "serving on" "$T/qs.err" 2>/dev/null && curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break
+	kill -0 "$srv" 2>/dev/null || { cat "$T/qs.err"; fail "quickstart exited"; }
+	sleep 0.5
+done
+curl -fs "http://127.0.0.1:$port/healthz" | grep -q '"ok"' || { cat "$T/qs.err"; fail "not serving"; }
+key_file="$T/data/admin-api-key"
+[ "$(stat -c %a "$key_file")" = 600 ] || fail "admin key mode"
+key=$(cat "$key_file")
+grep -q "$key" "$T/qs.out" || fail "key not printed"
+grep -q "curl -s -H \"Authorization: Bearer" "$T/qs.out" || fail "no curl line"
+# the printed curl line, as printed
+line=$(grep -m1 'curl -s -H "Authorization: Bearer' "$T/qs.out" | sed 's/^ *//')
+out=$(eval "$line") || fail "curl line failed"
+echo "$out" | grep -q '"items"' || fail "curl line answer: $out"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $key" \
+	-H 'Content-Type: application/json' \
+	-d '{"service":"stripe","name":"Stripe live","auth_type":"bearer","secret":{"token":"sk_live_example"}}' \
+	"http://127.0.0.1:$port/v1/credentials")
+[ "$code" = 201 ] || fail "create through quickstart server: $code"
+kill -TERM "$srv"; wait "$srv" 2>/dev/null; srv=""
+# the written configuration reaches the same database and key store
+"$HV_BUILD_DIR/hsmvault" --config "$T/data/hsmvault.conf" status >"$T/status.json" ||
+	fail "status through the written configuration"
+grep -q '"credentials"' "$T/status.json" || fail "status: $(cat "$T/status.json")"
+grep -q "$(cat "$T/data/pin")" "$T/data/hsmvault.conf" && fail "pin written to the configuration"
+# a second run reuses the data directory and the key
+HSMVAULT_QUICKSTART_NO_SERVE=1 bash "$ROOT/ci/quickstart" >"$T/qs2.out" 2>"$T/qs2.err" ||
+	{ cat "$T/qs2.err"; fail "second run"; }
+[ "$(cat "$key_file")" = "$key" ] || fail "second run minted a new key"
+echo "test_quickstart: ok"
