@@ -469,6 +469,7 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 	struct p11_kek keks[HV_KEK_MAX_VERSIONS];
 	size_t nk = 0, i;
 	CK_OBJECT_HANDLE hmac = 0;
+	const char *fname = "C_FindObjectsInit";
 	CK_RV rv;
 	bool changed;
 
@@ -476,6 +477,7 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 	rv = CK(p, C_FindObjectsInit, s, tmpl, 2);
 	if (rv != CKR_OK)
 		goto fail_rv;
+	fname = "C_FindObjects";
 	for (;;) {
 		rv = CK(p, C_FindObjects, s, objs + nobj,
 		    (CK_ULONG)(sizeof(objs) / sizeof(objs[0])) - nobj, &got);
@@ -487,9 +489,11 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 		if (got == 0 || nobj == sizeof(objs) / sizeof(objs[0]))
 			break;
 	}
+	fname = "C_FindObjectsFinal";
 	rv = CK(p, C_FindObjectsFinal, s);
 	if (rv != CKR_OK)
 		goto fail_rv;
+	fname = "C_GetAttributeValue";
 
 	for (i = 0; i < nobj; i++) {
 		char label[LABEL_MAX + 1];
@@ -561,7 +565,7 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 	return HV_OK;
 fail_rv:
 	*rvp = rv;
-	return ck_err(err, "C_FindObjects", rv);
+	return ck_err(err, fname, rv);
 }
 
 /* Index of version in keks, or -1. Shared lock. */
@@ -857,6 +861,11 @@ reconnect(struct p11 *p, uint64_t gen_seen, CK_RV rv_seen, struct hv_err *err)
 	}
 	if (p->up && p->gen != gen_seen) {
 		rc = HV_OK;
+		goto out;
+	}
+	if (atomic_load(&p->breaker_until) > now_ms()) {
+		/* Another thread just gave up: do not pile on. */
+		rc = hv_err_set(err, HV_E_KEYSTORE, "key store unavailable");
 		goto out;
 	}
 	if (rv_seen == CKR_CRYPTOKI_NOT_INITIALIZED) {
@@ -1453,7 +1462,6 @@ op_probe(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 		*rvp = rv;
 		return ck_err(err, "C_GetTokenInfo", rv);
 	}
-	pin_flags_warn(&ti);
 	space_copy(st->token, sizeof(st->token), ti.label, sizeof(ti.label));
 	(void)snprintf(st->detail, sizeof(st->detail), "%s", p->token_detail);
 	st->reachable = true;
