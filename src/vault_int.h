@@ -11,6 +11,8 @@
 #include "store.h"
 #include "vault.h"
 
+#include <stdint.h>
+
 struct hv_vault {
 	const struct hv_cfg *cfg;	/* borrowed */
 	struct hv_hsm *hsm;
@@ -29,6 +31,61 @@ void hv_vault_cred_register(void);	/* vault_cred.c */
  * Implements SPEC section 3 visibility plus the allow-list is NOT part of
  * visibility (allow-list misses are 403, not 404).
  */
+/* PostgreSQL NOTIFY channel of API key revocations (payload: key id). */
+#define HV_REVOKE_CHANNEL "hv_apikey_revoked"
+
+/* Timestamps leave the database as RFC 3339 UTC with microseconds. */
+#define HV_SQL_TS(col) \
+	"to_char(" col " AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+void hv_vault_apikey_register(void);	/* vault_apikey.c */
+void hv_vault_admin_register(void);	/* vault_admin.c */
+
+/* Every scope bit (what admin holds). */
+unsigned int hv_scope_all(void);
+/* The scope names of a bit set as a new JSON array (NULL: no memory). */
+json_t *hv_scopes_to_json(unsigned int scopes);
+
+/* The actor name recorded for p ("cli" for NULL or the CLI). */
+const char *hv_principal_actor(const struct hv_principal *p);
+
+/* Fill an audit event for principal p (may be NULL: the CLI). */
+void hv_vault_event(struct hv_audit_event *ev, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *ws, const char *action,
+    const char *cred_id, const char *outcome, const char *detail);
+
+/*
+ * Record an auth.denied row for p (in its own transaction; a failure is
+ * logged) and return HV_E_FORBIDDEN. The caller sets err.
+ */
+enum hv_rc hv_vault_deny(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *cred_id, const char *detail);
+
+/*
+ * HV_E_INVALID naming the first key of body not in the NULL-terminated
+ * allowed list (or when body is not an object).
+ */
+enum hv_rc hv_vault_check_fields(const json_t *body,
+    const char *const *allowed, struct hv_err *err);
+
+/* A JSON string of min..max bytes without NUL or control characters. */
+bool hv_vault_text_ok(const json_t *v, size_t min, size_t max);
+
+/*
+ * Parse an RFC 3339 date-time (2030-01-31T12:00:00Z, fractions and
+ * offsets allowed) into microseconds since the epoch. HV_E_INVALID naming
+ * `field` otherwise.
+ */
+enum hv_rc hv_vault_parse_time(const char *s, int64_t *epoch_us,
+    struct hv_err *err, const char *field);
+
+/* Drop key_id from this instance's verified-key cache. */
+void hv_vault_cache_evict(struct hv_vault *v, const char *key_id);
+/* Cache figures for /metrics; listening: revocations arrive live. */
+void hv_vault_cache_stats(struct hv_vault *v, unsigned long *hits,
+    unsigned long *misses, unsigned long *revocations, bool *listening);
+
 bool hv_vault_visible(const struct hv_principal *p, const char *workspace_id,
     const char *scope, const char *owner_user);
 bool hv_vault_allowed(const struct hv_principal *p, const char *cred_id);
