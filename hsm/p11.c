@@ -553,8 +553,11 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 			i--;
 		}
 	}
-	changed = nk != p->nkeks || hmac != p->hmac_obj ||
-	    memcmp(keks, p->keks, nk * sizeof(keks[0])) != 0;
+	changed = nk != p->nkeks || hmac != p->hmac_obj;
+	for (i = 0; i < nk && !changed; i++)
+		changed = keks[i].version != p->keks[i].version ||
+		    keks[i].obj != p->keks[i].obj ||
+		    keks[i].disabled != p->keks[i].disabled;
 	if (changed)
 		drop_copies_locked(p);
 	memset(p->keks, 0, sizeof(p->keks));

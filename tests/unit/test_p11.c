@@ -352,6 +352,38 @@ test_empty_token(void **state)
 }
 
 
+/* Handles and session copies are cached; the periodic re-read of the key
+ * list (every 2 s) keeps them when nothing changed. */
+static void
+test_cache(void **state)
+{
+	struct fx *f = *state;
+	struct hv_secret *dek = new_dek(f->h), *back = NULL;
+	struct hv_p11_test_stats a, b;
+	uint8_t w[HV_WRAPPED_MAX];
+	size_t n = 0;
+	int i;
+	struct hv_err err = { 0 };
+
+	wrap1(f->h, 1, AAD, dek, w, &n);
+	hv_p11_test_stats(f->h, &a);
+	for (i = 0; i < 200; i++) {
+		wrap1(f->h, 1, AAD, dek, w, &n);
+		assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err),
+		    HV_OK);
+		hv_secret_free(&back);
+	}
+	hv_p11_test_stats(f->h, &b);
+	assert_int_equal(b.finds, a.finds);
+	usleep(2200 * 1000);
+	wrap1(f->h, 1, AAD, dek, w, &n);
+	hv_p11_test_stats(f->h, &b);
+	assert_int_equal(b.finds, a.finds + 1);
+	assert_true(b.copies <= f->cfg.p11_sessions);
+	assert_int_equal(b.reconnects, 0);
+	hv_secret_free(&dek);
+}
+
 /* ------------------------------------------------------------------ */
 /* Direct PKCS#11 access, as another application would have. */
 
@@ -1025,6 +1057,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_hmac, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persist, setup, teardown),
 		cmocka_unit_test(test_empty_token),
+		cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attributes, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_disable_elsewhere, setup,
