@@ -1,0 +1,286 @@
+/* metrics: per-route counters and histograms, Prometheus text output. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "mem.h"
+
+/* Statuses we count by value; anything else is "other". */
+static const unsigned int status_codes[] = { 200, 201, 204, 400, 401, 403,
+	404, 405, 409, 413, 415, 431, 500, 501, 502, 503 };
+#define N_STATUS (sizeof(status_codes) / sizeof(status_codes[0]) + 1)
+
+/* Histogram upper bounds in microseconds (and as text for `le`). */
+static const uint64_t bucket_us[] = { 1000, 2500, 5000, 10000, 25000, 50000,
+	100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000 };
+static const char *const bucket_le[] = { "0.001", "0.0025", "0.005", "0.01",
+	"0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10" };
+#define N_BUCKET (sizeof(bucket_us) / sizeof(bucket_us[0]))
+
+struct route_stats {
+	atomic_ulong by_status[N_STATUS];
+	atomic_ulong bucket[N_BUCKET];	/* non-cumulative; summed at render */
+	atomic_ulong count;
+	atomic_ullong sum_us;
+};
+
+struct hv_metrics {
+	const struct hv_route *tbl;
+	size_t n;			/* routes; stats has n + 1 slots */
+	struct route_stats *stats;
+	atomic_long inflight;
+	time_t started;
+};
+
+enum hv_rc
+hv_metrics_new(const struct hv_route *tbl, size_t n, struct hv_metrics **out,
+    struct hv_err *err)
+{
+	struct hv_metrics *m;
+	size_t i, k;
+
+	m = hv_calloc(1, sizeof(*m));
+	if (m == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "metrics: out of memory");
+	m->stats = hv_calloc(n + 1, sizeof(*m->stats));
+	if (m->stats == NULL) {
+		hv_free(m);
+		return hv_err_set(err, HV_E_NOMEM, "metrics: out of memory");
+	}
+	for (i = 0; i <= n; i++) {
+		for (k = 0; k < N_STATUS; k++)
+			atomic_init(&m->stats[i].by_status[k], 0);
+		for (k = 0; k < N_BUCKET; k++)
+			atomic_init(&m->stats[i].bucket[k], 0);
+		atomic_init(&m->stats[i].count, 0);
+		atomic_init(&m->stats[i].sum_us, 0);
+	}
+	atomic_init(&m->inflight, 0);
+	m->tbl = tbl;
+	m->n = n;
+	m->started = time(NULL);
+	*out = m;
+	return HV_OK;
+}
+
+void
+hv_metrics_free(struct hv_metrics **m)
+{
+	if (m == NULL || *m == NULL)
+		return;
+	hv_free((*m)->stats);
+	hv_free(*m);
+	*m = NULL;
+}
+
+void
+hv_metrics_observe(struct hv_metrics *m, size_t route, unsigned int status,
+    uint64_t usec)
+{
+	struct route_stats *s;
+	size_t k;
+
+	if (m == NULL)
+		return;
+	if (route > m->n)
+		route = m->n;
+	s = &m->stats[route];
+	for (k = 0; k + 1 < N_STATUS; k++)
+		if (status_codes[k] == status)
+			break;
+	atomic_fetch_add_explicit(&s->by_status[k], 1, memory_order_relaxed);
+	for (k = 0; k < N_BUCKET; k++)
+		if (usec <= bucket_us[k])
+			break;
+	if (k < N_BUCKET)
+		atomic_fetch_add_explicit(&s->bucket[k], 1,
+		    memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->sum_us, usec, memory_order_relaxed);
+}
+
+void
+hv_metrics_inflight(struct hv_metrics *m, int delta)
+{
+	if (m != NULL)
+		atomic_fetch_add_explicit(&m->inflight, delta,
+		    memory_order_relaxed);
+}
+
+/* A growable text buffer; a failed append latches `oom`. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		size_t avail = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->p + b->len, avail, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < avail) {
+			b->len += (size_t)n;
+			return;
+		}
+		{
+			size_t ncap = b->cap * 2 + (size_t)n;
+			char *np = hv_malloc(ncap);
+
+			if (np == NULL) {
+				b->oom = true;
+				return;
+			}
+			memcpy(np, b->p, b->len + 1);
+			hv_free(b->p);
+			b->p = np;
+			b->cap = ncap;
+		}
+	}
+}
+
+static void
+labels(const struct hv_metrics *m, size_t r, const char **method,
+    const char **route)
+{
+	if (r < m->n) {
+		*method = m->tbl[r].key.method;
+		*route = m->tbl[r].key.pattern;
+	} else {
+		*method = "other";
+		*route = "unmatched";
+	}
+}
+
+enum hv_rc
+hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
+    size_t *len, struct hv_err *err)
+{
+	struct sbuf b = { NULL, 0, 4096, false };
+	const char *meth, *route;
+	size_t r, k;
+
+	b.p = hv_malloc(b.cap);
+	if (b.p == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "metrics: out of memory");
+	b.p[0] = '\0';
+
+	sb_printf(&b, "# HELP hsmvault_http_requests_total HTTP requests "
+	    "served, by route template, method and status.\n"
+	    "# TYPE hsmvault_http_requests_total counter\n");
+	for (r = 0; r <= m->n; r++) {
+		labels(m, r, &meth, &route);
+		for (k = 0; k < N_STATUS; k++) {
+			unsigned long v = atomic_load_explicit(
+			    &m->stats[r].by_status[k], memory_order_relaxed);
+			char st[8];
+
+			if (v == 0)
+				continue;
+			if (k + 1 < N_STATUS)
+				(void)snprintf(st, sizeof(st), "%u",
+				    status_codes[k]);
+			else
+				(void)snprintf(st, sizeof(st), "other");
+			sb_printf(&b, "hsmvault_http_requests_total{method=\"%s"
+			    "\",route=\"%s\",status=\"%s\"} %lu\n", meth, route,
+			    st, v);
+		}
+	}
+
+	sb_printf(&b, "# HELP hsmvault_http_request_duration_seconds Time from "
+	    "the request's headers to its completion, by route template.\n"
+	    "# TYPE hsmvault_http_request_duration_seconds histogram\n");
+	for (r = 0; r <= m->n; r++) {
+		unsigned long cnt = atomic_load_explicit(&m->stats[r].count,
+		    memory_order_relaxed);
+		unsigned long long sum = atomic_load_explicit(
+		    &m->stats[r].sum_us, memory_order_relaxed);
+		unsigned long cum = 0;
+
+		if (cnt == 0)
+			continue;
+		labels(m, r, &meth, &route);
+		for (k = 0; k < N_BUCKET; k++) {
+			cum += atomic_load_explicit(&m->stats[r].bucket[k],
+			    memory_order_relaxed);
+			sb_printf(&b, "hsmvault_http_request_duration_seconds_"
+			    "bucket{method=\"%s\",route=\"%s\",le=\"%s\"} "
+			    "%lu\n", meth, route, bucket_le[k], cum);
+		}
+		/* Concurrent observers may have moved on: keep +Inf >= cum. */
+		if (cnt < cum)
+			cnt = cum;
+		sb_printf(&b, "hsmvault_http_request_duration_seconds_bucket{"
+		    "method=\"%s\",route=\"%s\",le=\"+Inf\"} %lu\n", meth,
+		    route, cnt);
+		sb_printf(&b, "hsmvault_http_request_duration_seconds_sum{"
+		    "method=\"%s\",route=\"%s\"} %llu.%06llu\n", meth, route,
+		    sum / 1000000ull, sum % 1000000ull);
+		sb_printf(&b, "hsmvault_http_request_duration_seconds_count{"
+		    "method=\"%s\",route=\"%s\"} %lu\n", meth, route, cnt);
+	}
+
+	sb_printf(&b, "# HELP hsmvault_http_requests_in_flight Requests being "
+	    "served.\n# TYPE hsmvault_http_requests_in_flight gauge\n"
+	    "hsmvault_http_requests_in_flight %ld\n",
+	    atomic_load_explicit(&m->inflight, memory_order_relaxed));
+	sb_printf(&b, "# HELP hsmvault_start_time_seconds Start time of the "
+	    "HTTP server, seconds since the epoch.\n"
+	    "# TYPE hsmvault_start_time_seconds gauge\n"
+	    "hsmvault_start_time_seconds %lld\n", (long long)m->started);
+
+	if (store != NULL) {
+		struct hv_store_stats st;
+
+		memset(&st, 0, sizeof(st));
+		hv_store_stats(store, &st);
+		sb_printf(&b, "# HELP hsmvault_db_pool_connections Size of the "
+		    "PostgreSQL connection pool.\n"
+		    "# TYPE hsmvault_db_pool_connections gauge\n"
+		    "hsmvault_db_pool_connections %u\n"
+		    "# HELP hsmvault_db_pool_in_use Pool connections lent "
+		    "out.\n# TYPE hsmvault_db_pool_in_use gauge\n"
+		    "hsmvault_db_pool_in_use %u\n"
+		    "# HELP hsmvault_db_pool_acquires_total Connections taken "
+		    "from the pool.\n"
+		    "# TYPE hsmvault_db_pool_acquires_total counter\n"
+		    "hsmvault_db_pool_acquires_total %lu\n"
+		    "# HELP hsmvault_db_pool_waits_total Acquires that had to "
+		    "wait for a free connection.\n"
+		    "# TYPE hsmvault_db_pool_waits_total counter\n"
+		    "hsmvault_db_pool_waits_total %lu\n"
+		    "# HELP hsmvault_db_pool_resets_total Broken connections "
+		    "reset.\n# TYPE hsmvault_db_pool_resets_total counter\n"
+		    "hsmvault_db_pool_resets_total %lu\n", st.size, st.in_use,
+		    st.acquires, st.waits, st.resets);
+	}
+
+	if (b.oom) {
+		hv_free(b.p);
+		return hv_err_set(err, HV_E_NOMEM, "metrics: out of memory");
+	}
+	*out = b.p;
+	*len = b.len;
+	return HV_OK;
+}

@@ -1,0 +1,425 @@
+/*
+ * test_http_api: the HTTP API end to end against a real PostgreSQL and a
+ * real SoftHSM2 token: health, readiness and metrics; routing (404, 405
+ * with Allow); the whole credential lifecycle (create, get, list and
+ * search, edit with If-Match, rotate, reveal, revoke, test/use refusing a
+ * revoked credential, unrevoke, duplicate, audit, delete); API keys;
+ * workspaces and the admin endpoints; the response headers every answer
+ * carries.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "httpc.h"
+#include "httpsrv.h"
+#include "uuid.h"
+
+static struct hv_test_server S;
+static struct hv_httpc C;
+
+/* Every answer: a UUID X-Request-Id, no-store, and an envelope on errors. */
+static void
+check_common(const struct hv_httpc_resp *r)
+{
+	assert_int_equal(r->curl_rc, 0);
+	if (!hv_uuid_valid(r->request_id))
+		fail_msg("bad X-Request-Id '%s'", r->request_id);
+	assert_string_equal(r->cache_control, "no-store");
+	if (r->status >= 400) {
+		const json_t *e = json_object_get(r->json, "error");
+
+		if (!json_is_string(json_object_get(e, "code")) ||
+		    !json_is_string(json_object_get(e, "message")))
+			fail_msg("status %ld without envelope: %s", r->status,
+			    r->body);
+		assert_string_equal(r->content_type, "application/json");
+	}
+}
+
+static long
+req(const char *method, const char *path, const char *key,
+    const char *const *hdrs, const char *body, struct hv_httpc_resp *r)
+{
+	hv_httpc_do(&C, method, path, key, hdrs, body,
+	    body != NULL ? strlen(body) : 0, r);
+	check_common(r);
+	return r->status;
+}
+
+/* Expect status (and error code when not NULL); frees the response. */
+static void
+expect(const char *method, const char *path, const char *key,
+    const char *body, long status, const char *code)
+{
+	struct hv_httpc_resp r;
+
+	if (req(method, path, key, NULL, body, &r) != status)
+		fail_msg("%s %s: want %ld, got %ld %s", method, path, status,
+		    r.status, r.body);
+	if (code != NULL)
+		assert_string_equal(hv_httpc_error_code(&r), code);
+	hv_httpc_resp_free(&r);
+}
+
+static const char *
+jstr(const json_t *j, const char *k)
+{
+	const char *s = json_string_value(json_object_get(j, k));
+
+	return s != NULL ? s : "";
+}
+
+static void
+test_health(void **state)
+{
+	struct hv_httpc_resp r;
+
+	(void)state;
+	assert_int_equal(req("GET", "/healthz", NULL, NULL, NULL, &r), 200);
+	assert_string_equal(jstr(r.json, "status"), "ok");
+	assert_string_equal(r.content_type, "application/json");
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("GET", "/readyz", NULL, NULL, NULL, &r), 200);
+	assert_string_equal(jstr(r.json, "status"), "ready");
+	hv_httpc_resp_free(&r);
+
+	expect("GET", "/metrics", NULL, NULL, 401, "unauthorized");
+	assert_int_equal(req("GET", "/metrics", S.admin_key, NULL, NULL, &r),
+	    200);
+	assert_non_null(strstr(r.content_type, "text/plain; version=0.0.4"));
+	assert_non_null(strstr(r.body, "hsmvault_http_requests_total{method="
+	    "\"GET\",route=\"/healthz\",status=\"200\"}"));
+	assert_non_null(strstr(r.body, "hsmvault_http_request_duration_"
+	    "seconds_bucket{method=\"GET\",route=\"/readyz\",le=\"+Inf\"}"));
+	assert_non_null(strstr(r.body, "hsmvault_db_pool_connections"));
+	assert_non_null(strstr(r.body, "hsmvault_http_requests_in_flight 1"));
+	hv_httpc_resp_free(&r);
+}
+
+static void
+test_routing(void **state)
+{
+	struct hv_httpc_resp r;
+
+	(void)state;
+	expect("GET", "/nope", NULL, NULL, 404, "not_found");
+	expect("GET", "/v1/credentials/", S.admin_key, NULL, 404, "not_found");
+	expect("GET", "/v1//credentials", S.admin_key, NULL, 404, "not_found");
+	expect("GET", "/V1/credentials", S.admin_key, NULL, 404, "not_found");
+	assert_int_equal(req("PUT", "/v1/credentials", S.admin_key, NULL, NULL,
+	    &r), 405);
+	assert_string_equal(hv_httpc_error_code(&r), "method_not_allowed");
+	assert_string_equal(r.allow, "POST, GET");
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("POST", "/healthz", NULL, NULL, NULL, &r), 405);
+	assert_string_equal(r.allow, "GET");
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("PUT", "/v1/credentials/0b6f3a2e-8f9c-4a51-9d1e-"
+	    "2c3b4a5d6e7f", NULL, NULL, NULL, &r), 405);
+	assert_string_equal(r.allow, "GET, PATCH, DELETE");
+	hv_httpc_resp_free(&r);
+	/* a path id that is not a UUID cannot exist */
+	expect("GET", "/v1/credentials/not-a-uuid", S.admin_key, NULL, 404,
+	    "not_found");
+	expect("GET", "/v1/credentials/0b6f3a2e-8f9c-4a51-9d1e-2c3b4a5d6e7f",
+	    S.admin_key, NULL, 404, "not_found");
+	expect("DELETE", "/v1/api-keys/123", S.admin_key, NULL, 404,
+	    "not_found");
+}
+
+static void
+test_request_id(void **state)
+{
+	const char *const hdrs[] = { "X-Request-Id: client-chosen-id", NULL };
+	struct hv_httpc_resp a, b;
+
+	(void)state;
+	req("GET", "/healthz", NULL, hdrs, NULL, &a);
+	req("GET", "/healthz", NULL, NULL, NULL, &b);
+	assert_string_not_equal(a.request_id, "client-chosen-id");
+	assert_string_not_equal(a.request_id, b.request_id);
+	hv_httpc_resp_free(&a);
+	hv_httpc_resp_free(&b);
+}
+
+#define CRED_BODY \
+	"{\"service\":\"stripe\",\"name\":\"Stripe live\"," \
+	"\"auth_type\":\"api_key\",\"scope\":\"workspace\"," \
+	"\"notes\":\"billing\",\"secret\":{\"key\":\"sk_live_first\"}}"
+
+static void
+test_credential_lifecycle(void **state)
+{
+	struct hv_httpc_resp r;
+	char id[64], copy[64], path[160], p2[200];
+	const char *const im1[] = { "If-Match: \"1\"", NULL };
+	const char *const im9[] = { "If-Match: \"9\"", NULL };
+	const char *const imbad[] = { "If-Match: W/\"1\"", NULL };
+	const json_t *items;
+
+	(void)state;
+	/* create: 201, no secret in the answer, ETag of version 1 */
+	assert_int_equal(req("POST", "/v1/credentials", S.admin_key, NULL,
+	    CRED_BODY, &r), 201);
+	(void)snprintf(id, sizeof(id), "%s", jstr(r.json, "id"));
+	assert_true(hv_uuid_valid(id));
+	assert_null(strstr(r.body, "sk_live_first"));
+	assert_null(json_object_get(r.json, "secret"));
+	assert_string_equal(r.etag, "\"1\"");
+	assert_string_equal(jstr(r.json, "status"), "active");
+	hv_httpc_resp_free(&r);
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", id);
+
+	/* get (also with an upper-case id), list, search, filters */
+	assert_int_equal(req("GET", path, S.admin_key, NULL, NULL, &r), 200);
+	assert_string_equal(jstr(r.json, "name"), "Stripe live");
+	assert_string_equal(r.etag, "\"1\"");
+	hv_httpc_resp_free(&r);
+	{
+		char up[160];
+		size_t i;
+
+		(void)snprintf(up, sizeof(up), "%s", path);
+		for (i = strlen("/v1/credentials/"); up[i] != '\0'; i++)
+			if (up[i] >= 'a' && up[i] <= 'f')
+				up[i] = (char)(up[i] - 'a' + 'A');
+		assert_int_equal(req("GET", up, S.admin_key, NULL, NULL, &r),
+		    200);
+		assert_string_equal(jstr(r.json, "id"), id);
+		hv_httpc_resp_free(&r);
+	}
+	assert_int_equal(req("GET", "/v1/credentials?q=billing&limit=10",
+	    S.admin_key, NULL, NULL, &r), 200);
+	items = json_object_get(r.json, "items");
+	assert_int_equal(json_array_size(items), 1);
+	assert_true(json_object_get(r.json, "next_cursor") != NULL);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("GET", "/v1/credentials?auth_type=bearer",
+	    S.admin_key, NULL, NULL, &r), 200);
+	assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+	hv_httpc_resp_free(&r);
+	expect("GET", "/v1/credentials?limit=0", S.admin_key, NULL, 400,
+	    "invalid_request");
+	expect("GET", "/v1/credentials?color=red", S.admin_key, NULL, 400,
+	    "invalid_request");
+
+	/* edit with If-Match: stale is 409, malformed 400, right 200 */
+	assert_int_equal(req("PATCH", path, S.admin_key, im9,
+	    "{\"name\":\"x\"}", &r), 409);
+	assert_string_equal(hv_httpc_error_code(&r), "conflict");
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("PATCH", path, S.admin_key, imbad,
+	    "{\"name\":\"x\"}", &r), 400);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("PATCH", path, S.admin_key, im1,
+	    "{\"name\":\"Stripe prod\",\"notes\":\"billing team\"}", &r), 200);
+	assert_string_equal(jstr(r.json, "name"), "Stripe prod");
+	hv_httpc_resp_free(&r);
+	expect("PATCH", path, S.admin_key, "{\"secret\":{\"key\":\"x\"}}", 400,
+	    "invalid_request");
+	expect("PATCH", path, S.admin_key, NULL, 400, "invalid_request");
+
+	/* rotate: version 2; a stale If-Match is refused */
+	(void)snprintf(p2, sizeof(p2), "%s/rotate", path);
+	assert_int_equal(req("POST", p2, S.admin_key, im1,
+	    "{\"secret\":{\"key\":\"sk_live_second\"}}", &r), 200);
+	assert_int_equal(json_integer_value(json_object_get(r.json,
+	    "version")), 2);
+	assert_string_equal(r.etag, "\"2\"");
+	assert_null(strstr(r.body, "sk_live_second"));
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("POST", p2, S.admin_key, im1,
+	    "{\"secret\":{\"key\":\"sk_live_third\"}}", &r), 409);
+	hv_httpc_resp_free(&r);
+	expect("POST", p2, S.admin_key, NULL, 400, "invalid_request");
+
+	/* reveal */
+	(void)snprintf(p2, sizeof(p2), "%s/secret", path);
+	assert_int_equal(req("GET", p2, S.admin_key, NULL, NULL, &r), 200);
+	assert_string_equal(jstr(json_object_get(r.json, "secret"), "key"),
+	    "sk_live_second");
+	hv_httpc_resp_free(&r);
+
+	/* revoke: test and use refuse with credential_revoked */
+	(void)snprintf(p2, sizeof(p2), "%s/revoke", path);
+	assert_int_equal(req("POST", p2, S.admin_key, NULL, NULL, &r), 200);
+	assert_string_equal(jstr(r.json, "status"), "revoked");
+	hv_httpc_resp_free(&r);
+	(void)snprintf(p2, sizeof(p2), "%s/test", path);
+	expect("POST", p2, S.admin_key, NULL, 409, "credential_revoked");
+	expect("POST", p2, S.admin_key, "{}", 409, "credential_revoked");
+	(void)snprintf(p2, sizeof(p2), "%s/use", path);
+	expect("POST", p2, S.admin_key, "{\"path\":\"/v1/balance\"}", 409,
+	    "credential_revoked");
+	expect("POST", p2, S.admin_key, "{\"path\":\"//x\"}", 400,
+	    "invalid_request");
+	(void)snprintf(p2, sizeof(p2), "%s/unrevoke", path);
+	assert_int_equal(req("POST", p2, S.admin_key, NULL, "{}", &r), 200);
+	assert_string_equal(jstr(r.json, "status"), "active");
+	hv_httpc_resp_free(&r);
+	expect("POST", p2, S.admin_key, "{\"force\":true}", 400,
+	    "invalid_request");
+	(void)snprintf(p2, sizeof(p2), "%s/test", path);
+	expect("POST", p2, S.admin_key, NULL, 501, "not_implemented");
+
+	/* duplicate: a new id; body optional */
+	(void)snprintf(p2, sizeof(p2), "%s/duplicate", path);
+	assert_int_equal(req("POST", p2, S.admin_key, NULL,
+	    "{\"name\":\"Stripe copy\"}", &r), 201);
+	(void)snprintf(copy, sizeof(copy), "%s", jstr(r.json, "id"));
+	assert_string_not_equal(copy, id);
+	hv_httpc_resp_free(&r);
+	expect("POST", p2, S.admin_key, NULL, 201, NULL);
+
+	/* audit of the credential and of the workspace */
+	(void)snprintf(p2, sizeof(p2), "%s/audit", path);
+	assert_int_equal(req("GET", p2, S.admin_key, NULL, NULL, &r), 200);
+	assert_true(json_array_size(json_object_get(r.json, "items")) >= 5);
+	assert_non_null(strstr(r.body, "credential.rotate"));
+	assert_non_null(strstr(r.body, "credential.reveal"));
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("GET", "/v1/audit?action=credential.revoke",
+	    S.admin_key, NULL, NULL, &r), 200);
+	assert_true(json_array_size(json_object_get(r.json, "items")) >= 1);
+	hv_httpc_resp_free(&r);
+
+	/* delete: 204 without a body; then everything is 404 */
+	assert_int_equal(req("DELETE", path, S.admin_key, NULL, NULL, &r),
+	    204);
+	assert_int_equal(r.len, 0);
+	hv_httpc_resp_free(&r);
+	expect("GET", path, S.admin_key, NULL, 404, "not_found");
+	expect("DELETE", path, S.admin_key, NULL, 404, "not_found");
+	(void)snprintf(p2, sizeof(p2), "%s/secret", path);
+	expect("GET", p2, S.admin_key, NULL, 404, "not_found");
+}
+
+static void
+test_api_keys(void **state)
+{
+	struct hv_httpc_resp r;
+	char key[160], id[64], path[120];
+
+	(void)state;
+	hv_test_mint_key(&S, NULL, "{\"name\":\"reader\",\"scopes\":"
+	    "[\"credentials:read\",\"apikeys:read\"]}", key, sizeof(key), id,
+	    sizeof(id));
+	expect("GET", "/v1/credentials", key, NULL, 200, NULL);
+	assert_int_equal(req("GET", "/v1/api-keys?limit=200", key, NULL, NULL,
+	    &r), 200);
+	assert_null(strstr(r.body, key));	/* never the key material */
+	assert_null(strstr(r.body, "\"key\""));
+	assert_non_null(strstr(r.body, "last_used_at"));
+	assert_non_null(strstr(r.body, id));
+	hv_httpc_resp_free(&r);
+	(void)snprintf(path, sizeof(path), "/v1/api-keys/%s", id);
+	assert_int_equal(req("DELETE", path, S.admin_key, NULL, NULL, &r),
+	    204);
+	assert_int_equal(r.len, 0);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("GET", "/v1/credentials", key, NULL, NULL, &r),
+	    401);
+	assert_string_equal(hv_httpc_error_code(&r), "unauthorized");
+	assert_non_null(strstr(r.www_auth, "Bearer"));
+	hv_httpc_resp_free(&r);
+	expect("DELETE", "/v1/api-keys/0b6f3a2e-8f9c-4a51-9d1e-2c3b4a5d6e7f",
+	    S.admin_key, NULL, 404, "not_found");
+	expect("POST", "/v1/api-keys", S.admin_key, "{\"name\":\"x\","
+	    "\"scopes\":[\"root\"]}", 400, "invalid_request");
+}
+
+static void
+test_admin(void **state)
+{
+	struct hv_httpc_resp r;
+	char body[96];
+
+	(void)state;
+	(void)snprintf(body, sizeof(body), "{\"name\":\"team-%d\"}",
+	    (int)getpid());
+	assert_int_equal(req("POST", "/v1/workspaces", S.admin_key, NULL, body,
+	    &r), 201);
+	assert_true(hv_uuid_valid(jstr(r.json, "id")));
+	hv_httpc_resp_free(&r);
+	expect("POST", "/v1/workspaces", S.admin_key, body, 409, "conflict");
+	assert_int_equal(req("GET", "/v1/workspaces", S.admin_key, NULL, NULL,
+	    &r), 200);
+	assert_true(json_array_size(json_object_get(r.json, "items")) >= 2);
+	hv_httpc_resp_free(&r);
+
+	assert_int_equal(req("POST", "/v1/admin/kek/rotate", S.admin_key, NULL,
+	    NULL, &r), 200);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(req("POST", "/v1/admin/rewrap", S.admin_key, NULL,
+	    "{}", &r), 200);
+	assert_true(json_is_integer(json_object_get(r.json, "rewrapped")));
+	assert_int_equal(json_integer_value(json_object_get(r.json,
+	    "remaining")), 0);
+	assert_int_equal(json_integer_value(json_object_get(r.json,
+	    "kek_version")), 2);
+	hv_httpc_resp_free(&r);
+	expect("POST", "/v1/admin/rewrap", S.admin_key, "{\"batch\":5}", 400,
+	    "invalid_request");
+	assert_int_equal(req("GET", "/v1/admin/status", S.admin_key, NULL,
+	    NULL, &r), 200);
+	assert_true(json_is_object(r.json));
+	hv_httpc_resp_free(&r);
+}
+
+static void
+test_services(void **state)
+{
+	struct hv_httpc_resp r;
+	char key[160];
+
+	(void)state;
+	/* any valid key, whatever its scopes */
+	hv_test_mint_key(&S, NULL, "{\"name\":\"auditor\",\"scopes\":"
+	    "[\"audit:read\"]}", key, sizeof(key), NULL, 0);
+	assert_int_equal(req("GET", "/v1/services", key, NULL, NULL, &r), 200);
+	assert_true(json_array_size(json_object_get(r.json, "items")) > 5);
+	assert_non_null(strstr(r.body, "stripe"));
+	hv_httpc_resp_free(&r);
+	expect("GET", "/v1/services", NULL, NULL, 401, "unauthorized");
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	hv_test_server_start(&S, "httpapi", NULL);
+	hv_httpc_init(&C, S.base);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	hv_httpc_release(&C);
+	hv_test_server_stop(&S);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_health),
+		cmocka_unit_test(test_routing),
+		cmocka_unit_test(test_request_id),
+		cmocka_unit_test(test_credential_lifecycle),
+		cmocka_unit_test(test_api_keys),
+		cmocka_unit_test(test_admin),
+		cmocka_unit_test(test_services),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
