@@ -557,6 +557,17 @@ test_attributes(void **state)
 	    o, 8), 1);
 	assert_false(attr_bool(&d, o[0], CKA_ENCRYPT));
 	assert_false(attr_bool(&d, o[0], CKA_DECRYPT));
+	{
+		/* The token itself refuses it, for any application. */
+		uint8_t iv[12] = { 0 };
+		CK_GCM_PARAMS g = { iv, 12, 96, NULL, 0, 128 };
+		CK_MECHANISM mech = { CKM_AES_GCM, &g, sizeof(g) };
+
+		assert_int_equal(d.fn->C_DecryptInit(d.s, &mech, o[0]),
+		    CKR_KEY_FUNCTION_NOT_PERMITTED);
+		assert_int_equal(d.fn->C_EncryptInit(d.s, &mech, o[0]),
+		    CKR_KEY_FUNCTION_NOT_PERMITTED);
+	}
 	/* ... and no session copy of it is left. */
 	assert_int_equal(direct_find(&d, "hsmvault-kek-1", CK_FALSE, o, 8), 0);
 	direct_close(&d);
