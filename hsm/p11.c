@@ -237,7 +237,19 @@ ck_log(const char *fname, CK_RV rv)
 	return rv;
 }
 
+/* For calls whose failure is expected and handled (debug level only). */
+static CK_RV
+ck_quiet(const char *fname, CK_RV rv)
+{
+	char b[24];
+
+	if (rv != CKR_OK)
+		hv_log_debug("pkcs11 %s: %s", fname, ckr_str(rv, b, sizeof(b)));
+	return rv;
+}
+
 #define CK(p, name, ...) ck_log(#name, (p)->fn->name(__VA_ARGS__))
+#define CKQ(p, name, ...) ck_quiet(#name, (p)->fn->name(__VA_ARGS__))
 
 /* Codes after which the connection is presumed lost. */
 static bool
@@ -506,7 +518,7 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 		bool dis = false;
 		int kind;
 
-		rv = p->fn->C_GetAttributeValue(s, objs[i], a, 2);
+		rv = CKQ(p, C_GetAttributeValue, s, objs[i], a, 2);
 		/* An over-long label or a key without CKA_DECRYPT is simply
 		 * not one of ours; lost connections still count. */
 		if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID &&
@@ -854,9 +866,10 @@ reconnect(struct p11 *p, uint64_t gen_seen, CK_RV rv_seen, struct hv_err *err)
 {
 	enum hv_rc rc;
 	CK_RV rv = CKR_OK;
-	bool reinit = rv_seen == CKR_CRYPTOKI_NOT_INITIALIZED || !p->inited;
+	bool reinit;
 
 	pthread_rwlock_wrlock(&p->lock);
+	reinit = rv_seen == CKR_CRYPTOKI_NOT_INITIALIZED || !p->inited;
 	if (atomic_load(&p->pin_bad)) {
 		rc = hv_err_set(err, HV_E_PIN, "pin rejected before; not "
 		    "retried until the key store is reopened");
