@@ -8,6 +8,7 @@
 #include "log.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,33 +58,114 @@ hv_ct_equal(const void *a, const void *b, size_t n)
 	return d == 0;
 }
 
+/*
+ * Locked slabs. Each size class keeps a free list of slots carved from
+ * 64 KiB mappings that are locked and excluded from core dumps once, at
+ * creation. A freed slot is wiped before it goes back on its list. Slabs
+ * are never unmapped: their number is bounded by the peak of live secrets.
+ */
+#define SLAB_BYTES (64 * 1024)
+
+static const size_t class_size[] = { 64, 256, 1024, 4096 };
+#define NCLASS (sizeof(class_size) / sizeof(class_size[0]))
+
+struct slot {
+	struct slot *next;
+};
+
+static struct slot *free_list[NCLASS];
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *
+locked_map(size_t cap)
+{
+	void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return NULL;
+	(void)madvise(m, cap, MADV_DONTDUMP);
+	if (mlock(m, cap) != 0 && !atomic_exchange(&mlock_warned, true))
+		hv_log_warn("mlock failed; secrets may be swapped "
+			    "(raise RLIMIT_MEMLOCK)");
+	return m;
+}
+
+static void *
+slot_get(int cls)
+{
+	struct slot *sl;
+	size_t i, n;
+	unsigned char *m;
+
+	pthread_mutex_lock(&slab_lock);
+	if (free_list[cls] == NULL) {
+		m = locked_map(SLAB_BYTES);
+		if (m == NULL) {
+			pthread_mutex_unlock(&slab_lock);
+			return NULL;
+		}
+		n = SLAB_BYTES / class_size[cls];
+		for (i = 0; i < n; i++) {
+			sl = (struct slot *)(void *)(m + i * class_size[cls]);
+			sl->next = free_list[cls];
+			free_list[cls] = sl;
+		}
+	}
+	sl = free_list[cls];
+	free_list[cls] = sl->next;
+	pthread_mutex_unlock(&slab_lock);
+	explicit_bzero(sl, class_size[cls]);
+	return sl;
+}
+
+static void
+slot_put(int cls, void *p)
+{
+	struct slot *sl = p;
+
+	explicit_bzero(p, class_size[cls]);
+	pthread_mutex_lock(&slab_lock);
+	sl->next = free_list[cls];
+	free_list[cls] = sl;
+	pthread_mutex_unlock(&slab_lock);
+}
+
 struct hv_secret *
 hv_secret_new(size_t len)
 {
 	struct hv_secret *s;
-	size_t page, cap;
-	void *m;
+	size_t page, cap, i;
+	void *m = NULL;
+	int cls = -1;
 
 	if (fault_fires())
 		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
-	page = (size_t)sysconf(_SC_PAGESIZE);
-	cap = (len + 1 + page - 1) / page * page; /* room for a NUL */
-	m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-	    -1, 0);
-	if (m == MAP_FAILED) {
+	for (i = 0; i < NCLASS; i++) {
+		if (len + 1 <= class_size[i]) {
+			cls = (int)i;
+			break;
+		}
+	}
+	if (cls >= 0) {
+		cap = class_size[cls];
+		m = slot_get(cls);
+	} else {
+		page = (size_t)sysconf(_SC_PAGESIZE);
+		cap = (len + 1 + page - 1) / page * page; /* room for a NUL */
+		m = locked_map(cap);
+	}
+	if (m == NULL) {
 		free(s);
 		return NULL;
 	}
-	(void)madvise(m, cap, MADV_DONTDUMP);
-	if (mlock(m, cap) != 0 && !atomic_exchange(&mlock_warned, true))
-		hv_log_warn("mlock failed; secrets may be swapped "
-			    "(raise RLIMIT_MEMLOCK)");
 	s->buf = m;
 	s->cap = cap;
 	s->len = len;
+	s->cls = cls;
 	return s;
 }
 
@@ -105,9 +187,13 @@ hv_secret_free(struct hv_secret **sp)
 	if (sp == NULL || *sp == NULL)
 		return;
 	s = *sp;
-	explicit_bzero(s->buf, s->cap);
-	(void)munlock(s->buf, s->cap);
-	(void)munmap(s->buf, s->cap);
+	if (s->cls >= 0) {
+		slot_put(s->cls, s->buf);
+	} else {
+		explicit_bzero(s->buf, s->cap);
+		(void)munlock(s->buf, s->cap);
+		(void)munmap(s->buf, s->cap);
+	}
 	explicit_bzero(s, sizeof(*s));
 	free(s);
 	*sp = NULL;

@@ -5,7 +5,10 @@
  * A struct hv_secret holds DEKs, plaintext secret payloads, PINs and API
  * keys. Its buffer is mlock()ed (a failed mlock only warns once) and marked
  * MADV_DONTDUMP; hv_secret_free() wipes it with explicit_bzero before
- * unlocking and freeing. Secrets are never copied into ordinary heap
+ * giving it back. Small secrets (up to 4 KiB) come from slots of locked
+ * slabs that are reused and never unlocked, because an mmap+mlock+munmap
+ * per secret costs ~100 us and would cap DEK unwraps near 10,000/s;
+ * larger ones get a mapping of their own. Secrets are never copied into ordinary heap
  * memory except transiently by libraries we do not control (jansson gets a
  * zeroing allocator through hv_mem_json_init()).
  *
@@ -21,7 +24,8 @@
 
 struct hv_secret {
 	size_t len;		/* bytes in use */
-	size_t cap;		/* bytes allocated (page-rounded mapping) */
+	size_t cap;		/* bytes usable at buf (slot or mapping) */
+	int cls;		/* slab size class, or -1 for its own mapping */
 	unsigned char *buf;	/* locked, never NULL for a live secret;
 				   buf[len] is always 0, so a text secret
 				   is a C string */

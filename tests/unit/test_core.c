@@ -83,6 +83,39 @@ test_secret(void **state)
 }
 
 static void
+test_secret_slabs(void **state)
+{
+	struct hv_secret *v[600];
+	size_t sizes[] = { 0, 1, 32, 63, 64, 255, 1000, 4095, 4096, 20000 };
+	size_t i, j;
+
+	(void)state;
+	/* many live secrets of every class, each keeps its own bytes */
+	for (i = 0; i < 600; i++) {
+		v[i] = hv_secret_new(sizes[i % 10]);
+		assert_non_null(v[i]);
+		assert_true(v[i]->cap > v[i]->len);
+		memset(v[i]->buf, (int)(i & 0xff), v[i]->len);
+	}
+	for (i = 0; i < 600; i++) {
+		for (j = 0; j < v[i]->len; j++)
+			assert_int_equal(v[i]->buf[j], i & 0xff);
+		assert_int_equal(v[i]->buf[v[i]->len], 0);
+	}
+	for (i = 0; i < 600; i++)
+		hv_secret_free(&v[i]);
+	/* reused slots come back wiped */
+	for (i = 0; i < 600; i++) {
+		v[i] = hv_secret_new(sizes[i % 10]);
+		assert_non_null(v[i]);
+		for (j = 0; j <= v[i]->len; j++)
+			assert_int_equal(v[i]->buf[j], 0);
+	}
+	for (i = 0; i < 600; i++)
+		hv_secret_free(&v[i]);
+}
+
+static void
 test_fault_hook(void **state)
 {
 	void *p;
@@ -207,6 +240,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_err_codes),
 		cmocka_unit_test(test_secret),
+		cmocka_unit_test(test_secret_slabs),
 		cmocka_unit_test(test_fault_hook),
 		cmocka_unit_test(test_cfg_layers),
 	};
