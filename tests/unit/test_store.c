@@ -339,13 +339,22 @@ test_pool_threads(void **state)
 	long before = count_query(s, "t_ws_count", 0, NULL);
 	int i;
 
+	struct hv_conn *held[3] = { NULL, NULL, NULL };
+	struct hv_err err = { 0 };
+
 	(void)state;
+	/* hold every slot while the threads start: they must wait */
+	for (i = 0; i < 3; i++)
+		assert_int_equal(hv_store_acquire(s, &held[i], &err), HV_OK);
 	for (i = 0; i < 8; i++) {
 		a[i].s = s;
 		a[i].id = i;
 		a[i].ok = 0;
 		pthread_create(&th[i], NULL, pool_thread, &a[i]);
 	}
+	usleep(100 * 1000);
+	for (i = 0; i < 3; i++)
+		hv_store_release(s, &held[i]);
 	for (i = 0; i < 8; i++) {
 		pthread_join(th[i], NULL);
 		assert_int_equal(a[i].ok, 100);
