@@ -483,6 +483,9 @@ result_error(struct hv_conn *c, const char *what, const PGresult *r,
 		 */
 		return hv_err_set(err, HV_E_INVALID, "%s: invalid value "
 		    "(sqlstate %s)", what, state);
+	if (strcmp(state, "42P01") == 0)
+		return hv_err_set(err, HV_E_DATABASE, "%s: the schema is "
+		    "missing (run hsmvault init or hsmvault migrate)", what);
 	pg_msg(m, sizeof(m), prim);
 	return hv_err_set(err, HV_E_DATABASE, "%s: %s (sqlstate %s)", what, m,
 	    state);

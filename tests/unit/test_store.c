@@ -469,6 +469,12 @@ test_database_down(void **state)
 	hv_test_db_new(&d2, "down");
 	assert_int_equal(hv_store_open(d2.url, 2, &s, &err), HV_OK);
 	assert_int_equal(hv_store_ping(s, &err), HV_OK);
+	/* not migrated yet: the message says what to do */
+	assert_int_equal(hv_store_acquire(s, &c, &err), HV_OK);
+	assert_int_equal(hv_store_exec(c, "t_ws_count", 0, NULL, NULL, NULL,
+	    false, NULL, &err), HV_E_DATABASE);
+	assert_non_null(strstr(err.msg, "hsmvault init"));
+	hv_store_release(s, &c);
 	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false",
 	    d2.name);
 	admin_sql(sql);
