@@ -719,7 +719,7 @@ hv_vault_services(struct hv_vault *v, json_t **out, struct hv_err *err)
 static struct akcache *
 cache_of(struct hv_vault *v)
 {
-	return v->apikey_cache;
+	return __atomic_load_n(&v->apikey_cache, __ATOMIC_ACQUIRE);
 }
 
 static size_t
@@ -976,6 +976,9 @@ cache_start(struct hv_vault *v)
 	struct akcache *k;
 	pthread_condattr_t ca;
 
+	k = __atomic_load_n(&v->apikey_cache, __ATOMIC_ACQUIRE);
+	if (k != NULL)
+		return k;	/* the hot path takes no global lock */
 	pthread_mutex_lock(&cache_init_mu);
 	k = v->apikey_cache;
 	if (k != NULL)
@@ -990,12 +993,16 @@ cache_start(struct hv_vault *v)
 	pthread_condattr_destroy(&ca);
 	k->deny_tokens = DENY_BURST;
 	k->deny_at = mono_now();
-	v->apikey_cache = k;
-	if (pthread_create(&k->th, NULL, bg_main, v) != 0)
+	/* started is set before the thread or any reader can see k */
+	k->started = true;
+	__atomic_store_n(&v->apikey_cache, k, __ATOMIC_RELEASE);
+	if (pthread_create(&k->th, NULL, bg_main, v) != 0) {
 		hv_log_error("api keys: cannot start the cache thread; "
 		    "caching off");
-	else
-		k->started = true;
+		pthread_mutex_lock(&k->mu);
+		k->started = false;
+		pthread_mutex_unlock(&k->mu);
+	}
 out:
 	pthread_mutex_unlock(&cache_init_mu);
 	return k;
