@@ -1529,6 +1529,83 @@ test_metacharacters(void **state)
 	assert_true(count("SELECT count(*) FROM credentials", NULL) > 8);
 }
 
+/* Mint a real API key and authenticate with it. */
+static void
+real_key(const char *body, struct hv_principal *out)
+{
+	struct hv_err err = { 0 };
+	json_t *b = parse(body), *k = NULL;
+	char hdr[256];
+
+	must(hv_vault_apikey_create(E.v, &E.cli, &CTX, b, &k, &err), &err,
+	    "apikey create");
+	(void)snprintf(hdr, sizeof(hdr), "Bearer %s", sfield(k, "key"));
+	must(hv_vault_authenticate(E.v, hdr, &CTX, out, &err), &err,
+	    "authenticate");
+	hv_mem_zero(hdr, sizeof(hdr));
+	json_decref(k);
+	json_decref(b);
+}
+
+/* The same rules with principals from minted keys, not hand-built ones. */
+static void
+test_real_keys(void **state)
+{
+	struct hv_principal carol, dave, lim;
+	struct hv_err err = { 0 };
+	json_t *pers, *ws, *b, *out = NULL;
+	char body[512];
+
+	(void)state;
+	real_key("{\"name\":\"carol\",\"user\":\"carol\",\"scopes\":"
+	    "[\"credentials:read\",\"credentials:write\","
+	    "\"credentials:reveal\"]}", &carol);
+	real_key("{\"name\":\"dave\",\"scopes\":[\"credentials:read\","
+	    "\"credentials:write\"]}", &dave);
+	pers = create(&carol, "{\"service\":\"linear\",\"name\":\"c\","
+	    "\"scope\":\"personal\",\"secret\":{\"key\":\"lin\"}}");
+	ws = create(&dave, "{\"service\":\"linear\",\"name\":\"d\","
+	    "\"secret\":{\"key\":\"lin2\"}}");
+	assert_string_equal(sfield(ws, "created_by"), "dave");
+	assert_int_equal(get_rc(&carol, sfield(pers, "id")), HV_OK);
+	assert_int_equal(get_rc(&dave, sfield(pers, "id")), HV_E_NOT_FOUND);
+	assert_secret(&carol, sfield(pers, "id"), "{\"key\":\"lin\"}");
+	/* dave has no user label: personal is refused with a reason */
+	b = parse("{\"service\":\"linear\",\"name\":\"x\",\"scope\":"
+	    "\"personal\",\"secret\":{\"key\":\"k\"}}");
+	assert_int_equal(hv_vault_cred_create(E.v, &dave, &CTX, b, &out, &err),
+	    HV_E_INVALID);
+	assert_non_null(strstr(err.msg, "user"));
+	json_decref(b);
+	/* dave lacks credentials:reveal */
+	assert_int_equal(hv_vault_cred_reveal(E.v, &dave, &CTX, sfield(ws,
+	    "id"), &out, &err), HV_E_FORBIDDEN);
+	/* an allow-listed key */
+	(void)snprintf(body, sizeof(body), "{\"name\":\"lim\",\"scopes\":"
+	    "[\"credentials:read\"],\"credentials\":[\"%s\"]}",
+	    sfield(ws, "id"));
+	real_key(body, &lim);
+	assert_int_equal(get_rc(&lim, sfield(ws, "id")), HV_OK);
+	assert_int_equal(get_rc(&lim, sfield(pers, "id")), HV_E_NOT_FOUND);
+	{
+		json_t *o = create(&carol, "{\"service\":\"linear\","
+		    "\"name\":\"shared\",\"scope\":\"organization\","
+		    "\"secret\":{\"key\":\"k\"}}");
+
+		assert_int_equal(get_rc(&lim, sfield(o, "id")),
+		    HV_E_FORBIDDEN);
+		must(hv_vault_cred_delete(E.v, &carol, &CTX, sfield(o, "id"),
+		    &err), &err, "delete shared");
+		json_decref(o);
+	}
+	assert_null(out);
+	hv_principal_release(&carol);
+	hv_principal_release(&dave);
+	hv_principal_release(&lim);
+	json_decref(pers);
+	json_decref(ws);
+}
+
 int
 main(void)
 {
@@ -1544,6 +1621,7 @@ main(void)
 		cmocka_unit_test(test_audit_fail_closed),
 		cmocka_unit_test(test_list_pagination),
 		cmocka_unit_test(test_metacharacters),
+		cmocka_unit_test(test_real_keys),
 	};
 
 	if (getenv("HV_TEST_PG_URL") == NULL)
