@@ -1524,7 +1524,7 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	(void)snprintf(lim, sizeof(lim), "%u", limit + 1);
 	params[0] = is_admin(p) ? "t" : "f";
-	params[1] = p->workspace_id;
+	params[1] = hv_uuid_valid(p->workspace_id) ? p->workspace_id : NULL;
 	params[2] = p->user[0] != '\0' ? p->user : NULL;
 	params[3] = allow;
 	params[4] = search;
