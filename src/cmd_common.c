@@ -6,12 +6,10 @@
 int
 hv_cmd_print(json_t *v)
 {
-	char *s = json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS);
-
-	if (s == NULL)
+	/* json_dumpf: no buffer from jansson's (zeroing) allocator to free */
+	if (json_dumpf(v, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
 		return 1;
-	puts(s);
-	free(s);
+	fputc('\n', stdout);
 	return 0;
 }
 
