@@ -47,7 +47,7 @@ struct hv_cfg {
 	char *tls_key;
 	char *tls_client_ca;
 	char *metrics_listen;	/* open /metrics listener, optional */
-	unsigned int threads;	/* HTTP worker threads; 0 = cores */
+	unsigned int threads;	/* HTTP worker threads; 0 = 2 x cores */
 	size_t max_body;	/* bytes; default 1 MiB */
 	bool allow_private_targets;
 	unsigned int dek_cache_size;	/* entries; 0 disables the cache */

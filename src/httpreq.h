@@ -46,9 +46,12 @@ bool hv_httpreq_text_ok(const char *s, size_t n);
 
 /*
  * Decode %HH escapes of a URL path or query component in place and return
- * the new length (MHD's unescape callback). A "%00" escape is left as the
- * three characters it is, so a decoded path or parameter never holds a
- * NUL byte; malformed escapes ("%4", "%zz") are kept as they are.
+ * the new length (MHD's unescape callback). "%00" decodes to the byte 0xff
+ * instead of a NUL: a C string cannot be cut short by it (a path such as
+ * "/v1/credentials/<id>%00x" must not match the route of <id>), and as
+ * 0xff is never valid UTF-8 every text check refuses it (404 in a path,
+ * 400 in a query parameter). Malformed escapes ("%4", "%zz") are kept as
+ * they are.
  */
 size_t hv_httpreq_unescape(char *s);
 

@@ -77,7 +77,7 @@ hv_test_server_start(struct hv_test_server *s, const char *name,
 
 void
 hv_test_server_start_peer(struct hv_test_server *peer,
-    const struct hv_test_server *s)
+    const struct hv_test_server *s, void (*tweak)(struct hv_cfg *cfg))
 {
 	struct hv_err err = { HV_OK, "" };
 
@@ -89,6 +89,8 @@ hv_test_server_start_peer(struct hv_test_server *peer,
 	hv_test_cfg(&peer->cfg, &peer->tok, &peer->db);
 	if (hv_cfg_set(&peer->cfg, "listen", "127.0.0.1:0", &err) != HV_OK)
 		die("cfg listen", &err);
+	if (tweak != NULL)
+		tweak(&peer->cfg);
 	serve(peer);
 	(void)snprintf(peer->admin_key, sizeof(peer->admin_key), "%s",
 	    s->admin_key);

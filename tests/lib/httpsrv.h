@@ -41,9 +41,15 @@ struct hv_test_server {
 void hv_test_server_start(struct hv_test_server *s, const char *name,
     void (*tweak)(struct hv_cfg *cfg));
 
-/* A second server instance on the database and token of s. */
+/*
+ * Another server instance on the database and token of s, with its own
+ * vault and configuration (tweak may be NULL). SoftHSM2 reads its
+ * configuration once per process, so a test process holds one token: use
+ * peers, not a second hv_test_server_start(), for servers configured
+ * differently.
+ */
 void hv_test_server_start_peer(struct hv_test_server *peer,
-    const struct hv_test_server *s);
+    const struct hv_test_server *s, void (*tweak)(struct hv_cfg *cfg));
 
 /* Stop serving (graceful) but keep vault, token and database. */
 void hv_test_server_stop_http(struct hv_test_server *s);

@@ -1,0 +1,435 @@
+/*
+ * test_http_cluster: several servers, shutdown and TLS.
+ *   - two server instances (two vaults, two HTTP servers in one process)
+ *     on one database and one key store: a credential created through
+ *     one is read through the other; a key revoked on one is refused by
+ *     the other within one second;
+ *   - graceful stop: a request in flight when hv_http_stop() starts is
+ *     answered in full, and new connections are refused;
+ *   - the open metrics listener (metrics_listen) serves /metrics only;
+ *   - TLS with a self-signed certificate made by openssl, and a required
+ *     client certificate when tls_client_ca is set.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "httpc.h"
+#include "httpsrv.h"
+
+static struct hv_test_server S;
+
+static double
+now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void
+test_two_instances(void **state)
+{
+	struct hv_test_server peer;
+	struct hv_httpc a, b;
+	struct hv_httpc_resp r;
+	char id[64], key[160], kid[64], path[120];
+	double t0, waited;
+
+	(void)state;
+	hv_test_server_start_peer(&peer, &S, NULL);
+	hv_httpc_init(&a, S.base);
+	hv_httpc_init(&b, peer.base);
+
+	/* created through one, read through the other */
+	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"stripe\",\"name\":"
+	    "\"shared\",\"auth_type\":\"api_key\",\"secret\":{\"key\":"
+	    "\"sk_shared\"}}", id, sizeof(id));
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/secret", id);
+	assert_int_equal(hv_httpc_do(&b, "GET", path, S.admin_key, NULL, NULL,
+	    0, &r), 200);
+	assert_non_null(strstr(r.body, "sk_shared"));
+	hv_httpc_resp_free(&r);
+
+	/* a key known to both (cached by both), revoked through one */
+	hv_test_mint_key(&S, NULL, "{\"name\":\"roaming\",\"scopes\":"
+	    "[\"credentials:read\"]}", key, sizeof(key), kid, sizeof(kid));
+	assert_int_equal(hv_httpc_do(&a, "GET", "/v1/credentials", key, NULL,
+	    NULL, 0, &r), 200);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(hv_httpc_do(&b, "GET", "/v1/credentials", key, NULL,
+	    NULL, 0, &r), 200);
+	hv_httpc_resp_free(&r);
+	(void)snprintf(path, sizeof(path), "/v1/api-keys/%s", kid);
+	assert_int_equal(hv_httpc_do(&a, "DELETE", path, S.admin_key, NULL,
+	    NULL, 0, &r), 204);
+	hv_httpc_resp_free(&r);
+	t0 = now_s();
+	for (;;) {
+		long st = hv_httpc_do(&b, "GET", "/v1/credentials", key, NULL,
+		    NULL, 0, &r);
+
+		hv_httpc_resp_free(&r);
+		waited = now_s() - t0;
+		if (st == 401)
+			break;
+		assert_int_equal(st, 200);
+		if (waited > 1.0)
+			fail_msg("revoked key still accepted by the other "
+			    "instance after %.2f s", waited);
+		usleep(20 * 1000);
+	}
+	fprintf(stderr, "revocation reached the other instance in %.3f s\n",
+	    waited);
+	assert_true(waited <= 1.0);
+
+	hv_httpc_release(&a);
+	hv_httpc_release(&b);
+	hv_test_server_stop(&peer);
+}
+
+/* hv_http_stop() on its own thread, so that the test can watch it wait. */
+struct stopper {
+	struct hv_test_server *s;
+	volatile int done;
+	double done_at;
+};
+
+static void *
+stop_thread(void *arg)
+{
+	struct stopper *st = arg;
+
+	hv_test_server_stop_http(st->s);
+	st->done_at = now_s();
+	st->done = 1;
+	return NULL;
+}
+
+static int
+connect_port(unsigned short port)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * A request in flight when the stop begins (headers sent, body not yet):
+ * hv_http_stop() waits for it, the request completes with 201, new
+ * connections are refused meanwhile, and the stop returns after the
+ * answer went out.
+ */
+static void
+test_graceful_stop(void **state)
+{
+	struct hv_test_server peer;
+	struct stopper sp;
+	pthread_t th;
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	const char *body = "{\"service\":\"stripe\",\"name\":\"late\","
+	    "\"auth_type\":\"api_key\",\"secret\":{\"key\":\"k\"}}";
+	char head[512], out[4096];
+	size_t got = 0;
+	double answered;
+	long n0;
+	int fd, fd2;
+
+	(void)state;
+	hv_test_server_start_peer(&peer, &S, NULL);
+	n0 = hv_test_count_rows(&S, "credentials");
+	(void)snprintf(head, sizeof(head), "POST /v1/credentials HTTP/1.1\r\n"
+	    "Host: x\r\nAuthorization: Bearer %s\r\nContent-Type: "
+	    "application/json\r\nContent-Length: %zu\r\nConnection: close"
+	    "\r\n\r\n", S.admin_key, strlen(body));
+	fd = connect_port(peer.port);
+	assert_true(fd >= 0);
+	assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL),
+	    (ssize_t)strlen(head));
+	assert_int_equal(send(fd, body, 10, MSG_NOSIGNAL), 10);
+	usleep(200 * 1000);	/* the server has the headers: in flight */
+
+	memset(&sp, 0, sizeof(sp));
+	sp.s = &peer;
+	assert_int_equal(pthread_create(&th, NULL, stop_thread, &sp), 0);
+	usleep(300 * 1000);
+	assert_int_equal(sp.done, 0);	/* waiting for our request */
+	fd2 = connect_port(peer.port);	/* no new connections */
+	assert_int_equal(fd2, -1);
+
+	assert_int_equal(send(fd, body + 10, strlen(body) - 10, MSG_NOSIGNAL),
+	    (ssize_t)(strlen(body) - 10));
+	for (;;) {
+		ssize_t n = recv(fd, out + got, sizeof(out) - 1 - got, 0);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	out[got] = '\0';
+	answered = now_s();
+	close(fd);
+	pthread_join(th, NULL);
+	assert_true(strncmp(out, "HTTP/1.1 201", 12) == 0);
+	assert_true(sp.done_at >= answered - 0.5);
+	assert_int_equal(hv_test_count_rows(&S, "credentials"), n0 + 1);
+
+	/* the other server is unaffected */
+	hv_httpc_init(&c, S.base);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
+	    &r), 200);
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	hv_test_server_stop(&peer);
+}
+
+/* Nothing in flight: the stop is immediate, not the drain timeout. */
+static void
+test_stop_idle(void **state)
+{
+	struct hv_test_server peer;
+	double t0;
+
+	(void)state;
+	hv_test_server_start_peer(&peer, &S, NULL);
+	t0 = now_s();
+	hv_test_server_stop_http(&peer);
+	assert_true(now_s() - t0 < 1.0);
+	hv_test_server_stop(&peer);
+}
+
+static void
+tweak_metrics(struct hv_cfg *cfg)
+{
+	struct hv_err err = { HV_OK, "" };
+
+	if (hv_cfg_set(cfg, "metrics_listen", "127.0.0.1:0", &err) != HV_OK)
+		fail_msg("metrics_listen: %s", err.msg);
+}
+
+static void
+test_metrics_listener(void **state)
+{
+	struct hv_test_server m;
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	char base[64];
+
+	(void)state;
+	hv_test_server_start_peer(&m, &S, tweak_metrics);
+	assert_true(hv_http_metrics_port(m.http) != 0);
+	(void)snprintf(base, sizeof(base), "http://127.0.0.1:%u",
+	    (unsigned int)hv_http_metrics_port(m.http));
+	hv_httpc_init(&c, base);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/metrics", NULL, NULL, NULL, 0,
+	    &r), 200);
+	assert_non_null(strstr(r.body, "hsmvault_http_requests_in_flight"));
+	assert_true(r.request_id[0] != '\0');
+	hv_httpc_resp_free(&r);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/v1/credentials", NULL, NULL,
+	    NULL, 0, &r), 404);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
+	    &r), 404);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(hv_httpc_do(&c, "POST", "/metrics", NULL, NULL, NULL,
+	    0, &r), 405);
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	/* on the API listener it still needs an admin key */
+	hv_httpc_init(&c, m.base);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/metrics", NULL, NULL, NULL, 0,
+	    &r), 401);
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	hv_test_server_stop(&m);
+}
+
+static char tls_dir[256];
+
+static void
+tweak_tls(struct hv_cfg *cfg)
+{
+	struct hv_err err = { HV_OK, "" };
+	char p[400];
+
+	(void)snprintf(p, sizeof(p), "%s/server.crt", tls_dir);
+	if (hv_cfg_set(cfg, "tls_cert", p, &err) != HV_OK)
+		fail_msg("tls_cert: %s", err.msg);
+	(void)snprintf(p, sizeof(p), "%s/server.key", tls_dir);
+	if (hv_cfg_set(cfg, "tls_key", p, &err) != HV_OK)
+		fail_msg("tls_key: %s", err.msg);
+}
+
+static void
+tweak_mtls(struct hv_cfg *cfg)
+{
+	struct hv_err err = { HV_OK, "" };
+	char p[400];
+
+	tweak_tls(cfg);
+	(void)snprintf(p, sizeof(p), "%s/ca.crt", tls_dir);
+	if (hv_cfg_set(cfg, "tls_client_ca", p, &err) != HV_OK)
+		fail_msg("tls_client_ca: %s", err.msg);
+}
+
+static void
+make_pki(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	(void)snprintf(tls_dir, sizeof(tls_dir), "%s/hvtls.XXXXXX",
+	    tmp != NULL ? tmp : "/tmp");
+	if (mkdtemp(tls_dir) == NULL)
+		fail_msg("mkdtemp");
+	/* a CA, a server certificate for 127.0.0.1, a client certificate,
+	 * and a client certificate from another CA */
+	if (hv_test_sh("cd '%s' && "
+	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	    "-nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=hv-test-ca "
+	    ">/dev/null 2>&1 && "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+	    "-keyout server.key -out server.csr -subj /CN=127.0.0.1 "
+	    ">/dev/null 2>&1 && "
+	    "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && "
+	    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+	    "-CAcreateserial -out server.crt -days 2 -extfile san.ext "
+	    ">/dev/null 2>&1 && "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+	    "-keyout client.key -out client.csr -subj /CN=client "
+	    ">/dev/null 2>&1 && "
+	    "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
+	    "-CAcreateserial -out client.crt -days 2 >/dev/null 2>&1 && "
+	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	    "-nodes -keyout rogue.key -out rogue.crt -days 2 -subj /CN=rogue "
+	    ">/dev/null 2>&1", tls_dir) != 0)
+		hv_test_missing("openssl to make test certificates");
+}
+
+static void
+test_tls(void **state)
+{
+	struct hv_test_server t;
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	char base[64], raw[128], out[256];
+	long st;
+
+	(void)state;
+	make_pki();
+	hv_test_server_start_peer(&t, &S, tweak_tls);
+	(void)snprintf(base, sizeof(base), "https://127.0.0.1:%u",
+	    (unsigned int)t.port);
+	hv_httpc_init(&c, base);
+	(void)snprintf(c.ca, sizeof(c.ca), "%s/ca.crt", tls_dir);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
+	    &r), 200);
+	assert_true(r.request_id[0] != '\0');
+	hv_httpc_resp_free(&r);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/v1/credentials", t.admin_key,
+	    NULL, NULL, 0, &r), 200);
+	hv_httpc_resp_free(&r);
+	/* without trusting the CA: the handshake fails */
+	c.ca[0] = '\0';
+	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
+	    &r), 0);
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	/* plain HTTP to the TLS port gets nothing useful */
+	(void)snprintf(raw, sizeof(raw), "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+	    "Connection: close\r\n\r\n");
+	(void)hv_httpc_raw(t.port, raw, strlen(raw), out, sizeof(out), &st,
+	    2000);
+	assert_int_not_equal(st, 200);
+	hv_test_server_stop(&t);
+
+	/* client certificates required */
+	hv_test_server_start_peer(&t, &S, tweak_mtls);
+	(void)snprintf(base, sizeof(base), "https://127.0.0.1:%u",
+	    (unsigned int)t.port);
+	hv_httpc_init(&c, base);
+	(void)snprintf(c.ca, sizeof(c.ca), "%s/ca.crt", tls_dir);
+	/* no client certificate */
+	st = hv_httpc_do(&c, "GET", "/v1/credentials", t.admin_key, NULL, NULL,
+	    0, &r);
+	assert_int_equal(st, 401);
+	assert_string_equal(hv_httpc_error_code(&r), "unauthorized");
+	assert_non_null(strstr(r.body, "client certificate"));
+	hv_httpc_resp_free(&r);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL,
+	    0, &r), 401);	/* everything on this listener needs one */
+	hv_httpc_resp_free(&r);
+	/* a certificate from another CA */
+	(void)snprintf(c.cert, sizeof(c.cert), "%s/rogue.crt", tls_dir);
+	(void)snprintf(c.key, sizeof(c.key), "%s/rogue.key", tls_dir);
+	st = hv_httpc_do(&c, "GET", "/v1/credentials", t.admin_key, NULL, NULL,
+	    0, &r);
+	assert_int_equal(st, 401);
+	hv_httpc_resp_free(&r);
+	/* the right one */
+	(void)snprintf(c.cert, sizeof(c.cert), "%s/client.crt", tls_dir);
+	(void)snprintf(c.key, sizeof(c.key), "%s/client.key", tls_dir);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/v1/credentials", t.admin_key,
+	    NULL, NULL, 0, &r), 200);
+	hv_httpc_resp_free(&r);
+	/* a client certificate does not replace the API key */
+	assert_int_equal(hv_httpc_do(&c, "GET", "/v1/credentials", NULL, NULL,
+	    NULL, 0, &r), 401);
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	hv_test_server_stop(&t);
+	(void)hv_test_sh("rm -rf '%s'", tls_dir);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	hv_test_server_start(&S, "httpcluster", NULL);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	hv_test_server_stop(&S);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_two_instances),
+		cmocka_unit_test(test_graceful_stop),
+		cmocka_unit_test(test_stop_idle),
+		cmocka_unit_test(test_metrics_listener),
+		cmocka_unit_test(test_tls),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
