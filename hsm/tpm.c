@@ -682,7 +682,8 @@ static enum hv_rc
 blob_unpack(const char *magic, const uint8_t *in, size_t len,
     TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv, struct hv_err *err)
 {
-	size_t off = MAGIC_LEN;
+	uint8_t again[TPM_BLOB_MAX];
+	size_t off = MAGIC_LEN, n = 0;
 	TSS2_RC r;
 
 	memset(pub, 0, sizeof(*pub));
@@ -693,6 +694,15 @@ blob_unpack(const char *magic, const uint8_t *in, size_t len,
 	if (r == TSS2_RC_SUCCESS)
 		r = Tss2_MU_TPM2B_PRIVATE_Unmarshal(in, len, &off, priv);
 	if (r != TSS2_RC_SUCCESS || off != len)
+		return hv_err_set(err, HV_E_CRYPTO, "malformed tpm blob");
+	/*
+	 * The unmarshaller does not check a TPM2B_PUBLIC's size prefix
+	 * against its contents: accept only the canonical encoding, so that
+	 * no modified byte goes unnoticed.
+	 */
+	if (len > sizeof(again) ||
+	    blob_pack(magic, pub, priv, again, sizeof(again), &n, NULL) !=
+	    HV_OK || n != len || memcmp(again, in, len) != 0)
 		return hv_err_set(err, HV_E_CRYPTO, "malformed tpm blob");
 	return HV_OK;
 }
@@ -1338,7 +1348,7 @@ flush_stale(struct tpm *t, struct hv_err *err)
 
 	ESYS_CALL(r, t, "GetCapability",
 	    Esys_GetCapability_Async(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, TPM2_CAP_HANDLES, TPM2_TRANSIENT_FIRST, 16),
+	    ESYS_TR_NONE, TPM2_CAP_HANDLES, 0x80000000u /* TRANSIENT_FIRST */, 16),
 	    Esys_GetCapability_Finish(t->ctx, &more, &cap));
 	if (r != TSS2_RC_SUCCESS)
 		return tss_fail(t, r, HV_E_KEYSTORE, "list handles", err);
@@ -1807,9 +1817,16 @@ tpm_ensure_keys(struct hv_hsm *h, bool create, struct hv_err *err)
 	return run((struct tpm *)h, op_ensure, &a, err);
 }
 
-/* The state check of a version for wrap (active only) or unwrap. */
+/*
+ * Whether a version may wrap or unwrap: it must exist and be enabled. A
+ * disabled version is reported as not found, like one that never existed
+ * (the PKCS#11 backend does the same). A retired version may still wrap
+ * when named explicitly: hv_hsm_wrap(0) always picks the active one, and
+ * a rotation by another process between that choice and the wrap must
+ * not fail the write.
+ */
 static enum hv_rc
-kek_usable(struct tpm *t, uint32_t version, bool for_wrap, struct hv_err *err)
+kek_usable(struct tpm *t, uint32_t version, struct hv_err *err)
 {
 	struct kek *k;
 	enum hv_rc rc;
@@ -1822,12 +1839,8 @@ kek_usable(struct tpm *t, uint32_t version, bool for_wrap, struct hv_err *err)
 		return hv_err_set(err, HV_E_NOT_FOUND, "no kek version %" PRIu32,
 		    version);
 	if (k->disabled)
-		return hv_err_set(err, HV_E_CONFLICT, "kek version %" PRIu32
+		return hv_err_set(err, HV_E_NOT_FOUND, "kek version %" PRIu32
 		    " is disabled", version);
-	if (for_wrap && version != kek_active(t))
-		return hv_err_set(err, HV_E_CONFLICT, "kek version %" PRIu32
-		    " is retired: only the active version %" PRIu32 " wraps",
-		    version, kek_active(t));
 	return HV_OK;
 }
 
@@ -1858,7 +1871,7 @@ op_wrap(struct tpm *t, void *argp, struct hv_err *err)
 	TSS2_RC r;
 
 	memset(&sens, 0, sizeof(sens));
-	rc = kek_usable(t, a->version, true, err);
+	rc = kek_usable(t, a->version, err);
 	if (rc != HV_OK)
 		return rc;
 	rc = dek_auth(a->version, a->aad, a->aad_len, &sens.sensitive.userAuth,
@@ -1933,7 +1946,7 @@ op_unwrap(struct tpm *t, void *argp, struct hv_err *err)
 	enum hv_rc rc;
 	TSS2_RC r;
 
-	rc = kek_usable(t, a->version, false, err);
+	rc = kek_usable(t, a->version, err);
 	if (rc != HV_OK)
 		return rc;
 	rc = dek_auth(a->version, a->aad, a->aad_len, &auth, err);

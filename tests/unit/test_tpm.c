@@ -557,7 +557,7 @@ test_metadata_changes(void **state)
 	assert_int_equal(keks[0].state, HV_KEK_DISABLED);
 	assert_int_equal(keks[1].state, HV_KEK_ACTIVE);
 	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"m", 1, w, wl,
-	    &back, &err), HV_E_CONFLICT);
+	    &back, &err), HV_E_NOT_FOUND);
 	assert_null(back);
 	/* A corrupt file is a configuration error, not a crash. */
 	assert_int_equal(hv_test_sh("cd '%s' && printf 'kek one on\\n' > "
