@@ -75,7 +75,7 @@ objectstore.backend = file
 log.level = ERROR
 CONF
 	export SOFTHSM2_CONF="$dir/softhsm2.conf"
-	if softhsm2-util --show-slots 2>/dev/null | grep -q "Label:.*$label\$"; then
+	if softhsm2-util --show-slots 2>/dev/null | grep -qE "^ *Label: +$label *\$"; then
 		return 0
 	fi
 	hv_say "creating SoftHSM2 token '$label' in $dir"

@@ -4,6 +4,7 @@
  * hv_cfg_set(), so they cannot disagree on names or parsing.
  */
 #include "cfg.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -54,6 +55,9 @@ static const struct key keys[] = {
 	U(dek_cache_size),
 	U(dek_cache_ttl_ms),
 	U(audit_chains),
+	U(upstream_timeout_ms),
+	{ "upstream_max_response", K_SIZE,
+	    offsetof(struct hv_cfg, upstream_max_response) },
 };
 
 #undef S
@@ -78,6 +82,8 @@ hv_cfg_init(struct hv_cfg *c)
 	c->dek_cache_size = 1024;
 	c->dek_cache_ttl_ms = 60000;
 	c->audit_chains = 4;
+	c->upstream_timeout_ms = 30000;
+	c->upstream_max_response = 4 * 1024 * 1024;
 }
 
 void
@@ -155,6 +161,21 @@ set_service(struct hv_cfg *c, const char *id, size_t idlen,
 	c->services[c->n_services].base_url = xstrdup(value);
 	c->n_services++;
 	return HV_OK;
+}
+
+/* Is norm (lower-case, underscores) a configuration key? */
+static bool
+known_key(const char *norm)
+{
+	size_t i, n = strlen(norm);
+
+	if (strncmp(norm, "service_", 8) == 0 && n > 17 &&
+	    strcmp(norm + n - 9, "_base_url") == 0)
+		return true;
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keys[i].name, norm) == 0)
+			return true;
+	return false;
 }
 
 enum hv_rc
@@ -298,6 +319,18 @@ hv_cfg_load_env(struct hv_cfg *c, struct hv_err *err)
 		/* PIN and config-file path are handled elsewhere */
 		if (strcmp(key, "PKCS11_PIN") == 0 || strcmp(key, "CONFIG") == 0)
 			continue;
+		for (size_t i = 0; i < n; i++)
+			key[i] = (char)tolower((unsigned char)key[i]);
+		/*
+		 * Other tools share the HSMVAULT_ prefix (ci/quickstart's own
+		 * switches, a deployment's wrappers): an unknown variable is
+		 * reported, not fatal. Files and flags stay strict.
+		 */
+		if (!known_key(key)) {
+			hv_log_warn("ignoring unknown environment variable "
+				    "HSMVAULT_%.64s", key);
+			continue;
+		}
 		rc = hv_cfg_set(c, key, eq + 1, err);
 		if (rc != HV_OK)
 			return hv_err_prefix(err, "environment");

@@ -41,14 +41,15 @@ out=$(eval "$line") || fail "curl line failed"
 echo "$out" | grep -q '"items"' || fail "curl line answer: $out"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $key" \
 	-H 'Content-Type: application/json' \
-	-d '{"service":"stripe","name":"Stripe live","auth_type":"bearer","secret":{"token":"sk_live_example"}}' \
+	-d '{"service":"stripe","name":"Stripe live","auth_type":"api_key","secret":{"key":"sk_live_example"}}' \
 	"http://127.0.0.1:$port/v1/credentials")
 [ "$code" = 201 ] || fail "create through quickstart server: $code"
-kill -TERM "$srv"; wait "$srv" 2>/dev/null; srv=""
-# the written configuration reaches the same database and key store
+# while it serves, the written configuration reaches the same database
+# and key store
 "$HV_BUILD_DIR/hsmvault" --config "$T/data/hsmvault.conf" status >"$T/status.json" ||
 	fail "status through the written configuration"
 grep -q '"credentials"' "$T/status.json" || fail "status: $(cat "$T/status.json")"
+kill -TERM "$srv"; wait "$srv" 2>/dev/null; srv=""
 grep -q "$(cat "$T/data/pin")" "$T/data/hsmvault.conf" && fail "pin written to the configuration"
 # a second run reuses the data directory and the key
 HSMVAULT_QUICKSTART_NO_SERVE=1 bash "$ROOT/ci/quickstart" >"$T/qs2.out" 2>"$T/qs2.err" ||

@@ -179,8 +179,13 @@ test_cfg_layers(void **state)
 	setenv("HSMVAULT_LISTEN", "127.0.0.1:2", 1);
 	setenv("HSMVAULT_SERVICE_GITHUB_BASE_URL", "http://127.0.0.1:3", 1);
 	unsetenv("HSMVAULT_PKCS11_PIN");
+	setenv("HSMVAULT_SOMETHING_ELSE", "1", 1); /* not ours: ignored */
 	assert_int_equal(hv_cfg_load_env(&c, &err), HV_OK);
+	unsetenv("HSMVAULT_SOMETHING_ELSE");
 	assert_string_equal(c.listen, "127.0.0.1:2");
+	setenv("HSMVAULT_DB_POOL", "many", 1); /* ours, bad value: fatal */
+	assert_int_equal(hv_cfg_load_env(&c, &err), HV_E_CONFIG);
+	unsetenv("HSMVAULT_DB_POOL");
 	assert_string_equal(hv_cfg_service_url(&c, "github"),
 	    "http://127.0.0.1:3");
 	/* a flag overrides the environment */
