@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -740,6 +741,7 @@ test_pin_changed(void **state)
 
 struct worker {
 	struct hv_hsm *h;
+	atomic_bool *busy;	/* keep working while true (disturb runs) */
 	int id;
 	int errors;
 	char msg[HV_ERR_MSG_MAX];
@@ -757,7 +759,7 @@ worker_main(void *arg)
 	uint32_t used;
 	int i;
 
-	for (i = 0; i < 500 && dek != NULL; i++) {
+	for (i = 0; dek != NULL && (i < 500 || atomic_load(w->busy)); i++) {
 		struct hv_err err = { 0 };
 		enum hv_rc rc = HV_OK;
 
@@ -804,11 +806,13 @@ run_workers(struct hv_hsm *h, int nthreads, bool disturb)
 	pthread_t th[8];
 	struct worker w[8];
 	struct hv_err err = { 0 };
+	atomic_bool busy = disturb;
 	uint32_t v;
 	int i;
 
 	for (i = 0; i < nthreads; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
+		w[i].busy = &busy;
 		w[i].h = h;
 		w[i].id = i;
 		assert_int_equal(pthread_create(&th[i], NULL, worker_main,
@@ -819,6 +823,9 @@ run_workers(struct hv_hsm *h, int nthreads, bool disturb)
 		assert_int_equal(hv_hsm_kek_create(h, &v, &err), HV_OK);
 		usleep(20000);
 		hv_p11_test_break(h, HV_P11_BREAK_SESSIONS);
+		/* the workers run into the broken sessions, then stop */
+		usleep(50000);
+		atomic_store(&busy, false);
 	}
 	for (i = 0; i < nthreads; i++) {
 		pthread_join(th[i], NULL);
