@@ -545,6 +545,18 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		return;
 	}
 
+	/* The route first, so that the log and metrics name it in any case. */
+	f = hv_httpreq_route_find(routes, N_ROUTES, sizeof(routes[0]), method,
+	    url, &idx, caps, &ncaps, rq->allow, sizeof(rq->allow));
+	if (f == HV_HTTPREQ_FOUND && rq->l->metrics_only &&
+	    idx != h->metrics_route)
+		f = HV_HTTPREQ_NO_PATH;
+	if (f == HV_HTTPREQ_BAD_METHOD && rq->l->metrics_only &&
+	    !hv_httpreq_match("/metrics", url, NULL, 0, NULL))
+		f = HV_HTTPREQ_NO_PATH;
+	if (f == HV_HTTPREQ_FOUND)
+		rq->route = idx;
+
 	memset(&hs, 0, sizeof(hs));
 	(void)MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header,
 	    &hs);
@@ -562,14 +574,6 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		return;
 	}
 
-	f = hv_httpreq_route_find(routes, N_ROUTES, sizeof(routes[0]), method,
-	    url, &idx, caps, &ncaps, rq->allow, sizeof(rq->allow));
-	if (f == HV_HTTPREQ_FOUND && rq->l->metrics_only &&
-	    idx != h->metrics_route)
-		f = HV_HTTPREQ_NO_PATH;
-	if (f == HV_HTTPREQ_BAD_METHOD && rq->l->metrics_only &&
-	    !hv_httpreq_match("/metrics", url, NULL, 0, NULL))
-		f = HV_HTTPREQ_NO_PATH;
 	if (f == HV_HTTPREQ_NO_PATH) {
 		set_early(rq, 404, "not_found", "no such endpoint");
 		return;
@@ -583,7 +587,6 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		rq->early.allow = rq->allow;
 		return;
 	}
-	rq->route = idx;
 	r = &routes[idx];
 
 	if (body_coming(conn, &clen) && clen > h->max_body) {

@@ -478,57 +478,273 @@ hv_httpreq_content_type_json(const char *s)
 	return *p == '\0';
 }
 
-bool
-hv_httpreq_json_depth_ok(const char *buf, size_t len, unsigned int max)
+/* ---- a strict JSON syntax check (RFC 8259), no allocation ---------- */
+
+struct scan {
+	const unsigned char *p;
+	size_t n, i;
+	const char *why;	/* set on failure */
+};
+
+static void
+skip_ws(struct scan *s)
 {
-	unsigned int depth = 0;
-	bool in_str = false, esc = false;
-	size_t i;
+	while (s->i < s->n && (s->p[s->i] == ' ' || s->p[s->i] == '\t' ||
+	    s->p[s->i] == '\n' || s->p[s->i] == '\r'))
+		s->i++;
+}
 
-	for (i = 0; i < len; i++) {
-		char c = buf[i];
+static int
+hex4(const struct scan *s, size_t at)
+{
+	int v = 0, k, h;
 
-		if (in_str) {
-			if (esc)
-				esc = false;
-			else if (c == '\\')
-				esc = true;
-			else if (c == '"')
-				in_str = false;
+	if (s->n - at < 4)
+		return -1;
+	for (k = 0; k < 4; k++) {
+		h = hexval((char)s->p[at + (size_t)k]);
+		if (h < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+/* At the opening quote; leaves s->i after the closing one. */
+static bool
+scan_string(struct scan *s)
+{
+	s->i++;
+	for (;;) {
+		unsigned char c;
+
+		if (s->i >= s->n) {
+			s->why = "unterminated string";
+			return false;
+		}
+		c = s->p[s->i];
+		if (c == '"') {
+			s->i++;
+			return true;
+		}
+		if (c < 0x20) {
+			s->why = "control character in a string";
+			return false;
+		}
+		if (c != '\\') {
+			s->i++;
 			continue;
 		}
-		if (c == '"') {
-			in_str = true;
-		} else if (c == '{' || c == '[') {
-			if (++depth > max)
-				return false;
-		} else if ((c == '}' || c == ']') && depth > 0) {
-			depth--;
+		if (s->i + 1 >= s->n) {
+			s->why = "unterminated string";
+			return false;
 		}
+		c = s->p[s->i + 1];
+		if (c == 'u') {
+			int u = hex4(s, s->i + 2), lo;
+
+			if (u < 0) {
+				s->why = "bad \\u escape";
+				return false;
+			}
+			if (u == 0) {
+				s->why = "\\u0000 is not allowed";
+				return false;
+			}
+			if (u >= 0xdc00 && u <= 0xdfff) {
+				s->why = "lone surrogate escape";
+				return false;
+			}
+			s->i += 6;
+			if (u >= 0xd800 && u <= 0xdbff) {
+				if (s->n - s->i < 6 || s->p[s->i] != '\\' ||
+				    s->p[s->i + 1] != 'u') {
+					s->why = "lone surrogate escape";
+					return false;
+				}
+				lo = hex4(s, s->i + 2);
+				if (lo < 0xdc00 || lo > 0xdfff) {
+					s->why = "lone surrogate escape";
+					return false;
+				}
+				s->i += 6;
+			}
+			continue;
+		}
+		if (strchr("\"\\/bfnrt", (char)c) == NULL || c == '\0') {
+			s->why = "bad escape in a string";
+			return false;
+		}
+		s->i += 2;
+	}
+}
+
+static bool
+is_digit(const struct scan *s)
+{
+	return s->i < s->n && s->p[s->i] >= '0' && s->p[s->i] <= '9';
+}
+
+static bool
+scan_number(struct scan *s)
+{
+	if (s->p[s->i] == '-')
+		s->i++;
+	if (!is_digit(s)) {
+		s->why = "bad number";
+		return false;
+	}
+	if (s->p[s->i] == '0')
+		s->i++;
+	else
+		while (is_digit(s))
+			s->i++;
+	if (s->i < s->n && s->p[s->i] == '.') {
+		s->i++;
+		if (!is_digit(s)) {
+			s->why = "bad number";
+			return false;
+		}
+		while (is_digit(s))
+			s->i++;
+	}
+	if (s->i < s->n && (s->p[s->i] == 'e' || s->p[s->i] == 'E')) {
+		s->i++;
+		if (s->i < s->n && (s->p[s->i] == '+' || s->p[s->i] == '-'))
+			s->i++;
+		if (!is_digit(s)) {
+			s->why = "bad number";
+			return false;
+		}
+		while (is_digit(s))
+			s->i++;
 	}
 	return true;
 }
 
+static bool
+scan_literal(struct scan *s)
+{
+	static const char *const lits[] = { "true", "false", "null" };
+	size_t k, l;
+
+	for (k = 0; k < 3; k++) {
+		l = strlen(lits[k]);
+		if (s->n - s->i >= l && memcmp(s->p + s->i, lits[k], l) == 0) {
+			s->i += l;
+			return true;
+		}
+	}
+	s->why = "unexpected character";
+	return false;
+}
+
+enum hv_rc
+hv_httpreq_json_syntax(const char *buf, size_t len, unsigned int max_depth,
+    struct hv_err *err)
+{
+	enum { VALUE, KEY, AFTER } state = VALUE;
+	char stack[HV_HTTPREQ_MAX_DEPTH + 1];
+	struct scan s = { (const unsigned char *)buf, len, 0, NULL };
+	size_t depth = 0;
+
+	if (max_depth > HV_HTTPREQ_MAX_DEPTH)
+		max_depth = HV_HTTPREQ_MAX_DEPTH;
+	for (;;) {
+		unsigned char c;
+
+		skip_ws(&s);
+		if (s.i >= s.n) {
+			if (state == AFTER && depth == 0)
+				return HV_OK;
+			s.why = "unexpected end of the body";
+			break;
+		}
+		c = s.p[s.i];
+		if (state == AFTER) {
+			if (depth == 0) {
+				s.why = "data after the json value";
+				break;
+			}
+			if (c == ',') {
+				s.i++;
+				state = stack[depth - 1] == '{' ? KEY : VALUE;
+			} else if (c == (stack[depth - 1] == '{' ? '}' : ']')) {
+				s.i++;
+				depth--;
+			} else {
+				s.why = "expected ',' or a closing bracket";
+				break;
+			}
+			continue;
+		}
+		if (state == KEY) {
+			if (c != '"') {
+				s.why = "expected a string key";
+				break;
+			}
+			if (!scan_string(&s))
+				break;
+			skip_ws(&s);
+			if (s.i >= s.n || s.p[s.i] != ':') {
+				s.why = "expected ':'";
+				break;
+			}
+			s.i++;
+			state = VALUE;
+			continue;
+		}
+		/* VALUE */
+		if (c == '{' || c == '[') {
+			if (depth >= max_depth) {
+				return hv_err_set(err, HV_E_INVALID, "json "
+				    "nested deeper than %u levels", max_depth);
+			}
+			stack[depth++] = (char)c;
+			s.i++;
+			skip_ws(&s);
+			if (s.i < s.n && s.p[s.i] == (c == '{' ? '}' : ']')) {
+				s.i++;
+				depth--;
+				state = AFTER;
+			} else {
+				state = c == '{' ? KEY : VALUE;
+			}
+			continue;
+		}
+		if (c == '"') {
+			if (!scan_string(&s))
+				break;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			if (!scan_number(&s))
+				break;
+		} else if (!scan_literal(&s)) {
+			break;
+		}
+		state = AFTER;
+	}
+	return hv_err_set(err, HV_E_INVALID, "malformed json at byte %zu: %s",
+	    s.i, s.why != NULL ? s.why : "syntax error");
+}
+
 /*
- * jansson messages may quote the input ("invalid token near 'abc'"): keep
- * the text before " near ", never the body.
+ * jansson refused text our syntax check accepted: a duplicate key or a
+ * number out of range is the client's; anything else is an allocation
+ * failure inside jansson (it reports those as syntax errors), ours.
  */
 static enum hv_rc
 json_fail(struct hv_err *err, const json_error_t *je)
 {
-	char text[JSON_ERROR_TEXT_LENGTH];
-	char *near;
-
-	memcpy(text, je->text, sizeof(text));
-	text[sizeof(text) - 1] = '\0';
-	near = strstr(text, " near ");
-	if (near != NULL)
-		*near = '\0';
-	near = strchr(text, '\'');	/* any other quoted fragment */
-	if (near != NULL)
-		*near = '\0';
-	return hv_err_set(err, HV_E_INVALID, "malformed json at line %d "
-	    "column %d: %s", je->line, je->column, text);
+	switch (json_error_code(je)) {
+	case json_error_duplicate_key:
+		return hv_err_set(err, HV_E_INVALID, "duplicate key in json "
+		    "object");
+	case json_error_numeric_overflow:
+		return hv_err_set(err, HV_E_INVALID, "number out of range");
+	default:
+		return hv_err_set(err, HV_E_NOMEM, "cannot parse the body "
+		    "(out of memory)");
+	}
 }
 
 enum hv_rc
@@ -544,19 +760,29 @@ hv_httpreq_json(const char *buf, size_t len, const char *const *fields,
 		*out = NULL;
 		return HV_OK;
 	}
-	if (!hv_httpreq_json_depth_ok(buf, len, HV_HTTPREQ_MAX_DEPTH))
-		return hv_err_set(err, HV_E_INVALID, "json nested deeper "
-		    "than %d levels", HV_HTTPREQ_MAX_DEPTH);
 	if (!hv_httpreq_utf8_valid(buf, len))
 		return hv_err_set(err, HV_E_INVALID, "body is not valid utf-8");
+	{
+		size_t i = 0;
+
+		while (i < len && (buf[i] == ' ' || buf[i] == '\t' ||
+		    buf[i] == '\n' || buf[i] == '\r'))
+			i++;
+		if (i < len && buf[i] != '{')
+			return hv_err_set(err, HV_E_INVALID, "body must be a "
+			    "json object");
+	}
+	if (hv_httpreq_json_syntax(buf, len, HV_HTTPREQ_MAX_DEPTH, err) !=
+	    HV_OK)
+		return HV_E_INVALID;
 	/* No JSON_DECODE_ANY, no JSON_ALLOW_NUL, EOF check on. */
 	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	if (j == NULL)
 		return json_fail(err, &je);
 	if (!json_is_object(j)) {
 		json_decref(j);
-		return hv_err_set(err, HV_E_INVALID, "body must be a json "
-		    "object");
+		return hv_err_set(err, HV_E_INTERNAL, "json syntax check and "
+		    "parser disagree");
 	}
 	if (fields != NULL) {
 		json_object_foreach(j, key, val) {

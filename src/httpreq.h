@@ -133,18 +133,27 @@ enum hv_rc hv_httpreq_if_match(const char *s, long *version,
 bool hv_httpreq_content_type_json(const char *s);
 
 /*
- * True when the nesting depth of the JSON text buf[0..len) never exceeds
- * max (strings are skipped, escapes honoured). Works on malformed text too:
- * it only bounds what the parser would have to recurse into.
+ * Check that buf[0..len) is one JSON value (RFC 8259) with nothing but
+ * whitespace around it, nested at most max_depth (capped at
+ * HV_HTTPREQ_MAX_DEPTH) deep, with no \u0000 and no lone surrogate escape.
+ * Iterative, allocation-free, bounded by len: it runs before jansson, so
+ * that malformed or deep text never reaches the parser, and so that a
+ * later jansson failure can only mean a duplicate key, a number out of
+ * range or an allocation failure. UTF-8 is not checked here
+ * (hv_httpreq_utf8_valid). HV_E_INVALID with "malformed json at byte N:
+ * ..." (never quoting the text).
  */
-bool hv_httpreq_json_depth_ok(const char *buf, size_t len, unsigned int max);
+enum hv_rc hv_httpreq_json_syntax(const char *buf, size_t len,
+    unsigned int max_depth, struct hv_err *err);
 
 /*
  * Parse a request body strictly: at most HV_HTTPREQ_MAX_DEPTH deep, valid
  * UTF-8, no duplicate keys, no \u0000, no trailing data, a top-level object
  * whose keys are all in `fields` (NULL-terminated; NULL = any key). len 0
  * gives *out = NULL and HV_OK. On HV_OK with len > 0, *out is a new
- * reference. The message never quotes the body.
+ * reference. The message never quotes the body. HV_E_NOMEM (not
+ * HV_E_INVALID) when jansson runs out of memory: a client never gets 400
+ * for our allocation failure.
  */
 enum hv_rc hv_httpreq_json(const char *buf, size_t len,
     const char *const *fields, json_t **out, struct hv_err *err);

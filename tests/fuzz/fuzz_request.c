@@ -120,8 +120,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (hv_httpreq_text_ok((const char *)data, size) &&
 	    !hv_httpreq_utf8_valid((const char *)data, size))
 		__builtin_trap();
-	(void)hv_httpreq_json_depth_ok((const char *)data, size,
-	    HV_HTTPREQ_MAX_DEPTH);
+	/*
+	 * What the syntax check accepts, jansson parses, refusing at most a
+	 * duplicate key or a number out of range (anything else would turn
+	 * into a 500 in hv_httpreq_json).
+	 */
+	memset(&err, 0, sizeof(err));
+	if (hv_httpreq_json_syntax((const char *)data, size,
+	    HV_HTTPREQ_MAX_DEPTH, &err) == HV_OK) {
+		json_error_t je;
+
+		j = json_loadb((const char *)data, size,
+		    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+		if (j == NULL && hv_httpreq_utf8_valid((const char *)data,
+		    size) && json_error_code(&je) !=
+		    json_error_duplicate_key &&
+		    json_error_code(&je) != json_error_numeric_overflow)
+			__builtin_trap();
+		json_decref(j);
+		j = NULL;
+	}
 
 	/* URL: unescape, then route. */
 	s = dupz(data, size);

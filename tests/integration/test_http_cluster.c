@@ -268,6 +268,86 @@ test_metrics_listener(void **state)
 	hv_test_server_stop(&m);
 }
 
+static const char *listen_value;
+
+static void
+tweak_listen(struct hv_cfg *cfg)
+{
+	struct hv_err err = { HV_OK, "" };
+
+	if (hv_cfg_set(cfg, "listen", listen_value, &err) != HV_OK)
+		fail_msg("listen: %s", err.msg);
+}
+
+/* Listen address forms, and the ones refused at start. */
+static void
+test_listen(void **state)
+{
+	static const char *const bad[] = { "", "127.0.0.1", "127.0.0.1:",
+		"127.0.0.1:http", "127.0.0.1:65536", "127.0.0.1:-1", "[::1]0",
+		"[::1", "no.such.host.invalid:0", NULL };
+	struct hv_test_server p;
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	struct hv_http *h = NULL;
+	struct hv_err err = { HV_OK, "" };
+	struct hv_cfg cfg;
+	char base[64];
+	size_t i;
+
+	(void)state;
+	/* ":port": every IPv4 interface */
+	listen_value = ":0";
+	hv_test_server_start_peer(&p, &S, tweak_listen);
+	hv_httpc_init(&c, p.base);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
+	    &r), 200);
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	hv_test_server_stop(&p);
+	/* IPv6 loopback, when the host has it */
+	if (access("/proc/net/if_inet6", R_OK) == 0) {
+		listen_value = "[::1]:0";
+		hv_test_server_start_peer(&p, &S, tweak_listen);
+		(void)snprintf(base, sizeof(base), "http://[::1]:%u",
+		    (unsigned int)p.port);
+		hv_httpc_init(&c, base);
+		assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL,
+		    NULL, 0, &r), 200);
+		hv_httpc_resp_free(&r);
+		hv_httpc_release(&c);
+		hv_test_server_stop(&p);
+	}
+	/* refused: bad forms, and a port already taken */
+	for (i = 0; bad[i] != NULL; i++) {
+		hv_cfg_init(&cfg);
+		if (hv_cfg_set(&cfg, "listen", bad[i], &err) == HV_OK) {
+			if (hv_http_start(&cfg, S.vault, &h, &err) == HV_OK)
+				fail_msg("listen '%s' accepted", bad[i]);
+			assert_int_equal(err.rc, HV_E_CONFIG);
+			assert_null(h);
+		}
+		hv_cfg_release(&cfg);
+	}
+	hv_cfg_init(&cfg);
+	(void)snprintf(base, sizeof(base), "127.0.0.1:%u",
+	    (unsigned int)S.port);
+	assert_int_equal(hv_cfg_set(&cfg, "listen", base, &err), HV_OK);
+	assert_int_equal(hv_http_start(&cfg, S.vault, &h, &err), HV_E_IO);
+	hv_cfg_release(&cfg);
+	/* TLS half configured, unreadable files */
+	hv_cfg_init(&cfg);
+	assert_int_equal(hv_cfg_set(&cfg, "listen", "127.0.0.1:0", &err),
+	    HV_OK);
+	assert_int_equal(hv_cfg_set(&cfg, "tls_cert", "/nonexistent/c.pem",
+	    &err), HV_OK);
+	assert_int_equal(hv_http_start(&cfg, S.vault, &h, &err), HV_E_CONFIG);
+	assert_int_equal(hv_cfg_set(&cfg, "tls_key", "/nonexistent/k.pem",
+	    &err), HV_OK);
+	assert_int_equal(hv_http_start(&cfg, S.vault, &h, &err), HV_E_CONFIG);
+	hv_cfg_release(&cfg);
+}
+
 static char tls_dir[256];
 
 static void
@@ -428,6 +508,7 @@ main(void)
 		cmocka_unit_test(test_graceful_stop),
 		cmocka_unit_test(test_stop_idle),
 		cmocka_unit_test(test_metrics_listener),
+		cmocka_unit_test(test_listen),
 		cmocka_unit_test(test_tls),
 	};
 

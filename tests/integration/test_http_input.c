@@ -22,6 +22,7 @@
 
 #include "httpc.h"
 #include "httpsrv.h"
+#include "mem.h"
 #include "uuid.h"
 
 static struct hv_test_server S;
@@ -461,6 +462,48 @@ test_headers(void **state)
 	assert_memory_equal(before, after, sizeof(before));
 }
 
+/*
+ * Allocation failures one at a time (the hv_mem hook) while requests run:
+ * every answer is a well-formed HTTP answer (5xx is fine), the server
+ * never crashes, and it serves normally once allocations succeed again.
+ */
+static void
+test_alloc_failures(void **state)
+{
+	char path[160], body[256];
+	struct hv_httpc_resp r;
+	long before[3], after[3];
+	long n;
+
+	(void)state;
+	snapshot(before);
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", cred_id);
+	(void)snprintf(body, sizeof(body), "{\"service\":\"stripe\",\"name\":"
+	    "\"oom\",\"auth_type\":\"api_key\",\"secret\":{\"key\":\"k\"}}");
+	for (n = 1; n <= 60; n++) {
+		hv_mem_fail_after(n);
+		hv_httpc_do(&C, "GET", path, S.admin_key, NULL, NULL, 0, &r);
+		hv_mem_fail_after(0);
+		if (!(r.status == 0 || r.status == 200 || r.status >= 500))
+			fail_msg("GET, allocation %ld fails: %ld %s", n,
+			    r.status, r.body);
+		hv_httpc_resp_free(&r);
+		hv_mem_fail_after(n);
+		hv_httpc_do(&C, "PATCH", path, S.admin_key, NULL,
+		    "{\"notes\":\"x\"}", 13, &r);
+		hv_mem_fail_after(0);
+		if (!(r.status == 0 || r.status == 200 || r.status >= 500))
+			fail_msg("PATCH, allocation %ld fails: %ld %s", n,
+			    r.status, r.body);
+		hv_httpc_resp_free(&r);
+	}
+	hv_httpc_do(&C, "GET", path, S.admin_key, NULL, NULL, 0, &r);
+	assert_int_equal(r.status, 200);
+	hv_httpc_resp_free(&r);
+	snapshot(after);
+	assert_memory_equal(before, after, sizeof(before));
+}
+
 static int
 setup(void **state)
 {
@@ -493,6 +536,7 @@ main(void)
 		cmocka_unit_test(test_path_and_query),
 		cmocka_unit_test(test_sql_in_values),
 		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_alloc_failures),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

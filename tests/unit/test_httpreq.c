@@ -338,9 +338,60 @@ test_json(void **state)
 		    i == 0 ? HV_OK : HV_E_INVALID);
 	}
 	assert_non_null(strstr(err.msg, "deeper"));
-	assert_true(hv_httpreq_json_depth_ok("{\"[[[[[[\":1}", 11, 1));
-	assert_true(hv_httpreq_json_depth_ok("{\"\\\"[[[\":1}", 11, 1));
-	assert_false(hv_httpreq_json_depth_ok("[[", 2, 1));
+	/* brackets inside strings do not nest */
+	assert_int_equal(JS("{\"[[[[[[\":1}", NULL, &err), HV_OK);
+	assert_int_equal(hv_httpreq_json_syntax("{\"\\\"[[[\":1}", 11, 1,
+	    &err), HV_OK);
+	assert_int_equal(hv_httpreq_json_syntax("[[]]", 4, 1, &err),
+	    HV_E_INVALID);
+}
+
+#define SYN(lit) hv_httpreq_json_syntax((lit), sizeof(lit) - 1, 32, &err)
+
+static void
+test_json_syntax(void **state)
+{
+	struct hv_err err = { HV_OK, "" };
+
+	(void)state;
+	assert_int_equal(SYN("{}"), HV_OK);
+	assert_int_equal(SYN(" [ 1 , -0 , 0.5 , 1e3 , -2E-7 , 10 ] "), HV_OK);
+	assert_int_equal(SYN("{\"a\":{\"b\":[true,false,null,\"\"]}}"),
+	    HV_OK);
+	assert_int_equal(SYN("\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\""),
+	    HV_OK);
+	assert_int_equal(SYN("\"\\ud83d\\udd11\""), HV_OK); /* pair */
+	assert_int_equal(SYN(""), HV_E_INVALID);
+	assert_int_equal(SYN("{"), HV_E_INVALID);
+	assert_int_equal(SYN("{\"a\"}"), HV_E_INVALID);
+	assert_int_equal(SYN("{\"a\":}"), HV_E_INVALID);
+	assert_int_equal(SYN("{a:1}"), HV_E_INVALID);
+	assert_int_equal(SYN("[1,]"), HV_E_INVALID);
+	assert_int_equal(SYN("[,1]"), HV_E_INVALID);
+	assert_int_equal(SYN("[1 2]"), HV_E_INVALID);
+	assert_int_equal(SYN("01"), HV_E_INVALID);
+	assert_int_equal(SYN("1."), HV_E_INVALID);
+	assert_int_equal(SYN(".5"), HV_E_INVALID);
+	assert_int_equal(SYN("1e"), HV_E_INVALID);
+	assert_int_equal(SYN("+1"), HV_E_INVALID);
+	assert_int_equal(SYN("-"), HV_E_INVALID);
+	assert_int_equal(SYN("tru"), HV_E_INVALID);
+	assert_int_equal(SYN("nul"), HV_E_INVALID);
+	assert_int_equal(SYN("\"abc"), HV_E_INVALID);
+	assert_int_equal(SYN("\"a\tb\""), HV_E_INVALID);	/* raw tab */
+	assert_int_equal(SYN("\"\\x\""), HV_E_INVALID);
+	assert_int_equal(SYN("\"\\u12\""), HV_E_INVALID);
+	assert_int_equal(SYN("\"\\u0000\""), HV_E_INVALID);
+	assert_int_equal(SYN("\"\\udc00\""), HV_E_INVALID);
+	assert_int_equal(SYN("\"\\ud800\""), HV_E_INVALID);
+	assert_int_equal(SYN("\"\\ud800\\u0041\""), HV_E_INVALID);
+	assert_int_equal(SYN("{}}"), HV_E_INVALID);
+	assert_int_equal(SYN("[]]"), HV_E_INVALID);
+	assert_int_equal(SYN("[}"), HV_E_INVALID);
+	assert_int_equal(SYN("{]"), HV_E_INVALID);
+	assert_int_equal(hv_httpreq_json_syntax("[\0]", 3, 32, &err),
+	    HV_E_INVALID);
+	assert_non_null(strstr(err.msg, "at byte 1"));
 }
 
 static enum hv_rc
@@ -414,6 +465,7 @@ main(void)
 		cmocka_unit_test(test_if_match),
 		cmocka_unit_test(test_content_type),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_json_syntax),
 		cmocka_unit_test(test_use_body),
 		cmocka_unit_test(test_sanitize),
 	};
