@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include "httpc.h"
 #include "httpsrv.h"
@@ -268,6 +269,79 @@ test_metrics_listener(void **state)
 	hv_test_server_stop(&m);
 }
 
+/* Run sql on the cluster's admin database (HV_TEST_PG_URL). */
+static void
+admin_sql(const char *sql)
+{
+	PGconn *c = PQconnectdb(getenv("HV_TEST_PG_URL"));
+	PGresult *r;
+
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("admin connect: %s", PQerrorMessage(c));
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+/*
+ * The database goes away: /readyz answers 503 database_unavailable
+ * quickly (and /healthz still 200); when it is back, 200 again.
+ */
+static void
+test_readyz_database_down(void **state)
+{
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	char sql[256];
+	double t0;
+	int i;
+	long st = 0;
+
+	(void)state;
+	hv_httpc_init(&c, S.base);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/readyz", NULL, NULL, NULL, 0,
+	    &r), 200);
+	hv_httpc_resp_free(&r);
+	/* test-only: the name is the fixture's own [a-z0-9_] database */
+	(void)snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS "
+	    "false", S.db.name);
+	admin_sql(sql);
+	(void)snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) "
+	    "FROM pg_stat_activity WHERE datname = '%s'", S.db.name);
+	admin_sql(sql);
+	t0 = now_s();
+	st = hv_httpc_do(&c, "GET", "/readyz", NULL, NULL, NULL, 0, &r);
+	assert_int_equal(st, 503);
+	assert_string_equal(hv_httpc_error_code(&r), "database_unavailable");
+	assert_true(r.request_id[0] != '\0');
+	hv_httpc_resp_free(&r);
+	assert_true(now_s() - t0 < 10.0);
+	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
+	    &r), 200);
+	hv_httpc_resp_free(&r);
+	/* an authenticated call fails with 503 too, never 401 or 500 */
+	st = hv_httpc_do(&c, "GET", "/v1/credentials", S.admin_key, NULL, NULL,
+	    0, &r);
+	assert_true(st == 503 || st == 200);	/* 200: key cached, list not */
+	hv_httpc_resp_free(&r);
+
+	(void)snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS "
+	    "true", S.db.name);
+	admin_sql(sql);
+	for (i = 0; i < 50; i++) {
+		st = hv_httpc_do(&c, "GET", "/readyz", NULL, NULL, NULL, 0, &r);
+		hv_httpc_resp_free(&r);
+		if (st == 200)
+			break;
+		usleep(100 * 1000);
+	}
+	assert_int_equal(st, 200);
+	hv_httpc_release(&c);
+}
+
 static const char *listen_value;
 
 static void
@@ -509,6 +583,7 @@ main(void)
 		cmocka_unit_test(test_stop_idle),
 		cmocka_unit_test(test_metrics_listener),
 		cmocka_unit_test(test_listen),
+		cmocka_unit_test(test_readyz_database_down),
 		cmocka_unit_test(test_tls),
 	};
 
