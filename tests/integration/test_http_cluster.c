@@ -155,12 +155,13 @@ test_graceful_stop(void **state)
 	    "\"auth_type\":\"api_key\",\"secret\":{\"key\":\"k\"}}";
 	char head[512], out[4096];
 	size_t got = 0;
-	double answered;
+	double answered, t_start;
 	long n0;
 	int fd, fd2;
 
 	(void)state;
 	hv_test_server_start_peer(&peer, &S, NULL);
+	t_start = now_s();
 	n0 = hv_test_count_rows(&S, "credentials");
 	(void)snprintf(head, sizeof(head), "POST /v1/credentials HTTP/1.1\r\n"
 	    "Host: x\r\nAuthorization: Bearer %s\r\nContent-Type: "
@@ -171,7 +172,24 @@ test_graceful_stop(void **state)
 	assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL),
 	    (ssize_t)strlen(head));
 	assert_int_equal(send(fd, body, 10, MSG_NOSIGNAL), 10);
-	usleep(200 * 1000);	/* the server has the headers: in flight */
+	/* wait until the server has the headers: our request in flight */
+	hv_httpc_init(&c, peer.base);
+	for (;;) {
+		bool seen;
+
+		assert_int_equal(hv_httpc_do(&c, "GET", "/metrics", S.admin_key,
+		    NULL, NULL, 0, &r), 200);
+		/* the scrape itself is in flight too */
+		seen = strstr(r.body, "hsmvault_http_requests_in_flight 2\n") !=
+		    NULL;
+		hv_httpc_resp_free(&r);
+		if (seen)
+			break;
+		if (now_s() - t_start > 10.0)
+			fail_msg("the request never got in flight");
+		usleep(10 * 1000);
+	}
+	hv_httpc_release(&c);
 
 	memset(&sp, 0, sizeof(sp));
 	sp.s = &peer;
