@@ -53,6 +53,8 @@ struct hv_cfg {
 	unsigned int dek_cache_size;	/* entries; 0 disables the cache */
 	unsigned int dek_cache_ttl_ms;
 	unsigned int audit_chains;	/* parallel audit chains */
+	unsigned int upstream_timeout_ms; /* test/use: whole provider call */
+	size_t upstream_max_response;	/* test/use: provider body cap */
 	struct hv_cfg_service services[HV_CFG_MAX_SERVICES];
 	size_t n_services;
 };
