@@ -117,6 +117,7 @@ struct tpm {
 
 	struct slot slots[TPM_SLOTS];
 	uint64_t tick;
+	TPMS_CONTEXT *primary_ctx;	/* saved primary, this connection */
 	uint16_t hmac_chunk;
 	char manufacturer[5];
 	char vendor[17];
@@ -135,9 +136,9 @@ struct tpm {
 	size_t hmac_blob_len;
 
 	/* watchdog for TCP TCTIs (see watchdog_fire) */
-	bool wd_running, wd_stop, wd_armed;
+	bool wd_running, wd_stop, wd_armed, wd_idle;
 	unsigned int wd_port;
-	uint64_t wd_gen, wd_deadline;
+	uint64_t wd_deadline;
 	pthread_t wd_thread;
 	pthread_mutex_t wd_mu;
 	pthread_cond_t wd_cv;
@@ -1057,9 +1058,23 @@ slot_alloc(struct tpm *t, struct slot **out, struct hv_err *err)
 			*out = &t->slots[i];
 			return HV_OK;
 		}
-		if (!t->slots[i].pinned &&
-		    (victim == NULL || t->slots[i].used < victim->used))
+		if (t->slots[i].pinned)
+			continue;
+		/*
+		 * The primary goes first: it only serves to load keys and
+		 * comes back from its saved context in one command, while
+		 * evicting a KEK that is in use makes two KEKs (rewrap) evict
+		 * each other on every call.
+		 */
+		if (victim == NULL)
 			victim = &t->slots[i];
+		else if ((t->slots[i].kind == OBJ_PRIMARY) !=
+		    (victim->kind == OBJ_PRIMARY)) {
+			if (t->slots[i].kind == OBJ_PRIMARY)
+				victim = &t->slots[i];
+		} else if (t->slots[i].used < victim->used) {
+			victim = &t->slots[i];
+		}
 	}
 	if (victim == NULL)
 		return hv_err_set(err, HV_E_INTERNAL, "no free tpm slot");
@@ -1189,11 +1204,36 @@ obj_get(struct tpm *t, enum obj_kind kind, uint32_t version, ESYS_TR *h,
 		rc = slot_alloc(t, &s, err);
 		if (rc != HV_OK)
 			return rc;
+		if (t->primary_ctx != NULL) {
+			ESYS_CALL(r, t, "ContextLoad", Esys_ContextLoad_Async(
+			    t->ctx, t->primary_ctx),
+			    Esys_ContextLoad_Finish(t->ctx, &loaded));
+			if (r == TSS2_RC_SUCCESS) {
+				slot_take(t, s, OBJ_PRIMARY, 0, loaded);
+				*h = loaded;
+				return HV_OK;
+			}
+			if (t->lost)
+				return tss_fail(t, r, HV_E_KEYSTORE,
+				    "context load", err);
+			Esys_Free(t->primary_ctx);
+			t->primary_ctx = NULL;
+		}
 		rc = primary_create(t, &loaded, err);
 		if (rc != HV_OK)
 			return rc;
 		slot_take(t, s, OBJ_PRIMARY, 0, loaded);
 		*h = loaded;
+		/* Saved once per connection: restoring it is one cheap
+		 * command, creating it an ECC key derivation (ms). */
+		ESYS_CALL(r, t, "ContextSave", Esys_ContextSave_Async(t->ctx,
+		    loaded), Esys_ContextSave_Finish(t->ctx, &t->primary_ctx));
+		if (r != TSS2_RC_SUCCESS) {
+			t->primary_ctx = NULL;
+			if (t->lost)
+				return tss_fail(t, r, HV_E_KEYSTORE,
+				    "context save", err);
+		}
 		return HV_OK;
 	}
 	if (kind == OBJ_HMAC) {
@@ -1258,6 +1298,8 @@ tpm_disconnect(struct tpm *t, bool flush)
 	}
 	for (i = 0; i < TPM_SLOTS; i++)
 		slot_forget(&t->slots[i]);
+	Esys_Free(t->primary_ctx);
+	t->primary_ctx = NULL;
 	if (t->ctx != NULL)
 		Esys_Finalize(&t->ctx);
 	if (t->tcti != NULL)
@@ -1446,30 +1488,38 @@ watchdog_fire(unsigned int port)
 	closedir(d);
 }
 
+/*
+ * The watchdog sleeps until the deadline of the command in flight and
+ * re-checks then; commands arm and disarm it without waking it, so a
+ * steady stream of commands costs one wake-up per TPM_CMD_TIMEOUT_MS.
+ * Only arming an idle watchdog signals it.
+ */
 static void *
 watchdog_main(void *arg)
 {
 	struct tpm *t = arg;
 	struct timespec ts;
-	uint64_t gen, dl;
+	uint64_t dl;
 
 	pthread_mutex_lock(&t->wd_mu);
 	while (!t->wd_stop) {
 		if (!t->wd_armed) {
+			t->wd_idle = true;
 			pthread_cond_wait(&t->wd_cv, &t->wd_mu);
+			t->wd_idle = false;
 			continue;
 		}
-		gen = t->wd_gen;
 		dl = t->wd_deadline;
-		ts.tv_sec = (time_t)(dl / 1000);
-		ts.tv_nsec = (long)(dl % 1000) * 1000000L;
-		(void)pthread_cond_timedwait(&t->wd_cv, &t->wd_mu, &ts);
-		if (t->wd_armed && t->wd_gen == gen && now_ms() >= dl) {
+		if (now_ms() >= dl) {
 			hv_log_warn("tpm: command timed out after %d ms, "
 			    "closing its connection", TPM_CMD_TIMEOUT_MS);
 			t->wd_armed = false;
 			watchdog_fire(t->wd_port);
+			continue;
 		}
+		ts.tv_sec = (time_t)(dl / 1000);
+		ts.tv_nsec = (long)(dl % 1000) * 1000000L;
+		(void)pthread_cond_timedwait(&t->wd_cv, &t->wd_mu, &ts);
 	}
 	pthread_mutex_unlock(&t->wd_mu);
 	return NULL;
@@ -1481,10 +1531,10 @@ watchdog_arm(struct tpm *t, uint64_t deadline)
 	if (!t->wd_running)
 		return;
 	pthread_mutex_lock(&t->wd_mu);
-	t->wd_gen++;
 	t->wd_deadline = deadline;
 	t->wd_armed = true;
-	pthread_cond_signal(&t->wd_cv);
+	if (t->wd_idle)
+		pthread_cond_signal(&t->wd_cv);
 	pthread_mutex_unlock(&t->wd_mu);
 }
 

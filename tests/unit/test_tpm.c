@@ -569,6 +569,87 @@ test_metadata_changes(void **state)
 	hv_hsm_close(&h);
 }
 
+/* Rates through the public interface, single thread: HV_BENCH=1 only. */
+static void
+test_bench(void **state)
+{
+	struct hv_hsm *h;
+	struct hv_err err = { 0 };
+	struct hv_secret *dek = dek_fill(1), *back = NULL;
+	uint8_t w[HV_WRAPPED_MAX], mac[HV_HMAC_LEN], rnd[32];
+	const char *aad = "00000000-0000-0000-0000-000000000000|"
+	    "11111111-1111-1111-1111-111111111111|1";
+	size_t wl = 0, alen = strlen(aad);
+	uint64_t t0;
+	double dt;
+	char dir[300];
+	int i, n = 2000;
+
+	(void)state;
+	if (getenv("HV_BENCH") == NULL) {
+		skip();
+		return;
+	}
+	h = open_init(dir, sizeof(dir));
+	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)aad, alen, dek, w,
+	    &wl, NULL, &err), HV_OK);
+	t0 = ms_now();
+	for (i = 0; i < n; i++)
+		assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)aad, alen,
+		    dek, w, &wl, NULL, &err), HV_OK);
+	dt = (double)(ms_now() - t0) / 1000.0;
+	fprintf(stderr, "bench wrap:   %8.0f/s  %6.0f us\n", n / dt,
+	    dt * 1e6 / n);
+	t0 = ms_now();
+	for (i = 0; i < n; i++) {
+		assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)aad, alen,
+		    w, wl, &back, &err), HV_OK);
+		hv_secret_free(&back);
+	}
+	dt = (double)(ms_now() - t0) / 1000.0;
+	fprintf(stderr, "bench unwrap: %8.0f/s  %6.0f us\n", n / dt,
+	    dt * 1e6 / n);
+	t0 = ms_now();
+	for (i = 0; i < n; i++)
+		assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)aad, alen, mac,
+		    &err), HV_OK);
+	dt = (double)(ms_now() - t0) / 1000.0;
+	fprintf(stderr, "bench hmac:   %8.0f/s  %6.0f us\n", n / dt,
+	    dt * 1e6 / n);
+	t0 = ms_now();
+	for (i = 0; i < n; i++)
+		assert_int_equal(hv_hsm_random(h, rnd, sizeof(rnd), &err),
+		    HV_OK);
+	dt = (double)(ms_now() - t0) / 1000.0;
+	fprintf(stderr, "bench random: %8.0f/s  %6.0f us (32 bytes)\n",
+	    n / dt, dt * 1e6 / n);
+	/* Alternating two KEK versions: a Load (and primary) per switch. */
+	{
+		uint8_t w2[HV_WRAPPED_MAX];
+		size_t wl2 = 0;
+		uint32_t v;
+
+		assert_int_equal(hv_hsm_kek_create(h, &v, &err), HV_OK);
+		assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)aad, alen,
+		    dek, w2, &wl2, NULL, &err), HV_OK);
+		t0 = ms_now();
+		for (i = 0; i < n / 2; i++) {
+			assert_int_equal(hv_hsm_unwrap(h, 1,
+			    (const uint8_t *)aad, alen, w, wl, &back, &err),
+			    HV_OK);
+			hv_secret_free(&back);
+			assert_int_equal(hv_hsm_wrap(h, 0,
+			    (const uint8_t *)aad, alen, dek, w2, &wl2, NULL,
+			    &err), HV_OK);
+		}
+		dt = (double)(ms_now() - t0) / 1000.0;
+		fprintf(stderr, "bench rewrap: %8.0f/s  %6.0f us (unwrap v1 "
+		    "+ wrap v2)\n", (n / 2) / dt, dt * 1e6 / (n / 2));
+	}
+	hv_secret_free(&dek);
+	hv_hsm_close(&h);
+}
+
 static int
 group_setup(void **state)
 {
@@ -603,6 +684,7 @@ main(void)
 		cmocka_unit_test(test_hung_tpm_times_out),
 		cmocka_unit_test(test_other_tpm_refused),
 		cmocka_unit_test(test_metadata_changes),
+		cmocka_unit_test(test_bench),
 	};
 
 	/* TSS2 logs its own errors to stderr; the expected ones are noise. */
