@@ -36,6 +36,7 @@ struct hv_service {
 	json_t *test;			/* NULL when null */
 	const char **hosts;		/* owned array, borrowed strings */
 	size_t n_hosts;
+	size_t n_file_hosts;		/* hosts[0..n) from the file */
 };
 
 struct hv_catalog {
@@ -398,7 +399,7 @@ static enum hv_rc
 check_test(const char *id, json_t *t, struct hv_err *err)
 {
 	static const char *const keys[] = { "method", "path", "headers",
-	    "body", "account", "success", NULL };
+	    "body", "account", "success", "json", NULL };
 	const char *m, *bad, *k;
 	json_t *v, *a, *x;
 	size_t i;
@@ -448,6 +449,10 @@ check_test(const char *id, json_t *t, struct hv_err *err)
 		    "test.account must be a JSON pointer, a list of them or "
 		    "null", id);
 	}
+	v = json_object_get(t, "json");
+	if (v != NULL && !json_is_boolean(v))
+		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
+		    "test.json must be true or false", id);
 	v = json_object_get(t, "success");
 	if (v != NULL) {
 		if (!json_is_object(v))
@@ -594,10 +599,14 @@ load_service(struct hv_catalog *cat, size_t idx, json_t *o,
 	if (!json_is_array(v))
 		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
 		    "allowed_hosts must be a list", id);
-	if (s->generic != (json_array_size(v) == 0))
+	/*
+	 * base_url set: hosts required. base_url null: no hosts means any
+	 * host the credential's base_url names (generic); hosts mean the
+	 * credential's base_url must match them (Shopify's per-shop hosts).
+	 */
+	if (!s->generic && json_array_size(v) == 0)
 		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "allowed_hosts must be empty exactly when base_url is "
-		    "null", id);
+		    "allowed_hosts must not be empty when base_url is set", id);
 	/* One spare slot for an override's host. */
 	s->hosts = hv_calloc(json_array_size(v) + 1, sizeof(*s->hosts));
 	if (s->hosts == NULL)
@@ -609,6 +618,7 @@ load_service(struct hv_catalog *cat, size_t idx, json_t *o,
 			    "name or *.domain", id, i);
 		s->hosts[s->n_hosts++] = json_string_value(x);
 	}
+	s->n_file_hosts = s->n_hosts;
 	if (!s->generic && !hv_service_host_allowed(s, host))
 		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
 		    "the base_url host is not in allowed_hosts", id);
@@ -841,6 +851,28 @@ bool
 hv_service_is_generic(const struct hv_service *s)
 {
 	return s->generic;
+}
+
+bool
+hv_service_credential_host_allowed(const struct hv_service *s,
+    const char *host)
+{
+	size_t hlen, i;
+
+	if (s == NULL || host == NULL || host[0] == '\0')
+		return false;
+	/* A catalog base_url: the credential's own is a self-hosted one. */
+	if (!s->generic || s->n_file_hosts == 0)
+		return true;
+	hlen = strlen(host);
+	if (host[hlen - 1] == '.')
+		hlen--;
+	if (hlen == 0 || hlen >= HOST_MAX)
+		return false;
+	for (i = 0; i < s->n_hosts; i++)
+		if (host_match(s->hosts[i], host, hlen))
+			return true;
+	return false;
 }
 
 const char *

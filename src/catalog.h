@@ -11,12 +11,15 @@
  *                 basic, oauth2, custom_headers); the first is the default
  *   injection     object: one injection (grammar below) for every auth type
  *                 listed, and for no other
- *   base_url      "https://host[:port][/path]" or null (generic: the
- *                 credential's own base_url decides). An origin without
+ *   base_url      "https://host[:port][/path]" or null (the credential's
+ *                 own base_url is then required). An origin without
  *                 the API version: request paths carry it (/v1/balance)
  *   allowed_hosts array of host names the secret may be sent to; "*.d.tld"
- *                 matches any subdomain of d.tld (not d.tld itself). Empty
- *                 only when base_url is null
+ *                 matches any subdomain of d.tld (not d.tld itself).
+ *                 Required when base_url is set. With base_url null: empty
+ *                 means any host the credential names (generic `http`),
+ *                 non-empty means the credential's base_url host must
+ *                 match (Shopify: "*.myshopify.com")
  *   token_url     page where a user creates a token, or null
  *   test          null, or the no-op request of the credential test:
  *                   method   "GET" | "POST" | "HEAD"
@@ -29,6 +32,9 @@
  *                            gives none
  *                   success  optional object {pointer: expected value}
  *                            that must also hold (Slack {"/ok": true})
+ *                   json     optional boolean, default true: the answer
+ *                            must be JSON (false: any 2xx body passes,
+ *                            the generic service)
  *                 a 2xx status is required in every case
  *   notes         optional string for people (e.g. what else a provider
  *                 needs)
@@ -124,8 +130,21 @@ const char *hv_service_name(const struct hv_service *s);
  */
 const char *hv_service_base_url(const struct hv_service *s);
 
-/* True when the catalog gives no base_url (the `http` service). */
+/*
+ * True when the catalog gives no base_url (the `http` service, Shopify):
+ * a credential of the service must carry its own base_url.
+ */
 bool hv_service_is_generic(const struct hv_service *s);
+
+/*
+ * May a credential of s carry a base_url on host (lowercase, no port)?
+ * True for services with a catalog base_url (a self-hosted instance) and
+ * for generic services without hosts; for a generic service with hosts
+ * (Shopify), only a host matching its patterns (an override's host
+ * counts, so that tests can point such a service at a stand-in).
+ */
+bool hv_service_credential_host_allowed(const struct hv_service *s,
+    const char *host);
 
 /* The token page URL, or NULL. */
 const char *hv_service_token_url(const struct hv_service *s);
@@ -150,8 +169,8 @@ const char *hv_service_host(const struct hv_service *s, size_t i);
 /*
  * True when host (a DNS name or IP literal, any case, optional trailing
  * dot, no port) matches one of the allowed patterns. Always false for a
- * generic service without override: the caller checks the credential's
- * own base_url host instead.
+ * generic service without hosts or override: the caller checks the
+ * credential's own base_url host instead.
  */
 bool hv_service_host_allowed(const struct hv_service *s, const char *host);
 

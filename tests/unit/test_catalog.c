@@ -36,7 +36,7 @@ test_shipped(void **state)
 		"stripe", "cloudflare", "github", "slack", "supabase",
 		"appwrite", "openai", "anthropic", "sendgrid", "twilio",
 		"mailgun", "gitlab", "digitalocean", "datadog", "pagerduty",
-		"linear", "notion", "vercel", "heroku", "http",
+		"linear", "notion", "vercel", "heroku", "shopify", "http",
 	};
 	struct hv_catalog *c = load_embedded(NULL), *f = NULL;
 	const struct hv_service *s;
@@ -57,7 +57,9 @@ test_shipped(void **state)
 		assert_non_null(hv_service_injection(s,
 		    hv_service_default_auth_type(s)));
 		if (strcmp(ids[i], "http") != 0) {
-			assert_false(hv_service_is_generic(s));
+			/* Shopify: per-shop hosts, the credential names one */
+			assert_int_equal(hv_service_is_generic(s),
+			    strcmp(ids[i], "shopify") == 0);
 			assert_non_null(hv_service_token_url(s));
 			assert_non_null(hv_service_test(s));
 			assert_true(hv_service_host_count(s) > 0);
@@ -165,6 +167,36 @@ test_services(void **state)
 	assert_false(hv_service_host_allowed(s, "example.com"));
 	assert_true(hv_service_supports(s, "custom_headers"));
 	assert_true(hv_service_supports(s, "oauth2"));
+	/* ... and any host of the credential's own base_url */
+	assert_true(hv_service_credential_host_allowed(s, "example.com"));
+	assert_true(hv_service_credential_host_allowed(s, "10.0.0.1"));
+	assert_false(hv_service_credential_host_allowed(s, ""));
+	assert_false(hv_service_credential_host_allowed(s, NULL));
+	assert_true(json_is_false(json_object_get(hv_service_test(s),
+	    "json")));
+
+	/* Shopify: no base URL, but the credential's must be a shop host */
+	s = hv_catalog_find(c, "shopify");
+	assert_true(hv_service_is_generic(s));
+	assert_null(hv_service_base_url(s));
+	assert_true(hv_service_credential_host_allowed(s,
+	    "acme.myshopify.com"));
+	assert_true(hv_service_credential_host_allowed(s,
+	    "ACME.myshopify.com."));
+	assert_false(hv_service_credential_host_allowed(s, "myshopify.com"));
+	assert_false(hv_service_credential_host_allowed(s,
+	    "acme.myshopify.com.evil.com"));
+	assert_false(hv_service_credential_host_allowed(s, "evil.com"));
+	assert_true(hv_service_host_allowed(s, "acme.myshopify.com"));
+	assert_string_equal(json_string_value(json_object_get(
+	    hv_service_injection(s, "api_key"), "header")),
+	    "X-Shopify-Access-Token");
+	assert_string_equal(json_string_value(json_object_get(
+	    hv_service_test(s), "account")), "/shop/name");
+
+	/* a service with a catalog base URL: the credential may self-host */
+	s = hv_catalog_find(c, "github");
+	assert_true(hv_service_credential_host_allowed(s, "ghe.corp.example"));
 	hv_catalog_free(&c);
 }
 
@@ -227,6 +259,8 @@ test_overrides(void **state)
 	    "http://127.0.0.1:1", &err), HV_OK);	/* warned, ignored */
 	assert_int_equal(hv_cfg_set(&cfg, "service_http_base_url",
 	    "http://localhost:8080", &err), HV_OK);
+	assert_int_equal(hv_cfg_set(&cfg, "service_shopify_base_url",
+	    "http://127.0.0.1:8998", &err), HV_OK);
 	c = load_embedded(&cfg);
 
 	s = hv_catalog_find(c, "stripe");
@@ -240,6 +274,12 @@ test_overrides(void **state)
 	s = hv_catalog_find(c, "cloudflare");
 	assert_string_equal(hv_service_base_url(s),
 	    "https://api.cloudflare.com");
+	/* an override's host counts for a per-host service (stand-ins) */
+	s = hv_catalog_find(c, "shopify");
+	assert_string_equal(hv_service_base_url(s), "http://127.0.0.1:8998");
+	assert_true(hv_service_credential_host_allowed(s, "127.0.0.1"));
+	assert_true(hv_service_credential_host_allowed(s, "a.myshopify.com"));
+	assert_false(hv_service_credential_host_allowed(s, "127.0.0.2"));
 	/* the generic service keeps being generic in kind */
 	s = hv_catalog_find(c, "http");
 	assert_true(hv_service_is_generic(s));
@@ -416,8 +456,11 @@ test_malformed(void **state)
 		  " \"allowed_hosts\": [\"api.svc.test\"], " GOOD_TAIL "]",
 		  "not in allowed_hosts" },
 		{ "[" GOOD_HEAD GOOD_AUTH "\"base_url\": null,"
-		  " \"allowed_hosts\": [\"api.svc.test\"], " GOOD_TAIL "]",
-		  "allowed_hosts" },
+		  " \"allowed_hosts\": [\"API.svc.test\"], " GOOD_TAIL "]",
+		  "allowed_hosts[0]" },
+		{ "[" GOOD_HEAD GOOD_AUTH GOOD_URL "\"token_url\": null, "
+		  "\"test\": {\"method\": \"GET\", \"path\": \"/\", "
+		  "\"json\": 1}}]", "test.json" },
 		{ "[" GOOD_HEAD GOOD_AUTH "\"base_url\": \"https://api.svc.test\","
 		  " \"allowed_hosts\": [], " GOOD_TAIL "]", "allowed_hosts" },
 		{ "[" GOOD_HEAD GOOD_AUTH "\"base_url\": \"https://api.svc.test\","
@@ -460,6 +503,16 @@ test_malformed(void **state)
 	assert_int_equal(hv_catalog_parse("[" GOOD "]", NULL, &c, &err),
 	    HV_OK);
 	assert_int_equal(hv_catalog_count(c), 1);
+	hv_catalog_free(&c);
+	/* base_url null with hosts: a per-host service, valid */
+	assert_int_equal(hv_catalog_parse("[" GOOD_HEAD GOOD_AUTH
+	    "\"base_url\": null, \"allowed_hosts\": [\"*.svc.test\"], "
+	    GOOD_TAIL "]", NULL, &c, &err), HV_OK);
+	assert_true(hv_service_is_generic(hv_catalog_at(c, 0)));
+	assert_true(hv_service_credential_host_allowed(hv_catalog_at(c, 0),
+	    "a.svc.test"));
+	assert_false(hv_service_credential_host_allowed(hv_catalog_at(c, 0),
+	    "svc.test"));
 	hv_catalog_free(&c);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&err, 0, sizeof(err));
