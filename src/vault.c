@@ -440,6 +440,7 @@ hv_vault_register_statements(void)
 	hv_vault_apikey_register();
 	hv_vault_admin_register();
 	hv_vault_cred_register();
+	hv_vault_provider_register();
 }
 
 struct hv_hsm *

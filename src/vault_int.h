@@ -41,6 +41,7 @@ void hv_vault_cred_register(void);	/* vault_cred.c */
 
 void hv_vault_apikey_register(void);	/* vault_apikey.c */
 void hv_vault_admin_register(void);	/* vault_admin.c */
+void hv_vault_provider_register(void);	/* vault_provider.c */
 
 /* Every scope bit (what admin holds). */
 unsigned int hv_scope_all(void);
