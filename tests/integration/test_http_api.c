@@ -266,8 +266,14 @@ test_credential_lifecycle(void **state)
 	hv_httpc_resp_free(&r);
 	expect("POST", p2, S.admin_key, "{\"force\":true}", 400,
 	    "invalid_request");
-	(void)snprintf(p2, sizeof(p2), "%s/test", path);
-	expect("POST", p2, S.admin_key, NULL, 501, "not_implemented");
+	/*
+	 * Unrevoked: use gets past the revoked check and is refused later,
+	 * before any network traffic, for overriding the injected header.
+	 */
+	(void)snprintf(p2, sizeof(p2), "%s/use", path);
+	expect("POST", p2, S.admin_key, "{\"path\":\"/v1/balance\","
+	    "\"headers\":{\"Authorization\":\"Bearer x\"}}", 400,
+	    "invalid_request");
 
 	/* duplicate: a new id; body optional */
 	(void)snprintf(p2, sizeof(p2), "%s/duplicate", path);
