@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <stdint.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static atomic_int threshold = HV_LOG_INFO;
@@ -79,8 +81,12 @@ hv_log(enum hv_log_level lvl, const char *fmt, ...)
 void
 hv_log_raw_json(const char *line)
 {
-	size_t n = strlen(line);
+	struct iovec iov[2];
 
-	(void)!write(STDERR_FILENO, line, n);
-	(void)!write(STDERR_FILENO, "\n", 1);
+	/* one writev: lines from different threads never interleave */
+	iov[0].iov_base = (void *)(uintptr_t)line;
+	iov[0].iov_len = strlen(line);
+	iov[1].iov_base = (void *)(uintptr_t)"\n";
+	iov[1].iov_len = 1;
+	(void)!writev(STDERR_FILENO, iov, 2);
 }
