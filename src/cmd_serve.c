@@ -3,6 +3,7 @@
  * waits for SIGTERM or SIGINT, then drains requests in flight and stops.
  */
 #include "cmd.h"
+#include "fetch.h"
 #include "http.h"
 #include "log.h"
 
@@ -27,6 +28,8 @@ hv_cmd_serve(struct hv_cfg *cfg, const struct hv_opts *o)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* libcurl's global state (and its wiping allocators) before threads */
+	hv_fetch_global_init();
 	if (hv_cmd_open(cfg, false, &v, &err) != HV_OK ||
 	    hv_http_start(cfg, v, &h, &err) != HV_OK) {
 		rc = hv_cmd_fail(&err);
