@@ -2376,10 +2376,8 @@ tpm_probe(struct hv_hsm *h, struct hv_hsm_status *st, struct hv_err *err)
 	(void)snprintf(st->token, sizeof(st->token), "%s",
 	    t->manufacturer[0] != '\0' ? t->manufacturer : "unknown");
 	(void)snprintf(st->detail, sizeof(st->detail), "vendor '%s', "
-	    "firmware %" PRIu32 ".%" PRIu32 ".%" PRIu32 ".%" PRIu32
-	    ", tcti '%.64s'", t->vendor, t->fw1 >> 16, t->fw1 & 0xffff,
-	    t->fw2 >> 16, t->fw2 & 0xffff,
-	    t->tcti_conf != NULL ? t->tcti_conf : "(default)");
+	    "firmware %08" PRIx32 ".%08" PRIx32 ", tcti '%.64s'", t->vendor,
+	    t->fw1, t->fw2, t->tcti_conf != NULL ? t->tcti_conf : "(default)");
 	st->reachable = rc == HV_OK;
 	if (meta_refresh(t, &ignore) == HV_OK)
 		st->active_kek = kek_active(t);
