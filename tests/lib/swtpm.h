@@ -46,10 +46,11 @@ void hv_swtpm_kill(struct hv_swtpm *s);
  * Start again on the same port with the same state after stop or kill.
  * Returns 0, or -1 when it did not come up within a few seconds.
  */
-int hv_swtpm_resume(struct hv_swtpm *s);
+int hv_swtpm_resume(struct hv_swtpm *s) __attribute__((warn_unused_result));
 
 /* Stop and resume: a TPM restart (TPM2_Startup CLEAR; transients gone). */
-int hv_swtpm_restart(struct hv_swtpm *s);
+int hv_swtpm_restart(struct hv_swtpm *s)
+    __attribute__((warn_unused_result));
 
 /* Freeze (SIGSTOP) / thaw (SIGCONT) the running swtpm. */
 void hv_swtpm_pause(struct hv_swtpm *s);
