@@ -1237,7 +1237,10 @@ op_hmac(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 	if (rv != CKR_OK)
 		goto fail;
 	fname = "C_Sign";
-	rv = CK(p, C_Sign, s->h, (CK_BYTE_PTR)a->msg, a->len, a->out, &n);
+	/* SoftHSM refuses a NULL pointer even with length 0 */
+	rv = CK(p, C_Sign, s->h,
+	    a->len > 0 ? (CK_BYTE_PTR)a->msg : (CK_BYTE_PTR)(uintptr_t)"",
+	    a->len, a->out, &n);
 	if (rv != CKR_OK)
 		goto fail;
 	if (n != HV_HMAC_LEN)

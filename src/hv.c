@@ -129,6 +129,8 @@ main(int argc, char **argv)
 	if (hv_mem_harden_process() != 0)
 		hv_log_warn("cannot disable core dumps");
 	hv_mem_json_init();
+	/* tss2 would print its own non-JSON lines; we log its errors ourselves */
+	setenv("TSS2_LOG", "all+none", 0);
 	hv_cfg_init(&cfg);
 
 	/* pass 1: the config file and the command words */
