@@ -169,12 +169,21 @@ hv_httpc_json(struct hv_httpc *c, const char *method, const char *path,
     const char *key, const json_t *body, struct hv_httpc_resp *r)
 {
 	char *s = NULL;
+	size_t n;
 	long st;
 
+	/*
+	 * json_dumpb into our own buffer: json_dumps() would allocate through
+	 * whatever allocator jansson has (hsmvault installs a zeroing one),
+	 * which plain free() must not release.
+	 */
 	if (body != NULL) {
-		s = json_dumps(body, JSON_COMPACT);
-		if (s == NULL)
+		n = json_dumpb(body, NULL, 0, JSON_COMPACT);
+		s = malloc(n + 1);
+		if (n == 0 || s == NULL ||
+		    json_dumpb(body, s, n, JSON_COMPACT) != n)
 			exit(1);
+		s[n] = '\0';
 	}
 	st = hv_httpc_do(c, method, path, key, NULL, s,
 	    s != NULL ? strlen(s) : 0, r);
