@@ -22,8 +22,8 @@ hv_api_workspace_create(struct hv_call *c, struct hv_err *err)
 enum hv_rc
 hv_api_workspace_list(struct hv_call *c, struct hv_err *err)
 {
-	return hv_vault_workspace_list(c->vault, c->principal, c->ctx, &c->out,
-	    err);
+	return hv_vault_workspace_list_page(c->vault, c->principal, c->ctx,
+	    c->query, &c->out, err);
 }
 
 enum hv_rc

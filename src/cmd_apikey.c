@@ -120,6 +120,7 @@ hv_cmd_apikey_list(struct hv_cfg *cfg, const struct hv_opts *o)
 	struct hv_list_query q = { 0 };
 	struct hv_reqctx ctx = { "cli", "local" };
 	const char *limit = hv_opt(o, "limit");
+	const char *ws = hv_opt(o, "workspace");
 	json_t *out = NULL;
 	int rc = 1;
 
@@ -133,8 +134,11 @@ hv_cmd_apikey_list(struct hv_cfg *cfg, const struct hv_opts *o)
 		}
 		q.limit = (unsigned int)n;
 	}
+	/* without --workspace: every workspace's keys (the CLI is admin) */
+	q.workspace_id = ws;
+	q.cursor = hv_opt(o, "cursor");
 	if (hv_cmd_open(cfg, false, &v, &err) != HV_OK ||
-	    hv_principal_cli(v, hv_opt(o, "workspace"), &p, &err) != HV_OK ||
+	    hv_principal_cli(v, ws, &p, &err) != HV_OK ||
 	    hv_vault_apikey_list(v, &p, &ctx, &q, &out, &err) != HV_OK) {
 		rc = hv_cmd_fail(&err);
 		goto out;

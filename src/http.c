@@ -58,6 +58,8 @@
 #define TLS_FILE_MAX (1024 * 1024)
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define LOG_PATH_MAX 256
+/* A normalized Authorization value; keys are far shorter. */
+#define AUTH_MAX 512
 /* Body bytes read and dropped after a mid-body refusal (413). */
 #define DISCARD_MAX (8u * 1024 * 1024)
 
@@ -70,6 +72,8 @@ static const char *const q_cred_audit[] = { "action", "since", "limit",
 static const char *const q_audit[] = { "action", "credential_id", "since",
 	"limit", "cursor", NULL };
 static const char *const q_page[] = { "limit", "cursor", NULL };
+static const char *const q_keys[] = { "limit", "cursor", "workspace_id",
+	NULL };
 
 /*
  * Body fields are checked by the vault, field by field with precise
@@ -125,13 +129,13 @@ static const struct hv_route routes[] = {
 	    hv_api_audit_list },
 	{ { "POST", "/v1/api-keys" }, HV_SCOPE_KEYS_WRITE, B_REQ, NULL,
 	    NULL, hv_api_apikey_create },
-	{ { "GET", "/v1/api-keys" }, HV_SCOPE_KEYS_READ, B_NONE, q_page, NULL,
+	{ { "GET", "/v1/api-keys" }, HV_SCOPE_KEYS_READ, B_NONE, q_keys, NULL,
 	    hv_api_apikey_list },
 	{ { "DELETE", "/v1/api-keys/{id}" }, HV_SCOPE_KEYS_WRITE, B_NONE, NULL,
 	    NULL, hv_api_apikey_revoke },
 	{ { "POST", "/v1/workspaces" }, HV_SCOPE_ADMIN, B_REQ, NULL,
 	    NULL, hv_api_workspace_create },
-	{ { "GET", "/v1/workspaces" }, HV_SCOPE_ADMIN, B_NONE, NULL, NULL,
+	{ { "GET", "/v1/workspaces" }, HV_SCOPE_ADMIN, B_NONE, q_page, NULL,
 	    hv_api_workspace_list },
 	{ { "POST", "/v1/admin/kek/rotate" }, HV_SCOPE_ADMIN, B_NONE, NULL,
 	    NULL, hv_api_kek_rotate },
@@ -439,6 +443,46 @@ header(struct MHD_Connection *conn, const char *name)
 	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
 }
 
+static bool
+ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/*
+ * The Authorization value as RFC 9110 reads a field: without leading or
+ * trailing whitespace, and with one space between the scheme and the
+ * credentials however many were sent. buf (cap bytes) receives the copy,
+ * which holds the key: the caller wipes it. A value that does not fit or
+ * has no credentials is returned as sent, for the vault to refuse.
+ */
+static const char *
+auth_value(struct MHD_Connection *conn, char *buf, size_t cap)
+{
+	const char *v = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
+	size_t n, s = 0, i;
+
+	if (v == NULL)
+		return NULL;
+	while (ows(*v))
+		v++;
+	n = strlen(v);
+	while (n > 0 && ows(v[n - 1]))
+		n--;
+	while (s < n && !ows(v[s]))
+		s++;
+	i = s;
+	while (i < n && ows(v[i]))
+		i++;
+	if (s == 0 || i == n || s + 1 + (n - i) >= cap)
+		return v;
+	memcpy(buf, v, s);
+	buf[s] = ' ';
+	memcpy(buf + s + 1, v + i, n - i);
+	buf[s + 1 + (n - i)] = '\0';
+	return buf;
+}
+
 /* True when the request announces a body (length > 0 or chunked). */
 static bool
 body_coming(struct MHD_Connection *conn, unsigned long long *clen)
@@ -545,9 +589,13 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		return;
 	}
 
-	/* The route first, so that the log and metrics name it in any case. */
-	f = hv_httpreq_route_find(routes, N_ROUTES, sizeof(routes[0]), method,
-	    url, &idx, caps, &ncaps, rq->allow, sizeof(rq->allow));
+	/*
+	 * The route first, so that the log and metrics name it in any case.
+	 * HEAD is GET without the body (MHD leaves the body out).
+	 */
+	f = hv_httpreq_route_find(routes, N_ROUTES, sizeof(routes[0]),
+	    strcmp(method, "HEAD") == 0 ? "GET" : method, url, &idx, caps,
+	    &ncaps, rq->allow, sizeof(rq->allow));
 	if (f == HV_HTTPREQ_FOUND && rq->l->metrics_only &&
 	    idx != h->metrics_route)
 		f = HV_HTTPREQ_NO_PATH;
@@ -580,6 +628,12 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 	}
 	if (f == HV_HTTPREQ_BAD_METHOD) {
 		char msg[96];
+		size_t al = strlen(rq->allow);
+
+		/* where GET is served, so is HEAD */
+		if (strstr(rq->allow, "GET") != NULL &&
+		    al + sizeof(", HEAD") <= sizeof(rq->allow))
+			memcpy(rq->allow + al, ", HEAD", sizeof(", HEAD"));
 
 		(void)snprintf(msg, sizeof(msg), "method not allowed; allowed: "
 		    "%s", rq->allow);
@@ -601,9 +655,12 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 	/* Authentication and scope. */
 	if (!(r->flags & HV_ROUTE_PUBLIC) &&
 	    !((r->flags & HV_ROUTE_METRICS) && rq->l->metrics_only)) {
+		char abuf[AUTH_MAX];
+
 		rc = hv_vault_authenticate(h->vault,
-		    header(conn, MHD_HTTP_HEADER_AUTHORIZATION), &ctx,
+		    auth_value(conn, abuf, sizeof(abuf)), &ctx,
 		    &rq->principal, &err);
+		hv_mem_zero(abuf, sizeof(abuf));
 		if (rc != HV_OK) {
 			if (rc == HV_E_UNAUTHORIZED)
 				set_early(rq, 401, "unauthorized",

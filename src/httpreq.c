@@ -371,6 +371,10 @@ hv_httpreq_query(const struct hv_httpreq_kv *kv, size_t n,
 			if (!hv_uuid_valid(v))
 				return bad_param(err, "invalid", k, kl);
 			r.credential_id = v;
+		} else if (strcmp(k, "workspace_id") == 0) {
+			if (!hv_uuid_valid(v))
+				return bad_param(err, "invalid", k, kl);
+			r.workspace_id = v;
 		} else if (strcmp(k, "since") == 0) {
 			if (!timestamp_chars_ok(v, vl))
 				return bad_param(err, "invalid", k, kl);

@@ -112,7 +112,8 @@ struct hv_httpreq_kv {
  * from kv. HV_E_INVALID for an unknown, repeated or valueless parameter,
  * text that is not clean UTF-8 (or holds NUL), `limit` outside 1..200 or
  * not plain digits, an unknown `scope`/`auth_type`/`status` value, a
- * `credential_id` that is not a UUID, or an over-long value.
+ * `credential_id` or `workspace_id` that is not a UUID, or an over-long
+ * value.
  */
 enum hv_rc hv_httpreq_query(const struct hv_httpreq_kv *kv, size_t n,
     const char *const *allowed, struct hv_list_query *q, struct hv_err *err);

@@ -14,7 +14,8 @@
 static const char *const o_none[] = { NULL };
 static const char *const o_create[] = { "name", "scopes", "workspace",
 	"user", "expires-at", "credentials", "key-file", NULL };
-static const char *const o_list[] = { "workspace", "limit", NULL };
+static const char *const o_list[] = { "workspace", "limit", "cursor",
+	NULL };
 static const char *const o_revoke[] = { "workspace", NULL };
 static const char *const o_rewrap[] = { "batch", NULL };
 
@@ -32,7 +33,9 @@ static const struct hv_cmd cmds[] = {
 	    "mint an API key; it is shown once (or written to --key-file, "
 	    "mode 0600)" },
 	{ "apikey", "list", o_list, 0, hv_cmd_apikey_list,
-	    "[--workspace ID] [--limit N]", "list API keys (no key material)" },
+	    "[--workspace ID] [--limit N] [--cursor C]",
+	    "list API keys of every workspace, or of one (no key material); "
+	    "next_cursor goes to --cursor" },
 	{ "apikey", "revoke", o_revoke, 1, hv_cmd_apikey_revoke,
 	    "ID [--workspace ID]", "revoke an API key" },
 	{ "kek", "rotate", o_none, 0, hv_cmd_kek_rotate, "",
@@ -81,6 +84,28 @@ usage_one(FILE *f, const struct hv_cmd *c)
 	fprintf(f, "usage: hsmvault [--config FILE] %s%s%s %s\n\n%s\n",
 	    c->verb, c->sub ? " " : "", c->sub ? c->sub : "", c->usage,
 	    c->help);
+}
+
+/* `hsmvault apikey --help`: the commands of one group; false if none. */
+static bool
+usage_group(FILE *f, const char *verb)
+{
+	bool any = false;
+	size_t i;
+
+	for (i = 0; i < NCMDS; i++) {
+		if (cmds[i].sub == NULL || strcmp(cmds[i].verb, verb) != 0)
+			continue;
+		if (!any)
+			fprintf(f, "usage: hsmvault [--config FILE] %s COMMAND "
+				   "[ARGS]\n\ncommands:\n", verb);
+		any = true;
+		fprintf(f, "  %-16s %s\n", cmds[i].sub, cmds[i].help);
+	}
+	if (any)
+		fprintf(f, "\n`hsmvault %s COMMAND --help` describes one "
+			   "command.\n", verb);
+	return any;
 }
 
 static bool
@@ -172,7 +197,10 @@ main(int argc, char **argv)
 		}
 	}
 	if (cmd == NULL) {
-		if (help || nwords == 0) {
+		if (nwords == 1 && usage_group(help ? stdout : stderr,
+		    words[0])) {
+			rc = help ? 0 : 2;
+		} else if (help || nwords == 0) {
 			usage_all(help ? stdout : stderr);
 			rc = help ? 0 : 2;
 		} else {

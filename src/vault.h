@@ -134,6 +134,7 @@ struct hv_list_query {
 	const char *since;	/* audit: RFC 3339 */
 	const char *cursor;	/* opaque, from next_cursor */
 	unsigned int limit;	/* 0 = default 50; max 200 */
+	const char *workspace_id; /* api keys: one workspace (admin) */
 };
 
 /* Credentials. `id` is an untrusted string: an invalid UUID is 404. */
@@ -197,7 +198,11 @@ enum hv_rc hv_vault_audit_list(struct hv_vault *v,
 enum hv_rc hv_vault_audit_verify(struct hv_vault *v, json_t **report,
     struct hv_err *err);
 
-/* API keys. p == NULL only from the CLI bootstrap path. */
+/*
+ * API keys. p == NULL only from the CLI bootstrap path. List: an admin
+ * sees every workspace's keys (q->workspace_id narrows to one), others
+ * their own workspace's (another workspace_id is HV_E_FORBIDDEN).
+ */
 enum hv_rc hv_vault_apikey_create(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx,
     const json_t *body, json_t **out, struct hv_err *err);
@@ -215,6 +220,10 @@ enum hv_rc hv_vault_workspace_create(struct hv_vault *v,
 enum hv_rc hv_vault_workspace_list(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx,
     json_t **out, struct hv_err *err);
+/* One page (q: limit, cursor; NULL = the first 50) as {items, next_cursor}. */
+enum hv_rc hv_vault_workspace_list_page(struct hv_vault *v,
+    const struct hv_principal *p, const struct hv_reqctx *ctx,
+    const struct hv_list_query *q, json_t **out, struct hv_err *err);
 
 /* KEK and rewrap (admin). */
 enum hv_rc hv_vault_kek_rotate(struct hv_vault *v,

@@ -26,14 +26,19 @@
 #define REWRAP_BATCH_MAX 10000
 #define AUDIT_DEFAULT 50
 #define AUDIT_MAX 200
+#define WS_LIST_DEFAULT 50
+#define WS_LIST_MAX 200
 
 static const struct hv_stmt admin_stmts[] = {
 	{ "admin_ws_insert",
 	    "INSERT INTO workspaces (id, name) VALUES ($1::uuid, $2) "
 	    "RETURNING " HV_SQL_TS("created_at"), 2 },
 	{ "admin_ws_list",
-	    "SELECT id::text, name, " HV_SQL_TS("created_at") " FROM workspaces "
-	    "ORDER BY created_at, id", 0 },
+	    "SELECT id::text, name, " HV_SQL_TS("created_at") ", "
+	    "(extract(epoch FROM created_at) * 1000000)::bigint "
+	    "FROM workspaces WHERE ($1::bigint IS NULL OR (created_at, id) > "
+	    "('epoch'::timestamptz + $1::bigint * interval '1 microsecond', "
+	    "$2::uuid)) ORDER BY created_at, id LIMIT $3::integer", 3 },
 	{ "admin_kek_refs",
 	    "SELECT count(*) FROM credential_versions WHERE kek_version = "
 	    "$1::integer", 1 },
@@ -156,41 +161,81 @@ out:
 	return rc;
 }
 
+/* Cursor: "<created_at in µs>_<id>" of the last row of a page. */
+static bool
+ws_cursor(const char *s, char us[24], char id[HV_UUID_STR])
+{
+	size_t n = strspn(s, "0123456789");
+
+	if (n == 0 || n > 19 || s[n] != '_')
+		return false;
+	memcpy(us, s, n);
+	us[n] = '\0';
+	return hv_uuid_normalize(s + n + 1, id);
+}
+
 enum hv_rc
-hv_vault_workspace_list(struct hv_vault *v, const struct hv_principal *p,
-    const struct hv_reqctx *ctx, json_t **out, struct hv_err *err)
+hv_vault_workspace_list_page(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const struct hv_list_query *q, json_t **out,
+    struct hv_err *err)
 {
 	struct hv_conn *c = NULL;
 	PGresult *r = NULL;
-	json_t *items = NULL;
+	char us[24], cid[HV_UUID_STR], lim[16], next[64];
+	const char *pv[3] = { NULL, NULL, lim };
+	unsigned int limit = q != NULL && q->limit > 0 ? q->limit :
+	    WS_LIST_DEFAULT;
+	json_t *items = NULL, *res;
 	enum hv_rc rc;
-	int i;
+	int i, n;
 
 	rc = hv_vault_require(v, p, HV_SCOPE_ADMIN, ctx, err);
 	if (rc != HV_OK)
 		return rc;
+	if (limit > WS_LIST_MAX)
+		limit = WS_LIST_MAX;
+	if (q != NULL && q->cursor != NULL && q->cursor[0] != '\0') {
+		if (!ws_cursor(q->cursor, us, cid))
+			return hv_err_set(err, HV_E_INVALID, "cursor: invalid");
+		pv[0] = us;
+		pv[1] = cid;
+	}
+	snprintf(lim, sizeof(lim), "%u", limit + 1);
 	rc = hv_store_acquire(v->store, &c, err);
 	if (rc != HV_OK)
 		return rc;
-	rc = hv_store_exec(c, "admin_ws_list", 0, NULL, NULL, NULL, false, &r,
+	rc = hv_store_exec(c, "admin_ws_list", 3, pv, NULL, NULL, false, &r,
 	    err);
 	hv_store_release(v->store, &c);
 	if (rc != HV_OK)
 		return rc;
+	n = PQntuples(r);
 	items = json_array();
-	for (i = 0; items != NULL && i < PQntuples(r); i++)
+	for (i = 0; items != NULL && i < n && i < (int)limit; i++)
 		if (json_array_append_new(items, json_pack("{s:s,s:s,s:s}",
 		    "id", PQgetvalue(r, i, 0), "name", PQgetvalue(r, i, 1),
 		    "created_at", PQgetvalue(r, i, 2))) != 0) {
 			json_decref(items);
 			items = NULL;
 		}
+	if (n > (int)limit)
+		snprintf(next, sizeof(next), "%s_%s",
+		    PQgetvalue(r, (int)limit - 1, 3),
+		    PQgetvalue(r, (int)limit - 1, 0));
+	res = items == NULL ? NULL : json_pack("{s:o,s:o}", "items", items,
+	    "next_cursor", n > (int)limit ? json_string(next) : json_null());
 	PQclear(r);
-	if (items == NULL)
+	if (res == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
-	*out = json_pack("{s:o,s:n}", "items", items, "next_cursor");
-	return *out != NULL ? HV_OK : hv_err_set(err, HV_E_NOMEM,
-	    "out of memory");
+	*out = res;
+	return HV_OK;
+}
+
+enum hv_rc
+hv_vault_workspace_list(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, json_t **out, struct hv_err *err)
+{
+	return hv_vault_workspace_list_page(v, p, ctx, NULL, out, err);
 }
 
 /* ---------------------------------------------------------------- */

@@ -41,7 +41,8 @@ static const struct hv_stmt apikey_stmts[] = {
 	    "created_by, workspace_id::text, "
 	    "(extract(epoch FROM created_at) * 1000000)::bigint, "
 	    "expires_at IS NOT NULL AND expires_at <= now() "
-	    "FROM api_keys WHERE workspace_id = $1::uuid AND ($2::bigint IS NULL "
+	    "FROM api_keys WHERE ($1::uuid IS NULL OR workspace_id = $1::uuid) "
+	    "AND ($2::bigint IS NULL "
 	    "OR (created_at, id) > ('epoch'::timestamptz + $2::bigint * "
 	    "interval '1 microsecond', $3::uuid)) "
 	    "ORDER BY created_at, id LIMIT $4::integer", 4 },
@@ -409,14 +410,18 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 		hv_store_rollback(c);
 		goto out;
 	}
-	res = json_pack("{s:s,s:s%,s:s,s:O,s:O,s:o,s:s,s:s,s:o}",
+	/* the list item's fields, plus the key itself */
+	res = json_pack("{s:s,s:s%,s:s,s:O,s:O,s:o,s:s,s:s,s:o,s:n,s:n,s:s,"
+	    "s:s}",
 	    "id", id, "key", (const char *)key->buf, key->len,
 	    "name", k.name, "scopes", k.scopes_json,
 	    "credentials", k.creds_json,
 	    "user", k.user != NULL ? json_string(k.user) : json_null(),
 	    "workspace_id", k.ws, "created_at", PQgetvalue(r, 0, 0),
 	    "expires_at", PQgetisnull(r, 0, 1) ? json_null() :
-	    json_string(PQgetvalue(r, 0, 1)));
+	    json_string(PQgetvalue(r, 0, 1)),
+	    "revoked_at", "last_used_at",
+	    "created_by", hv_principal_actor(p), "status", "active");
 	if (res == NULL) {
 		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 		goto out;
@@ -455,7 +460,7 @@ hv_vault_apikey_list(struct hv_vault *v, const struct hv_principal *p,
 {
 	struct hv_conn *c = NULL;
 	PGresult *r = NULL;
-	char us[24], cid[HV_UUID_STR], lim[16], next[64];
+	char us[24], cid[HV_UUID_STR], lim[16], next[64], ws[HV_UUID_STR];
 	const char *pv[4];
 	unsigned int limit = q != NULL && q->limit > 0 ? q->limit :
 	    LIST_DEFAULT;
@@ -468,7 +473,22 @@ hv_vault_apikey_list(struct hv_vault *v, const struct hv_principal *p,
 		return rc;
 	if (limit > LIST_MAX)
 		limit = LIST_MAX;
-	pv[0] = p->workspace_id;
+	/* admin: every workspace unless narrowed; others: their own */
+	pv[0] = is_admin(p) ? NULL : p->workspace_id;
+	if (q != NULL && q->workspace_id != NULL &&
+	    q->workspace_id[0] != '\0') {
+		if (!hv_uuid_normalize(q->workspace_id, ws))
+			return hv_err_set(err, HV_E_INVALID,
+			    "workspace_id: not a workspace id");
+		if (!is_admin(p) && strcmp(ws, p->workspace_id) != 0) {
+			hv_vault_deny(v, p, ctx, NULL, "api key list: other "
+			    "workspace");
+			return hv_err_set(err, HV_E_FORBIDDEN, "workspace_id: "
+			    "only admin keys can list another workspace's "
+			    "keys");
+		}
+		pv[0] = ws;
+	}
 	pv[1] = pv[2] = NULL;
 	if (q != NULL && q->cursor != NULL && q->cursor[0] != '\0') {
 		if (!parse_cursor(q->cursor, us, cid))

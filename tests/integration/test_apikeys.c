@@ -622,6 +622,7 @@ test_list_and_last_used(void **state)
 	usleep(1600 * 1000);	/* one batch flush */
 	memset(&q, 0, sizeof(q));
 	q.limit = 2;
+	q.workspace_id = ws_default;	/* admin would list every workspace */
 	for (;;) {
 		const char *nc;
 

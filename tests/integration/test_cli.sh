@@ -48,6 +48,10 @@ for c in init migrate serve "apikey create" "apikey list" "apikey revoke" \
 	# shellcheck disable=SC2086
 	hv $c --help | grep -q "usage: hsmvault" || fail "$c --help"
 done
+# a command group's --help names its commands; the bare group is a usage error
+hv apikey --help | grep -q "^  revoke" || fail "apikey --help lacks its commands"
+hv kek --help | grep -q "^  disable" || fail "kek --help lacks its commands"
+hv apikey >/dev/null 2>&1; [ $? -eq 2 ] || fail "bare 'apikey' must exit 2"
 hv frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown command must exit 2"
 hv status --no-such-option=1 >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option must exit 2"
 hv --pkcs11-pin=1 status >/dev/null 2>&1; [ $? -ne 0 ] || fail "pin flag accepted"
@@ -71,6 +75,22 @@ hv apikey create --name bad --scopes nosuch:scope >/dev/null 2>&1 && fail "unkno
 hv apikey list >"$T/list.json" || fail "apikey list"
 grep -q hv_sk_ "$T/list.json" && fail "list shows key material"
 grep -q "\"$keyid\"" "$T/list.json" || fail "list lacks the key"
+# the CLI is admin: it lists every workspace's keys, --workspace narrows,
+# --limit and --cursor page
+ws2=$(psql "$HV_TEST_PG_URL dbname=$DB" -qtAc "INSERT INTO workspaces (id, name) VALUES (gen_random_uuid(), 'cli-b') RETURNING id")
+hv apikey create --name inb --scopes credentials:read --workspace "$ws2" >"$T/inb.json" || fail "apikey create --workspace"
+inb=$(jget id <"$T/inb.json")
+hv apikey list >"$T/list2.json" || fail "apikey list (all)"
+grep -q "\"$inb\"" "$T/list2.json" || fail "list lacks the other workspace's key"
+grep -q "\"$keyid\"" "$T/list2.json" || fail "list lacks the default workspace's key"
+hv apikey list --workspace "$ws2" >"$T/list3.json" || fail "apikey list --workspace"
+grep -q "\"$inb\"" "$T/list3.json" || fail "--workspace list lacks its key"
+grep -q "\"$keyid\"" "$T/list3.json" && fail "--workspace list shows another workspace's key"
+hv apikey list --limit 1 >"$T/p1.json" || fail "apikey list --limit 1"
+cur=$(jget next_cursor <"$T/p1.json")
+[ -n "$cur" ] && [ "$cur" != None ] || fail "no next_cursor with --limit 1"
+hv apikey list --limit 1 --cursor "$cur" >"$T/p2.json" || fail "apikey list --cursor"
+[ "$(jget items.0.id <"$T/p1.json")" != "$(jget items.0.id <"$T/p2.json")" ] || fail "--cursor did not advance"
 
 hv status >"$T/status.json" || fail "status"
 grep -q '"pkcs11"' "$T/status.json" || fail "status backend"

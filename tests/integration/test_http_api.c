@@ -116,14 +116,14 @@ test_routing(void **state)
 	assert_int_equal(req("PUT", "/v1/credentials", S.admin_key, NULL, NULL,
 	    &r), 405);
 	assert_string_equal(hv_httpc_error_code(&r), "method_not_allowed");
-	assert_string_equal(r.allow, "POST, GET");
+	assert_string_equal(r.allow, "POST, GET, HEAD");
 	hv_httpc_resp_free(&r);
 	assert_int_equal(req("POST", "/healthz", NULL, NULL, NULL, &r), 405);
-	assert_string_equal(r.allow, "GET");
+	assert_string_equal(r.allow, "GET, HEAD");
 	hv_httpc_resp_free(&r);
 	assert_int_equal(req("PUT", "/v1/credentials/0b6f3a2e-8f9c-4a51-9d1e-"
 	    "2c3b4a5d6e7f", NULL, NULL, NULL, &r), 405);
-	assert_string_equal(r.allow, "GET, PATCH, DELETE");
+	assert_string_equal(r.allow, "GET, PATCH, DELETE, HEAD");
 	hv_httpc_resp_free(&r);
 	/* a path id that is not a UUID cannot exist */
 	expect("GET", "/v1/credentials/not-a-uuid", S.admin_key, NULL, 404,

@@ -330,7 +330,7 @@ test_path_and_query(void **state)
 	    "invalid_request");
 	bad("bad cursor", "GET", "/v1/credentials?cursor=zzz", NULL, NULL, 0,
 	    400, "invalid_request");
-	bad("query on a route without any", "GET", "/v1/workspaces?limit=1",
+	bad("query on a route without any", "GET", "/v1/services?limit=1",
 	    NULL, NULL, 0, 400, "invalid_request");
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", cred_id);
 	bad("weak If-Match", "PATCH", path, im_bad, "{\"name\":\"x\"}", 12,

@@ -55,4 +55,23 @@ grep -q "$(cat "$T/data/pin")" "$T/data/hsmvault.conf" && fail "pin written to t
 HSMVAULT_QUICKSTART_NO_SERVE=1 bash "$ROOT/ci/quickstart" >"$T/qs2.out" 2>"$T/qs2.err" ||
 	{ cat "$T/qs2.err"; fail "second run"; }
 [ "$(cat "$key_file")" = "$key" ] || fail "second run minted a new key"
+
+# The caller's own database and token, the PIN only in HSMVAULT_PKCS11_PIN,
+# a relative data directory: the written configuration still reaches both
+# from a plain shell (the PIN goes to a 0600 file the configuration names).
+hv_pg_start "$T/data/pg" >/dev/null 2>&1 || fail "restart postgres"
+pin=$(cat "$T/data/pin")
+(cd "$T" && env -u HSMVAULT_LISTEN HSMVAULT_DATA=data2 HSMVAULT_QUICKSTART_NO_SERVE=1 \
+	HSMVAULT_DATABASE_URL="host=$T/data/pg/sock user=postgres dbname=hsmvault" \
+	HSMVAULT_PKCS11_MODULE="$HV_SOFTHSM_MODULE" HSMVAULT_PKCS11_TOKEN="pkcs11:token=hsmvault" \
+	HSMVAULT_PKCS11_PIN="$pin" SOFTHSM2_CONF="$T/data/softhsm/softhsm2.conf" \
+	bash "$ROOT/ci/quickstart" >"$T/qs3.out" 2>"$T/qs3.err") ||
+	{ cat "$T/qs3.err"; fail "third run (own database and token)"; }
+[ -f "$T/data2/hsmvault.conf" ] || fail "relative HSMVAULT_DATA not taken from the caller's directory"
+grep -q "$pin" "$T/data2/hsmvault.conf" && fail "pin written to the configuration"
+[ "$(stat -c %a "$T/data2/pkcs11-pin")" = 600 ] || fail "pin file mode"
+env -i PATH="$PATH" "$HV_BUILD_DIR/hsmvault" --config "$T/data2/hsmvault.conf" status \
+	>"$T/status3.json" 2>"$T/status3.err" ||
+	{ cat "$T/status3.err"; fail "status from a plain shell with an environment-only pin"; }
+grep -q '"reachable": true' "$T/status3.json" || fail "status3: $(cat "$T/status3.json")"
 echo "test_quickstart: ok"
