@@ -390,7 +390,30 @@ struct hdr_scan {
 	size_t total, count;
 	bool too_big;
 	char bad[48];		/* name of a header with bad text */
+	/* framing (RFC 9112 section 6) */
+	size_t n_cl, n_te;	/* Content-Length, Transfer-Encoding lines */
+	const char *cl;		/* the first Content-Length value */
+	size_t cl_len;
+	bool cl_differ;		/* Content-Length lines disagree */
+	bool te_other;		/* a transfer coding other than chunked */
 };
+
+static bool
+name_is(const char *key, size_t key_size, const char *name)
+{
+	return key_size == strlen(name) && strncasecmp(key, name, key_size) ==
+	    0;
+}
+
+/*
+ * value (n bytes) is lit, in any case. Exactly: MHD 0.9.75 reads
+ * "chunked " (trailing space) as no transfer coding it knows.
+ */
+static bool
+value_is(const char *v, size_t n, const char *lit)
+{
+	return n == strlen(lit) && strncasecmp(v, lit, n) == 0;
+}
 
 static enum MHD_Result
 scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -409,6 +432,22 @@ scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
 	if (s->bad[0] == '\0' && (!hv_httpreq_text_ok(key, key_size) ||
 	    (value != NULL && !hv_httpreq_text_ok(value, value_size))))
 		hv_httpreq_sanitize(s->bad, sizeof(s->bad), key, key_size);
+	if (value == NULL)
+		value_size = 0;
+	if (name_is(key, key_size, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+		if (s->n_cl++ == 0) {
+			s->cl = value;
+			s->cl_len = value_size;
+		} else if (value_size != s->cl_len ||
+		    (value_size > 0 && memcmp(value, s->cl, value_size) != 0)) {
+			s->cl_differ = true;
+		}
+	} else if (name_is(key, key_size,
+	    MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+		s->n_te++;
+		if (value == NULL || !value_is(value, value_size, "chunked"))
+			s->te_other = true;
+	}
 	return MHD_YES;
 }
 
@@ -619,6 +658,28 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		(void)snprintf(msg, sizeof(msg), "header '%s' is not valid "
 		    "utf-8 text", hs.bad);
 		set_early(rq, 400, "invalid_request", msg);
+		return;
+	}
+	/*
+	 * Framing a proxy in front might read differently (request
+	 * smuggling): MHD 0.9.75 would take the first of two Content-Length
+	 * values, wait forever for a body of an unknown transfer coding,
+	 * and keep the connection after Transfer-Encoding with
+	 * Content-Length. Refused; answered at once, the connection closes.
+	 */
+	if (hs.cl_differ) {
+		set_early(rq, 400, "invalid_request", "conflicting "
+		    "Content-Length headers");
+		return;
+	}
+	if (hs.te_other || hs.n_te > 1) {
+		set_early(rq, 400, "invalid_request", "unsupported "
+		    "Transfer-Encoding (only chunked)");
+		return;
+	}
+	if (hs.n_te > 0 && hs.n_cl > 0) {
+		set_early(rq, 400, "invalid_request", "Transfer-Encoding and "
+		    "Content-Length together");
 		return;
 	}
 

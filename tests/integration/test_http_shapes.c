@@ -10,7 +10,11 @@
  *     workspace's id is 403 for a key that is not admin;
  *   - HEAD is served wherever GET is, and 405 names it in Allow;
  *   - Authorization is read as RFC 9110 reads a field: surrounding
- *     whitespace and extra spaces after the scheme do not matter.
+ *     whitespace and extra spaces after the scheme do not matter;
+ *   - framing a proxy could read differently (two Content-Length values,
+ *     a transfer coding other than chunked, Transfer-Encoding with
+ *     Content-Length) is 400 at once, nothing changes, and the
+ *     connection closes (no request smuggled behind it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -275,6 +279,64 @@ test_authorization_whitespace(void **state)
 	hv_httpc_resp_free(&r);
 }
 
+/* POST /v1/workspaces with raw framing headers and body. */
+static long
+framed(const char *framing, const char *body, char *out, size_t cap)
+{
+	char req[1024];
+	long st = 0;
+	int n;
+
+	n = snprintf(req, sizeof(req), "POST /v1/workspaces HTTP/1.1\r\n"
+	    "Host: x\r\nAuthorization: Bearer %s\r\nContent-Type: "
+	    "application/json\r\n%s\r\n%s", S.admin_key, framing, body);
+	assert_true(n > 0 && (size_t)n < sizeof(req));
+	hv_httpc_raw(S.port, req, (size_t)n, out, cap, &st, 5000);
+	return st;
+}
+
+static void
+test_framing(void **state)
+{
+	/* a second request hides behind the first one's body */
+	static const char smuggled[] = "{\"name\":\"smug-1\"}GET /healthz "
+	    "HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	char out[8192];
+	long ws0, st;
+
+	(void)state;
+	ws0 = hv_test_count_rows(&S, "workspaces");
+	st = framed("Content-Length: 17\r\nContent-Length: 5\r\n", smuggled,
+	    out, sizeof(out));
+	assert_int_equal(st, 400);
+	assert_non_null(strstr(out, "conflicting Content-Length"));
+	assert_non_null(strstr(out, "X-Request-Id: "));
+	assert_null(strstr(out, "\"ok\""));	/* no second answer */
+	assert_int_equal(framed("Transfer-Encoding: gzip\r\n", smuggled, out,
+	    sizeof(out)), 400);
+	assert_non_null(strstr(out, "only chunked"));
+	assert_int_equal(framed("Transfer-Encoding: chunked \r\n",
+	    "11\r\n{\"name\":\"smug-2\"}\r\n0\r\n\r\n", out, sizeof(out)),
+	    400);
+	assert_int_equal(framed("Transfer-Encoding: gzip, chunked\r\n",
+	    "11\r\n{\"name\":\"smug-3\"}\r\n0\r\n\r\n", out, sizeof(out)),
+	    400);
+	assert_int_equal(framed("Transfer-Encoding: chunked\r\n"
+	    "Content-Length: 5\r\n", "11\r\n{\"name\":\"smug-4\"}\r\n0\r\n"
+	    "\r\n", out, sizeof(out)), 400);
+	assert_non_null(strstr(out, "Transfer-Encoding and Content-Length"));
+	assert_null(strstr(out, "\"ok\""));
+	assert_int_equal(hv_test_count_rows(&S, "workspaces"), ws0);
+	/* well-framed: equal duplicates, chunked in any case */
+	assert_int_equal(framed("Content-Length: 16\r\nContent-Length: 16\r\n"
+	    "Connection: close\r\n", "{\"name\":\"frm-1\"}", out, sizeof(out)),
+	    201);
+	assert_int_equal(framed("Transfer-Encoding: Chunked\r\n"
+	    "Connection: close\r\n", "10\r\n{\"name\":\"frm-2\"}\r\n0\r\n\r\n",
+	    out, sizeof(out)), 201);
+	assert_int_equal(hv_test_count_rows(&S, "workspaces"), ws0 + 2);
+}
+
 static int
 setup(void **state)
 {
@@ -308,6 +370,7 @@ main(void)
 		cmocka_unit_test(test_admin_lists_every_workspace),
 		cmocka_unit_test(test_head),
 		cmocka_unit_test(test_authorization_whitespace),
+		cmocka_unit_test(test_framing),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
