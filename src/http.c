@@ -7,10 +7,16 @@
  *   1st call  headers are in: create struct req, run every check that
  *             needs only headers (TLS client certificate, header text,
  *             route, Content-Length, authentication, scope, query, path
- *             id, If-Match, Content-Type). A failure is answered now when
- *             a body is coming (MHD then closes the connection instead of
- *             reading it), else on the next call (answering on the first
- *             call makes MHD close a keep-alive connection; MEASURED.md).
+ *             id, If-Match, Content-Type). A failure with a body coming
+ *             is answered now when the client waits for 100 Continue or
+ *             announces more than DISCARD_MAX (MHD then closes the
+ *             connection instead of reading it); otherwise the body is
+ *             read and dropped and the failure answered after it, so
+ *             that a client still sending can read the answer (closing
+ *             under it makes it see a reset, not the 413). Without a
+ *             body it is answered on the next call (answering on the
+ *             first call makes MHD close a keep-alive connection;
+ *             MEASURED.md).
  *   Nth call  body bytes: appended up to cfg->max_body.
  *   last call body complete: JSON parse, handler, response.
  *   completed MHD_OPTION_NOTIFY_COMPLETED: access log, metrics, free.
@@ -60,8 +66,12 @@
 #define LOG_PATH_MAX 256
 /* A normalized Authorization value; keys are far shorter. */
 #define AUTH_MAX 512
-/* Body bytes read and dropped after a mid-body refusal (413). */
-#define DISCARD_MAX (8u * 1024 * 1024)
+/*
+ * Body bytes read and dropped after a refusal, so that the client gets to
+ * read the answer: 64 MiB take tens of milliseconds on a LAN and nothing
+ * is stored. Beyond it the connection is closed.
+ */
+#define DISCARD_MAX (64u * 1024 * 1024)
 
 /* ---- the route table ------------------------------------------------ */
 
@@ -186,6 +196,7 @@ struct early {
 	const char *code;
 	char msg[HV_ERR_MSG_MAX];
 	const char *allow;		/* 405 */
+	bool close;			/* answer at once, drop the connection */
 };
 
 struct req {
@@ -540,6 +551,15 @@ body_coming(struct MHD_Connection *conn, unsigned long long *clen)
 	return *clen > 0 || te != NULL;
 }
 
+/* The client sent Expect: 100-continue and waits before sending a body. */
+static bool
+expects_continue(struct MHD_Connection *conn)
+{
+	const char *e = header(conn, MHD_HTTP_HEADER_EXPECT);
+
+	return e != NULL && strcasecmp(e, "100-continue") == 0;
+}
+
 #ifdef HV_HAVE_GNUTLS
 static bool
 client_cert_ok(struct MHD_Connection *conn)
@@ -667,19 +687,13 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 	 * and keep the connection after Transfer-Encoding with
 	 * Content-Length. Refused; answered at once, the connection closes.
 	 */
-	if (hs.cl_differ) {
-		set_early(rq, 400, "invalid_request", "conflicting "
-		    "Content-Length headers");
-		return;
-	}
-	if (hs.te_other || hs.n_te > 1) {
-		set_early(rq, 400, "invalid_request", "unsupported "
-		    "Transfer-Encoding (only chunked)");
-		return;
-	}
-	if (hs.n_te > 0 && hs.n_cl > 0) {
-		set_early(rq, 400, "invalid_request", "Transfer-Encoding and "
-		    "Content-Length together");
+	if (hs.cl_differ || hs.te_other || hs.n_te > 1 ||
+	    (hs.n_te > 0 && hs.n_cl > 0)) {
+		set_early(rq, 400, "invalid_request", hs.cl_differ ?
+		    "conflicting Content-Length headers" : hs.n_cl == 0 ?
+		    "unsupported Transfer-Encoding (only chunked)" :
+		    "Transfer-Encoding and Content-Length together");
+		rq->early.close = true;	/* where the body ends is unclear */
 		return;
 	}
 
@@ -941,8 +955,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		atomic_fetch_add(&h->inflight, 1);
 		hv_metrics_inflight(h->metrics, 1);
 		check_headers(rq, conn, url, method);
-		/* A rejected request with a body: answer now, never read it. */
-		if (rq->early.status != 0 && body_coming(conn, &clen))
+		/*
+		 * A rejected request with a body: answer now when the body
+		 * will not come (100-continue) or is too big to drop, else
+		 * drop it and answer after it (see the top of the file).
+		 */
+		if (rq->early.status != 0 && (rq->early.close ||
+		    (body_coming(conn, &clen) && (expects_continue(conn) ||
+		    clen > DISCARD_MAX))))
 			return send_early(conn, rq);
 		return MHD_YES;
 	}
