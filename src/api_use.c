@@ -20,11 +20,16 @@ hv_api_cred_test(struct hv_call *c, struct hv_err *err)
 enum hv_rc
 hv_api_cred_use(struct hv_call *c, struct hv_err *err)
 {
+	json_t *body;
 	enum hv_rc rc;
 
-	rc = hv_httpreq_use_body(c->body, err);
-	if (rc != HV_OK)
-		return rc;
-	return hv_provider_use(c->vault, c->principal, c->ctx, c->id, c->body,
-	    &c->out, err);
+	body = hv_httpreq_use_normalize(c->body);
+	if (body == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	rc = hv_httpreq_use_body(body, err);
+	if (rc == HV_OK)
+		rc = hv_provider_use(c->vault, c->principal, c->ctx, c->id,
+		    body, &c->out, err);
+	json_decref(body);
+	return rc;
 }

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -942,4 +943,65 @@ hv_httpreq_use_body(const json_t *body, struct hv_err *err)
 		return hv_err_set(err, HV_E_INVALID, "body must be a string, "
 		    "an object, an array or null");
 	return HV_OK;
+}
+
+json_t *
+hv_httpreq_use_normalize(const json_t *body)
+{
+	const json_t *m = json_object_get(body, "method");
+	const json_t *pj = json_object_get(body, "path");
+	const char *ms = json_string_value(m), *ps = json_string_value(pj);
+	char up[16];
+	bool fix_m = false, fix_p = false;
+	size_t i, n;
+	json_t *copy;
+
+	if (ms != NULL && (n = json_string_length(m)) > 0 && n < sizeof(up)) {
+		for (i = 0; i < n; i++) {
+			unsigned char ch = (unsigned char)ms[i];
+
+			if (!((ch >= 'a' && ch <= 'z') ||
+			    (ch >= 'A' && ch <= 'Z')))
+				break;
+			up[i] = (char)(ch >= 'a' ? ch - 'a' + 'A' : ch);
+			if (ch >= 'a')
+				fix_m = true;
+		}
+		up[i] = '\0';
+		if (i != n)
+			fix_m = false;
+	}
+	/* "v1/balance" but not "//h", "/x", "", "http:..." or "a:b/..." */
+	if (ps != NULL && ps[0] != '\0' && ps[0] != '/') {
+		size_t colon = strcspn(ps, ":"), slash = strcspn(ps, "/?");
+
+		fix_p = colon >= slash;
+	}
+	if (!fix_m && !fix_p)
+		return json_incref((json_t *)(uintptr_t)body);
+	copy = json_copy((json_t *)(uintptr_t)body);
+	if (copy == NULL)
+		return NULL;
+	if (fix_m && json_object_set_new(copy, "method", json_string(up)) != 0)
+		goto fail;
+	if (fix_p) {
+		size_t pl = json_string_length(pj);
+		char *np = malloc(pl + 2);
+
+		if (np == NULL)
+			goto fail;
+		np[0] = '/';
+		memcpy(np + 1, ps, pl);
+		np[pl + 1] = '\0';
+		if (json_object_set_new(copy, "path",
+		    json_stringn(np, pl + 1)) != 0) {
+			free(np);
+			goto fail;
+		}
+		free(np);
+	}
+	return copy;
+fail:
+	json_decref(copy);
+	return NULL;
 }

@@ -170,6 +170,17 @@ enum hv_rc hv_httpreq_json(const char *buf, size_t len,
 enum hv_rc hv_httpreq_use_body(const json_t *body, struct hv_err *err);
 
 /*
+ * Forgiving spellings of a use body, before it is checked: a method in
+ * lower or mixed case is upper-cased, and a path relative without its
+ * leading slash ("v1/balance") gets one. A path that names a scheme
+ * ("http://...", "mailto:...") or starts with "//" is left alone, so the
+ * check refuses it. Returns a new reference (a shallow copy when anything
+ * changed, else body itself with its count raised), or NULL when out of
+ * memory.
+ */
+json_t *hv_httpreq_use_normalize(const json_t *body);
+
+/*
  * A sanitized, NUL-terminated copy of s[0..n) for messages and logs:
  * printable ASCII kept, anything else as '?', at most cap - 1 bytes.
  */

@@ -1231,6 +1231,17 @@ call_release(struct call *c)
 }
 
 /* Open the credential and work out where it may go. */
+/*
+ * A refused attempt (revoked, expired, a target the rules forbid) is a
+ * denied request: it gets an auth.denied audit row naming the credential.
+ * Scope and allow-list refusals are audited by the vault itself.
+ */
+static void
+deny(struct call *c, const char *detail)
+{
+	(void)hv_vault_deny(c->v, c->p, c->ctx, c->id, detail);
+}
+
 static enum hv_rc
 call_open(struct call *c, struct hv_err *err)
 {
@@ -1239,18 +1250,25 @@ call_open(struct call *c, struct hv_err *err)
 
 	rc = hv_vault_cred_open_for_use(c->v, c->p, c->ctx, c->id, &c->meta,
 	    &c->secret, err);
+	if (rc == HV_E_REVOKED)
+		deny(c, "credential revoked");
 	if (rc != HV_OK)
 		return rc;
 	status = json_string_value(json_object_get(c->meta, "status"));
-	if (status != NULL && strcmp(status, "expired") == 0)
+	if (status != NULL && strcmp(status, "expired") == 0) {
+		deny(c, "credential expired");
 		return hv_err_set(err, HV_E_EXPIRED, "credential is expired");
+	}
 	service = json_string_value(json_object_get(c->meta, "service"));
 	c->svc = hv_catalog_find(hv_vault_catalog(c->v), service);
 	if (c->svc == NULL)
 		return hv_err_set(err, HV_E_CONFLICT, "the credential's service "
 		    "is not in the catalog any more");
 	limits_of(c->cfg, &c->lim);
-	return resolve_target(c->cfg, c->svc, c->meta, &c->t, err);
+	rc = resolve_target(c->cfg, c->svc, c->meta, &c->t, err);
+	if (rc == HV_E_FORBIDDEN)
+		deny(c, "target refused");
+	return rc;
 }
 
 enum refresh_outcome {
@@ -1563,6 +1581,8 @@ hv_provider_test(struct hv_vault *v, const struct hv_principal *p,
 	if (rc == HV_E_FORBIDDEN || rc == HV_E_INVALID || rc == HV_E_NOMEM) {
 		/* refused before any connection: not the credential's fault */
 		hv_log_warn("test of credential %s refused: %s", c.id, e2.msg);
+		if (rc == HV_E_FORBIDDEN)
+			deny(&c, "target refused");
 		*err = e2;
 		goto out;
 	}
@@ -1722,6 +1742,8 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 	rc = call_fetch(&c, o, method, &resp, &e2);
 	if (rc == HV_E_FORBIDDEN || rc == HV_E_INVALID || rc == HV_E_NOMEM) {
 		hv_log_warn("use of credential %s refused: %s", c.id, e2.msg);
+		if (rc == HV_E_FORBIDDEN)
+			deny(&c, "target refused");
 		*err = e2;
 		goto out;
 	}

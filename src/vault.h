@@ -122,6 +122,15 @@ void hv_principal_release(struct hv_principal *p);
 enum hv_rc hv_vault_require(struct hv_vault *v, const struct hv_principal *p,
     unsigned int scope, const struct hv_reqctx *ctx, struct hv_err *err);
 
+/*
+ * Write an auth.denied audit row (in a transaction of its own) for a
+ * refused request about credential cred_id (may be NULL), with a short
+ * detail that never holds a secret. Returns HV_E_FORBIDDEN; an audit
+ * failure is logged.
+ */
+enum hv_rc hv_vault_deny(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *cred_id, const char *detail);
+
 /* List filters; NULL/0 fields are unset. */
 struct hv_list_query {
 	const char *q;		/* search in name, service, notes */

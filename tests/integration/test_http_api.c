@@ -159,6 +159,7 @@ test_credential_lifecycle(void **state)
 {
 	struct hv_httpc_resp r;
 	char id[64], copy[64], path[160], p2[200];
+	long denied;
 	const char *const im1[] = { "If-Match: \"1\"", NULL };
 	const char *const im9[] = { "If-Match: \"9\"", NULL };
 	const char *const imbad[] = { "If-Match: W/\"1\"", NULL };
@@ -247,7 +248,8 @@ test_credential_lifecycle(void **state)
 	    "sk_live_second");
 	hv_httpc_resp_free(&r);
 
-	/* revoke: test and use refuse with credential_revoked */
+	/* revoke: test and use refuse with credential_revoked, audited */
+	denied = hv_test_count_rows(&S, "auth_denied");
 	(void)snprintf(p2, sizeof(p2), "%s/revoke", path);
 	assert_int_equal(req("POST", p2, S.admin_key, NULL, NULL, &r), 200);
 	assert_string_equal(jstr(r.json, "status"), "revoked");
@@ -258,8 +260,15 @@ test_credential_lifecycle(void **state)
 	(void)snprintf(p2, sizeof(p2), "%s/use", path);
 	expect("POST", p2, S.admin_key, "{\"path\":\"/v1/balance\"}", 409,
 	    "credential_revoked");
+	/* a relative path without its slash and a lower-case method */
+	expect("POST", p2, S.admin_key,
+	    "{\"method\":\"get\",\"path\":\"v1/balance\"}", 409,
+	    "credential_revoked");
+	assert_int_equal(hv_test_count_rows(&S, "auth_denied") - denied, 4);
 	expect("POST", p2, S.admin_key, "{\"path\":\"//x\"}", 400,
 	    "invalid_request");
+	expect("POST", p2, S.admin_key, "{\"path\":\"https://evil.example/\"}",
+	    400, "invalid_request");
 	(void)snprintf(p2, sizeof(p2), "%s/unrevoke", path);
 	assert_int_equal(req("POST", p2, S.admin_key, NULL, "{}", &r), 200);
 	assert_string_equal(jstr(r.json, "status"), "active");

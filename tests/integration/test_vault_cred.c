@@ -543,7 +543,7 @@ static const char *const bad_creates[] = {
 	"\"secret\":{\"key\":\"SUPERSECRET\"}}",
 	"{\"service\":\"stripe\",\"name\":\"n\",\"auth_type\":\"magic\","
 	"\"secret\":{\"key\":\"SUPERSECRET\"}}",
-	"{\"service\":\"stripe\",\"name\":\"n\",\"auth_type\":\"bearer\","
+	"{\"service\":\"anthropic\",\"name\":\"n\",\"auth_type\":\"bearer\","
 	"\"secret\":{\"token\":\"SUPERSECRET\"}}",
 	"{\"service\":\"stripe\",\"name\":\"n\"}",
 	"{\"service\":\"stripe\",\"name\":\"n\",\"secret\":\"SUPERSECRET\"}",

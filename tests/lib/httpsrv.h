@@ -72,7 +72,10 @@ void hv_test_mint_key(const struct hv_test_server *s, const char *as,
 void hv_test_make_cred(const struct hv_test_server *s, const char *key,
     const char *body_json, char *id, size_t id_cap);
 
-/* Rows of a table (credentials, api_keys, ...) in the server's database. */
+/*
+ * Rows of a table (credentials, api_keys, ...) in the server's database;
+ * "auth_denied" counts the audit rows of denied requests.
+ */
 long hv_test_count_rows(const struct hv_test_server *s, const char *table);
 
 /* Run one SQL statement (test set-up only) on the server's database. */

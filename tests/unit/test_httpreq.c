@@ -410,6 +410,60 @@ use(const char *s)
 }
 
 static void
+check_norm(const char *in, const char *method, const char *path)
+{
+	json_error_t je;
+	json_t *j = json_loads(in, 0, &je), *n;
+
+	assert_non_null(j);
+	n = hv_httpreq_use_normalize(j);
+	assert_non_null(n);
+	if (method != NULL)
+		assert_string_equal(json_string_value(json_object_get(n,
+		    "method")), method);
+	assert_string_equal(json_string_value(json_object_get(n, "path")),
+	    path);
+	json_decref(n);
+	json_decref(j);
+}
+
+static void
+test_use_normalize(void **state)
+{
+	struct hv_err err = { 0 };
+	json_t *j, *n;
+
+	(void)state;
+	check_norm("{\"method\":\"get\",\"path\":\"v1/balance\"}", "GET",
+	    "/v1/balance");
+	check_norm("{\"method\":\"Post\",\"path\":\"/x\"}", "POST", "/x");
+	check_norm("{\"path\":\"user?x=1\"}", NULL, "/user?x=1");
+	/* escapes are left for the check to refuse */
+	check_norm("{\"path\":\"http://evil.example/\"}", NULL,
+	    "http://evil.example/");
+	check_norm("{\"path\":\"//evil.example/\"}", NULL, "//evil.example/");
+	check_norm("{\"path\":\"mailto:x\"}", NULL, "mailto:x");
+	check_norm("{\"method\":\"g3t\",\"path\":\"/\"}", "g3t", "/");
+	j = json_loads("{\"path\":\"http://evil.example/\"}", 0, NULL);
+	n = hv_httpreq_use_normalize(j);
+	assert_int_equal(hv_httpreq_use_body(n, &err), HV_E_INVALID);
+	json_decref(n);
+	json_decref(j);
+	j = json_loads("{\"method\":\"delete\",\"path\":\"v1/x/../../y\"}", 0,
+	    NULL);
+	n = hv_httpreq_use_normalize(j);
+	assert_int_equal(hv_httpreq_use_body(n, &err), HV_E_INVALID);
+	json_decref(n);
+	json_decref(j);
+	/* a non-object or missing fields come back unchanged */
+	j = json_loads("{}", 0, NULL);
+	n = hv_httpreq_use_normalize(j);
+	assert_ptr_equal(n, j);
+	json_decref(n);
+	json_decref(j);
+}
+
+static void
 test_use_body(void **state)
 {
 	(void)state;
@@ -467,6 +521,7 @@ main(void)
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_json_syntax),
 		cmocka_unit_test(test_use_body),
+		cmocka_unit_test(test_use_normalize),
 		cmocka_unit_test(test_sanitize),
 	};
 
