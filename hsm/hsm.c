@@ -7,8 +7,8 @@
 #include <string.h>
 
 enum hv_rc
-hv_hsm_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
-    struct hv_err *err)
+hv_hsm_open(
+    const struct hv_hsm_config *cfg, struct hv_hsm **out, struct hv_err *err)
 {
 	if (cfg == NULL || cfg->keystore == NULL)
 		return hv_err_set(err, HV_E_CONFIG, "keystore not configured");
@@ -37,16 +37,18 @@ hv_hsm_ensure_keys(struct hv_hsm *h, bool create, struct hv_err *err)
 
 enum hv_rc
 hv_hsm_wrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
-    size_t aad_len, const struct hv_secret *dek, uint8_t *out,
-    size_t *out_len, uint32_t *used_version, struct hv_err *err)
+    size_t aad_len, const struct hv_secret *dek, uint8_t *out, size_t *out_len,
+    uint32_t *used_version, struct hv_err *err)
 {
 	struct hv_kek_info keks[HV_KEK_MAX_VERSIONS];
 	size_t n = 0, i;
 	enum hv_rc rc;
 
 	if (dek == NULL || dek->len != HV_DEK_LEN)
-		return hv_err_set(err, HV_E_INTERNAL, "wrap: dek must be %d "
-		    "bytes", HV_DEK_LEN);
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "wrap: dek must be %d "
+		    "bytes",
+		    HV_DEK_LEN);
 	if (aad_len > HV_AAD_MAX)
 		return hv_err_set(err, HV_E_INTERNAL, "wrap: aad too long");
 	if (kek_version == 0) {
@@ -60,8 +62,7 @@ hv_hsm_wrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
 			return hv_err_set(err, HV_E_NOT_FOUND,
 			    "no active kek (run hsmvault init)");
 	}
-	rc = h->ops->wrap(h, kek_version, aad, aad_len, dek, out, out_len,
-	    err);
+	rc = h->ops->wrap(h, kek_version, aad, aad_len, dek, out, out_len, err);
 	if (rc == HV_OK && used_version != NULL)
 		*used_version = kek_version;
 	return rc;
@@ -76,8 +77,8 @@ hv_hsm_unwrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
 		return hv_err_set(err, HV_E_CRYPTO, "unwrap: input too long");
 	if (kek_version == 0)
 		return hv_err_set(err, HV_E_NOT_FOUND, "unwrap: kek version 0");
-	return h->ops->unwrap(h, kek_version, aad, aad_len, in, in_len, dek,
-	    err);
+	return h->ops->unwrap(
+	    h, kek_version, aad, aad_len, in, in_len, dek, err);
 }
 
 enum hv_rc

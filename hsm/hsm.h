@@ -31,37 +31,37 @@
 #include "../src/err.h"
 #include "../src/mem.h"
 
-#define HV_DEK_LEN 32
+#define HV_DEK_LEN  32
 #define HV_HMAC_LEN 32
 /* Upper bound of a wrapped DEK from any backend (bytes). */
 #define HV_WRAPPED_MAX 256
 /* Upper bound of the AAD passed to wrap/unwrap (bytes). */
-#define HV_AAD_MAX 256
+#define HV_AAD_MAX          256
 #define HV_KEK_MAX_VERSIONS 64
 
 struct hv_hsm;
 
 /* Configuration handed to hv_hsm_open(); borrowed, copied by the backend. */
 struct hv_hsm_config {
-	const char *keystore;	  /* "pkcs11" or "tpm" */
+	const char *keystore; /* "pkcs11" or "tpm" */
 	/* pkcs11 */
-	const char *p11_module;	  /* module path; NULL = p11-kit proxy */
-	const char *p11_token;	  /* PKCS#11 URI: token and optional object=
+	const char *p11_module;    /* module path; NULL = p11-kit proxy */
+	const char *p11_token;     /* PKCS#11 URI: token and optional object=
 				     label prefix (default "hsmvault") */
-	const char *p11_pin;	  /* PIN value (borrowed, caller wipes) */
+	const char *p11_pin;       /* PIN value (borrowed, caller wipes) */
 	unsigned int p11_sessions; /* session pool size; 0 = default */
 	/* tpm */
-	const char *tpm_tcti;	  /* e.g. "swtpm:host=127.0.0.1,port=2321" */
-	const char *data_dir;	  /* where the TPM backend keeps key blobs */
+	const char *tpm_tcti; /* e.g. "swtpm:host=127.0.0.1,port=2321" */
+	const char *data_dir; /* where the TPM backend keeps key blobs */
 	/* circuit breaker: fail fast for this long after reconnect failed */
-	unsigned int breaker_ms;  /* 0 = default (1000 ms) */
-	unsigned int retry_max;	  /* reconnect attempts per call; 0 = 3 */
+	unsigned int breaker_ms; /* 0 = default (1000 ms) */
+	unsigned int retry_max;  /* reconnect attempts per call; 0 = 3 */
 };
 
 enum hv_kek_state {
-	HV_KEK_ACTIVE = 0,	/* the newest: wraps and unwraps */
-	HV_KEK_RETIRED = 1,	/* older: unwraps only */
-	HV_KEK_DISABLED = 2,	/* refuses everything */
+	HV_KEK_ACTIVE = 0,   /* the newest: wraps and unwraps */
+	HV_KEK_RETIRED = 1,  /* older: unwraps only */
+	HV_KEK_DISABLED = 2, /* refuses everything */
 };
 
 struct hv_kek_info {
@@ -70,19 +70,19 @@ struct hv_kek_info {
 };
 
 struct hv_hsm_status {
-	char backend[16];	/* "pkcs11" or "tpm" */
-	char token[128];	/* token label / TPM manufacturer */
-	char detail[256];	/* model, firmware, slot... */
+	char backend[16]; /* "pkcs11" or "tpm" */
+	char token[128];  /* token label / TPM manufacturer */
+	char detail[256]; /* model, firmware, slot... */
 	bool reachable;
-	uint32_t active_kek;	/* 0 when none exists yet */
+	uint32_t active_kek;      /* 0 when none exists yet */
 	unsigned long reconnects; /* since open */
 };
 
 /* Backend vtable; see the hv_hsm_* wrappers below for the contract. */
 struct hv_hsm_ops {
 	const char *name;
-	enum hv_rc (*ensure_keys)(struct hv_hsm *, bool create,
-	    struct hv_err *);
+	enum hv_rc (*ensure_keys)(
+	    struct hv_hsm *, bool create, struct hv_err *);
 	enum hv_rc (*wrap)(struct hv_hsm *, uint32_t kek_version,
 	    const uint8_t *aad, size_t aad_len, const struct hv_secret *dek,
 	    uint8_t *out, size_t *out_len, struct hv_err *);
@@ -91,16 +91,16 @@ struct hv_hsm_ops {
 	    size_t in_len, struct hv_secret **dek, struct hv_err *);
 	enum hv_rc (*hmac)(struct hv_hsm *, const uint8_t *msg, size_t len,
 	    uint8_t out[HV_HMAC_LEN], struct hv_err *);
-	enum hv_rc (*random)(struct hv_hsm *, uint8_t *buf, size_t len,
-	    struct hv_err *);
+	enum hv_rc (*random)(
+	    struct hv_hsm *, uint8_t *buf, size_t len, struct hv_err *);
 	enum hv_rc (*kek_list)(struct hv_hsm *, struct hv_kek_info *out,
 	    size_t max, size_t *n, struct hv_err *);
-	enum hv_rc (*kek_create)(struct hv_hsm *, uint32_t *version,
-	    struct hv_err *);
-	enum hv_rc (*kek_disable)(struct hv_hsm *, uint32_t version,
-	    struct hv_err *);
-	enum hv_rc (*probe)(struct hv_hsm *, struct hv_hsm_status *,
-	    struct hv_err *);
+	enum hv_rc (*kek_create)(
+	    struct hv_hsm *, uint32_t *version, struct hv_err *);
+	enum hv_rc (*kek_disable)(
+	    struct hv_hsm *, uint32_t version, struct hv_err *);
+	enum hv_rc (*probe)(
+	    struct hv_hsm *, struct hv_hsm_status *, struct hv_err *);
 	void (*close)(struct hv_hsm *);
 };
 
@@ -126,8 +126,8 @@ void hv_hsm_close(struct hv_hsm **h);
  * create false, their absence is HV_E_NOT_FOUND ("run hsmvault init").
  * With create true, missing keys are generated inside the store.
  */
-enum hv_rc hv_hsm_ensure_keys(struct hv_hsm *h, bool create,
-    struct hv_err *err) __attribute__((warn_unused_result));
+enum hv_rc hv_hsm_ensure_keys(struct hv_hsm *h, bool create, struct hv_err *err)
+    __attribute__((warn_unused_result));
 
 /*
  * Wrap the 32-byte dek with KEK kek_version (0 = the active one), bound to
@@ -136,18 +136,18 @@ enum hv_rc hv_hsm_ensure_keys(struct hv_hsm *h, bool create,
  */
 enum hv_rc hv_hsm_wrap(struct hv_hsm *h, uint32_t kek_version,
     const uint8_t *aad, size_t aad_len, const struct hv_secret *dek,
-    uint8_t *out, size_t *out_len, uint32_t *used_version,
-    struct hv_err *err) __attribute__((warn_unused_result));
+    uint8_t *out, size_t *out_len, uint32_t *used_version, struct hv_err *err)
+    __attribute__((warn_unused_result));
 
 /*
  * Unwrap in (as written by wrap with the same kek_version and aad). On
  * HV_OK *dek is a new secret the caller frees with hv_secret_free(); on
  * error *dek is untouched. A wrong aad or any modified byte: HV_E_CRYPTO.
  */
-enum hv_rc hv_hsm_unwrap(struct hv_hsm *h, uint32_t kek_version,
-    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
-    struct hv_secret **dek, struct hv_err *err)
-    __attribute__((warn_unused_result));
+enum hv_rc
+hv_hsm_unwrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
+    size_t aad_len, const uint8_t *in, size_t in_len, struct hv_secret **dek,
+    struct hv_err *err) __attribute__((warn_unused_result));
 
 /* HMAC-SHA256 of msg with the store's HMAC key. */
 enum hv_rc hv_hsm_hmac(struct hv_hsm *h, const uint8_t *msg, size_t len,
@@ -159,9 +159,9 @@ enum hv_rc hv_hsm_random(struct hv_hsm *h, uint8_t *buf, size_t len,
     struct hv_err *err) __attribute__((warn_unused_result));
 
 /* KEK versions, ascending; *n receives how many (at most max). */
-enum hv_rc hv_hsm_kek_list(struct hv_hsm *h, struct hv_kek_info *out,
-    size_t max, size_t *n, struct hv_err *err)
-    __attribute__((warn_unused_result));
+enum hv_rc
+hv_hsm_kek_list(struct hv_hsm *h, struct hv_kek_info *out, size_t max,
+    size_t *n, struct hv_err *err) __attribute__((warn_unused_result));
 
 /* Create KEK version newest+1 inside the store; it becomes active. */
 enum hv_rc hv_hsm_kek_create(struct hv_hsm *h, uint32_t *version,
@@ -180,9 +180,9 @@ enum hv_rc hv_hsm_probe(struct hv_hsm *h, struct hv_hsm_status *st,
     struct hv_err *err) __attribute__((warn_unused_result));
 
 /* Backend constructors, used by hv_hsm_open(). */
-enum hv_rc hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
-    struct hv_err *err);
-enum hv_rc hv_tpm_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
-    struct hv_err *err);
+enum hv_rc hv_p11_open(
+    const struct hv_hsm_config *cfg, struct hv_hsm **out, struct hv_err *err);
+enum hv_rc hv_tpm_open(
+    const struct hv_hsm_config *cfg, struct hv_hsm **out, struct hv_err *err);
 
 #endif

@@ -39,35 +39,35 @@
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/uri.h>
 
-#define KEK_LEN 32
-#define HMAC_KEY_LEN 32
-#define GCM_IV_LEN 12
-#define GCM_TAG_LEN 16
+#define KEK_LEN         32
+#define HMAC_KEY_LEN    32
+#define GCM_IV_LEN      12
+#define GCM_TAG_LEN     16
 #define WRAP_FORMAT_GCM 0x01
-#define WRAPPED_LEN (1 + GCM_IV_LEN + HV_DEK_LEN + GCM_TAG_LEN)
-#define PREFIX_MAX 48
-#define LABEL_MAX 96
-#define DEFAULT_PREFIX "hsmvault"
+#define WRAPPED_LEN     (1 + GCM_IV_LEN + HV_DEK_LEN + GCM_TAG_LEN)
+#define PREFIX_MAX      48
+#define LABEL_MAX       96
+#define DEFAULT_PREFIX  "hsmvault"
 #define DISABLED_SUFFIX "-disabled"
-#define SESSIONS_MAX 256
+#define SESSIONS_MAX    256
 /* Re-read the key list this often, so that a rotation or disable done by
  * another process (hsmvault kek rotate) reaches a running server. */
-#define KEYS_TTL_MS 2000
+#define KEYS_TTL_MS        2000
 #define DEFAULT_BREAKER_MS 1000
-#define DEFAULT_RETRY_MAX 3
+#define DEFAULT_RETRY_MAX  3
 /* Vendor-range sentinels that never come from a module. */
 #define RV_NOT_CONNECTED (CKR_VENDOR_DEFINED | 0x48560001UL)
-#define RV_KEY_MISS (CKR_VENDOR_DEFINED | 0x48560002UL)
+#define RV_KEY_MISS      (CKR_VENDOR_DEFINED | 0x48560002UL)
 
 static const char *const proxy_paths[] = {
 #ifdef HV_P11_PROXY_PATH
-	HV_P11_PROXY_PATH,
+    HV_P11_PROXY_PATH,
 #endif
-	"/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so",
-	"/usr/lib/aarch64-linux-gnu/p11-kit-proxy.so",
-	"/usr/lib64/p11-kit-proxy.so",
-	"/usr/lib/p11-kit-proxy.so",
-	"/usr/local/lib/p11-kit-proxy.so",
+    "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so",
+    "/usr/lib/aarch64-linux-gnu/p11-kit-proxy.so",
+    "/usr/lib64/p11-kit-proxy.so",
+    "/usr/lib/p11-kit-proxy.so",
+    "/usr/local/lib/p11-kit-proxy.so",
 };
 
 struct p11_kek {
@@ -86,14 +86,14 @@ struct p11_sess {
 };
 
 struct p11 {
-	struct hv_hsm base;		/* first: hv_hsm_close() casts */
+	struct hv_hsm base; /* first: hv_hsm_close() casts */
 	CK_FUNCTION_LIST *fn;
-	void *dl;			/* the proxy's dlopen handle, else NULL */
+	void *dl; /* the proxy's dlopen handle, else NULL */
 	char *module_path;
 	P11KitUri *uri;
-	char uri_text[160];		/* for messages, trimmed */
+	char uri_text[160]; /* for messages, trimmed */
 	char prefix[PREFIX_MAX + 1];
-	struct hv_secret *pin;		/* NULL: no C_Login */
+	struct hv_secret *pin; /* NULL: no C_Login */
 	unsigned int retry_max;
 	unsigned int breaker_ms;
 	unsigned int nsess;
@@ -101,40 +101,40 @@ struct p11 {
 	pthread_rwlock_t lock;
 	pthread_mutex_t pool_mu;
 	pthread_cond_t pool_cv;
-	struct p11_sess *sess;		/* nsess of them */
-	struct p11_sess *free_list;	/* under pool_mu */
+	struct p11_sess *sess;      /* nsess of them */
+	struct p11_sess *free_list; /* under pool_mu */
 
 	/* Written under the exclusive lock, read under the shared one. */
 	bool copies;
-	bool inited;			/* module C_Initialize'd by us */
-	bool up;			/* sessions open, logged in, keys read */
-	uint64_t gen;			/* bumped by every reconnect */
+	bool inited;  /* module C_Initialize'd by us */
+	bool up;      /* sessions open, logged in, keys read */
+	uint64_t gen; /* bumped by every reconnect */
 	CK_SLOT_ID slot;
 	char token_label[33];
 	char token_detail[200];
-	struct p11_kek keks[HV_KEK_MAX_VERSIONS];	/* ascending */
+	struct p11_kek keks[HV_KEK_MAX_VERSIONS]; /* ascending */
 	size_t nkeks;
-	CK_OBJECT_HANDLE hmac_obj;	/* 0: none */
-	_Atomic uint64_t keys_ms;	/* when keks were read; 0 = stale */
+	CK_OBJECT_HANDLE hmac_obj; /* 0: none */
+	_Atomic uint64_t keys_ms;  /* when keks were read; 0 = stale */
 
-	_Atomic uint64_t breaker_until;	/* monotonic ms; 0 = closed */
+	_Atomic uint64_t breaker_until; /* monotonic ms; 0 = closed */
 	atomic_bool pin_bad;
 	atomic_ulong n_reconnects;
 	atomic_ulong n_logins;
 	atomic_ulong n_finds;
 	atomic_ulong n_copies;
 	pthread_mutex_t last_mu;
-	char last_err[HV_ERR_MSG_MAX];		/* last outage, for breaker messages */
+	char last_err[HV_ERR_MSG_MAX]; /* last outage, for breaker messages */
 };
 
 /* What an operation sees: its session (NULL when none was asked for). */
 struct p11_op {
-	enum hv_rc (*fn)(struct p11 *, struct p11_sess *, void *, CK_RV *,
-	    struct hv_err *);
+	enum hv_rc (*fn)(
+	    struct p11 *, struct p11_sess *, void *, CK_RV *, struct hv_err *);
 	void *arg;
-	bool exclusive;			/* needs the exclusive lock */
-	bool session;			/* needs a session */
-	bool refresh;			/* re-read the keys first (exclusive) */
+	bool exclusive; /* needs the exclusive lock */
+	bool session;   /* needs a session */
+	bool refresh;   /* re-read the keys first (exclusive) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -144,66 +144,112 @@ static const char *
 ckr_name(CK_RV rv)
 {
 	switch (rv) {
-	case CKR_OK: return "CKR_OK";
-	case CKR_HOST_MEMORY: return "CKR_HOST_MEMORY";
-	case CKR_SLOT_ID_INVALID: return "CKR_SLOT_ID_INVALID";
-	case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
-	case CKR_FUNCTION_FAILED: return "CKR_FUNCTION_FAILED";
-	case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
-	case CKR_ATTRIBUTE_READ_ONLY: return "CKR_ATTRIBUTE_READ_ONLY";
-	case CKR_ATTRIBUTE_SENSITIVE: return "CKR_ATTRIBUTE_SENSITIVE";
-	case CKR_ATTRIBUTE_TYPE_INVALID: return "CKR_ATTRIBUTE_TYPE_INVALID";
+	case CKR_OK:
+		return "CKR_OK";
+	case CKR_HOST_MEMORY:
+		return "CKR_HOST_MEMORY";
+	case CKR_SLOT_ID_INVALID:
+		return "CKR_SLOT_ID_INVALID";
+	case CKR_GENERAL_ERROR:
+		return "CKR_GENERAL_ERROR";
+	case CKR_FUNCTION_FAILED:
+		return "CKR_FUNCTION_FAILED";
+	case CKR_ARGUMENTS_BAD:
+		return "CKR_ARGUMENTS_BAD";
+	case CKR_ATTRIBUTE_READ_ONLY:
+		return "CKR_ATTRIBUTE_READ_ONLY";
+	case CKR_ATTRIBUTE_SENSITIVE:
+		return "CKR_ATTRIBUTE_SENSITIVE";
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+		return "CKR_ATTRIBUTE_TYPE_INVALID";
 	case CKR_ATTRIBUTE_VALUE_INVALID:
 		return "CKR_ATTRIBUTE_VALUE_INVALID";
-	case CKR_ACTION_PROHIBITED: return "CKR_ACTION_PROHIBITED";
-	case CKR_DATA_INVALID: return "CKR_DATA_INVALID";
-	case CKR_DATA_LEN_RANGE: return "CKR_DATA_LEN_RANGE";
-	case CKR_DEVICE_ERROR: return "CKR_DEVICE_ERROR";
-	case CKR_DEVICE_MEMORY: return "CKR_DEVICE_MEMORY";
-	case CKR_DEVICE_REMOVED: return "CKR_DEVICE_REMOVED";
-	case CKR_ENCRYPTED_DATA_INVALID: return "CKR_ENCRYPTED_DATA_INVALID";
+	case CKR_ACTION_PROHIBITED:
+		return "CKR_ACTION_PROHIBITED";
+	case CKR_DATA_INVALID:
+		return "CKR_DATA_INVALID";
+	case CKR_DATA_LEN_RANGE:
+		return "CKR_DATA_LEN_RANGE";
+	case CKR_DEVICE_ERROR:
+		return "CKR_DEVICE_ERROR";
+	case CKR_DEVICE_MEMORY:
+		return "CKR_DEVICE_MEMORY";
+	case CKR_DEVICE_REMOVED:
+		return "CKR_DEVICE_REMOVED";
+	case CKR_ENCRYPTED_DATA_INVALID:
+		return "CKR_ENCRYPTED_DATA_INVALID";
 	case CKR_ENCRYPTED_DATA_LEN_RANGE:
 		return "CKR_ENCRYPTED_DATA_LEN_RANGE";
-	case CKR_FUNCTION_CANCELED: return "CKR_FUNCTION_CANCELED";
-	case CKR_FUNCTION_NOT_SUPPORTED: return "CKR_FUNCTION_NOT_SUPPORTED";
-	case CKR_KEY_HANDLE_INVALID: return "CKR_KEY_HANDLE_INVALID";
-	case CKR_KEY_SIZE_RANGE: return "CKR_KEY_SIZE_RANGE";
-	case CKR_KEY_TYPE_INCONSISTENT: return "CKR_KEY_TYPE_INCONSISTENT";
+	case CKR_FUNCTION_CANCELED:
+		return "CKR_FUNCTION_CANCELED";
+	case CKR_FUNCTION_NOT_SUPPORTED:
+		return "CKR_FUNCTION_NOT_SUPPORTED";
+	case CKR_KEY_HANDLE_INVALID:
+		return "CKR_KEY_HANDLE_INVALID";
+	case CKR_KEY_SIZE_RANGE:
+		return "CKR_KEY_SIZE_RANGE";
+	case CKR_KEY_TYPE_INCONSISTENT:
+		return "CKR_KEY_TYPE_INCONSISTENT";
 	case CKR_KEY_FUNCTION_NOT_PERMITTED:
 		return "CKR_KEY_FUNCTION_NOT_PERMITTED";
-	case CKR_KEY_UNEXTRACTABLE: return "CKR_KEY_UNEXTRACTABLE";
-	case CKR_MECHANISM_INVALID: return "CKR_MECHANISM_INVALID";
-	case CKR_MECHANISM_PARAM_INVALID: return "CKR_MECHANISM_PARAM_INVALID";
-	case CKR_OBJECT_HANDLE_INVALID: return "CKR_OBJECT_HANDLE_INVALID";
-	case CKR_OPERATION_ACTIVE: return "CKR_OPERATION_ACTIVE";
+	case CKR_KEY_UNEXTRACTABLE:
+		return "CKR_KEY_UNEXTRACTABLE";
+	case CKR_MECHANISM_INVALID:
+		return "CKR_MECHANISM_INVALID";
+	case CKR_MECHANISM_PARAM_INVALID:
+		return "CKR_MECHANISM_PARAM_INVALID";
+	case CKR_OBJECT_HANDLE_INVALID:
+		return "CKR_OBJECT_HANDLE_INVALID";
+	case CKR_OPERATION_ACTIVE:
+		return "CKR_OPERATION_ACTIVE";
 	case CKR_OPERATION_NOT_INITIALIZED:
 		return "CKR_OPERATION_NOT_INITIALIZED";
-	case CKR_PIN_INCORRECT: return "CKR_PIN_INCORRECT";
-	case CKR_PIN_INVALID: return "CKR_PIN_INVALID";
-	case CKR_PIN_LEN_RANGE: return "CKR_PIN_LEN_RANGE";
-	case CKR_PIN_EXPIRED: return "CKR_PIN_EXPIRED";
-	case CKR_PIN_LOCKED: return "CKR_PIN_LOCKED";
-	case CKR_SESSION_CLOSED: return "CKR_SESSION_CLOSED";
-	case CKR_SESSION_COUNT: return "CKR_SESSION_COUNT";
-	case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
-	case CKR_SESSION_READ_ONLY: return "CKR_SESSION_READ_ONLY";
-	case CKR_TEMPLATE_INCOMPLETE: return "CKR_TEMPLATE_INCOMPLETE";
-	case CKR_TEMPLATE_INCONSISTENT: return "CKR_TEMPLATE_INCONSISTENT";
-	case CKR_TOKEN_NOT_PRESENT: return "CKR_TOKEN_NOT_PRESENT";
-	case CKR_TOKEN_NOT_RECOGNIZED: return "CKR_TOKEN_NOT_RECOGNIZED";
-	case CKR_TOKEN_WRITE_PROTECTED: return "CKR_TOKEN_WRITE_PROTECTED";
-	case CKR_USER_ALREADY_LOGGED_IN: return "CKR_USER_ALREADY_LOGGED_IN";
-	case CKR_USER_NOT_LOGGED_IN: return "CKR_USER_NOT_LOGGED_IN";
+	case CKR_PIN_INCORRECT:
+		return "CKR_PIN_INCORRECT";
+	case CKR_PIN_INVALID:
+		return "CKR_PIN_INVALID";
+	case CKR_PIN_LEN_RANGE:
+		return "CKR_PIN_LEN_RANGE";
+	case CKR_PIN_EXPIRED:
+		return "CKR_PIN_EXPIRED";
+	case CKR_PIN_LOCKED:
+		return "CKR_PIN_LOCKED";
+	case CKR_SESSION_CLOSED:
+		return "CKR_SESSION_CLOSED";
+	case CKR_SESSION_COUNT:
+		return "CKR_SESSION_COUNT";
+	case CKR_SESSION_HANDLE_INVALID:
+		return "CKR_SESSION_HANDLE_INVALID";
+	case CKR_SESSION_READ_ONLY:
+		return "CKR_SESSION_READ_ONLY";
+	case CKR_TEMPLATE_INCOMPLETE:
+		return "CKR_TEMPLATE_INCOMPLETE";
+	case CKR_TEMPLATE_INCONSISTENT:
+		return "CKR_TEMPLATE_INCONSISTENT";
+	case CKR_TOKEN_NOT_PRESENT:
+		return "CKR_TOKEN_NOT_PRESENT";
+	case CKR_TOKEN_NOT_RECOGNIZED:
+		return "CKR_TOKEN_NOT_RECOGNIZED";
+	case CKR_TOKEN_WRITE_PROTECTED:
+		return "CKR_TOKEN_WRITE_PROTECTED";
+	case CKR_USER_ALREADY_LOGGED_IN:
+		return "CKR_USER_ALREADY_LOGGED_IN";
+	case CKR_USER_NOT_LOGGED_IN:
+		return "CKR_USER_NOT_LOGGED_IN";
 	case CKR_USER_PIN_NOT_INITIALIZED:
 		return "CKR_USER_PIN_NOT_INITIALIZED";
-	case CKR_USER_TYPE_INVALID: return "CKR_USER_TYPE_INVALID";
-	case CKR_BUFFER_TOO_SMALL: return "CKR_BUFFER_TOO_SMALL";
-	case CKR_RANDOM_NO_RNG: return "CKR_RANDOM_NO_RNG";
+	case CKR_USER_TYPE_INVALID:
+		return "CKR_USER_TYPE_INVALID";
+	case CKR_BUFFER_TOO_SMALL:
+		return "CKR_BUFFER_TOO_SMALL";
+	case CKR_RANDOM_NO_RNG:
+		return "CKR_RANDOM_NO_RNG";
 	case CKR_CRYPTOKI_NOT_INITIALIZED:
 		return "CKR_CRYPTOKI_NOT_INITIALIZED";
 	case CKR_CRYPTOKI_ALREADY_INITIALIZED:
 		return "CKR_CRYPTOKI_ALREADY_INITIALIZED";
-	default: return NULL;
+	default:
+		return NULL;
 	}
 }
 
@@ -228,8 +274,7 @@ ck_log(const char *fname, CK_RV rv)
 		return rv;
 	/* Expected outcomes (a tampered blob, an existing login) are debug:
 	 * the caller reports them; warn on everything else. */
-	if (rv == CKR_USER_ALREADY_LOGGED_IN ||
-	    strcmp(fname, "C_Decrypt") == 0)
+	if (rv == CKR_USER_ALREADY_LOGGED_IN || strcmp(fname, "C_Decrypt") == 0)
 		hv_log_debug("pkcs11 %s: %s", fname, ckr_str(rv, b, sizeof(b)));
 	else
 		hv_log_warn("pkcs11 %s: %s (%s)", fname,
@@ -248,7 +293,7 @@ ck_quiet(const char *fname, CK_RV rv)
 	return rv;
 }
 
-#define CK(p, name, ...) ck_log(#name, (p)->fn->name(__VA_ARGS__))
+#define CK(p, name, ...)  ck_log(#name, (p)->fn->name(__VA_ARGS__))
 #define CKQ(p, name, ...) ck_quiet(#name, (p)->fn->name(__VA_ARGS__))
 
 /* Codes after which the connection is presumed lost. */
@@ -312,8 +357,8 @@ now_ms(void)
 static void
 sleep_ms(unsigned int ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000,
-		.tv_nsec = (long)(ms % 1000) * 1000000L };
+	struct timespec ts = {
+	    .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -370,8 +415,8 @@ drop_copies_locked(struct p11 *p)
 
 		for (k = 0; k < HV_KEK_MAX_VERSIONS; k++) {
 			if (s->kek_copy[k] != 0 && s->open)
-				(void)CK(p, C_DestroyObject, s->h,
-				    s->kek_copy[k]);
+				(void)CK(
+				    p, C_DestroyObject, s->h, s->kek_copy[k]);
 			s->kek_copy[k] = 0;
 		}
 		if (s->hmac_copy != 0 && s->open)
@@ -413,8 +458,8 @@ disconnect_locked(struct p11 *p)
 
 /* Parse "<prefix>-kek-<n>[-disabled]" or "<prefix>-hmac". */
 static int
-parse_label(const struct p11 *p, const char *label, uint32_t *version,
-    bool *disabled)
+parse_label(
+    const struct p11 *p, const char *label, uint32_t *version, bool *disabled)
 {
 	size_t pl = strlen(p->prefix);
 	const char *s;
@@ -454,8 +499,8 @@ kek_cmp(const void *a, const void *b)
 }
 
 static void
-kek_label(const struct p11 *p, uint32_t version, bool disabled, char *buf,
-    size_t cap)
+kek_label(
+    const struct p11 *p, uint32_t version, bool disabled, char *buf, size_t cap)
 {
 	(void)snprintf(buf, cap, "%s-kek-%u%s", p->prefix, version,
 	    disabled ? DISABLED_SUFFIX : "");
@@ -467,14 +512,14 @@ kek_label(const struct p11 *p, uint32_t version, bool disabled, char *buf,
  * so that disabled versions (relabelled) are found too.
  */
 static enum hv_rc
-load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
-    struct hv_err *err)
+load_keys_locked(
+    struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp, struct hv_err *err)
 {
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_BBOOL tru = CK_TRUE;
 	CK_ATTRIBUTE tmpl[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_TOKEN, &tru, sizeof(tru) },
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_TOKEN, &tru, sizeof(tru)},
 	};
 	CK_OBJECT_HANDLE objs[256];
 	CK_ULONG nobj = 0, got;
@@ -511,8 +556,8 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 		char label[LABEL_MAX + 1];
 		CK_BBOOL dec = CK_TRUE;
 		CK_ATTRIBUTE a[] = {
-			{ CKA_LABEL, label, LABEL_MAX },
-			{ CKA_DECRYPT, &dec, sizeof(dec) },
+		    {CKA_LABEL, label, LABEL_MAX},
+		    {CKA_DECRYPT, &dec, sizeof(dec)},
 		};
 		uint32_t v = 0;
 		bool dis = false;
@@ -535,7 +580,8 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 		if (kind == 1) {
 			if (hmac != 0)
 				hv_log_warn("pkcs11: two objects labelled "
-				    "'%s'; using the first", label);
+				            "'%s'; using the first",
+				    label);
 			else
 				hmac = objs[i];
 			continue;
@@ -546,7 +592,8 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 			dis = true;
 		if (nk == HV_KEK_MAX_VERSIONS) {
 			hv_log_warn("pkcs11: more than %d kek versions; "
-			    "ignoring '%s'", HV_KEK_MAX_VERSIONS, label);
+			            "ignoring '%s'",
+			    HV_KEK_MAX_VERSIONS, label);
 			continue;
 		}
 		keks[nk].version = v;
@@ -558,7 +605,8 @@ load_keys_locked(struct p11 *p, CK_SESSION_HANDLE s, CK_RV *rvp,
 	for (i = 1; i < nk; i++) {
 		if (keks[i].version == keks[i - 1].version) {
 			hv_log_warn("pkcs11: duplicate kek version %u; using "
-			    "one of them", keks[i].version);
+			            "one of them",
+			    keks[i].version);
 			memmove(&keks[i], &keks[i + 1],
 			    (nk - i - 1) * sizeof(keks[0]));
 			nk--;
@@ -618,7 +666,7 @@ key_handle(struct p11 *p, struct p11_sess *s, long k, CK_OBJECT_HANDLE *out)
 	CK_OBJECT_HANDLE src = k < 0 ? p->hmac_obj : p->keks[k].obj;
 	CK_OBJECT_HANDLE *slot = k < 0 ? &s->hmac_copy : &s->kek_copy[k];
 	CK_BBOOL fls = CK_FALSE;
-	CK_ATTRIBUTE t[] = { { CKA_TOKEN, &fls, sizeof(fls) } };
+	CK_ATTRIBUTE t[] = {{CKA_TOKEN, &fls, sizeof(fls)}};
 	CK_RV rv;
 
 	if (!p->copies) {
@@ -687,8 +735,8 @@ module_fini_locked(struct p11 *p)
 	if (!p->inited)
 		return;
 	if (p->dl == NULL)
-		(void)ck_log("p11_kit_module_finalize",
-		    p11_kit_module_finalize(p->fn));
+		(void)ck_log(
+		    "p11_kit_module_finalize", p11_kit_module_finalize(p->fn));
 	else
 		(void)CK(p, C_Finalize, NULL);
 	p->inited = false;
@@ -696,8 +744,8 @@ module_fini_locked(struct p11 *p)
 
 /* Find the slot whose token matches the URI. */
 static enum hv_rc
-find_slot_locked(struct p11 *p, CK_TOKEN_INFO *ti, CK_RV *rvp,
-    struct hv_err *err)
+find_slot_locked(
+    struct p11 *p, CK_TOKEN_INFO *ti, CK_RV *rvp, struct hv_err *err)
 {
 	CK_SLOT_ID *slots = NULL;
 	CK_ULONG n = 0, i;
@@ -711,8 +759,8 @@ find_slot_locked(struct p11 *p, CK_TOKEN_INFO *ti, CK_RV *rvp,
 		goto fail_rv;
 	if (!p11_kit_uri_match_module_info(p->uri, &info)) {
 		*rvp = CKR_TOKEN_NOT_PRESENT;
-		return hv_err_set(err, HV_E_KEYSTORE, "no module matches '%s'",
-		    p->uri_text);
+		return hv_err_set(
+		    err, HV_E_KEYSTORE, "no module matches '%s'", p->uri_text);
 	}
 	rv = CK(p, C_GetSlotList, CK_TRUE, NULL, &n);
 	if (rv != CKR_OK)
@@ -740,8 +788,8 @@ find_slot_locked(struct p11 *p, CK_TOKEN_INFO *ti, CK_RV *rvp,
 	}
 	hv_free(slots);
 	*rvp = CKR_TOKEN_NOT_PRESENT;
-	return hv_err_set(err, HV_E_KEYSTORE, "no token matches '%s'",
-	    p->uri_text);
+	return hv_err_set(
+	    err, HV_E_KEYSTORE, "no token matches '%s'", p->uri_text);
 fail_rv:
 	hv_free(slots);
 	*rvp = rv;
@@ -754,10 +802,10 @@ pin_flags_warn(const CK_TOKEN_INFO *ti)
 {
 	if (ti->flags & CKF_USER_PIN_FINAL_TRY)
 		hv_log_warn("pkcs11: user pin final try: one more wrong pin "
-		    "locks the token");
+		            "locks the token");
 	else if (ti->flags & CKF_USER_PIN_COUNT_LOW)
 		hv_log_warn("pkcs11: user pin count low: a wrong pin was "
-		    "entered since the last successful login");
+		            "entered since the last successful login");
 }
 
 /*
@@ -777,16 +825,20 @@ connect_locked(struct p11 *p, CK_RV *rvp, struct hv_err *err)
 	if (rc != HV_OK)
 		return rc;
 	if (!(ti.flags & CKF_TOKEN_INITIALIZED))
-		return hv_err_set(err, HV_E_CONFIG, "token '%s' is not "
-		    "initialized", p->uri_text);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "token '%s' is not "
+		    "initialized",
+		    p->uri_text);
 	if (ti.flags & CKF_USER_PIN_LOCKED) {
 		atomic_store(&p->pin_bad, true);
-		return hv_err_set(err, HV_E_PIN, "user pin is locked on "
-		    "token '%s'", p->uri_text);
+		return hv_err_set(err, HV_E_PIN,
+		    "user pin is locked on "
+		    "token '%s'",
+		    p->uri_text);
 	}
 	pin_flags_warn(&ti);
-	space_copy(p->token_label, sizeof(p->token_label), ti.label,
-	    sizeof(ti.label));
+	space_copy(
+	    p->token_label, sizeof(p->token_label), ti.label, sizeof(ti.label));
 	{
 		char man[33], model[17], serial[17];
 
@@ -797,13 +849,15 @@ connect_locked(struct p11 *p, CK_RV *rvp, struct hv_err *err)
 		    sizeof(ti.serialNumber));
 		(void)snprintf(p->token_detail, sizeof(p->token_detail),
 		    "%s %s serial %s firmware %u.%u slot %lu", man, model,
-		    serial, ti.firmwareVersion.major,
-		    ti.firmwareVersion.minor, (unsigned long)p->slot);
+		    serial, ti.firmwareVersion.major, ti.firmwareVersion.minor,
+		    (unsigned long)p->slot);
 	}
 	if ((ti.flags & CKF_LOGIN_REQUIRED) && p->pin == NULL &&
 	    !(ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH))
-		return hv_err_set(err, HV_E_CONFIG, "token '%s' needs a pin "
-		    "(pkcs11_pin_file or HSMVAULT_PKCS11_PIN)", p->uri_text);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "token '%s' needs a pin "
+		    "(pkcs11_pin_file or HSMVAULT_PKCS11_PIN)",
+		    p->uri_text);
 
 	for (i = 0; i < p->nsess; i++) {
 		rv = CK(p, C_OpenSession, p->slot,
@@ -821,19 +875,21 @@ connect_locked(struct p11 *p, CK_RV *rvp, struct hv_err *err)
 	if (ti.flags & CKF_LOGIN_REQUIRED) {
 		atomic_fetch_add(&p->n_logins, 1);
 		if (p->pin != NULL)
-			rv = CK(p, C_Login, p->sess[0].h, CKU_USER,
-			    p->pin->buf, (CK_ULONG)p->pin->len);
+			rv = CK(p, C_Login, p->sess[0].h, CKU_USER, p->pin->buf,
+			    (CK_ULONG)p->pin->len);
 		else
 			rv = CK(p, C_Login, p->sess[0].h, CKU_USER, NULL, 0);
 		if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
 			*rvp = rv;
 			if (rv_pin(rv)) {
 				atomic_store(&p->pin_bad, true);
-				rc = hv_err_set(err, HV_E_PIN, "C_Login: %s "
+				rc = hv_err_set(err, HV_E_PIN,
+				    "C_Login: %s "
 				    "(the pin will not be tried again)",
 				    ckr_name(rv));
 			} else if (rv == CKR_USER_PIN_NOT_INITIALIZED) {
-				rc = hv_err_set(err, HV_E_CONFIG, "C_Login: "
+				rc = hv_err_set(err, HV_E_CONFIG,
+				    "C_Login: "
 				    "CKR_USER_PIN_NOT_INITIALIZED");
 			} else {
 				rc = ck_err(err, "C_Login", rv);
@@ -871,7 +927,8 @@ reconnect(struct p11 *p, uint64_t gen_seen, CK_RV rv_seen, struct hv_err *err)
 	pthread_rwlock_wrlock(&p->lock);
 	reinit = rv_seen == CKR_CRYPTOKI_NOT_INITIALIZED || !p->inited;
 	if (atomic_load(&p->pin_bad)) {
-		rc = hv_err_set(err, HV_E_PIN, "pin rejected before; not "
+		rc = hv_err_set(err, HV_E_PIN,
+		    "pin rejected before; not "
 		    "retried until the key store is reopened");
 		goto out;
 	}
@@ -905,8 +962,8 @@ reconnect(struct p11 *p, uint64_t gen_seen, CK_RV rv_seen, struct hv_err *err)
 	}
 	if (rc == HV_OK) {
 		atomic_fetch_add(&p->n_reconnects, 1);
-		hv_log_info("pkcs11: reconnected to token '%s'",
-		    p->token_label);
+		hv_log_info(
+		    "pkcs11: reconnected to token '%s'", p->token_label);
 	}
 out:
 	pthread_rwlock_unlock(&p->lock);
@@ -931,7 +988,8 @@ try_once(struct p11 *p, const struct p11_op *op, bool excl, bool refresh,
 	*gen = p->gen;
 	if (!p->up) {
 		*rv = RV_NOT_CONNECTED;
-		rc = hv_err_set(err, HV_E_KEYSTORE, "key store not "
+		rc = hv_err_set(err, HV_E_KEYSTORE,
+		    "key store not "
 		    "connected");
 		goto out;
 	}
@@ -979,7 +1037,7 @@ breaker_close(struct p11 *p, uint64_t until)
 static enum hv_rc
 run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 {
-	static const unsigned int backoff[] = { 10, 50, 200, 500 };
+	static const unsigned int backoff[] = {10, 50, 200, 500};
 	uint64_t until = atomic_load(&p->breaker_until), gen = 0;
 	unsigned int reconnects = 0, max = p->retry_max;
 	bool half_open = false, missed = false;
@@ -988,14 +1046,16 @@ run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 	CK_RV rv;
 
 	if (atomic_load(&p->pin_bad))
-		return hv_err_set(err, HV_E_PIN, "pin rejected before; not "
+		return hv_err_set(err, HV_E_PIN,
+		    "pin rejected before; not "
 		    "retried until the key store is reopened");
 	if (until != 0) {
 		uint64_t now = now_ms();
 
 		if (now < until) {
 			pthread_mutex_lock(&p->last_mu);
-			rc = hv_err_set(err, HV_E_KEYSTORE, "key store "
+			rc = hv_err_set(err, HV_E_KEYSTORE,
+			    "key store "
 			    "unavailable (%s); next try in %lu ms",
 			    p->last_err, (unsigned long)(until - now));
 			pthread_mutex_unlock(&p->last_mu);
@@ -1055,9 +1115,10 @@ trip:
 	set_last(p, &last);
 	atomic_store(&p->breaker_until, now_ms() + p->breaker_ms);
 	hv_log_warn("pkcs11: key store unreachable (%s); failing fast for "
-	    "%u ms", last.msg, p->breaker_ms);
-	return hv_err_set(err, HV_E_KEYSTORE, "key store unreachable: %s",
-	    last.msg);
+	            "%u ms",
+	    last.msg, p->breaker_ms);
+	return hv_err_set(
+	    err, HV_E_KEYSTORE, "key store unreachable: %s", last.msg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1077,18 +1138,22 @@ struct wrap_arg {
 
 /* Index of an enabled KEK version, or an error. Shared lock. */
 static enum hv_rc
-usable_kek(struct p11 *p, uint32_t version, long *k, CK_RV *rv,
-    struct hv_err *err)
+usable_kek(
+    struct p11 *p, uint32_t version, long *k, CK_RV *rv, struct hv_err *err)
 {
 	*k = kek_find(p, version);
 	if (*k < 0) {
 		*rv = RV_KEY_MISS;
-		return hv_err_set(err, HV_E_NOT_FOUND, "kek version %u not "
-		    "found on token", version);
+		return hv_err_set(err, HV_E_NOT_FOUND,
+		    "kek version %u not "
+		    "found on token",
+		    version);
 	}
 	if (p->keks[*k].disabled)
-		return hv_err_set(err, HV_E_NOT_FOUND, "kek version %u is "
-		    "disabled", version);
+		return hv_err_set(err, HV_E_NOT_FOUND,
+		    "kek version %u is "
+		    "disabled",
+		    version);
 	return HV_OK;
 }
 
@@ -1099,7 +1164,7 @@ op_wrap(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 	struct wrap_arg *a = varg;
 	uint8_t *iv = a->out + 1, *ct = a->out + 1 + GCM_IV_LEN;
 	CK_GCM_PARAMS gcm;
-	CK_MECHANISM mech = { CKM_AES_GCM, &gcm, sizeof(gcm) };
+	CK_MECHANISM mech = {CKM_AES_GCM, &gcm, sizeof(gcm)};
 	CK_OBJECT_HANDLE key;
 	CK_ULONG n = HV_DEK_LEN + GCM_TAG_LEN;
 	enum hv_rc rc;
@@ -1130,8 +1195,10 @@ op_wrap(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 	if (rv != CKR_OK)
 		return (*rvp = rv, ck_err(err, "C_Encrypt", rv));
 	if (n != HV_DEK_LEN + GCM_TAG_LEN)
-		return hv_err_set(err, HV_E_UPSTREAM, "C_Encrypt: unexpected "
-		    "length %lu", (unsigned long)n);
+		return hv_err_set(err, HV_E_UPSTREAM,
+		    "C_Encrypt: unexpected "
+		    "length %lu",
+		    (unsigned long)n);
 	a->out[0] = WRAP_FORMAT_GCM;
 	*a->out_len = WRAPPED_LEN;
 	return HV_OK;
@@ -1149,7 +1216,7 @@ op_unwrap(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 {
 	struct wrap_arg *a = varg;
 	CK_GCM_PARAMS gcm;
-	CK_MECHANISM mech = { CKM_AES_GCM, &gcm, sizeof(gcm) };
+	CK_MECHANISM mech = {CKM_AES_GCM, &gcm, sizeof(gcm)};
 	CK_OBJECT_HANDLE key;
 	CK_SESSION_INFO si;
 	CK_ULONG n;
@@ -1183,8 +1250,10 @@ op_unwrap(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 		return HV_OK;
 	hv_mem_zero(a->dek_out->buf, a->dek_out->cap);
 	if (rv == CKR_OK)
-		return hv_err_set(err, HV_E_CRYPTO, "C_Decrypt: unexpected "
-		    "length %lu", (unsigned long)n);
+		return hv_err_set(err, HV_E_CRYPTO,
+		    "C_Decrypt: unexpected "
+		    "length %lu",
+		    (unsigned long)n);
 	/* SoftHSM reports a GCM tag mismatch as CKR_GENERAL_ERROR: tell it
 	 * from a lost token by asking the session whether it is alive. */
 	if (rv == CKR_GENERAL_ERROR) {
@@ -1201,7 +1270,8 @@ op_unwrap(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 	{
 		char b[24];
 
-		return hv_err_set(err, HV_E_CRYPTO, "C_Decrypt: %s "
+		return hv_err_set(err, HV_E_CRYPTO,
+		    "C_Decrypt: %s "
 		    "(wrapped key does not authenticate)",
 		    ckr_str(rv, b, sizeof(b)));
 	}
@@ -1218,7 +1288,7 @@ op_hmac(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
     struct hv_err *err)
 {
 	struct hmac_arg *a = varg;
-	CK_MECHANISM mech = { CKM_SHA256_HMAC, NULL, 0 };
+	CK_MECHANISM mech = {CKM_SHA256_HMAC, NULL, 0};
 	CK_OBJECT_HANDLE key;
 	CK_ULONG n = HV_HMAC_LEN;
 	const char *fname = "C_CopyObject";
@@ -1226,8 +1296,10 @@ op_hmac(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 
 	if (p->hmac_obj == 0) {
 		*rvp = RV_KEY_MISS;
-		return hv_err_set(err, HV_E_NOT_FOUND, "hmac key '%s-hmac' "
-		    "not found on token (run hsmvault init)", p->prefix);
+		return hv_err_set(err, HV_E_NOT_FOUND,
+		    "hmac key '%s-hmac' "
+		    "not found on token (run hsmvault init)",
+		    p->prefix);
 	}
 	rv = key_handle(p, s, -1, &key);
 	if (rv != CKR_OK)
@@ -1239,13 +1311,15 @@ op_hmac(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 	fname = "C_Sign";
 	/* SoftHSM refuses a NULL pointer even with length 0 */
 	rv = CK(p, C_Sign, s->h,
-	    a->len > 0 ? (CK_BYTE_PTR)a->msg : (CK_BYTE_PTR)(uintptr_t)"",
+	    a->len > 0 ? (CK_BYTE_PTR)a->msg : (CK_BYTE_PTR)(uintptr_t) "",
 	    a->len, a->out, &n);
 	if (rv != CKR_OK)
 		goto fail;
 	if (n != HV_HMAC_LEN)
-		return hv_err_set(err, HV_E_UPSTREAM, "C_Sign: unexpected "
-		    "length %lu", (unsigned long)n);
+		return hv_err_set(err, HV_E_UPSTREAM,
+		    "C_Sign: unexpected "
+		    "length %lu",
+		    (unsigned long)n);
 	return HV_OK;
 fail:
 	*rvp = rv;
@@ -1291,9 +1365,9 @@ op_list(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 	(void)err;
 	for (i = 0; i < p->nkeks && n < a->max; i++) {
 		a->out[n].version = p->keks[i].version;
-		a->out[n].state = p->keks[i].disabled ? HV_KEK_DISABLED :
-		    p->keks[i].version == active ? HV_KEK_ACTIVE :
-		    HV_KEK_RETIRED;
+		a->out[n].state = p->keks[i].disabled ? HV_KEK_DISABLED
+		    : p->keks[i].version == active    ? HV_KEK_ACTIVE
+		                                      : HV_KEK_RETIRED;
 		n++;
 	}
 	*a->n = n;
@@ -1302,8 +1376,8 @@ op_list(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 
 /* Exclusive lock: generate a KEK or the HMAC key on the token. */
 static enum hv_rc
-gen_key_locked(struct p11 *p, CK_SESSION_HANDLE s, bool hmac,
-    uint32_t version, CK_OBJECT_HANDLE *obj, CK_RV *rvp, struct hv_err *err)
+gen_key_locked(struct p11 *p, CK_SESSION_HANDLE s, bool hmac, uint32_t version,
+    CK_OBJECT_HANDLE *obj, CK_RV *rvp, struct hv_err *err)
 {
 	char label[LABEL_MAX + 1];
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -1311,8 +1385,8 @@ gen_key_locked(struct p11 *p, CK_SESSION_HANDLE s, bool hmac,
 	CK_ULONG vlen = hmac ? HMAC_KEY_LEN : KEK_LEN;
 	CK_BBOOL tru = CK_TRUE, fls = CK_FALSE;
 	CK_BBOOL *cipher = hmac ? &fls : &tru, *sign = hmac ? &tru : &fls;
-	CK_MECHANISM mech = { hmac ? CKM_GENERIC_SECRET_KEY_GEN :
-		CKM_AES_KEY_GEN, NULL, 0 };
+	CK_MECHANISM mech = {
+	    hmac ? CKM_GENERIC_SECRET_KEY_GEN : CKM_AES_KEY_GEN, NULL, 0};
 	CK_RV rv;
 
 	if (hmac)
@@ -1321,23 +1395,23 @@ gen_key_locked(struct p11 *p, CK_SESSION_HANDLE s, bool hmac,
 		kek_label(p, version, false, label, sizeof(label));
 	{
 		CK_ATTRIBUTE t[] = {
-			{ CKA_CLASS, &cls, sizeof(cls) },
-			{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-			{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
-			{ CKA_LABEL, label, strlen(label) },
-			{ CKA_ID, label, strlen(label) },
-			{ CKA_TOKEN, &tru, sizeof(tru) },
-			{ CKA_PRIVATE, &tru, sizeof(tru) },
-			{ CKA_SENSITIVE, &tru, sizeof(tru) },
-			{ CKA_EXTRACTABLE, &fls, sizeof(fls) },
-			{ CKA_MODIFIABLE, &tru, sizeof(tru) },
-			{ CKA_ENCRYPT, cipher, sizeof(tru) },
-			{ CKA_DECRYPT, cipher, sizeof(tru) },
-			{ CKA_SIGN, sign, sizeof(tru) },
-			{ CKA_VERIFY, sign, sizeof(tru) },
-			{ CKA_WRAP, &fls, sizeof(fls) },
-			{ CKA_UNWRAP, &fls, sizeof(fls) },
-			{ CKA_DERIVE, &fls, sizeof(fls) },
+		    {CKA_CLASS, &cls, sizeof(cls)},
+		    {CKA_KEY_TYPE, &kt, sizeof(kt)},
+		    {CKA_VALUE_LEN, &vlen, sizeof(vlen)},
+		    {CKA_LABEL, label, strlen(label)},
+		    {CKA_ID, label, strlen(label)},
+		    {CKA_TOKEN, &tru, sizeof(tru)},
+		    {CKA_PRIVATE, &tru, sizeof(tru)},
+		    {CKA_SENSITIVE, &tru, sizeof(tru)},
+		    {CKA_EXTRACTABLE, &fls, sizeof(fls)},
+		    {CKA_MODIFIABLE, &tru, sizeof(tru)},
+		    {CKA_ENCRYPT, cipher, sizeof(tru)},
+		    {CKA_DECRYPT, cipher, sizeof(tru)},
+		    {CKA_SIGN, sign, sizeof(tru)},
+		    {CKA_VERIFY, sign, sizeof(tru)},
+		    {CKA_WRAP, &fls, sizeof(fls)},
+		    {CKA_UNWRAP, &fls, sizeof(fls)},
+		    {CKA_DERIVE, &fls, sizeof(fls)},
 		};
 
 		rv = CK(p, C_GenerateKey, s, &mech, t,
@@ -1347,8 +1421,8 @@ gen_key_locked(struct p11 *p, CK_SESSION_HANDLE s, bool hmac,
 		*rvp = rv;
 		return ck_err(err, "C_GenerateKey", rv);
 	}
-	hv_log_info("pkcs11: generated '%s' on token '%s'", label,
-	    p->token_label);
+	hv_log_info(
+	    "pkcs11: generated '%s' on token '%s'", label, p->token_label);
 	return HV_OK;
 }
 
@@ -1362,8 +1436,10 @@ add_kek_locked(struct p11 *p, CK_SESSION_HANDLE s, uint32_t *version,
 	enum hv_rc rc;
 
 	if (p->nkeks == HV_KEK_MAX_VERSIONS || v == 0)
-		return hv_err_set(err, HV_E_CONFLICT, "too many kek versions "
-		    "(max %d)", HV_KEK_MAX_VERSIONS);
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "too many kek versions "
+		    "(max %d)",
+		    HV_KEK_MAX_VERSIONS);
 	rc = gen_key_locked(p, s, false, v, &obj, rvp, err);
 	if (rc != HV_OK)
 		return rc;
@@ -1390,7 +1466,8 @@ op_ensure(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 	if (kek_active(p) != 0 && p->hmac_obj != 0)
 		return HV_OK;
 	if (!a->create)
-		return hv_err_set(err, HV_E_NOT_FOUND, "%s missing on token "
+		return hv_err_set(err, HV_E_NOT_FOUND,
+		    "%s missing on token "
 		    "'%s' (prefix '%s'): run hsmvault init",
 		    kek_active(p) == 0 ? "kek" : "hmac key", p->token_label,
 		    p->prefix);
@@ -1426,13 +1503,17 @@ op_disable(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 	CK_RV rv;
 
 	if (k < 0)
-		return hv_err_set(err, HV_E_NOT_FOUND, "kek version %u not "
-		    "found on token", version);
+		return hv_err_set(err, HV_E_NOT_FOUND,
+		    "kek version %u not "
+		    "found on token",
+		    version);
 	if (p->keks[k].disabled)
 		return HV_OK;
 	if (version == kek_active(p))
-		return hv_err_set(err, HV_E_CONFLICT, "kek version %u is the "
-		    "active one; rotate first", version);
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "kek version %u is the "
+		    "active one; rotate first",
+		    version);
 	/* Session copies carry their own CKA_DECRYPT: destroy them first. */
 	p->keks[k].disabled = true;
 	drop_copies_locked(p);
@@ -1496,21 +1577,24 @@ op_probe(struct p11 *p, struct p11_sess *s, void *varg, CK_RV *rvp,
 static enum hv_rc
 p11_ensure_keys(struct hv_hsm *h, bool create, struct hv_err *err)
 {
-	struct ensure_arg a = { create };
-	struct p11_op op = { op_ensure, &a, true, true, true };
+	struct ensure_arg a = {create};
+	struct p11_op op = {op_ensure, &a, true, true, true};
 
 	return run(P11(h), &op, err);
 }
 
 static enum hv_rc
 p11_wrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
-    size_t aad_len, const struct hv_secret *dek, uint8_t *out,
-    size_t *out_len, struct hv_err *err)
+    size_t aad_len, const struct hv_secret *dek, uint8_t *out, size_t *out_len,
+    struct hv_err *err)
 {
-	struct wrap_arg a = { .version = kek_version, .aad = aad,
-		.aad_len = aad_len, .dek = dek, .out = out,
-		.out_len = out_len };
-	struct p11_op op = { op_wrap, &a, false, true, false };
+	struct wrap_arg a = {.version = kek_version,
+	    .aad = aad,
+	    .aad_len = aad_len,
+	    .dek = dek,
+	    .out = out,
+	    .out_len = out_len};
+	struct p11_op op = {op_wrap, &a, false, true, false};
 
 	if (dek == NULL || dek->len != HV_DEK_LEN || aad_len > HV_AAD_MAX)
 		return hv_err_set(err, HV_E_INTERNAL, "wrap: bad arguments");
@@ -1519,17 +1603,22 @@ p11_wrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
 
 static enum hv_rc
 p11_unwrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
-    size_t aad_len, const uint8_t *in, size_t in_len,
-    struct hv_secret **dek, struct hv_err *err)
+    size_t aad_len, const uint8_t *in, size_t in_len, struct hv_secret **dek,
+    struct hv_err *err)
 {
-	struct wrap_arg a = { .version = kek_version, .aad = aad,
-		.aad_len = aad_len, .in = in, .in_len = in_len };
-	struct p11_op op = { op_unwrap, &a, false, true, false };
+	struct wrap_arg a = {.version = kek_version,
+	    .aad = aad,
+	    .aad_len = aad_len,
+	    .in = in,
+	    .in_len = in_len};
+	struct p11_op op = {op_unwrap, &a, false, true, false};
 	enum hv_rc rc;
 
 	if (in_len != WRAPPED_LEN || in[0] != WRAP_FORMAT_GCM)
-		return hv_err_set(err, HV_E_CRYPTO, "unwrap: not a wrapped "
-		    "key of format 1 (%zu bytes)", in_len);
+		return hv_err_set(err, HV_E_CRYPTO,
+		    "unwrap: not a wrapped "
+		    "key of format 1 (%zu bytes)",
+		    in_len);
 	if (aad_len > HV_AAD_MAX)
 		return hv_err_set(err, HV_E_CRYPTO, "unwrap: aad too long");
 	/* Room for what a module may want to write (plaintext + tag). */
@@ -1550,8 +1639,8 @@ static enum hv_rc
 p11_hmac(struct hv_hsm *h, const uint8_t *msg, size_t len,
     uint8_t out[HV_HMAC_LEN], struct hv_err *err)
 {
-	struct hmac_arg a = { msg, len, out };
-	struct p11_op op = { op_hmac, &a, false, true, false };
+	struct hmac_arg a = {msg, len, out};
+	struct p11_op op = {op_hmac, &a, false, true, false};
 
 	return run(P11(h), &op, err);
 }
@@ -1559,8 +1648,8 @@ p11_hmac(struct hv_hsm *h, const uint8_t *msg, size_t len,
 static enum hv_rc
 p11_random(struct hv_hsm *h, uint8_t *buf, size_t len, struct hv_err *err)
 {
-	struct random_arg a = { buf, len };
-	struct p11_op op = { op_random, &a, false, true, false };
+	struct random_arg a = {buf, len};
+	struct p11_op op = {op_random, &a, false, true, false};
 
 	if (len == 0)
 		return HV_OK;
@@ -1568,11 +1657,11 @@ p11_random(struct hv_hsm *h, uint8_t *buf, size_t len, struct hv_err *err)
 }
 
 static enum hv_rc
-p11_kek_list(struct hv_hsm *h, struct hv_kek_info *out, size_t max,
-    size_t *n, struct hv_err *err)
+p11_kek_list(struct hv_hsm *h, struct hv_kek_info *out, size_t max, size_t *n,
+    struct hv_err *err)
 {
-	struct list_arg a = { out, max, n };
-	struct p11_op op = { op_list, &a, false, false, false };
+	struct list_arg a = {out, max, n};
+	struct p11_op op = {op_list, &a, false, false, false};
 
 	*n = 0;
 	return run(P11(h), &op, err);
@@ -1582,7 +1671,7 @@ static enum hv_rc
 p11_kek_create(struct hv_hsm *h, uint32_t *version, struct hv_err *err)
 {
 	uint32_t v = 0;
-	struct p11_op op = { op_create, &v, true, true, true };
+	struct p11_op op = {op_create, &v, true, true, true};
 	enum hv_rc rc;
 
 	rc = run(P11(h), &op, err);
@@ -1594,7 +1683,7 @@ p11_kek_create(struct hv_hsm *h, uint32_t *version, struct hv_err *err)
 static enum hv_rc
 p11_kek_disable(struct hv_hsm *h, uint32_t version, struct hv_err *err)
 {
-	struct p11_op op = { op_disable, &version, true, true, true };
+	struct p11_op op = {op_disable, &version, true, true, true};
 
 	return run(P11(h), &op, err);
 }
@@ -1603,7 +1692,7 @@ static enum hv_rc
 p11_probe(struct hv_hsm *h, struct hv_hsm_status *st, struct hv_err *err)
 {
 	struct p11 *p = P11(h);
-	struct p11_op op = { op_probe, st, false, true, false };
+	struct p11_op op = {op_probe, st, false, true, false};
 
 	memset(st, 0, sizeof(*st));
 	(void)snprintf(st->backend, sizeof(st->backend), "pkcs11");
@@ -1648,17 +1737,17 @@ p11_close(struct hv_hsm *h)
 }
 
 static const struct hv_hsm_ops p11_ops = {
-	.name = "pkcs11",
-	.ensure_keys = p11_ensure_keys,
-	.wrap = p11_wrap,
-	.unwrap = p11_unwrap,
-	.hmac = p11_hmac,
-	.random = p11_random,
-	.kek_list = p11_kek_list,
-	.kek_create = p11_kek_create,
-	.kek_disable = p11_kek_disable,
-	.probe = p11_probe,
-	.close = p11_close,
+    .name = "pkcs11",
+    .ensure_keys = p11_ensure_keys,
+    .wrap = p11_wrap,
+    .unwrap = p11_unwrap,
+    .hmac = p11_hmac,
+    .random = p11_random,
+    .kek_list = p11_kek_list,
+    .kek_create = p11_kek_create,
+    .kek_disable = p11_kek_disable,
+    .probe = p11_probe,
+    .close = p11_close,
 };
 
 /* ------------------------------------------------------------------ */
@@ -1682,24 +1771,28 @@ parse_uri(struct p11 *p, const char *text, struct hv_err *err)
 		return hv_err_set(err, HV_E_CONFIG, "pkcs11 token uri: %s",
 		    p11_kit_uri_message(r));
 	if (p11_kit_uri_get_pin_value(p->uri) != NULL)
-		return hv_err_set(err, HV_E_CONFIG, "pkcs11 token uri must "
+		return hv_err_set(err, HV_E_CONFIG,
+		    "pkcs11 token uri must "
 		    "not carry pin-value (use pkcs11_pin_file)");
 	/* The URI is shown in messages: keep only up to a query. */
 	p->uri_text[strcspn(p->uri_text, "?")] = '\0';
 	lab = p11_kit_uri_get_attribute(p->uri, CKA_LABEL);
 	if (lab == NULL || lab->ulValueLen == 0) {
-		(void)snprintf(p->prefix, sizeof(p->prefix), "%s",
-		    DEFAULT_PREFIX);
+		(void)snprintf(
+		    p->prefix, sizeof(p->prefix), "%s", DEFAULT_PREFIX);
 		return HV_OK;
 	}
 	if (lab->ulValueLen > PREFIX_MAX)
-		return hv_err_set(err, HV_E_CONFIG, "pkcs11 object= prefix "
-		    "longer than %d", PREFIX_MAX);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "pkcs11 object= prefix "
+		    "longer than %d",
+		    PREFIX_MAX);
 	for (i = 0; i < lab->ulValueLen; i++) {
 		unsigned char c = ((unsigned char *)lab->pValue)[i];
 
 		if (c < 0x21 || c > 0x7e)
-			return hv_err_set(err, HV_E_CONFIG, "pkcs11 object= "
+			return hv_err_set(err, HV_E_CONFIG,
+			    "pkcs11 object= "
 			    "prefix must be printable ascii without spaces");
 	}
 	memcpy(p->prefix, lab->pValue, lab->ulValueLen);
@@ -1734,12 +1827,16 @@ load_proxy(struct p11 *p, struct hv_err *err)
 
 	p->dl = dlopen(p->module_path, RTLD_NOW | RTLD_LOCAL);
 	if (p->dl == NULL)
-		return hv_err_set(err, HV_E_CONFIG, "cannot load p11-kit "
-		    "proxy '%s': %s", p->module_path, dlerror());
+		return hv_err_set(err, HV_E_CONFIG,
+		    "cannot load p11-kit "
+		    "proxy '%s': %s",
+		    p->module_path, dlerror());
 	*(void **)&get = dlsym(p->dl, "C_GetFunctionList");
 	if (get == NULL)
-		return hv_err_set(err, HV_E_CONFIG, "'%s' has no "
-		    "C_GetFunctionList", p->module_path);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "'%s' has no "
+		    "C_GetFunctionList",
+		    p->module_path);
 	rv = ck_log("C_GetFunctionList", get(&p->fn));
 	if (rv != CKR_OK || p->fn == NULL) {
 		p->fn = NULL;
@@ -1749,8 +1846,8 @@ load_proxy(struct p11 *p, struct hv_err *err)
 }
 
 enum hv_rc
-hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
-    struct hv_err *err)
+hv_p11_open(
+    const struct hv_hsm_config *cfg, struct hv_hsm **out, struct hv_err *err)
 {
 	struct p11 *p = NULL;
 	pthread_rwlockattr_t ra;
@@ -1767,8 +1864,8 @@ hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
 	p->base.ops = &p11_ops;
 	pthread_rwlockattr_init(&ra);
 	/* Writers (reconnect, refresh) must not starve under load. */
-	pthread_rwlockattr_setkind_np(&ra,
-	    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlockattr_setkind_np(
+	    &ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&p->lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&p->pool_mu, NULL);
@@ -1776,11 +1873,11 @@ hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
 	pthread_mutex_init(&p->last_mu, NULL);
 	p->copies = true;
 	p->retry_max = cfg->retry_max ? cfg->retry_max : DEFAULT_RETRY_MAX;
-	p->breaker_ms = cfg->breaker_ms ? cfg->breaker_ms :
-	    DEFAULT_BREAKER_MS;
+	p->breaker_ms = cfg->breaker_ms ? cfg->breaker_ms : DEFAULT_BREAKER_MS;
 	cores = sysconf(_SC_NPROCESSORS_ONLN);
-	p->nsess = cfg->p11_sessions ? cfg->p11_sessions :
-	    (unsigned int)(cores > 0 ? 2 * cores : 4);
+	p->nsess = cfg->p11_sessions
+	    ? cfg->p11_sessions
+	    : (unsigned int)(cores > 0 ? 2 * cores : 4);
 	if (p->nsess < 2)
 		p->nsess = 2;
 	if (p->nsess > SESSIONS_MAX)
@@ -1827,8 +1924,10 @@ hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
 	if (p->fn == NULL) {
 		const char *m = p11_kit_message();
 
-		rc = hv_err_set(err, HV_E_CONFIG, "cannot load pkcs11 module "
-		    "'%s': %s", p->module_path, m != NULL ? m : "unknown");
+		rc = hv_err_set(err, HV_E_CONFIG,
+		    "cannot load pkcs11 module "
+		    "'%s': %s",
+		    p->module_path, m != NULL ? m : "unknown");
 		goto out;
 	}
 	pthread_rwlock_wrlock(&p->lock);
@@ -1841,7 +1940,8 @@ hv_p11_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
 	if (rc != HV_OK)
 		goto out;
 	hv_log_info("pkcs11: token '%s' via %s, %u sessions, %zu kek "
-	    "versions", p->token_label, p->module_path, p->nsess, p->nkeks);
+	            "versions",
+	    p->token_label, p->module_path, p->nsess, p->nkeks);
 	*out = &p->base;
 	p = NULL;
 out:

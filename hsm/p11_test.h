@@ -34,10 +34,10 @@ void hv_p11_test_break(struct hv_hsm *h, enum hv_p11_break how);
 void hv_p11_test_set_copies(struct hv_hsm *h, bool on);
 
 struct hv_p11_test_stats {
-	unsigned long logins;		/* C_Login calls since open */
-	unsigned long reconnects;	/* successful reconnects */
-	unsigned long finds;		/* key lookups (C_FindObjectsInit) */
-	unsigned long copies;		/* C_CopyObject calls */
+	unsigned long logins;     /* C_Login calls since open */
+	unsigned long reconnects; /* successful reconnects */
+	unsigned long finds;      /* key lookups (C_FindObjectsInit) */
+	unsigned long copies;     /* C_CopyObject calls */
 };
 
 /* Counters since hv_p11_open(). */

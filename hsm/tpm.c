@@ -56,24 +56,24 @@
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tctildr.h>
 
-#define TPM_SLOTS 3			/* transient objects we may hold */
-#define TPM_CMD_TIMEOUT_MS 5000		/* one command, all retries */
-#define TPM_POLL_MS 1000		/* one wait inside a command */
-#define TPM_WARN_RETRIES 8		/* RETRY/YIELDED/TESTING */
-#define TPM_RANDOM_CHUNK 32
-#define TPM_HMAC_CHUNK 1024
-#define TPM_BLOB_MAX 1024
-#define TPM_META_MAX 8192
+#define TPM_SLOTS          3    /* transient objects we may hold */
+#define TPM_CMD_TIMEOUT_MS 5000 /* one command, all retries */
+#define TPM_POLL_MS        1000 /* one wait inside a command */
+#define TPM_WARN_RETRIES   8    /* RETRY/YIELDED/TESTING */
+#define TPM_RANDOM_CHUNK   32
+#define TPM_HMAC_CHUNK     1024
+#define TPM_BLOB_MAX       1024
+#define TPM_META_MAX       8192
 #define DEFAULT_BREAKER_MS 1000
-#define DEFAULT_RETRY_MAX 3
+#define DEFAULT_RETRY_MAX  3
 
-#define META_FILE "tpm-keys.meta"
-#define META_HEAD "hsmvault-tpm-keys 1"
-#define HMAC_FILE "tpm-hmac.blob"
-#define LOCK_FILE "tpm.lock"
-#define KEY_MAGIC "HVTK"		/* key blob file: magic, pub, priv */
-#define DEK_MAGIC "HVT1"		/* wrapped DEK: magic, pub, priv */
-#define MAGIC_LEN 4
+#define META_FILE   "tpm-keys.meta"
+#define META_HEAD   "hsmvault-tpm-keys 1"
+#define HMAC_FILE   "tpm-hmac.blob"
+#define LOCK_FILE   "tpm.lock"
+#define KEY_MAGIC   "HVTK" /* key blob file: magic, pub, priv */
+#define DEK_MAGIC   "HVT1" /* wrapped DEK: magic, pub, priv */
+#define MAGIC_LEN   4
 #define AUTH_DOMAIN "hsmvault/tpm/dek-auth/v1"
 
 enum obj_kind {
@@ -81,43 +81,43 @@ enum obj_kind {
 	OBJ_PRIMARY,
 	OBJ_HMAC,
 	OBJ_KEK,
-	OBJ_TEMP,			/* a sealed DEK or an HMAC sequence */
+	OBJ_TEMP, /* a sealed DEK or an HMAC sequence */
 };
 
 struct slot {
 	enum obj_kind kind;
-	uint32_t version;		/* OBJ_KEK */
+	uint32_t version; /* OBJ_KEK */
 	ESYS_TR h;
-	uint64_t used;			/* LRU tick */
-	bool pinned;			/* in use by the running operation */
+	uint64_t used; /* LRU tick */
+	bool pinned;   /* in use by the running operation */
 };
 
 struct kek {
 	uint32_t version;
 	bool disabled;
-	uint8_t *blob;			/* cached file contents, NULL = not read */
+	uint8_t *blob; /* cached file contents, NULL = not read */
 	size_t blob_len;
 };
 
 struct tpm {
 	struct hv_hsm base;
 	pthread_mutex_t mu;
-	char *tcti_conf;		/* NULL = the loader's default */
+	char *tcti_conf; /* NULL = the loader's default */
 	char *data_dir;
 	unsigned int breaker_ms;
 	unsigned int retry_max;
 
 	TSS2_TCTI_CONTEXT *tcti;
 	ESYS_CONTEXT *ctx;
-	bool lost;			/* set by ESYS_CALL: reconnect */
-	uint64_t down_until;		/* breaker open until (ms) */
+	bool lost;           /* set by ESYS_CALL: reconnect */
+	uint64_t down_until; /* breaker open until (ms) */
 	bool breaker_tripped;
 	bool ever_connected;
 	unsigned long reconnects;
 
 	struct slot slots[TPM_SLOTS];
 	uint64_t tick;
-	TPMS_CONTEXT *primary_ctx;	/* saved primary, this connection */
+	TPMS_CONTEXT *primary_ctx; /* saved primary, this connection */
 	uint16_t hmac_chunk;
 	char manufacturer[5];
 	char vendor[17];
@@ -148,76 +148,84 @@ struct tpm {
 /* Templates. Changing any of them changes the keys: never do that.    */
 
 static const TPM2B_PUBLIC primary_template = {
-	.publicArea = {
-		.type = TPM2_ALG_ECC,
-		.nameAlg = TPM2_ALG_SHA256,
-		.objectAttributes = TPMA_OBJECT_FIXEDTPM |
-		    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-		    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
-		    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
-		.parameters.eccDetail = {
-			.symmetric = {
-				.algorithm = TPM2_ALG_AES,
-				.keyBits.aes = 256,
-				.mode.aes = TPM2_ALG_CFB,
-			},
-			.scheme = { .scheme = TPM2_ALG_NULL },
-			.curveID = TPM2_ECC_NIST_P256,
-			.kdf = { .scheme = TPM2_ALG_NULL },
-		},
-		/* A unique value of our own: a key apart from the usual SRK. */
-		.unique.ecc = {
-			.x = { .size = 8, .buffer = "hsmvault" },
-			.y = { .size = 0 },
-		},
-	},
+    .publicArea =
+        {
+            .type = TPM2_ALG_ECC,
+            .nameAlg = TPM2_ALG_SHA256,
+            .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+            .parameters.eccDetail =
+                {
+                    .symmetric =
+                        {
+                            .algorithm = TPM2_ALG_AES,
+                            .keyBits.aes = 256,
+                            .mode.aes = TPM2_ALG_CFB,
+                        },
+                    .scheme = {.scheme = TPM2_ALG_NULL},
+                    .curveID = TPM2_ECC_NIST_P256,
+                    .kdf = {.scheme = TPM2_ALG_NULL},
+                },
+            /* A unique value of our own: a key apart from the usual SRK. */
+            .unique.ecc =
+                {
+                    .x = {.size = 8, .buffer = "hsmvault"},
+                    .y = {.size = 0},
+                },
+        },
 };
 
 static const TPM2B_PUBLIC kek_template = {
-	.publicArea = {
-		.type = TPM2_ALG_SYMCIPHER,
-		.nameAlg = TPM2_ALG_SHA256,
-		.objectAttributes = TPMA_OBJECT_FIXEDTPM |
-		    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-		    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
-		    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
-		.parameters.symDetail.sym = {
-			.algorithm = TPM2_ALG_AES,
-			.keyBits.aes = 256,
-			.mode.aes = TPM2_ALG_CFB,
-		},
-	},
+    .publicArea =
+        {
+            .type = TPM2_ALG_SYMCIPHER,
+            .nameAlg = TPM2_ALG_SHA256,
+            .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+            .parameters.symDetail.sym =
+                {
+                    .algorithm = TPM2_ALG_AES,
+                    .keyBits.aes = 256,
+                    .mode.aes = TPM2_ALG_CFB,
+                },
+        },
 };
 
 static const TPM2B_PUBLIC hmac_template = {
-	.publicArea = {
-		.type = TPM2_ALG_KEYEDHASH,
-		.nameAlg = TPM2_ALG_SHA256,
-		.objectAttributes = TPMA_OBJECT_FIXEDTPM |
-		    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-		    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
-		    TPMA_OBJECT_SIGN_ENCRYPT,
-		.parameters.keyedHashDetail.scheme = {
-			.scheme = TPM2_ALG_HMAC,
-			.details.hmac.hashAlg = TPM2_ALG_SHA256,
-		},
-	},
+    .publicArea =
+        {
+            .type = TPM2_ALG_KEYEDHASH,
+            .nameAlg = TPM2_ALG_SHA256,
+            .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT,
+            .parameters.keyedHashDetail.scheme =
+                {
+                    .scheme = TPM2_ALG_HMAC,
+                    .details.hmac.hashAlg = TPM2_ALG_SHA256,
+                },
+        },
 };
 
 /* A sealed data object: no sign, no decrypt; noDA so that a wrong AAD
  * never feeds the dictionary-attack lockout of the whole TPM. */
-#define SEAL_ATTRS (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | \
-	TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA)
+#define SEAL_ATTRS                                                             \
+	(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |                      \
+	    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA)
 
 static const TPM2B_PUBLIC seal_template = {
-	.publicArea = {
-		.type = TPM2_ALG_KEYEDHASH,
-		.nameAlg = TPM2_ALG_SHA256,
-		.objectAttributes = SEAL_ATTRS,
-		.parameters.keyedHashDetail.scheme = {
-			.scheme = TPM2_ALG_NULL,
-		},
-	},
+    .publicArea =
+        {
+            .type = TPM2_ALG_KEYEDHASH,
+            .nameAlg = TPM2_ALG_SHA256,
+            .objectAttributes = SEAL_ATTRS,
+            .parameters.keyedHashDetail.scheme =
+                {
+                    .scheme = TPM2_ALG_NULL,
+                },
+        },
 };
 
 /* ------------------------------------------------------------------ */
@@ -236,8 +244,8 @@ static void
 sleep_ms(unsigned int ms)
 {
 	struct timespec ts = {
-		.tv_sec = ms / 1000,
-		.tv_nsec = (long)(ms % 1000) * 1000000L,
+	    .tv_sec = ms / 1000,
+	    .tv_nsec = (long)(ms % 1000) * 1000000L,
 	};
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -264,15 +272,15 @@ sigpipe_block(struct sigpipe_guard *g)
 	sigaddset(&set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &set, &g->old);
 	sigemptyset(&pend);
-	g->was_pending = sigpending(&pend) == 0 &&
-	    sigismember(&pend, SIGPIPE) == 1;
+	g->was_pending =
+	    sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE) == 1;
 }
 
 static void
 sigpipe_restore(struct sigpipe_guard *g)
 {
 	sigset_t set, pend;
-	struct timespec zero = { 0, 0 };
+	struct timespec zero = {0, 0};
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGPIPE);
@@ -288,10 +296,10 @@ sigpipe_restore(struct sigpipe_guard *g)
 
 enum rc_class {
 	RC_OK = 0,
-	RC_LOST,		/* connection or TPM state gone: reconnect */
-	RC_BUSY,		/* a TPM warning that outlived our retries */
-	RC_TPM,			/* the TPM refused the command */
-	RC_LOCAL,		/* marshalling or argument error in the TSS */
+	RC_LOST,  /* connection or TPM state gone: reconnect */
+	RC_BUSY,  /* a TPM warning that outlived our retries */
+	RC_TPM,   /* the TPM refused the command */
+	RC_LOCAL, /* marshalling or argument error in the TSS */
 };
 
 static enum rc_class
@@ -319,7 +327,7 @@ rc_classify(TSS2_RC r)
 		return RC_TPM;
 	}
 	switch (base) {
-	case TSS2_BASE_RC_TRY_AGAIN:	/* deadline passed mid-command */
+	case TSS2_BASE_RC_TRY_AGAIN: /* deadline passed mid-command */
 	case TSS2_BASE_RC_IO_ERROR:
 	case TSS2_BASE_RC_BAD_SEQUENCE:
 	case TSS2_BASE_RC_NO_CONNECTION:
@@ -419,14 +427,14 @@ call_log(struct tpm *t, const char *what, TSS2_RC r)
 		return r;
 	if (k == RC_LOST) {
 		t->lost = true;
-		hv_log_warn("tpm: %s: %s (0x%" PRIx32 ")", what,
-		    Tss2_RC_Decode(r), r);
+		hv_log_warn(
+		    "tpm: %s: %s (0x%" PRIx32 ")", what, Tss2_RC_Decode(r), r);
 	} else if (k == RC_BUSY) {
-		hv_log_warn("tpm: %s: %s (0x%" PRIx32 ")", what,
-		    Tss2_RC_Decode(r), r);
+		hv_log_warn(
+		    "tpm: %s: %s (0x%" PRIx32 ")", what, Tss2_RC_Decode(r), r);
 	} else {
-		hv_log_debug("tpm: %s: %s (0x%" PRIx32 ")", what,
-		    Tss2_RC_Decode(r), r);
+		hv_log_debug(
+		    "tpm: %s: %s (0x%" PRIx32 ")", what, Tss2_RC_Decode(r), r);
 	}
 	return r;
 }
@@ -436,29 +444,29 @@ call_log(struct tpm *t, const char *what, TSS2_RC r)
  * the _Async half once per attempt, the _Finish half until it stops
  * asking to be called again. rv receives the TSS2_RC.
  */
-#define ESYS_CALL(rv, t, what, async_expr, finish_expr)			\
-	do {								\
-		struct call c_;						\
-		call_begin((t), &c_);					\
-		for (;;) {						\
-			(rv) = (async_expr);				\
-			if ((rv) == TSS2_RC_SUCCESS) {			\
-				do {					\
-					(rv) = (finish_expr);		\
-				} while (call_pending(&c_, (rv)));	\
-			}						\
-			if (!call_again((t), &c_, (rv)))		\
-				break;					\
-		}							\
-		watchdog_disarm(t);					\
-		(rv) = call_log((t), (what), (rv));			\
+#define ESYS_CALL(rv, t, what, async_expr, finish_expr)                        \
+	do {                                                                   \
+		struct call c_;                                                \
+		call_begin((t), &c_);                                          \
+		for (;;) {                                                     \
+			(rv) = (async_expr);                                   \
+			if ((rv) == TSS2_RC_SUCCESS) {                         \
+				do {                                           \
+					(rv) = (finish_expr);                  \
+				} while (call_pending(&c_, (rv)));             \
+			}                                                      \
+			if (!call_again((t), &c_, (rv)))                       \
+				break;                                         \
+		}                                                              \
+		watchdog_disarm(t);                                            \
+		(rv) = call_log((t), (what), (rv));                            \
 	} while (0)
 
 /* Local ESYS calls (no command to the TPM) log through the same point. */
-#define ESYS_LOCAL(rv, t, what, expr)					\
-	do {								\
-		(rv) = (expr);						\
-		(rv) = call_log((t), (what), (rv));			\
+#define ESYS_LOCAL(rv, t, what, expr)                                          \
+	do {                                                                   \
+		(rv) = (expr);                                                 \
+		(rv) = call_log((t), (what), (rv));                            \
 	} while (0)
 
 /*
@@ -473,8 +481,8 @@ tss_fail(struct tpm *t, TSS2_RC r, enum hv_rc usual, const char *what,
 	switch (rc_classify(r)) {
 	case RC_LOST:
 	case RC_BUSY:
-		return hv_err_set(err, HV_E_KEYSTORE, "tpm %s: %s", what,
-		    Tss2_RC_Decode(r));
+		return hv_err_set(
+		    err, HV_E_KEYSTORE, "tpm %s: %s", what, Tss2_RC_Decode(r));
 	case RC_OK:
 	case RC_TPM:
 	case RC_LOCAL:
@@ -499,8 +507,8 @@ path_join(const struct tpm *t, const char *name, char *out, size_t cap,
 
 /* Read a whole small file. HV_E_NOT_FOUND when it does not exist. */
 static enum hv_rc
-file_read(const struct tpm *t, const char *name, uint8_t **out,
-    size_t *out_len, size_t max, struct hv_err *err)
+file_read(const struct tpm *t, const char *name, uint8_t **out, size_t *out_len,
+    size_t max, struct hv_err *err)
 {
 	char path[4096];
 	uint8_t *buf = NULL;
@@ -515,8 +523,8 @@ file_read(const struct tpm *t, const char *name, uint8_t **out,
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return hv_err_set(err, HV_E_NOT_FOUND, "%s not found",
-			    name);
+			return hv_err_set(
+			    err, HV_E_NOT_FOUND, "%s not found", name);
 		return hv_err_set(err, HV_E_IO, "cannot open '%s': %s", path,
 		    strerror(errno));
 	}
@@ -538,8 +546,8 @@ file_read(const struct tpm *t, const char *name, uint8_t **out,
 			break;
 		len += (size_t)n;
 		if (len > max) {
-			rc = hv_err_set(err, HV_E_CONFIG, "'%s' is too large",
-			    path);
+			rc = hv_err_set(
+			    err, HV_E_CONFIG, "'%s' is too large", path);
 			goto out;
 		}
 	}
@@ -558,8 +566,8 @@ out:
  * fsync, rename, fsync of the directory.
  */
 static enum hv_rc
-file_write(const struct tpm *t, const char *name, const void *buf,
-    size_t len, struct hv_err *err)
+file_write(const struct tpm *t, const char *name, const void *buf, size_t len,
+    struct hv_err *err)
 {
 	char path[4096], tmp[4200];
 	const uint8_t *p = buf;
@@ -575,8 +583,8 @@ file_write(const struct tpm *t, const char *name, const void *buf,
 	if (k < 0 || (size_t)k >= sizeof(tmp))
 		return hv_err_set(err, HV_E_CONFIG, "data dir path too long");
 	(void)unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-	    0600);
+	fd = open(
+	    tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return hv_err_set(err, HV_E_IO, "cannot create '%s': %s", tmp,
 		    strerror(errno));
@@ -592,15 +600,15 @@ file_write(const struct tpm *t, const char *name, const void *buf,
 		off += (size_t)n;
 	}
 	if (fsync(fd) != 0) {
-		rc = hv_err_set(err, HV_E_IO, "cannot sync '%s': %s", tmp,
-		    strerror(errno));
+		rc = hv_err_set(
+		    err, HV_E_IO, "cannot sync '%s': %s", tmp, strerror(errno));
 		goto out;
 	}
 	close(fd);
 	fd = -1;
 	if (rename(tmp, path) != 0) {
-		rc = hv_err_set(err, HV_E_IO, "cannot rename to '%s': %s",
-		    path, strerror(errno));
+		rc = hv_err_set(err, HV_E_IO, "cannot rename to '%s': %s", path,
+		    strerror(errno));
 		goto out;
 	}
 	dfd = open(t->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -658,9 +666,8 @@ dir_unlock(int *fd)
 /* Blobs                                                               */
 
 static enum hv_rc
-blob_pack(const char *magic, const TPM2B_PUBLIC *pub,
-    const TPM2B_PRIVATE *priv, uint8_t *out, size_t cap, size_t *len,
-    struct hv_err *err)
+blob_pack(const char *magic, const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv,
+    uint8_t *out, size_t cap, size_t *len, struct hv_err *err)
 {
 	size_t off = MAGIC_LEN;
 	TSS2_RC r;
@@ -680,8 +687,8 @@ blob_pack(const char *magic, const TPM2B_PUBLIC *pub,
 
 /* Unpack; any malformation is HV_E_CRYPTO (the input is untrusted). */
 static enum hv_rc
-blob_unpack(const char *magic, const uint8_t *in, size_t len,
-    TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv, struct hv_err *err)
+blob_unpack(const char *magic, const uint8_t *in, size_t len, TPM2B_PUBLIC *pub,
+    TPM2B_PRIVATE *priv, struct hv_err *err)
 {
 	uint8_t again[TPM_BLOB_MAX];
 	size_t off = MAGIC_LEN, n = 0;
@@ -703,15 +710,16 @@ blob_unpack(const char *magic, const uint8_t *in, size_t len,
 	 */
 	if (len > sizeof(again) ||
 	    blob_pack(magic, pub, priv, again, sizeof(again), &n, NULL) !=
-	    HV_OK || n != len || memcmp(again, in, len) != 0)
+	        HV_OK ||
+	    n != len || memcmp(again, in, len) != 0)
 		return hv_err_set(err, HV_E_CRYPTO, "malformed tpm blob");
 	return HV_OK;
 }
 
 /* authValue of a sealed DEK: binds it to the KEK version and the AAD. */
 static enum hv_rc
-dek_auth(uint32_t version, const uint8_t *aad, size_t aad_len,
-    TPM2B_AUTH *auth, struct hv_err *err)
+dek_auth(uint32_t version, const uint8_t *aad, size_t aad_len, TPM2B_AUTH *auth,
+    struct hv_err *err)
 {
 	uint8_t hdr[8];
 	unsigned int n = 0;
@@ -727,8 +735,7 @@ dek_auth(uint32_t version, const uint8_t *aad, size_t aad_len,
 	hdr[6] = (uint8_t)(aad_len >> 8);
 	hdr[7] = (uint8_t)aad_len;
 	md = EVP_MD_CTX_new();
-	if (md == NULL ||
-	    EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(md, AUTH_DOMAIN, sizeof(AUTH_DOMAIN)) != 1 ||
 	    EVP_DigestUpdate(md, hdr, sizeof(hdr)) != 1 ||
 	    (aad_len > 0 && EVP_DigestUpdate(md, aad, aad_len) != 1) ||
@@ -840,7 +847,7 @@ meta_parse(struct tpm *t, char *text, struct hv_err *err)
 			if (!parse_u32(f[1], &v) ||
 			    t->n_keks >= HV_KEK_MAX_VERSIONS ||
 			    (t->n_keks > 0 &&
-			    t->keks[t->n_keks - 1].version >= v))
+			        t->keks[t->n_keks - 1].version >= v))
 				goto bad;
 			if (strcmp(f[2], "enabled") == 0)
 				t->keks[t->n_keks].disabled = false;
@@ -859,8 +866,8 @@ meta_parse(struct tpm *t, char *text, struct hv_err *err)
 	return HV_OK;
 bad:
 	keks_clear(t);
-	return hv_err_set(err, HV_E_CONFIG, "%s/%s is corrupt", t->data_dir,
-	    META_FILE);
+	return hv_err_set(
+	    err, HV_E_CONFIG, "%s/%s is corrupt", t->data_dir, META_FILE);
 }
 
 /*
@@ -930,17 +937,17 @@ meta_write(struct tpm *t, struct hv_err *err)
 		n = snprintf(text + off, sizeof(text) - off, "primary %s\n",
 		    t->primary_name);
 		if (n < 0 || (size_t)n >= sizeof(text) - off)
-			return hv_err_set(err, HV_E_INTERNAL,
-			    "metadata too long");
+			return hv_err_set(
+			    err, HV_E_INTERNAL, "metadata too long");
 		off += (size_t)n;
 	}
 	for (i = 0; i < t->n_keks; i++) {
-		n = snprintf(text + off, sizeof(text) - off, "kek %" PRIu32
-		    " %s\n", t->keks[i].version,
+		n = snprintf(text + off, sizeof(text) - off,
+		    "kek %" PRIu32 " %s\n", t->keks[i].version,
 		    t->keks[i].disabled ? "disabled" : "enabled");
 		if (n < 0 || (size_t)n >= sizeof(text) - off)
-			return hv_err_set(err, HV_E_INTERNAL,
-			    "metadata too long");
+			return hv_err_set(
+			    err, HV_E_INTERNAL, "metadata too long");
 		off += (size_t)n;
 	}
 	rc = file_write(t, META_FILE, text, off, err);
@@ -969,9 +976,9 @@ kek_blob(struct tpm *t, struct kek *k, struct hv_err *err)
 	kek_file_name(k->version, name, sizeof(name));
 	rc = file_read(t, name, &k->blob, &k->blob_len, TPM_BLOB_MAX, err);
 	if (rc == HV_E_NOT_FOUND)
-		return hv_err_set(err, HV_E_CONFIG, "kek version %" PRIu32
-		    " is listed but %s/%s is missing", k->version, t->data_dir,
-		    name);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "kek version %" PRIu32 " is listed but %s/%s is missing",
+		    k->version, t->data_dir, name);
 	return rc;
 }
 
@@ -980,8 +987,8 @@ hmac_blob(struct tpm *t, struct hv_err *err)
 {
 	if (t->hmac_blob != NULL)
 		return HV_OK;
-	return file_read(t, HMAC_FILE, &t->hmac_blob, &t->hmac_blob_len,
-	    TPM_BLOB_MAX, err);
+	return file_read(
+	    t, HMAC_FILE, &t->hmac_blob, &t->hmac_blob_len, TPM_BLOB_MAX, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1008,8 +1015,8 @@ slot_flush(struct tpm *t, struct slot *s)
 		    Esys_FlushContext_Finish(t->ctx));
 		if (r != TSS2_RC_SUCCESS && !t->lost) {
 			/* Not loaded any more: drop our handle all the same. */
-			ESYS_LOCAL(r, t, "TR_Close", Esys_TR_Close(t->ctx,
-			    &s->h));
+			ESYS_LOCAL(
+			    r, t, "TR_Close", Esys_TR_Close(t->ctx, &s->h));
 		}
 	}
 	slot_forget(s);
@@ -1040,8 +1047,8 @@ slot_find(struct tpm *t, enum obj_kind kind, uint32_t version)
 	size_t i;
 
 	for (i = 0; i < TPM_SLOTS; i++)
-		if (t->slots[i].kind == kind && (kind != OBJ_KEK ||
-		    t->slots[i].version == version))
+		if (t->slots[i].kind == kind &&
+		    (kind != OBJ_KEK || t->slots[i].version == version))
 			return &t->slots[i];
 	return NULL;
 }
@@ -1086,8 +1093,8 @@ slot_alloc(struct tpm *t, struct slot **out, struct hv_err *err)
 }
 
 static void
-slot_take(struct tpm *t, struct slot *s, enum obj_kind kind,
-    uint32_t version, ESYS_TR h)
+slot_take(struct tpm *t, struct slot *s, enum obj_kind kind, uint32_t version,
+    ESYS_TR h)
 {
 	s->kind = kind;
 	s->version = version;
@@ -1116,9 +1123,9 @@ hex_encode(const uint8_t *p, size_t n, char *out)
 static enum hv_rc
 primary_create(struct tpm *t, ESYS_TR *out, struct hv_err *err)
 {
-	TPM2B_SENSITIVE_CREATE sens = { 0 };
-	TPM2B_DATA outside = { 0 };
-	TPML_PCR_SELECTION pcrs = { 0 };
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPM2B_DATA outside = {0};
+	TPML_PCR_SELECTION pcrs = {0};
 	TPM2B_PUBLIC *pub = NULL;
 	TPM2B_CREATION_DATA *cdata = NULL;
 	TPM2B_DIGEST *chash = NULL;
@@ -1130,17 +1137,18 @@ primary_create(struct tpm *t, ESYS_TR *out, struct hv_err *err)
 	TSS2_RC r;
 
 	ESYS_CALL(r, t, "CreatePrimary",
-	    Esys_CreatePrimary_Async(t->ctx, ESYS_TR_RH_OWNER,
-	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-	    &primary_template, &outside, &pcrs),
-	    Esys_CreatePrimary_Finish(t->ctx, &h, &pub, &cdata, &chash,
-	    &ticket));
+	    Esys_CreatePrimary_Async(t->ctx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD,
+	        ESYS_TR_NONE, ESYS_TR_NONE, &sens, &primary_template, &outside,
+	        &pcrs),
+	    Esys_CreatePrimary_Finish(
+	        t->ctx, &h, &pub, &cdata, &chash, &ticket));
 	if (r != TSS2_RC_SUCCESS) {
 		TSS2_RC b = rc_tpm_base(r);
 
-		if (rc_classify(r) == RC_TPM && (b == TPM2_RC_BAD_AUTH ||
-		    b == TPM2_RC_AUTH_FAIL))
-			return hv_err_set(err, HV_E_CONFIG, "tpm owner "
+		if (rc_classify(r) == RC_TPM &&
+		    (b == TPM2_RC_BAD_AUTH || b == TPM2_RC_AUTH_FAIL))
+			return hv_err_set(err, HV_E_CONFIG,
+			    "tpm owner "
 			    "hierarchy has an authorization value; hsmvault "
 			    "needs it empty");
 		return tss_fail(t, r, HV_E_KEYSTORE, "create primary", err);
@@ -1152,9 +1160,11 @@ primary_create(struct tpm *t, ESYS_TR *out, struct hv_err *err)
 	}
 	hex_encode(name->name, name->size, hex);
 	if (t->primary_name[0] != '\0' && strcmp(hex, t->primary_name) != 0) {
-		rc = hv_err_set(err, HV_E_CONFIG, "this tpm's owner seed is "
+		rc = hv_err_set(err, HV_E_CONFIG,
+		    "this tpm's owner seed is "
 		    "not the one the keys in %s were made with (tpm cleared, "
-		    "or another tpm)", t->data_dir);
+		    "or another tpm)",
+		    t->data_dir);
 		goto out;
 	}
 	if (t->primary_name[0] == '\0')
@@ -1205,8 +1215,8 @@ obj_get(struct tpm *t, enum obj_kind kind, uint32_t version, ESYS_TR *h,
 		if (rc != HV_OK)
 			return rc;
 		if (t->primary_ctx != NULL) {
-			ESYS_CALL(r, t, "ContextLoad", Esys_ContextLoad_Async(
-			    t->ctx, t->primary_ctx),
+			ESYS_CALL(r, t, "ContextLoad",
+			    Esys_ContextLoad_Async(t->ctx, t->primary_ctx),
 			    Esys_ContextLoad_Finish(t->ctx, &loaded));
 			if (r == TSS2_RC_SUCCESS) {
 				slot_take(t, s, OBJ_PRIMARY, 0, loaded);
@@ -1214,8 +1224,8 @@ obj_get(struct tpm *t, enum obj_kind kind, uint32_t version, ESYS_TR *h,
 				return HV_OK;
 			}
 			if (t->lost)
-				return tss_fail(t, r, HV_E_KEYSTORE,
-				    "context load", err);
+				return tss_fail(
+				    t, r, HV_E_KEYSTORE, "context load", err);
 			Esys_Free(t->primary_ctx);
 			t->primary_ctx = NULL;
 		}
@@ -1226,21 +1236,24 @@ obj_get(struct tpm *t, enum obj_kind kind, uint32_t version, ESYS_TR *h,
 		*h = loaded;
 		/* Saved once per connection: restoring it is one cheap
 		 * command, creating it an ECC key derivation (ms). */
-		ESYS_CALL(r, t, "ContextSave", Esys_ContextSave_Async(t->ctx,
-		    loaded), Esys_ContextSave_Finish(t->ctx, &t->primary_ctx));
+		ESYS_CALL(r, t, "ContextSave",
+		    Esys_ContextSave_Async(t->ctx, loaded),
+		    Esys_ContextSave_Finish(t->ctx, &t->primary_ctx));
 		if (r != TSS2_RC_SUCCESS) {
 			t->primary_ctx = NULL;
 			if (t->lost)
-				return tss_fail(t, r, HV_E_KEYSTORE,
-				    "context save", err);
+				return tss_fail(
+				    t, r, HV_E_KEYSTORE, "context save", err);
 		}
 		return HV_OK;
 	}
 	if (kind == OBJ_HMAC) {
 		rc = hmac_blob(t, err);
 		if (rc == HV_E_NOT_FOUND)
-			return hv_err_set(err, HV_E_NOT_FOUND, "no tpm hmac key "
-			    "in %s (run hsmvault init)", t->data_dir);
+			return hv_err_set(err, HV_E_NOT_FOUND,
+			    "no tpm hmac key "
+			    "in %s (run hsmvault init)",
+			    t->data_dir);
 		if (rc != HV_OK)
 			return rc;
 		blob = t->hmac_blob;
@@ -1248,8 +1261,8 @@ obj_get(struct tpm *t, enum obj_kind kind, uint32_t version, ESYS_TR *h,
 	} else {
 		k = kek_find(t, version);
 		if (k == NULL)
-			return hv_err_set(err, HV_E_NOT_FOUND, "no kek version %"
-			    PRIu32, version);
+			return hv_err_set(err, HV_E_NOT_FOUND,
+			    "no kek version %" PRIu32, version);
 		rc = kek_blob(t, k, err);
 		if (rc != HV_OK)
 			return rc;
@@ -1258,8 +1271,10 @@ obj_get(struct tpm *t, enum obj_kind kind, uint32_t version, ESYS_TR *h,
 	}
 	rc = blob_unpack(KEY_MAGIC, blob, blob_len, &pub, &priv, err);
 	if (rc != HV_OK)
-		return hv_err_set(err, HV_E_CONFIG, "key blob in %s is "
-		    "corrupt", t->data_dir);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "key blob in %s is "
+		    "corrupt",
+		    t->data_dir);
 	rc = obj_get(t, OBJ_PRIMARY, 0, &parent, err);
 	if (rc != HV_OK)
 		return rc;
@@ -1267,16 +1282,19 @@ obj_get(struct tpm *t, enum obj_kind kind, uint32_t version, ESYS_TR *h,
 	rc = slot_alloc(t, &s, err);
 	if (rc != HV_OK)
 		return rc;
-	ESYS_CALL(r, t, "Load", Esys_Load_Async(t->ctx, parent,
-	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub),
+	ESYS_CALL(r, t, "Load",
+	    Esys_Load_Async(t->ctx, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	        ESYS_TR_NONE, &priv, &pub),
 	    Esys_Load_Finish(t->ctx, &loaded));
 	if (ps != NULL)
 		ps->pinned = false;
 	if (r != TSS2_RC_SUCCESS) {
 		if (rc_classify(r) == RC_TPM)
-			return hv_err_set(err, HV_E_CONFIG, "tpm refused the "
-			    "%s key blob in %s: %s", kind == OBJ_HMAC ? "hmac" :
-			    "kek", t->data_dir, Tss2_RC_Decode(r));
+			return hv_err_set(err, HV_E_CONFIG,
+			    "tpm refused the "
+			    "%s key blob in %s: %s",
+			    kind == OBJ_HMAC ? "hmac" : "kek", t->data_dir,
+			    Tss2_RC_Decode(r));
 		return tss_fail(t, r, HV_E_KEYSTORE, "load key", err);
 	}
 	slot_take(t, s, kind, version, loaded);
@@ -1335,7 +1353,7 @@ read_properties(struct tpm *t, struct hv_err *err)
 
 	ESYS_CALL(r, t, "GetCapability",
 	    Esys_GetCapability_Async(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, 48),
+	        ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, 48),
 	    Esys_GetCapability_Finish(t->ctx, &more, &cap));
 	if (r != TSS2_RC_SUCCESS)
 		return tss_fail(t, r, HV_E_KEYSTORE, "get capability", err);
@@ -1390,7 +1408,8 @@ flush_stale(struct tpm *t, struct hv_err *err)
 
 	ESYS_CALL(r, t, "GetCapability",
 	    Esys_GetCapability_Async(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE,
-	    ESYS_TR_NONE, TPM2_CAP_HANDLES, 0x80000000u /* TRANSIENT_FIRST */, 16),
+	        ESYS_TR_NONE, TPM2_CAP_HANDLES,
+	        0x80000000u /* TRANSIENT_FIRST */, 16),
 	    Esys_GetCapability_Finish(t->ctx, &more, &cap));
 	if (r != TSS2_RC_SUCCESS)
 		return tss_fail(t, r, HV_E_KEYSTORE, "list handles", err);
@@ -1398,11 +1417,11 @@ flush_stale(struct tpm *t, struct hv_err *err)
 		h = ESYS_TR_NONE;
 		ESYS_CALL(r, t, "TR_FromTPMPublic",
 		    Esys_TR_FromTPMPublic_Async(t->ctx,
-		    cap->data.handles.handle[i], ESYS_TR_NONE, ESYS_TR_NONE,
-		    ESYS_TR_NONE),
+		        cap->data.handles.handle[i], ESYS_TR_NONE, ESYS_TR_NONE,
+		        ESYS_TR_NONE),
 		    Esys_TR_FromTPMPublic_Finish(t->ctx, &h));
 		if (r != TSS2_RC_SUCCESS)
-			continue;	/* a sequence object: cannot name it */
+			continue; /* a sequence object: cannot name it */
 		ESYS_CALL(r, t, "FlushContext",
 		    Esys_FlushContext_Async(t->ctx, h),
 		    Esys_FlushContext_Finish(t->ctx));
@@ -1423,14 +1442,14 @@ tcti_tcp_port(const char *conf)
 	unsigned long v;
 	char *end;
 
-	if (conf == NULL || (strncmp(conf, "swtpm", 5) != 0 &&
-	    strncmp(conf, "mssim", 5) != 0))
+	if (conf == NULL ||
+	    (strncmp(conf, "swtpm", 5) != 0 && strncmp(conf, "mssim", 5) != 0))
 		return 0;
 	if (strstr(conf, "path=") != NULL)
-		return 0;		/* a unix socket */
+		return 0; /* a unix socket */
 	p = strstr(conf, "port=");
 	if (p == NULL)
-		return 2321;		/* the TCTIs' default */
+		return 2321; /* the TCTIs' default */
 	errno = 0;
 	v = strtoul(p + 5, &end, 10);
 	if (errno != 0 || end == p + 5 || v == 0 || v > 65535)
@@ -1468,8 +1487,8 @@ watchdog_fire(unsigned int port)
 	while ((de = readdir(d)) != NULL) {
 		errno = 0;
 		fd = strtol(de->d_name, &end, 10);
-		if (errno != 0 || *end != '\0' || end == de->d_name ||
-		    fd < 0 || fd > INT32_MAX || fd == dirfd(d))
+		if (errno != 0 || *end != '\0' || end == de->d_name || fd < 0 ||
+		    fd > INT32_MAX || fd == dirfd(d))
 			continue;
 		if (fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
 			continue;
@@ -1512,7 +1531,8 @@ watchdog_main(void *arg)
 		dl = t->wd_deadline;
 		if (now_ms() >= dl) {
 			hv_log_warn("tpm: command timed out after %d ms, "
-			    "closing its connection", TPM_CMD_TIMEOUT_MS);
+			            "closing its connection",
+			    TPM_CMD_TIMEOUT_MS);
 			t->wd_armed = false;
 			watchdog_fire(t->wd_port);
 			continue;
@@ -1602,16 +1622,19 @@ tpm_connect(struct tpm *t, struct hv_err *err)
 	(void)call_log(t, "TctiLdr_Initialize", r);
 	if (r != TSS2_RC_SUCCESS) {
 		t->tcti = NULL;
-		return hv_err_set(err, HV_E_KEYSTORE, "cannot open tpm tcti "
-		    "'%.64s': %s", t->tcti_conf != NULL ? t->tcti_conf :
-		    "(default)", Tss2_RC_Decode(r));
+		return hv_err_set(err, HV_E_KEYSTORE,
+		    "cannot open tpm tcti "
+		    "'%.64s': %s",
+		    t->tcti_conf != NULL ? t->tcti_conf : "(default)",
+		    Tss2_RC_Decode(r));
 	}
-	ESYS_LOCAL(r, t, "Initialize", Esys_Initialize(&t->ctx, t->tcti,
-	    NULL));
+	ESYS_LOCAL(r, t, "Initialize", Esys_Initialize(&t->ctx, t->tcti, NULL));
 	if (r != TSS2_RC_SUCCESS) {
 		t->ctx = NULL;
-		rc = hv_err_set(err, HV_E_KEYSTORE, "cannot initialize esys: "
-		    "%s", Tss2_RC_Decode(r));
+		rc = hv_err_set(err, HV_E_KEYSTORE,
+		    "cannot initialize esys: "
+		    "%s",
+		    Tss2_RC_Decode(r));
 		goto fail;
 	}
 	ESYS_LOCAL(r, t, "SetTimeout", Esys_SetTimeout(t->ctx, TPM_POLL_MS));
@@ -1621,8 +1644,9 @@ tpm_connect(struct tpm *t, struct hv_err *err)
 	if (rc != HV_OK && t->lost && t->ctx != NULL) {
 		/* A TPM that was powered up without TPM2_Startup. */
 		t->lost = false;
-		ESYS_CALL(r, t, "Startup", Esys_Startup_Async(t->ctx,
-		    TPM2_SU_CLEAR), Esys_Startup_Finish(t->ctx));
+		ESYS_CALL(r, t, "Startup",
+		    Esys_Startup_Async(t->ctx, TPM2_SU_CLEAR),
+		    Esys_Startup_Finish(t->ctx));
 		if (r == TSS2_RC_SUCCESS ||
 		    rc_tpm_base(r) == TPM2_RC_INITIALIZE) {
 			t->lost = false;
@@ -1669,12 +1693,13 @@ run(struct tpm *t, op_fn fn, void *arg, struct hv_err *err)
 	if (t->ctx == NULL && t->breaker_tripped) {
 		now = now_ms();
 		if (now < t->down_until) {
-			rc = hv_err_set(err, HV_E_KEYSTORE, "tpm unreachable "
+			rc = hv_err_set(err, HV_E_KEYSTORE,
+			    "tpm unreachable "
 			    "(next reconnect in %" PRIu64 " ms)",
 			    t->down_until - now);
 			goto out;
 		}
-		attempts = 1;	/* half-open: one probe */
+		attempts = 1; /* half-open: one probe */
 	}
 	for (attempt = 0; attempt < attempts; attempt++) {
 		if (attempt > 0)
@@ -1683,7 +1708,7 @@ run(struct tpm *t, op_fn fn, void *arg, struct hv_err *err)
 			rc = tpm_connect(t, err);
 			if (rc != HV_OK) {
 				if (rc != HV_E_KEYSTORE)
-					goto out;	/* config: no retry */
+					goto out; /* config: no retry */
 				continue;
 			}
 		}
@@ -1701,8 +1726,7 @@ run(struct tpm *t, op_fn fn, void *arg, struct hv_err *err)
 	t->down_until = now_ms() + t->breaker_ms;
 	if (rc != HV_E_KEYSTORE)
 		rc = hv_err_set(err, HV_E_KEYSTORE, "tpm unreachable");
-	hv_log_warn("tpm: unreachable, failing fast for %u ms",
-	    t->breaker_ms);
+	hv_log_warn("tpm: unreachable, failing fast for %u ms", t->breaker_ms);
 	goto out_locked;
 out:
 	if (rc == HV_OK || t->ctx != NULL)
@@ -1718,12 +1742,12 @@ out_locked:
 
 /* Create an ordinary child of the primary; blob packed into out. */
 static enum hv_rc
-create_key(struct tpm *t, const TPM2B_PUBLIC *tmpl, uint8_t *out,
-    size_t cap, size_t *len, struct hv_err *err)
+create_key(struct tpm *t, const TPM2B_PUBLIC *tmpl, uint8_t *out, size_t cap,
+    size_t *len, struct hv_err *err)
 {
-	TPM2B_SENSITIVE_CREATE sens = { 0 };
-	TPM2B_DATA outside = { 0 };
-	TPML_PCR_SELECTION pcrs = { 0 };
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPM2B_DATA outside = {0};
+	TPML_PCR_SELECTION pcrs = {0};
 	TPM2B_PRIVATE *priv = NULL;
 	TPM2B_PUBLIC *pub = NULL;
 	TPM2B_CREATION_DATA *cdata = NULL;
@@ -1736,9 +1760,9 @@ create_key(struct tpm *t, const TPM2B_PUBLIC *tmpl, uint8_t *out,
 	rc = obj_get(t, OBJ_PRIMARY, 0, &parent, err);
 	if (rc != HV_OK)
 		return rc;
-	ESYS_CALL(r, t, "Create", Esys_Create_Async(t->ctx, parent,
-	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, tmpl,
-	    &outside, &pcrs),
+	ESYS_CALL(r, t, "Create",
+	    Esys_Create_Async(t->ctx, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	        ESYS_TR_NONE, &sens, tmpl, &outside, &pcrs),
 	    Esys_Create_Finish(t->ctx, &priv, &pub, &cdata, &chash, &ticket));
 	if (r != TSS2_RC_SUCCESS) {
 		rc = tss_fail(t, r, HV_E_KEYSTORE, "create key", err);
@@ -1783,8 +1807,10 @@ do_create_kek(struct tpm *t, uint32_t *version, struct hv_err *err)
 	enum hv_rc rc;
 
 	if (t->n_keks >= HV_KEK_MAX_VERSIONS)
-		return hv_err_set(err, HV_E_CONFLICT, "too many kek versions "
-		    "(%d)", HV_KEK_MAX_VERSIONS);
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "too many kek versions "
+		    "(%d)",
+		    HV_KEK_MAX_VERSIONS);
 	v = t->n_keks == 0 ? 1 : t->keks[t->n_keks - 1].version + 1;
 	if (v == 0)
 		return hv_err_set(err, HV_E_CONFLICT, "kek versions exhausted");
@@ -1832,8 +1858,10 @@ op_ensure(struct tpm *t, void *argp, struct hv_err *err)
 	rc = hmac_blob(t, err);
 	if (rc == HV_E_NOT_FOUND) {
 		if (!a->create) {
-			rc = hv_err_set(err, HV_E_NOT_FOUND, "no tpm hmac key "
-			    "in %s (run hsmvault init)", t->data_dir);
+			rc = hv_err_set(err, HV_E_NOT_FOUND,
+			    "no tpm hmac key "
+			    "in %s (run hsmvault init)",
+			    t->data_dir);
 			goto out;
 		}
 		rc = do_create_hmac(t, err);
@@ -1842,8 +1870,10 @@ op_ensure(struct tpm *t, void *argp, struct hv_err *err)
 		goto out;
 	if (kek_active(t) == 0) {
 		if (!a->create) {
-			rc = hv_err_set(err, HV_E_NOT_FOUND, "no tpm kek in %s "
-			    "(run hsmvault init)", t->data_dir);
+			rc = hv_err_set(err, HV_E_NOT_FOUND,
+			    "no tpm kek in %s "
+			    "(run hsmvault init)",
+			    t->data_dir);
 			goto out;
 		}
 		rc = do_create_kek(t, &v, err);
@@ -1862,7 +1892,7 @@ out:
 static enum hv_rc
 tpm_ensure_keys(struct hv_hsm *h, bool create, struct hv_err *err)
 {
-	struct ensure_arg a = { .create = create };
+	struct ensure_arg a = {.create = create};
 
 	return run((struct tpm *)h, op_ensure, &a, err);
 }
@@ -1886,11 +1916,11 @@ kek_usable(struct tpm *t, uint32_t version, struct hv_err *err)
 		return rc;
 	k = kek_find(t, version);
 	if (k == NULL)
-		return hv_err_set(err, HV_E_NOT_FOUND, "no kek version %" PRIu32,
-		    version);
+		return hv_err_set(
+		    err, HV_E_NOT_FOUND, "no kek version %" PRIu32, version);
 	if (k->disabled)
-		return hv_err_set(err, HV_E_NOT_FOUND, "kek version %" PRIu32
-		    " is disabled", version);
+		return hv_err_set(err, HV_E_NOT_FOUND,
+		    "kek version %" PRIu32 " is disabled", version);
 	return HV_OK;
 }
 
@@ -1908,8 +1938,8 @@ op_wrap(struct tpm *t, void *argp, struct hv_err *err)
 {
 	struct wrap_arg *a = argp;
 	TPM2B_SENSITIVE_CREATE sens;
-	TPM2B_DATA outside = { 0 };
-	TPML_PCR_SELECTION pcrs = { 0 };
+	TPM2B_DATA outside = {0};
+	TPML_PCR_SELECTION pcrs = {0};
 	TPM2B_PRIVATE *priv = NULL;
 	TPM2B_PUBLIC *pub = NULL;
 	TPM2B_CREATION_DATA *cdata = NULL;
@@ -1924,8 +1954,8 @@ op_wrap(struct tpm *t, void *argp, struct hv_err *err)
 	rc = kek_usable(t, a->version, err);
 	if (rc != HV_OK)
 		return rc;
-	rc = dek_auth(a->version, a->aad, a->aad_len, &sens.sensitive.userAuth,
-	    err);
+	rc = dek_auth(
+	    a->version, a->aad, a->aad_len, &sens.sensitive.userAuth, err);
 	if (rc != HV_OK)
 		goto out;
 	memcpy(sens.sensitive.data.buffer, a->dek->buf, HV_DEK_LEN);
@@ -1933,17 +1963,16 @@ op_wrap(struct tpm *t, void *argp, struct hv_err *err)
 	rc = obj_get(t, OBJ_KEK, a->version, &kek, err);
 	if (rc != HV_OK)
 		goto out;
-	ESYS_CALL(r, t, "Create", Esys_Create_Async(t->ctx, kek,
-	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-	    &seal_template, &outside, &pcrs),
+	ESYS_CALL(r, t, "Create",
+	    Esys_Create_Async(t->ctx, kek, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	        ESYS_TR_NONE, &sens, &seal_template, &outside, &pcrs),
 	    Esys_Create_Finish(t->ctx, &priv, &pub, &cdata, &chash, &ticket));
 	hv_mem_zero(&sens, sizeof(sens));
 	if (r != TSS2_RC_SUCCESS) {
 		rc = tss_fail(t, r, HV_E_KEYSTORE, "wrap", err);
 		goto out;
 	}
-	rc = blob_pack(DEK_MAGIC, pub, priv, a->out, HV_WRAPPED_MAX, &len,
-	    err);
+	rc = blob_pack(DEK_MAGIC, pub, priv, a->out, HV_WRAPPED_MAX, &len, err);
 	if (rc != HV_OK)
 		goto out;
 	*a->out_len = len;
@@ -1959,17 +1988,23 @@ out:
 
 static enum hv_rc
 tpm_wrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
-    size_t aad_len, const struct hv_secret *dek, uint8_t *out,
-    size_t *out_len, struct hv_err *err)
+    size_t aad_len, const struct hv_secret *dek, uint8_t *out, size_t *out_len,
+    struct hv_err *err)
 {
 	struct wrap_arg a = {
-		.version = kek_version, .aad = aad, .aad_len = aad_len,
-		.dek = dek, .out = out, .out_len = out_len,
+	    .version = kek_version,
+	    .aad = aad,
+	    .aad_len = aad_len,
+	    .dek = dek,
+	    .out = out,
+	    .out_len = out_len,
 	};
 
 	if (dek == NULL || dek->len != HV_DEK_LEN)
-		return hv_err_set(err, HV_E_INTERNAL, "wrap: dek must be %d "
-		    "bytes", HV_DEK_LEN);
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "wrap: dek must be %d "
+		    "bytes",
+		    HV_DEK_LEN);
 	if (aad_len > HV_AAD_MAX || (aad == NULL && aad_len > 0))
 		return hv_err_set(err, HV_E_INTERNAL, "wrap: bad aad");
 	return run((struct tpm *)h, op_wrap, &a, err);
@@ -1988,7 +2023,7 @@ static enum hv_rc
 op_unwrap(struct tpm *t, void *argp, struct hv_err *err)
 {
 	struct unwrap_arg *a = argp;
-	TPM2B_AUTH auth = { 0 };
+	TPM2B_AUTH auth = {0};
 	TPM2B_SENSITIVE_DATA *data = NULL;
 	struct slot *s = NULL;
 	struct hv_secret *dek = NULL;
@@ -2008,24 +2043,30 @@ op_unwrap(struct tpm *t, void *argp, struct hv_err *err)
 	rc = slot_alloc(t, &s, err);
 	if (rc != HV_OK)
 		return rc;
-	ESYS_CALL(r, t, "Load", Esys_Load_Async(t->ctx, kek, ESYS_TR_PASSWORD,
-	    ESYS_TR_NONE, ESYS_TR_NONE, a->priv, a->pub),
+	ESYS_CALL(r, t, "Load",
+	    Esys_Load_Async(t->ctx, kek, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	        ESYS_TR_NONE, a->priv, a->pub),
 	    Esys_Load_Finish(t->ctx, &obj));
 	if (r != TSS2_RC_SUCCESS)
-		return tss_fail(t, r, HV_E_CRYPTO, "unwrap: wrapped dek "
-		    "rejected", err);
+		return tss_fail(t, r, HV_E_CRYPTO,
+		    "unwrap: wrapped dek "
+		    "rejected",
+		    err);
 	slot_take(t, s, OBJ_TEMP, 0, obj);
 	ESYS_LOCAL(r, t, "TR_SetAuth", Esys_TR_SetAuth(t->ctx, obj, &auth));
 	if (r != TSS2_RC_SUCCESS) {
 		rc = tss_fail(t, r, HV_E_INTERNAL, "set auth", err);
 		goto out;
 	}
-	ESYS_CALL(r, t, "Unseal", Esys_Unseal_Async(t->ctx, obj,
-	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE),
+	ESYS_CALL(r, t, "Unseal",
+	    Esys_Unseal_Async(
+	        t->ctx, obj, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE),
 	    Esys_Unseal_Finish(t->ctx, &data));
 	if (r != TSS2_RC_SUCCESS) {
-		rc = tss_fail(t, r, HV_E_CRYPTO, "unwrap: wrapped dek does "
-		    "not match its aad", err);
+		rc = tss_fail(t, r, HV_E_CRYPTO,
+		    "unwrap: wrapped dek does "
+		    "not match its aad",
+		    err);
 		goto out;
 	}
 	if (data->size != HV_DEK_LEN) {
@@ -2055,23 +2096,25 @@ seal_public_ok(const TPM2B_PUBLIC *pub)
 {
 	const TPMT_PUBLIC *p = &pub->publicArea;
 
-	return p->type == TPM2_ALG_KEYEDHASH &&
-	    p->nameAlg == TPM2_ALG_SHA256 &&
-	    p->objectAttributes == SEAL_ATTRS &&
-	    p->authPolicy.size == 0 &&
+	return p->type == TPM2_ALG_KEYEDHASH && p->nameAlg == TPM2_ALG_SHA256 &&
+	    p->objectAttributes == SEAL_ATTRS && p->authPolicy.size == 0 &&
 	    p->parameters.keyedHashDetail.scheme.scheme == TPM2_ALG_NULL;
 }
 
 static enum hv_rc
 tpm_unwrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
-    size_t aad_len, const uint8_t *in, size_t in_len,
-    struct hv_secret **dek, struct hv_err *err)
+    size_t aad_len, const uint8_t *in, size_t in_len, struct hv_secret **dek,
+    struct hv_err *err)
 {
 	TPM2B_PUBLIC pub;
 	TPM2B_PRIVATE priv;
 	struct unwrap_arg a = {
-		.version = kek_version, .aad = aad, .aad_len = aad_len,
-		.pub = &pub, .priv = &priv, .dek = dek,
+	    .version = kek_version,
+	    .aad = aad,
+	    .aad_len = aad_len,
+	    .pub = &pub,
+	    .priv = &priv,
+	    .dek = dek,
 	};
 	enum hv_rc rc;
 
@@ -2085,7 +2128,8 @@ tpm_unwrap(struct hv_hsm *h, uint32_t kek_version, const uint8_t *aad,
 		return rc;
 	}
 	if (!seal_public_ok(&pub))
-		return hv_err_set(err, HV_E_CRYPTO, "unwrap: not a wrapped dek");
+		return hv_err_set(
+		    err, HV_E_CRYPTO, "unwrap: not a wrapped dek");
 	return run((struct tpm *)h, op_unwrap, &a, err);
 }
 
@@ -2096,10 +2140,10 @@ struct hmac_arg {
 };
 
 static enum hv_rc
-hmac_sequence(struct tpm *t, ESYS_TR key, struct hmac_arg *a,
-    struct hv_err *err)
+hmac_sequence(
+    struct tpm *t, ESYS_TR key, struct hmac_arg *a, struct hv_err *err)
 {
-	TPM2B_AUTH auth = { 0 };
+	TPM2B_AUTH auth = {0};
 	TPM2B_MAX_BUFFER buf;
 	TPM2B_DIGEST *res = NULL;
 	TPMT_TK_HASHCHECK *check = NULL;
@@ -2112,9 +2156,10 @@ hmac_sequence(struct tpm *t, ESYS_TR key, struct hmac_arg *a,
 	rc = slot_alloc(t, &s, err);
 	if (rc != HV_OK)
 		return rc;
-	ESYS_CALL(r, t, "HMAC_Start", Esys_HMAC_Start_Async(t->ctx, key,
-	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &auth,
-	    TPM2_ALG_SHA256), Esys_HMAC_Start_Finish(t->ctx, &seq));
+	ESYS_CALL(r, t, "HMAC_Start",
+	    Esys_HMAC_Start_Async(t->ctx, key, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	        ESYS_TR_NONE, &auth, TPM2_ALG_SHA256),
+	    Esys_HMAC_Start_Finish(t->ctx, &seq));
 	if (r != TSS2_RC_SUCCESS)
 		return tss_fail(t, r, HV_E_KEYSTORE, "hmac start", err);
 	slot_take(t, s, OBJ_TEMP, 0, seq);
@@ -2124,7 +2169,7 @@ hmac_sequence(struct tpm *t, ESYS_TR key, struct hmac_arg *a,
 		buf.size = (uint16_t)n;
 		ESYS_CALL(r, t, "SequenceUpdate",
 		    Esys_SequenceUpdate_Async(t->ctx, seq, ESYS_TR_PASSWORD,
-		    ESYS_TR_NONE, ESYS_TR_NONE, &buf),
+		        ESYS_TR_NONE, ESYS_TR_NONE, &buf),
 		    Esys_SequenceUpdate_Finish(t->ctx));
 		if (r != TSS2_RC_SUCCESS) {
 			rc = tss_fail(t, r, HV_E_KEYSTORE, "hmac update", err);
@@ -2138,13 +2183,13 @@ hmac_sequence(struct tpm *t, ESYS_TR key, struct hmac_arg *a,
 	buf.size = (uint16_t)n;
 	ESYS_CALL(r, t, "SequenceComplete",
 	    Esys_SequenceComplete_Async(t->ctx, seq, ESYS_TR_PASSWORD,
-	    ESYS_TR_NONE, ESYS_TR_NONE, &buf, ESYS_TR_RH_NULL),
+	        ESYS_TR_NONE, ESYS_TR_NONE, &buf, ESYS_TR_RH_NULL),
 	    Esys_SequenceComplete_Finish(t->ctx, &res, &check));
 	if (r != TSS2_RC_SUCCESS) {
 		rc = tss_fail(t, r, HV_E_KEYSTORE, "hmac complete", err);
 		goto out;
 	}
-	slot_forget(s);		/* the TPM flushed the sequence */
+	slot_forget(s); /* the TPM flushed the sequence */
 	s = NULL;
 	if (res->size != HV_HMAC_LEN) {
 		rc = hv_err_set(err, HV_E_INTERNAL, "hmac: wrong length");
@@ -2179,8 +2224,9 @@ op_hmac(struct tpm *t, void *argp, struct hv_err *err)
 	if (a->len > 0)
 		memcpy(buf.buffer, a->msg, a->len);
 	buf.size = (uint16_t)a->len;
-	ESYS_CALL(r, t, "HMAC", Esys_HMAC_Async(t->ctx, key, ESYS_TR_PASSWORD,
-	    ESYS_TR_NONE, ESYS_TR_NONE, &buf, TPM2_ALG_SHA256),
+	ESYS_CALL(r, t, "HMAC",
+	    Esys_HMAC_Async(t->ctx, key, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	        ESYS_TR_NONE, &buf, TPM2_ALG_SHA256),
 	    Esys_HMAC_Finish(t->ctx, &res));
 	hv_mem_zero(&buf, sizeof(buf));
 	if (r != TSS2_RC_SUCCESS)
@@ -2198,7 +2244,7 @@ static enum hv_rc
 tpm_hmac(struct hv_hsm *h, const uint8_t *msg, size_t len,
     uint8_t out[HV_HMAC_LEN], struct hv_err *err)
 {
-	struct hmac_arg a = { .msg = msg, .len = len, .out = out };
+	struct hmac_arg a = {.msg = msg, .len = len, .out = out};
 
 	if (msg == NULL && len > 0)
 		return hv_err_set(err, HV_E_INTERNAL, "hmac: no message");
@@ -2222,8 +2268,9 @@ op_random(struct tpm *t, void *argp, struct hv_err *err)
 		want = a->len - off;
 		if (want > TPM_RANDOM_CHUNK)
 			want = TPM_RANDOM_CHUNK;
-		ESYS_CALL(r, t, "GetRandom", Esys_GetRandom_Async(t->ctx,
-		    ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, (UINT16)want),
+		ESYS_CALL(r, t, "GetRandom",
+		    Esys_GetRandom_Async(t->ctx, ESYS_TR_NONE, ESYS_TR_NONE,
+		        ESYS_TR_NONE, (UINT16)want),
 		    Esys_GetRandom_Finish(t->ctx, &rnd));
 		if (r != TSS2_RC_SUCCESS) {
 			hv_mem_zero(a->buf, a->len);
@@ -2233,7 +2280,8 @@ op_random(struct tpm *t, void *argp, struct hv_err *err)
 		if (rnd->size == 0 || rnd->size > want) {
 			Esys_Free(rnd);
 			hv_mem_zero(a->buf, a->len);
-			return hv_err_set(err, HV_E_KEYSTORE, "tpm get random: "
+			return hv_err_set(err, HV_E_KEYSTORE,
+			    "tpm get random: "
 			    "bad length");
 		}
 		memcpy(a->buf + off, rnd->buffer, rnd->size);
@@ -2248,7 +2296,7 @@ op_random(struct tpm *t, void *argp, struct hv_err *err)
 static enum hv_rc
 tpm_random(struct hv_hsm *h, uint8_t *buf, size_t len, struct hv_err *err)
 {
-	struct random_arg a = { .buf = buf, .len = len };
+	struct random_arg a = {.buf = buf, .len = len};
 
 	if (len == 0)
 		return HV_OK;
@@ -2259,8 +2307,8 @@ tpm_random(struct hv_hsm *h, uint8_t *buf, size_t len, struct hv_err *err)
 
 /* KEK list and disable touch only the metadata, never the TPM. */
 static enum hv_rc
-tpm_kek_list(struct hv_hsm *h, struct hv_kek_info *out, size_t max,
-    size_t *n, struct hv_err *err)
+tpm_kek_list(struct hv_hsm *h, struct hv_kek_info *out, size_t max, size_t *n,
+    struct hv_err *err)
 {
 	struct tpm *t = (struct tpm *)h;
 	uint32_t active;
@@ -2311,7 +2359,7 @@ op_kek_create(struct tpm *t, void *argp, struct hv_err *err)
 static enum hv_rc
 tpm_kek_create(struct hv_hsm *h, uint32_t *version, struct hv_err *err)
 {
-	struct kek_create_arg a = { .version = version };
+	struct kek_create_arg a = {.version = version};
 
 	return run((struct tpm *)h, op_kek_create, &a, err);
 }
@@ -2333,15 +2381,15 @@ tpm_kek_disable(struct hv_hsm *h, uint32_t version, struct hv_err *err)
 		goto out;
 	k = kek_find(t, version);
 	if (k == NULL) {
-		rc = hv_err_set(err, HV_E_NOT_FOUND, "no kek version %" PRIu32,
-		    version);
+		rc = hv_err_set(
+		    err, HV_E_NOT_FOUND, "no kek version %" PRIu32, version);
 		goto out;
 	}
 	if (k->disabled)
 		goto out;
 	if (version == kek_active(t)) {
-		rc = hv_err_set(err, HV_E_CONFLICT, "kek version %" PRIu32
-		    " is active: rotate first", version);
+		rc = hv_err_set(err, HV_E_CONFLICT,
+		    "kek version %" PRIu32 " is active: rotate first", version);
 		goto out;
 	}
 	k->disabled = true;
@@ -2375,9 +2423,11 @@ tpm_probe(struct hv_hsm *h, struct hv_hsm_status *st, struct hv_err *err)
 	(void)snprintf(st->backend, sizeof(st->backend), "tpm");
 	(void)snprintf(st->token, sizeof(st->token), "%s",
 	    t->manufacturer[0] != '\0' ? t->manufacturer : "unknown");
-	(void)snprintf(st->detail, sizeof(st->detail), "vendor '%s', "
-	    "firmware %08" PRIx32 ".%08" PRIx32 ", tcti '%.64s'", t->vendor,
-	    t->fw1, t->fw2, t->tcti_conf != NULL ? t->tcti_conf : "(default)");
+	(void)snprintf(st->detail, sizeof(st->detail),
+	    "vendor '%s', "
+	    "firmware %08" PRIx32 ".%08" PRIx32 ", tcti '%.64s'",
+	    t->vendor, t->fw1, t->fw2,
+	    t->tcti_conf != NULL ? t->tcti_conf : "(default)");
 	st->reachable = rc == HV_OK;
 	if (meta_refresh(t, &ignore) == HV_OK)
 		st->active_kek = kek_active(t);
@@ -2407,17 +2457,17 @@ tpm_close(struct hv_hsm *h)
 }
 
 static const struct hv_hsm_ops tpm_ops = {
-	.name = "tpm",
-	.ensure_keys = tpm_ensure_keys,
-	.wrap = tpm_wrap,
-	.unwrap = tpm_unwrap,
-	.hmac = tpm_hmac,
-	.random = tpm_random,
-	.kek_list = tpm_kek_list,
-	.kek_create = tpm_kek_create,
-	.kek_disable = tpm_kek_disable,
-	.probe = tpm_probe,
-	.close = tpm_close,
+    .name = "tpm",
+    .ensure_keys = tpm_ensure_keys,
+    .wrap = tpm_wrap,
+    .unwrap = tpm_unwrap,
+    .hmac = tpm_hmac,
+    .random = tpm_random,
+    .kek_list = tpm_kek_list,
+    .kek_create = tpm_kek_create,
+    .kek_disable = tpm_kek_disable,
+    .probe = tpm_probe,
+    .close = tpm_close,
 };
 
 static enum hv_rc
@@ -2430,8 +2480,8 @@ op_nothing(struct tpm *t, void *argp, struct hv_err *err)
 }
 
 enum hv_rc
-hv_tpm_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
-    struct hv_err *err)
+hv_tpm_open(
+    const struct hv_hsm_config *cfg, struct hv_hsm **out, struct hv_err *err)
 {
 	struct tpm *t = NULL;
 	struct stat st;
@@ -2439,16 +2489,18 @@ hv_tpm_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
 	enum hv_rc rc;
 
 	if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0')
-		return hv_err_set(err, HV_E_CONFIG, "tpm key store needs a "
+		return hv_err_set(err, HV_E_CONFIG,
+		    "tpm key store needs a "
 		    "data directory");
 	if (stat(cfg->data_dir, &st) != 0) {
 		if (errno != ENOENT || mkdir(cfg->data_dir, 0700) != 0)
-			return hv_err_set(err, HV_E_CONFIG, "cannot use data "
-			    "directory '%s': %s", cfg->data_dir,
-			    strerror(errno));
+			return hv_err_set(err, HV_E_CONFIG,
+			    "cannot use data "
+			    "directory '%s': %s",
+			    cfg->data_dir, strerror(errno));
 	} else if (!S_ISDIR(st.st_mode)) {
-		return hv_err_set(err, HV_E_CONFIG, "'%s' is not a directory",
-		    cfg->data_dir);
+		return hv_err_set(
+		    err, HV_E_CONFIG, "'%s' is not a directory", cfg->data_dir);
 	}
 	t = hv_calloc(1, sizeof(*t));
 	if (t == NULL)
@@ -2456,16 +2508,16 @@ hv_tpm_open(const struct hv_hsm_config *cfg, struct hv_hsm **out,
 	t->base.ops = &tpm_ops;
 	for (i = 0; i < TPM_SLOTS; i++)
 		slot_forget(&t->slots[i]);
-	t->breaker_ms = cfg->breaker_ms != 0 ? cfg->breaker_ms :
-	    DEFAULT_BREAKER_MS;
-	t->retry_max = cfg->retry_max != 0 ? cfg->retry_max :
-	    DEFAULT_RETRY_MAX;
+	t->breaker_ms =
+	    cfg->breaker_ms != 0 ? cfg->breaker_ms : DEFAULT_BREAKER_MS;
+	t->retry_max = cfg->retry_max != 0 ? cfg->retry_max : DEFAULT_RETRY_MAX;
 	t->hmac_chunk = TPM_HMAC_CHUNK;
 	t->data_dir = hv_strdup(cfg->data_dir);
 	if (cfg->tpm_tcti != NULL && cfg->tpm_tcti[0] != '\0')
 		t->tcti_conf = hv_strdup(cfg->tpm_tcti);
-	if (t->data_dir == NULL || (cfg->tpm_tcti != NULL &&
-	    cfg->tpm_tcti[0] != '\0' && t->tcti_conf == NULL)) {
+	if (t->data_dir == NULL ||
+	    (cfg->tpm_tcti != NULL && cfg->tpm_tcti[0] != '\0' &&
+	        t->tcti_conf == NULL)) {
 		hv_free(t->data_dir);
 		hv_free(t->tcti_conf);
 		hv_free(t);

@@ -32,20 +32,20 @@ struct hv_call;
 typedef enum hv_rc (*hv_api_fn)(struct hv_call *c, struct hv_err *err);
 
 /* Route flags. */
-#define HV_ROUTE_PUBLIC (1u << 0)	/* no API key (healthz, readyz) */
-#define HV_ROUTE_METRICS (1u << 1)	/* admin key, or the open listener */
-#define HV_ROUTE_BODY_NONE (1u << 2)	/* empty body or {} only */
+#define HV_ROUTE_PUBLIC        (1u << 0) /* no API key (healthz, readyz) */
+#define HV_ROUTE_METRICS       (1u << 1) /* admin key, or the open listener */
+#define HV_ROUTE_BODY_NONE     (1u << 2) /* empty body or {} only */
 #define HV_ROUTE_BODY_REQUIRED (1u << 3) /* a JSON object is required */
 #define HV_ROUTE_BODY_OPTIONAL (1u << 4) /* a JSON object, or nothing */
-#define HV_ROUTE_IF_MATCH (1u << 5)	/* honours If-Match */
-#define HV_ROUTE_ETAG (1u << 6)		/* answers a credential: ETag */
+#define HV_ROUTE_IF_MATCH      (1u << 5) /* honours If-Match */
+#define HV_ROUTE_ETAG          (1u << 6) /* answers a credential: ETag */
 
 struct hv_route {
-	struct hv_httpreq_route key;	/* method, pattern: must be first */
-	unsigned int scope;		/* enum hv_scope_bit; 0 = any key */
-	unsigned int flags;		/* HV_ROUTE_* */
-	const char *const *query;	/* allowed query parameters */
-	const char *const *fields;	/* allowed top-level body fields */
+	struct hv_httpreq_route key; /* method, pattern: must be first */
+	unsigned int scope;          /* enum hv_scope_bit; 0 = any key */
+	unsigned int flags;          /* HV_ROUTE_* */
+	const char *const *query;    /* allowed query parameters */
+	const char *const *fields;   /* allowed top-level body fields */
 	hv_api_fn fn;
 };
 
@@ -57,19 +57,19 @@ struct hv_call {
 	struct hv_vault *vault;
 	const struct hv_cfg *cfg;
 	struct hv_metrics *metrics;
-	const struct hv_principal *principal;	/* NULL on public routes */
+	const struct hv_principal *principal; /* NULL on public routes */
 	const struct hv_reqctx *ctx;
-	const char *id;			/* lowercase UUID of {id}, or NULL */
-	const json_t *body;		/* never NULL: {} when none was sent */
+	const char *id;     /* lowercase UUID of {id}, or NULL */
+	const json_t *body; /* never NULL: {} when none was sent */
 	const struct hv_list_query *query;
-	long expected_version;		/* -1: no If-Match */
+	long expected_version; /* -1: no If-Match */
 
 	/* outputs, taken over by http.c */
-	unsigned int status;		/* 0 = 200 */
-	json_t *out;			/* JSON answer, or NULL */
-	char *text;			/* or a raw answer (hv_malloc) */
+	unsigned int status; /* 0 = 200 */
+	json_t *out;         /* JSON answer, or NULL */
+	char *text;          /* or a raw answer (hv_malloc) */
 	size_t text_len;
-	const char *content_type;	/* with text; static string */
+	const char *content_type; /* with text; static string */
 };
 
 /* api_misc.c */

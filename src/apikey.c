@@ -34,7 +34,7 @@ hv_apikey_prefix_ok(const char *prefix)
 		if (i >= HV_APIKEY_PREFIX_MAX)
 			return false;
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '_' || c == '-'))
+		        (c >= '0' && c <= '9') || c == '_' || c == '-'))
 			return false;
 	}
 	return true;
@@ -65,8 +65,8 @@ out:
 }
 
 enum hv_rc
-hv_apikey_generate(const char *prefix, struct hv_secret **key,
-    struct hv_err *err)
+hv_apikey_generate(
+    const char *prefix, struct hv_secret **key, struct hv_err *err)
 {
 	uint8_t rnd[HV_APIKEY_RANDOM_BYTES];
 	struct hv_secret *k = NULL;
@@ -77,8 +77,10 @@ hv_apikey_generate(const char *prefix, struct hv_secret **key,
 	if (prefix == NULL)
 		prefix = HV_APIKEY_PREFIX_DEFAULT;
 	if (!hv_apikey_prefix_ok(prefix))
-		return hv_err_set(err, HV_E_CONFIG, "api key prefix must be 1 "
-		    "to %d characters of [A-Za-z0-9_-]", HV_APIKEY_PREFIX_MAX);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "api key prefix must be 1 "
+		    "to %d characters of [A-Za-z0-9_-]",
+		    HV_APIKEY_PREFIX_MAX);
 	plen = strlen(prefix);
 	k = hv_secret_new(plen + HV_APIKEY_BODY_LEN + HV_APIKEY_CHECK_LEN);
 	if (k == NULL) {
@@ -92,10 +94,9 @@ hv_apikey_generate(const char *prefix, struct hv_secret **key,
 	p = (char *)k->buf;
 	memcpy(p, prefix, plen);
 	/* Each encode writes a NUL after its digits; buf has room for it. */
-	if (!hv_base62_encode(rnd, sizeof(rnd), p + plen,
-	    HV_APIKEY_BODY_LEN) ||
-	    !checksum(p, plen + HV_APIKEY_BODY_LEN,
-	    p + plen + HV_APIKEY_BODY_LEN)) {
+	if (!hv_base62_encode(rnd, sizeof(rnd), p + plen, HV_APIKEY_BODY_LEN) ||
+	    !checksum(
+	        p, plen + HV_APIKEY_BODY_LEN, p + plen + HV_APIKEY_BODY_LEN)) {
 		rc = hv_err_set(err, HV_E_INTERNAL, "api key: encoding failed");
 		goto out;
 	}
@@ -129,12 +130,11 @@ hv_apikey_format_ok(const char *prefix, const char *key)
 	 * The body must be 43 digits of a value below 2^256 (a generated key
 	 * always is), then the checksum must match. Both steps always run.
 	 */
-	ok = hv_base62_decode(key + plen, HV_APIKEY_BODY_LEN, num,
-	    sizeof(num));
+	ok = hv_base62_decode(key + plen, HV_APIKEY_BODY_LEN, num, sizeof(num));
 	if (!checksum(key, plen + HV_APIKEY_BODY_LEN, check))
 		ok = false;
 	else if (!hv_ct_equal(check, key + plen + HV_APIKEY_BODY_LEN,
-	    HV_APIKEY_CHECK_LEN))
+	             HV_APIKEY_CHECK_LEN))
 		ok = false;
 	hv_mem_zero(num, sizeof(num));
 	hv_mem_zero(check, sizeof(check));
@@ -156,7 +156,7 @@ hv_apikey_hash(struct hv_hsm *hsm, const char *key, uint8_t out[HV_HMAC_LEN],
 	msg = hv_secret_new(sizeof(domain) + klen);
 	if (msg == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "api key: out of memory");
-	memcpy(msg->buf, domain, sizeof(domain));	/* with its NUL */
+	memcpy(msg->buf, domain, sizeof(domain)); /* with its NUL */
 	memcpy(msg->buf + sizeof(domain), key, klen);
 	rc = hv_hsm_hmac(hsm, msg->buf, msg->len, out, err);
 	if (rc != HV_OK)
@@ -166,8 +166,8 @@ hv_apikey_hash(struct hv_hsm *hsm, const char *key, uint8_t out[HV_HMAC_LEN],
 }
 
 bool
-hv_apikey_hint(const char *prefix, const char *key,
-    char out[HV_APIKEY_HINT_MAX])
+hv_apikey_hint(
+    const char *prefix, const char *key, char out[HV_APIKEY_HINT_MAX])
 {
 	size_t plen;
 

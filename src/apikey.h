@@ -34,12 +34,12 @@
 #include "mem.h"
 
 #define HV_APIKEY_PREFIX_DEFAULT "hv_sk_"
-#define HV_APIKEY_PREFIX_MAX 32
-#define HV_APIKEY_RANDOM_BYTES 32
-#define HV_APIKEY_BODY_LEN 43
-#define HV_APIKEY_CHECK_LEN 6
+#define HV_APIKEY_PREFIX_MAX     32
+#define HV_APIKEY_RANDOM_BYTES   32
+#define HV_APIKEY_BODY_LEN       43
+#define HV_APIKEY_CHECK_LEN      6
 /* Longest well-formed key, without the NUL. */
-#define HV_APIKEY_MAX_LEN \
+#define HV_APIKEY_MAX_LEN                                                      \
 	(HV_APIKEY_PREFIX_MAX + HV_APIKEY_BODY_LEN + HV_APIKEY_CHECK_LEN)
 #define HV_APIKEY_HASH_DOMAIN "hsmvault/apikey/v1"
 /* Display hint: prefix + first 4 body characters + NUL. */
@@ -75,9 +75,9 @@ bool hv_apikey_format_ok(const char *prefix, const char *key)
  * call hv_apikey_format_ok() first); key longer than HV_APIKEY_MAX_LEN is
  * HV_E_INVALID. Errors otherwise as hv_hsm_hmac().
  */
-enum hv_rc hv_apikey_hash(struct hv_hsm *hsm, const char *key,
-    uint8_t out[HV_HMAC_LEN], struct hv_err *err)
-    __attribute__((warn_unused_result, nonnull(1, 2, 3)));
+enum hv_rc
+hv_apikey_hash(struct hv_hsm *hsm, const char *key, uint8_t out[HV_HMAC_LEN],
+    struct hv_err *err) __attribute__((warn_unused_result, nonnull(1, 2, 3)));
 
 /*
  * A non-secret display hint for listings: the prefix and the first 4

@@ -28,14 +28,14 @@ struct hv_audit;
 /* One event; borrowed strings, NULL = SQL NULL. */
 struct hv_audit_event {
 	const char *workspace_id;
-	const char *actor_id;	/* API key id; NULL for the CLI */
+	const char *actor_id; /* API key id; NULL for the CLI */
 	const char *actor_name;
-	const char *action;	/* "credential.create", "auth.denied", ... */
+	const char *action; /* "credential.create", "auth.denied", ... */
 	const char *credential_id;
-	const char *outcome;	/* "success", "denied", "failure", ... */
+	const char *outcome; /* "success", "denied", "failure", ... */
 	const char *request_id;
 	const char *remote_addr;
-	const char *detail;	/* short, never a secret */
+	const char *detail; /* short, never a secret */
 };
 
 /* Register statements (before hv_store_open). */
@@ -49,8 +49,8 @@ void hv_audit_free(struct hv_audit **a);
  * Make sure chains 0..chains-1 exist (genesis head mac = HMAC of the chain
  * number). Idempotent; run by init/migrate.
  */
-enum hv_rc hv_audit_init_chains(struct hv_audit *a, struct hv_conn *c,
-    struct hv_err *err);
+enum hv_rc
+hv_audit_init_chains(struct hv_audit *a, struct hv_conn *c, struct hv_err *err);
 
 /* Append ev in the open transaction of c. */
 enum hv_rc hv_audit_append(struct hv_audit *a, struct hv_conn *c,

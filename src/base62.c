@@ -76,7 +76,7 @@ hv_base62_encode(const uint8_t *in, size_t n, char *out, size_t width)
 	for (i = 0; i < n; i++)
 		nonzero |= num[i];
 	out[width] = '\0';
-	ok = nonzero == 0;	/* else the value needs more than width digits */
+	ok = nonzero == 0; /* else the value needs more than width digits */
 out:
 	hv_mem_zero(num, sizeof(num));
 	if (!ok) {

@@ -17,26 +17,26 @@
 #include "log.h"
 #include "mem.h"
 
-#define ID_MAX 32
+#define ID_MAX   32
 #define HOST_MAX 256
 #define TEXT_MAX 1024
 
 struct hv_service {
-	const char *id;			/* borrowed from root */
+	const char *id; /* borrowed from root */
 	const char *name;
-	const char *base_url;		/* effective: override or file */
+	const char *base_url; /* effective: override or file */
 	const char *token_url;
 	const char *notes;
-	char *override_url;		/* owned */
-	char *override_host;		/* owned */
+	char *override_url;  /* owned */
+	char *override_host; /* owned */
 	bool generic;
-	json_t *obj;			/* borrowed from root */
+	json_t *obj; /* borrowed from root */
 	json_t *auth_types;
 	json_t *injection;
-	json_t *test;			/* NULL when null */
-	const char **hosts;		/* owned array, borrowed strings */
+	json_t *test;       /* NULL when null */
+	const char **hosts; /* owned array, borrowed strings */
 	size_t n_hosts;
-	size_t n_file_hosts;		/* hosts[0..n) from the file */
+	size_t n_file_hosts; /* hosts[0..n) from the file */
 };
 
 struct hv_catalog {
@@ -46,14 +46,27 @@ struct hv_catalog {
 };
 
 static const char *const auth_types[] = {
-	"api_key", "bearer", "basic", "oauth2", "custom_headers",
+    "api_key",
+    "bearer",
+    "basic",
+    "oauth2",
+    "custom_headers",
 };
 
 /* Framing and hop-by-hop headers an injection may never set. */
 static const char *const forbidden_headers[] = {
-	"host", "content-length", "transfer-encoding", "connection",
-	"keep-alive", "te", "trailer", "upgrade", "proxy-authorization",
-	"proxy-connection", "expect", "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+    "expect",
+    "cookie",
 };
 
 bool
@@ -86,8 +99,8 @@ header_name_ok(const char *s)
 	for (i = 0; s[i] != '\0'; i++)
 		if (!is_tchar((unsigned char)s[i]))
 			return false;
-	for (i = 0; i < sizeof(forbidden_headers) / sizeof(forbidden_headers[0]);
-	    i++)
+	for (i = 0;
+	     i < sizeof(forbidden_headers) / sizeof(forbidden_headers[0]); i++)
 		if (strcasecmp(s, forbidden_headers[i]) == 0)
 			return false;
 	return true;
@@ -134,7 +147,8 @@ unknown_key(const json_t *obj, const char *const *allowed)
 	json_t *v;
 	size_t i;
 
-	json_object_foreach((json_t *)obj, k, v) {
+	json_object_foreach((json_t *)obj, k, v)
+	{
 		bool found = false;
 
 		(void)v;
@@ -148,14 +162,13 @@ unknown_key(const json_t *obj, const char *const *allowed)
 }
 
 enum hv_rc
-hv_injection_check(const json_t *inj, const char *auth_type,
-    struct hv_err *err)
+hv_injection_check(const json_t *inj, const char *auth_type, struct hv_err *err)
 {
-	static const char *const k_header[] = { "header", "prefix", NULL };
-	static const char *const k_query[] = { "query_param", NULL };
-	static const char *const k_basic[] = { "basic", "username",
-	    "password", NULL };
-	static const char *const k_headers[] = { "headers", NULL };
+	static const char *const k_header[] = {"header", "prefix", NULL};
+	static const char *const k_query[] = {"query_param", NULL};
+	static const char *const k_basic[] = {
+	    "basic", "username", "password", NULL};
+	static const char *const k_headers[] = {"headers", NULL};
 	json_t *v, *u, *p;
 	const char *bad;
 	int kinds;
@@ -164,7 +177,8 @@ hv_injection_check(const json_t *inj, const char *auth_type,
 	if (!hv_auth_type_known(auth_type))
 		return hv_err_set(err, HV_E_INVALID, "unknown auth_type");
 	if (!json_is_object(inj))
-		return hv_err_set(err, HV_E_INVALID, "injection must be an "
+		return hv_err_set(err, HV_E_INVALID,
+		    "injection must be an "
 		    "object");
 	custom = strcmp(auth_type, "custom_headers") == 0;
 	basic_type = strcmp(auth_type, "basic") == 0;
@@ -173,77 +187,103 @@ hv_injection_check(const json_t *inj, const char *auth_type,
 	    (json_object_get(inj, "basic") != NULL) +
 	    (json_object_get(inj, "headers") != NULL);
 	if (kinds != 1)
-		return hv_err_set(err, HV_E_INVALID, "injection needs exactly "
+		return hv_err_set(err, HV_E_INVALID,
+		    "injection needs exactly "
 		    "one of header, query_param, basic, headers");
 	if ((v = json_object_get(inj, "header")) != NULL) {
 		if ((bad = unknown_key(inj, k_header)) != NULL)
-			return hv_err_set(err, HV_E_INVALID, "injection: "
-			    "unknown field '%.64s'", bad);
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection: "
+			    "unknown field '%.64s'",
+			    bad);
 		if (custom || basic_type)
-			return hv_err_set(err, HV_E_INVALID, "injection.header "
-			    "does not fit auth_type %s", auth_type);
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection.header "
+			    "does not fit auth_type %s",
+			    auth_type);
 		if (!json_is_string(v) || !header_name_ok(json_string_value(v)))
-			return hv_err_set(err, HV_E_INVALID, "injection.header "
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection.header "
 			    "must be an allowed header name");
 		p = json_object_get(inj, "prefix");
-		if (p != NULL && (!json_is_string(p) ||
-		    !text_ok(json_string_value(p), 256)))
-			return hv_err_set(err, HV_E_INVALID, "injection.prefix "
+		if (p != NULL &&
+		    (!json_is_string(p) || !text_ok(json_string_value(p), 256)))
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection.prefix "
 			    "must be a string without control characters");
 		return HV_OK;
 	}
 	if ((v = json_object_get(inj, "query_param")) != NULL) {
 		if ((bad = unknown_key(inj, k_query)) != NULL)
-			return hv_err_set(err, HV_E_INVALID, "injection: "
-			    "unknown field '%.64s'", bad);
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection: "
+			    "unknown field '%.64s'",
+			    bad);
 		if (custom || basic_type)
-			return hv_err_set(err, HV_E_INVALID, "injection."
-			    "query_param does not fit auth_type %s", auth_type);
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection."
+			    "query_param does not fit auth_type %s",
+			    auth_type);
 		if (!json_is_string(v) || !query_name_ok(json_string_value(v)))
-			return hv_err_set(err, HV_E_INVALID, "injection."
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection."
 			    "query_param must be a name of [A-Za-z0-9._~-]");
 		return HV_OK;
 	}
 	if ((v = json_object_get(inj, "basic")) != NULL) {
 		if ((bad = unknown_key(inj, k_basic)) != NULL)
-			return hv_err_set(err, HV_E_INVALID, "injection: "
-			    "unknown field '%.64s'", bad);
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection: "
+			    "unknown field '%.64s'",
+			    bad);
 		if (!json_is_true(v))
-			return hv_err_set(err, HV_E_INVALID, "injection.basic "
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection.basic "
 			    "must be true");
 		if (custom)
-			return hv_err_set(err, HV_E_INVALID, "injection.basic "
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection.basic "
 			    "does not fit auth_type custom_headers");
 		u = json_object_get(inj, "username");
 		p = json_object_get(inj, "password");
 		if (basic_type && (u != NULL || p != NULL))
-			return hv_err_set(err, HV_E_INVALID, "injection: auth_type "
-			    "basic takes username and password from the secret");
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection: auth_type "
+			    "basic takes username and password from the "
+			    "secret");
 		if (!basic_type && (u != NULL) == (p != NULL))
-			return hv_err_set(err, HV_E_INVALID, "injection.basic for "
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection.basic for "
 			    "%s needs exactly one of username, password",
 			    auth_type);
-		if (u != NULL && (!json_is_string(u) ||
-		    !text_ok(json_string_value(u), 256) ||
-		    strchr(json_string_value(u), ':') != NULL))
-			return hv_err_set(err, HV_E_INVALID, "injection.username "
+		if (u != NULL &&
+		    (!json_is_string(u) ||
+		        !text_ok(json_string_value(u), 256) ||
+		        strchr(json_string_value(u), ':') != NULL))
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection.username "
 			    "must be a string without ':' or control "
 			    "characters");
-		if (p != NULL && (!json_is_string(p) ||
-		    !text_ok(json_string_value(p), 256)))
-			return hv_err_set(err, HV_E_INVALID, "injection.password "
+		if (p != NULL &&
+		    (!json_is_string(p) || !text_ok(json_string_value(p), 256)))
+			return hv_err_set(err, HV_E_INVALID,
+			    "injection.password "
 			    "must be a string without control characters");
 		return HV_OK;
 	}
 	v = json_object_get(inj, "headers");
 	if ((bad = unknown_key(inj, k_headers)) != NULL)
-		return hv_err_set(err, HV_E_INVALID, "injection: unknown field "
-		    "'%.64s'", bad);
+		return hv_err_set(err, HV_E_INVALID,
+		    "injection: unknown field "
+		    "'%.64s'",
+		    bad);
 	if (!json_is_true(v))
-		return hv_err_set(err, HV_E_INVALID, "injection.headers must be "
+		return hv_err_set(err, HV_E_INVALID,
+		    "injection.headers must be "
 		    "true");
 	if (!custom)
-		return hv_err_set(err, HV_E_INVALID, "injection.headers fits "
+		return hv_err_set(err, HV_E_INVALID,
+		    "injection.headers fits "
 		    "only auth_type custom_headers");
 	return HV_OK;
 }
@@ -349,12 +389,11 @@ host_match(const char *pattern, const char *host, size_t hlen)
 	size_t slen;
 
 	if (strncmp(pattern, "*.", 2) == 0) {
-		slen = strlen(pattern + 1);	/* ".example.com" */
+		slen = strlen(pattern + 1); /* ".example.com" */
 		return hlen > slen &&
 		    strncasecmp(host + hlen - slen, pattern + 1, slen) == 0;
 	}
-	return strlen(pattern) == hlen &&
-	    strncasecmp(pattern, host, hlen) == 0;
+	return strlen(pattern) == hlen && strncasecmp(pattern, host, hlen) == 0;
 }
 
 bool
@@ -366,7 +405,7 @@ hv_service_host_allowed(const struct hv_service *s, const char *host)
 		return false;
 	hlen = strlen(host);
 	if (hlen > 0 && host[hlen - 1] == '.')
-		hlen--;			/* "api.stripe.com." is the same name */
+		hlen--; /* "api.stripe.com." is the same name */
 	if (hlen == 0 || hlen >= HOST_MAX)
 		return false;
 	for (i = 0; i < s->n_hosts; i++)
@@ -398,72 +437,99 @@ pointer_ok(const json_t *v)
 static enum hv_rc
 check_test(const char *id, json_t *t, struct hv_err *err)
 {
-	static const char *const keys[] = { "method", "path", "headers",
-	    "body", "account", "success", "json", NULL };
+	static const char *const keys[] = {"method", "path", "headers", "body",
+	    "account", "success", "json", NULL};
 	const char *m, *bad, *k;
 	json_t *v, *a, *x;
 	size_t i;
 
 	if ((bad = unknown_key(t, keys)) != NULL)
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "unknown field test.%.64s", id, bad);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "unknown field test.%.64s",
+		    id, bad);
 	v = json_object_get(t, "method");
 	m = json_string_value(v);
-	if (m == NULL || (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0 &&
-	    strcmp(m, "HEAD") != 0))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "test.method must be GET, POST or HEAD", id);
+	if (m == NULL ||
+	    (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0 &&
+	        strcmp(m, "HEAD") != 0))
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "test.method must be GET, POST or HEAD",
+		    id);
 	if (!path_ok(json_string_value(json_object_get(t, "path"))))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "test.path must be \"\" or start with '/'", id);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "test.path must be \"\" or start with '/'",
+		    id);
 	v = json_object_get(t, "headers");
 	if (v != NULL) {
 		if (!json_is_object(v))
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': test.headers must be an object", id);
-		json_object_foreach(v, k, x) {
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': test.headers must be an object",
+			    id);
+		json_object_foreach(v, k, x)
+		{
 			if (!header_name_ok(k) || !json_is_string(x) ||
 			    !text_ok(json_string_value(x), TEXT_MAX))
-				return hv_err_set(err, HV_E_CONFIG, "catalog: "
-				    "service '%s': bad test header '%.64s'", id,
-				    k);
+				return hv_err_set(err, HV_E_CONFIG,
+				    "catalog: "
+				    "service '%s': bad test header '%.64s'",
+				    id, k);
 		}
 	}
 	v = json_object_get(t, "body");
 	if (v != NULL && !json_is_string(v))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "test.body must be a string", id);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "test.body must be a string",
+		    id);
 	v = json_object_get(t, "account");
 	if (json_is_array(v)) {
 		if (json_array_size(v) == 0)
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': test.account is an empty list", id);
-		json_array_foreach(v, i, a) {
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': test.account is an empty list",
+			    id);
+		json_array_foreach(v, i, a)
+		{
 			if (!pointer_ok(a))
-				return hv_err_set(err, HV_E_CONFIG, "catalog: "
+				return hv_err_set(err, HV_E_CONFIG,
+				    "catalog: "
 				    "service '%s': test.account must hold "
-				    "JSON pointers", id);
+				    "JSON pointers",
+				    id);
 		}
 	} else if (v != NULL && !json_is_null(v) && !pointer_ok(v)) {
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
 		    "test.account must be a JSON pointer, a list of them or "
-		    "null", id);
+		    "null",
+		    id);
 	}
 	v = json_object_get(t, "json");
 	if (v != NULL && !json_is_boolean(v))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "test.json must be true or false", id);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "test.json must be true or false",
+		    id);
 	v = json_object_get(t, "success");
 	if (v != NULL) {
 		if (!json_is_object(v))
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': test.success must be an object", id);
-		json_object_foreach(v, k, x) {
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': test.success must be an object",
+			    id);
+		json_object_foreach(v, k, x)
+		{
 			(void)x;
 			if (k[0] != '/' || !text_ok(k, 256))
-				return hv_err_set(err, HV_E_CONFIG, "catalog: "
+				return hv_err_set(err, HV_E_CONFIG,
+				    "catalog: "
 				    "service '%s': test.success keys must be "
-				    "JSON pointers", id);
+				    "JSON pointers",
+				    id);
 		}
 	}
 	return HV_OK;
@@ -491,23 +557,22 @@ file_url_ok(const char *u, char *host, size_t cap)
 {
 	size_t n;
 
-	if (u == NULL || strncmp(u, "https://", 8) != 0 || !text_ok(u, TEXT_MAX)
-	    || strchr(u, ' ') != NULL)
+	if (u == NULL || strncmp(u, "https://", 8) != 0 ||
+	    !text_ok(u, TEXT_MAX) || strchr(u, ' ') != NULL)
 		return false;
 	n = strlen(u);
 	return hv_url_host(u, host, cap) && u[n - 1] != '/';
 }
 
 static enum hv_rc
-load_service(struct hv_catalog *cat, size_t idx, json_t *o,
-    struct hv_err *err)
+load_service(struct hv_catalog *cat, size_t idx, json_t *o, struct hv_err *err)
 {
-	static const char *const keys[] = { "id", "name", "auth_types",
+	static const char *const keys[] = {"id", "name", "auth_types",
 	    "injection", "base_url", "allowed_hosts", "token_url", "test",
-	    "notes", NULL };
-	static const char *const required[] = { "id", "name", "auth_types",
+	    "notes", NULL};
+	static const char *const required[] = {"id", "name", "auth_types",
 	    "injection", "base_url", "allowed_hosts", "token_url", "test",
-	    NULL };
+	    NULL};
 	struct hv_service *s = &cat->svc[idx];
 	char host[HOST_MAX], where[48];
 	const char *id, *bad, *k;
@@ -516,71 +581,95 @@ load_service(struct hv_catalog *cat, size_t idx, json_t *o,
 	enum hv_rc rc;
 
 	if (!json_is_object(o))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: entry %zu is not "
-		    "an object", idx);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: entry %zu is not "
+		    "an object",
+		    idx);
 	v = json_object_get(o, "id");
 	id = json_string_value(v);
 	if (!id_ok(id))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: entry %zu: id "
-		    "must be 1 to %d characters of [a-z0-9_]", idx, ID_MAX);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: entry %zu: id "
+		    "must be 1 to %d characters of [a-z0-9_]",
+		    idx, ID_MAX);
 	for (i = 0; i < idx; i++)
 		if (strcmp(cat->svc[i].id, id) == 0)
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s' appears twice", id);
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s' appears twice",
+			    id);
 	s->id = id;
 	s->obj = o;
 	if ((bad = unknown_key(o, keys)) != NULL)
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "unknown field '%.64s'", id, bad);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "unknown field '%.64s'",
+		    id, bad);
 	for (i = 0; required[i] != NULL; i++)
 		if (json_object_get(o, required[i]) == NULL)
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': missing field '%s'", id, required[i]);
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': missing field '%s'",
+			    id, required[i]);
 
 	s->name = json_string_value(json_object_get(o, "name"));
 	if (s->name == NULL || s->name[0] == '\0' || !text_ok(s->name, 128))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "name must be a non-empty string", id);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "name must be a non-empty string",
+		    id);
 
 	s->auth_types = json_object_get(o, "auth_types");
 	if (!json_is_array(s->auth_types) ||
 	    json_array_size(s->auth_types) == 0)
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "auth_types must be a non-empty list", id);
-	json_array_foreach(s->auth_types, i, v) {
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "auth_types must be a non-empty list",
+		    id);
+	json_array_foreach(s->auth_types, i, v)
+	{
 		if (!hv_auth_type_known(json_string_value(v)))
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': unknown auth type in auth_types", id);
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': unknown auth type in auth_types",
+			    id);
 		for (j = 0; j < i; j++)
 			if (json_equal(v, json_array_get(s->auth_types, j)))
-				return hv_err_set(err, HV_E_CONFIG, "catalog: "
+				return hv_err_set(err, HV_E_CONFIG,
+				    "catalog: "
 				    "service '%s': auth type '%s' listed twice",
 				    id, json_string_value(v));
 	}
 
 	s->injection = json_object_get(o, "injection");
 	if (!json_is_object(s->injection))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "injection must be an object", id);
-	json_object_foreach(s->injection, k, x) {
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "injection must be an object",
+		    id);
+	json_object_foreach(s->injection, k, x)
+	{
 		if (!hv_service_supports(s, k))
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
 			    "'%s': injection.%.32s is not one of auth_types",
 			    id, k);
 		rc = hv_injection_check(x, k, err);
 		if (rc != HV_OK) {
-			snprintf(where, sizeof(where), "catalog: service '%s'",
-			    id);
+			snprintf(
+			    where, sizeof(where), "catalog: service '%s'", id);
 			hv_err_prefix(err, where);
 			err->rc = HV_E_CONFIG;
 			return HV_E_CONFIG;
 		}
 	}
-	json_array_foreach(s->auth_types, i, v) {
+	json_array_foreach(s->auth_types, i, v)
+	{
 		if (json_object_get(s->injection, json_string_value(v)) == NULL)
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': no injection for auth type '%s'", id,
-			    json_string_value(v));
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': no injection for auth type '%s'",
+			    id, json_string_value(v));
 	}
 
 	v = json_object_get(o, "base_url");
@@ -588,54 +677,69 @@ load_service(struct hv_catalog *cat, size_t idx, json_t *o,
 	if (json_is_null(v)) {
 		s->generic = true;
 	} else if (!file_url_ok(json_string_value(v), host, sizeof(host))) {
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
 		    "base_url must be null or https://host[:port][/path] "
-		    "without a trailing '/'", id);
+		    "without a trailing '/'",
+		    id);
 	} else {
 		s->base_url = json_string_value(v);
 	}
 
 	v = json_object_get(o, "allowed_hosts");
 	if (!json_is_array(v))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "allowed_hosts must be a list", id);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "allowed_hosts must be a list",
+		    id);
 	/*
 	 * base_url set: hosts required. base_url null: no hosts means any
 	 * host the credential's base_url names (generic); hosts mean the
 	 * credential's base_url must match them (Shopify's per-shop hosts).
 	 */
 	if (!s->generic && json_array_size(v) == 0)
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "allowed_hosts must not be empty when base_url is set", id);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "allowed_hosts must not be empty when base_url is set",
+		    id);
 	/* One spare slot for an override's host. */
 	s->hosts = hv_calloc(json_array_size(v) + 1, sizeof(*s->hosts));
 	if (s->hosts == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "catalog: out of memory");
-	json_array_foreach(v, i, x) {
+	json_array_foreach(v, i, x)
+	{
 		if (!host_pattern_ok(json_string_value(x)))
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
 			    "'%s': allowed_hosts[%zu] is not a lowercase host "
-			    "name or *.domain", id, i);
+			    "name or *.domain",
+			    id, i);
 		s->hosts[s->n_hosts++] = json_string_value(x);
 	}
 	s->n_file_hosts = s->n_hosts;
 	if (!s->generic && !hv_service_host_allowed(s, host))
-		return hv_err_set(err, HV_E_CONFIG, "catalog: service '%s': "
-		    "the base_url host is not in allowed_hosts", id);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "catalog: service '%s': "
+		    "the base_url host is not in allowed_hosts",
+		    id);
 
 	v = json_object_get(o, "token_url");
 	if (!json_is_null(v)) {
 		if (!file_url_ok(json_string_value(v), host, sizeof(host)))
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': token_url must be null or an https URL", id);
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': token_url must be null or an https URL",
+			    id);
 		s->token_url = json_string_value(v);
 	}
 
 	v = json_object_get(o, "test");
 	if (!json_is_null(v)) {
 		if (!json_is_object(v))
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': test must be an object or null", id);
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': test must be an object or null",
+			    id);
 		rc = check_test(id, v, err);
 		if (rc != HV_OK)
 			return rc;
@@ -645,16 +749,18 @@ load_service(struct hv_catalog *cat, size_t idx, json_t *o,
 	v = json_object_get(o, "notes");
 	if (v != NULL) {
 		if (!json_is_string(v))
-			return hv_err_set(err, HV_E_CONFIG, "catalog: service "
-			    "'%s': notes must be a string", id);
+			return hv_err_set(err, HV_E_CONFIG,
+			    "catalog: service "
+			    "'%s': notes must be a string",
+			    id);
 		s->notes = json_string_value(v);
 	}
 	return HV_OK;
 }
 
 static enum hv_rc
-apply_override(struct hv_catalog *cat, const char *id, const char *url,
-    struct hv_err *err)
+apply_override(
+    struct hv_catalog *cat, const char *id, const char *url, struct hv_err *err)
 {
 	struct hv_service *s = NULL;
 	char host[HOST_MAX];
@@ -665,14 +771,17 @@ apply_override(struct hv_catalog *cat, const char *id, const char *url,
 			s = &cat->svc[i];
 	if (s == NULL) {
 		hv_log_warn("service_%s_base_url: no service '%s' in the "
-		    "catalog; ignored", id, id);
+		            "catalog; ignored",
+		    id, id);
 		return HV_OK;
 	}
 	if (url == NULL || url[0] == '\0' || !text_ok(url, TEXT_MAX) ||
 	    strchr(url, ' ') != NULL || strpbrk(url, "?#") != NULL ||
 	    !hv_url_host(url, host, sizeof(host)))
-		return hv_err_set(err, HV_E_CONFIG, "service_%s_base_url must "
-		    "be http(s)://host[:port][/path]", s->id);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "service_%s_base_url must "
+		    "be http(s)://host[:port][/path]",
+		    s->id);
 	n = strlen(url);
 	while (n > 0 && url[n - 1] == '/')
 		n--;
@@ -710,7 +819,8 @@ hv_catalog_parse(const char *text, const struct hv_cfg *cfg,
 		goto out;
 	}
 	if (!json_is_array(cat->root) || json_array_size(cat->root) == 0) {
-		rc = hv_err_set(err, HV_E_CONFIG, "catalog: must be a non-empty "
+		rc = hv_err_set(err, HV_E_CONFIG,
+		    "catalog: must be a non-empty "
 		    "JSON array of services");
 		goto out;
 	}
@@ -719,15 +829,16 @@ hv_catalog_parse(const char *text, const struct hv_cfg *cfg,
 		rc = hv_err_set(err, HV_E_NOMEM, "catalog: out of memory");
 		goto out;
 	}
-	json_array_foreach(cat->root, i, v) {
-		cat->n = i + 1;	/* so that free sees partial entries */
+	json_array_foreach(cat->root, i, v)
+	{
+		cat->n = i + 1; /* so that free sees partial entries */
 		rc = load_service(cat, i, v, err);
 		if (rc != HV_OK)
 			goto out;
 	}
 	for (i = 0; cfg != NULL && i < cfg->n_services; i++) {
-		rc = apply_override(cat, cfg->services[i].id,
-		    cfg->services[i].base_url, err);
+		rc = apply_override(
+		    cat, cfg->services[i].id, cfg->services[i].base_url, err);
 		if (rc != HV_OK)
 			goto out;
 	}
@@ -756,8 +867,10 @@ hv_catalog_load(const char *path, const struct hv_cfg *cfg,
 		    path, strerror(errno));
 	if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 ||
 	    sz > 4L * 1024 * 1024 || fseek(f, 0, SEEK_SET) != 0) {
-		rc = hv_err_set(err, HV_E_IO, "catalog: cannot size '%s' (at "
-		    "most 4 MiB)", path);
+		rc = hv_err_set(err, HV_E_IO,
+		    "catalog: cannot size '%s' (at "
+		    "most 4 MiB)",
+		    path);
 		goto out;
 	}
 	text = hv_malloc((size_t)sz + 1);
@@ -767,7 +880,8 @@ hv_catalog_load(const char *path, const struct hv_cfg *cfg,
 	}
 	n = fread(text, 1, (size_t)sz, f);
 	if (n != (size_t)sz) {
-		rc = hv_err_set(err, HV_E_IO, "catalog: cannot read '%s'", path);
+		rc =
+		    hv_err_set(err, HV_E_IO, "catalog: cannot read '%s'", path);
 		goto out;
 	}
 	text[n] = '\0';
@@ -854,8 +968,7 @@ hv_service_is_generic(const struct hv_service *s)
 }
 
 bool
-hv_service_credential_host_allowed(const struct hv_service *s,
-    const char *host)
+hv_service_credential_host_allowed(const struct hv_service *s, const char *host)
 {
 	size_t hlen, i;
 
@@ -889,7 +1002,8 @@ hv_service_supports(const struct hv_service *s, const char *auth_type)
 
 	if (s == NULL || auth_type == NULL)
 		return false;
-	json_array_foreach(s->auth_types, i, v) {
+	json_array_foreach(s->auth_types, i, v)
+	{
 		if (strcmp(json_string_value(v), auth_type) == 0)
 			return true;
 	}
@@ -958,17 +1072,17 @@ hv_service_to_json(const struct hv_service *s)
 		bad |= json_array_append_new(hosts, json_string(s->hosts[i]));
 	bad |= json_object_set_new(o, "id", json_string(s->id));
 	bad |= json_object_set_new(o, "name", json_string(s->name));
-	bad |= json_object_set_new(o, "auth_types",
-	    json_deep_copy(s->auth_types));
+	bad |=
+	    json_object_set_new(o, "auth_types", json_deep_copy(s->auth_types));
 	bad |= json_object_set_new(o, "default_auth_type",
 	    json_string(hv_service_default_auth_type(s)));
-	bad |= json_object_set_new(o, "injection",
-	    json_deep_copy(s->injection));
+	bad |=
+	    json_object_set_new(o, "injection", json_deep_copy(s->injection));
 	bad |= json_object_set_new(o, "base_url", str_or_null(s->base_url));
 	bad |= json_object_set_new(o, "allowed_hosts", hosts);
 	bad |= json_object_set_new(o, "token_url", str_or_null(s->token_url));
-	bad |= json_object_set_new(o, "test",
-	    s->test == NULL ? json_null() : json_deep_copy(s->test));
+	bad |= json_object_set_new(
+	    o, "test", s->test == NULL ? json_null() : json_deep_copy(s->test));
 	bad |= json_object_set_new(o, "notes", str_or_null(s->notes));
 	if (bad != 0) {
 		json_decref(o);
@@ -987,8 +1101,8 @@ hv_catalog_to_json(const struct hv_catalog *c)
 	if (items == NULL)
 		return NULL;
 	for (i = 0; i < c->n; i++) {
-		if (json_array_append_new(items,
-		    hv_service_to_json(&c->svc[i])) != 0) {
+		if (json_array_append_new(
+		        items, hv_service_to_json(&c->svc[i])) != 0) {
 			json_decref(items);
 			return NULL;
 		}

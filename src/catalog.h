@@ -106,8 +106,8 @@ size_t hv_catalog_count(const struct hv_catalog *c);
 const struct hv_service *hv_catalog_at(const struct hv_catalog *c, size_t i);
 
 /* The service with exactly this id, or NULL (also for a NULL id). */
-const struct hv_service *hv_catalog_find(const struct hv_catalog *c,
-    const char *id);
+const struct hv_service *
+hv_catalog_find(const struct hv_catalog *c, const char *id);
 
 /*
  * {"items": [service, ...]} for GET /v1/services: every field of the file
@@ -143,8 +143,8 @@ bool hv_service_is_generic(const struct hv_service *s);
  * (Shopify), only a host matching its patterns (an override's host
  * counts, so that tests can point such a service at a stand-in).
  */
-bool hv_service_credential_host_allowed(const struct hv_service *s,
-    const char *host);
+bool hv_service_credential_host_allowed(
+    const struct hv_service *s, const char *host);
 
 /* The token page URL, or NULL. */
 const char *hv_service_token_url(const struct hv_service *s);
@@ -159,8 +159,7 @@ const char *hv_service_default_auth_type(const struct hv_service *s);
  * The default injection for auth_type (borrowed; do not modify), or NULL
  * when the service does not support auth_type.
  */
-json_t *hv_service_injection(const struct hv_service *s,
-    const char *auth_type);
+json_t *hv_service_injection(const struct hv_service *s, const char *auth_type);
 
 /* Allowed host patterns (override host included). */
 size_t hv_service_host_count(const struct hv_service *s);

@@ -25,7 +25,7 @@ struct hv_opts {
 	const char *names[HV_OPTS_MAX];
 	const char *values[HV_OPTS_MAX];
 	size_t n;
-	char **args;		/* positional arguments */
+	char **args; /* positional arguments */
 	int nargs;
 };
 
@@ -33,13 +33,13 @@ struct hv_opts {
 const char *hv_opt(const struct hv_opts *o, const char *name);
 
 struct hv_cmd {
-	const char *verb;	/* "apikey" */
-	const char *sub;	/* "create", or NULL */
+	const char *verb;        /* "apikey" */
+	const char *sub;         /* "create", or NULL */
 	const char *const *opts; /* accepted option names, NULL-terminated */
-	int nargs;		/* positional arguments required */
+	int nargs;               /* positional arguments required */
 	int (*fn)(struct hv_cfg *cfg, const struct hv_opts *o);
-	const char *usage;	/* one line of arguments */
-	const char *help;	/* what it does */
+	const char *usage; /* one line of arguments */
+	const char *help;  /* what it does */
 };
 
 /* Print a JSON value to stdout (pretty); returns 0. */

@@ -56,7 +56,7 @@ write_key_file(const char *path, const char *key, struct hv_err *err)
 int
 hv_cmd_apikey_create(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
 	json_t *body = NULL, *out = NULL;
 	const char *name = hv_opt(o, "name"), *scopes = hv_opt(o, "scopes");
@@ -64,16 +64,17 @@ hv_cmd_apikey_create(struct hv_cfg *cfg, const struct hv_opts *o)
 	const char *exp = hv_opt(o, "expires-at");
 	const char *creds = hv_opt(o, "credentials");
 	const char *keyfile = hv_opt(o, "key-file");
-	struct hv_reqctx ctx = { "cli", "local" };
+	struct hv_reqctx ctx = {"cli", "local"};
 	int rc = 1;
 
 	if (name == NULL || scopes == NULL) {
-		fprintf(stderr, "hsmvault: apikey create needs --name and "
-				"--scopes (e.g. --scopes admin)\n");
+		fprintf(stderr,
+		    "hsmvault: apikey create needs --name and "
+		    "--scopes (e.g. --scopes admin)\n");
 		return 2;
 	}
-	body = json_pack("{s:s, s:o}", "name", name, "scopes",
-	    split_list(scopes));
+	body =
+	    json_pack("{s:s, s:o}", "name", name, "scopes", split_list(scopes));
 	if (body == NULL)
 		goto out;
 	if (ws != NULL)
@@ -84,8 +85,8 @@ hv_cmd_apikey_create(struct hv_cfg *cfg, const struct hv_opts *o)
 		json_object_set_new(body, "expires_at", json_string(exp));
 	if (creds != NULL)
 		json_object_set_new(body, "credentials",
-		    strcmp(creds, "all") == 0 ? json_string("all") :
-						split_list(creds));
+		    strcmp(creds, "all") == 0 ? json_string("all")
+		                              : split_list(creds));
 	if (hv_cmd_open(cfg, false, &v, &err) != HV_OK ||
 	    hv_vault_apikey_create(v, NULL, &ctx, body, &out, &err) != HV_OK) {
 		rc = hv_cmd_fail(&err);
@@ -96,7 +97,7 @@ hv_cmd_apikey_create(struct hv_cfg *cfg, const struct hv_opts *o)
 
 		if (!json_is_string(k) ||
 		    write_key_file(keyfile, json_string_value(k), &err) !=
-			HV_OK) {
+		        HV_OK) {
 			rc = hv_cmd_fail(&err);
 			goto out;
 		}
@@ -114,11 +115,11 @@ out:
 int
 hv_cmd_apikey_list(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
-	struct hv_principal p = { 0 };
-	struct hv_list_query q = { 0 };
-	struct hv_reqctx ctx = { "cli", "local" };
+	struct hv_principal p = {0};
+	struct hv_list_query q = {0};
+	struct hv_reqctx ctx = {"cli", "local"};
 	const char *limit = hv_opt(o, "limit");
 	const char *ws = hv_opt(o, "workspace");
 	json_t *out = NULL;
@@ -154,10 +155,10 @@ out:
 int
 hv_cmd_apikey_revoke(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
-	struct hv_principal p = { 0 };
-	struct hv_reqctx ctx = { "cli", "local" };
+	struct hv_principal p = {0};
+	struct hv_reqctx ctx = {"cli", "local"};
 	int rc = 1;
 
 	if (hv_cmd_open(cfg, false, &v, &err) != HV_OK ||

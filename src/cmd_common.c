@@ -26,7 +26,8 @@ hv_cmd_open(struct hv_cfg *cfg, bool create_keys, struct hv_vault **v,
     struct hv_err *err)
 {
 	if (cfg->database_url == NULL)
-		return hv_err_set(err, HV_E_CONFIG, "no database: set "
+		return hv_err_set(err, HV_E_CONFIG,
+		    "no database: set "
 		    "HSMVAULT_DATABASE_URL or database_url");
 	return hv_vault_open(cfg, create_keys, v, err);
 }

@@ -4,13 +4,14 @@
 int
 hv_cmd_init(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *report = NULL;
 	int rc;
 
 	(void)o;
 	if (cfg->database_url == NULL) {
-		hv_err_set(&err, HV_E_CONFIG, "no database: set "
+		hv_err_set(&err, HV_E_CONFIG,
+		    "no database: set "
 		    "HSMVAULT_DATABASE_URL or database_url");
 		return hv_cmd_fail(&err);
 	}
@@ -24,13 +25,14 @@ hv_cmd_init(struct hv_cfg *cfg, const struct hv_opts *o)
 int
 hv_cmd_migrate(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *report = NULL;
 	int rc;
 
 	(void)o;
 	if (cfg->database_url == NULL) {
-		hv_err_set(&err, HV_E_CONFIG, "no database: set "
+		hv_err_set(&err, HV_E_CONFIG,
+		    "no database: set "
 		    "HSMVAULT_DATABASE_URL or database_url");
 		return hv_cmd_fail(&err);
 	}

@@ -7,10 +7,10 @@
 int
 hv_cmd_kek_rotate(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
-	struct hv_principal p = { 0 };
-	struct hv_reqctx ctx = { "cli", "local" };
+	struct hv_principal p = {0};
+	struct hv_reqctx ctx = {"cli", "local"};
 	json_t *out = NULL;
 	int rc = 1;
 
@@ -32,10 +32,10 @@ out:
 int
 hv_cmd_kek_disable(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
-	struct hv_principal p = { 0 };
-	struct hv_reqctx ctx = { "cli", "local" };
+	struct hv_principal p = {0};
+	struct hv_reqctx ctx = {"cli", "local"};
 	json_t *out = NULL;
 	char *end;
 	unsigned long ver;
@@ -44,14 +44,15 @@ hv_cmd_kek_disable(struct hv_cfg *cfg, const struct hv_opts *o)
 	ver = strtoul(o->args[0], &end, 10);
 	if (o->args[0][0] == '\0' || *end != '\0' || ver == 0 ||
 	    ver > 0xffffffffUL) {
-		fprintf(stderr, "hsmvault: VERSION must be a positive "
-				"integer\n");
+		fprintf(stderr,
+		    "hsmvault: VERSION must be a positive "
+		    "integer\n");
 		return 2;
 	}
 	if (hv_cmd_open(cfg, false, &v, &err) != HV_OK ||
 	    hv_principal_cli(v, NULL, &p, &err) != HV_OK ||
 	    hv_vault_kek_disable(v, &p, &ctx, (uint32_t)ver, &out, &err) !=
-		HV_OK) {
+	        HV_OK) {
 		rc = hv_cmd_fail(&err);
 		goto out;
 	}
@@ -76,10 +77,10 @@ progress(unsigned long done, unsigned long remaining, void *arg)
 int
 hv_cmd_rewrap(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
-	struct hv_principal p = { 0 };
-	struct hv_reqctx ctx = { "cli", "local" };
+	struct hv_principal p = {0};
+	struct hv_reqctx ctx = {"cli", "local"};
 	const char *b = hv_opt(o, "batch");
 	unsigned long batch = 500;
 	json_t *out = NULL;
@@ -96,8 +97,8 @@ hv_cmd_rewrap(struct hv_cfg *cfg, const struct hv_opts *o)
 	}
 	if (hv_cmd_open(cfg, false, &v, &err) != HV_OK ||
 	    hv_principal_cli(v, NULL, &p, &err) != HV_OK ||
-	    hv_vault_rewrap(v, &p, &ctx, (unsigned int)batch, 0, progress,
-		NULL, &out, &err) != HV_OK) {
+	    hv_vault_rewrap(v, &p, &ctx, (unsigned int)batch, 0, progress, NULL,
+	        &out, &err) != HV_OK) {
 		rc = hv_cmd_fail(&err);
 		goto out;
 	}

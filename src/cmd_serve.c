@@ -15,7 +15,7 @@
 int
 hv_cmd_serve(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
 	struct hv_http *h = NULL;
 	sigset_t set;

@@ -4,7 +4,7 @@
 int
 hv_cmd_status(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
 	json_t *out = NULL;
 	int rc = 1;
@@ -25,7 +25,7 @@ out:
 int
 hv_cmd_audit_verify(struct hv_cfg *cfg, const struct hv_opts *o)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
 	json_t *out = NULL;
 	int rc = 1;

@@ -89,29 +89,33 @@ hv_aead_seal(const struct hv_secret *dek,
 	enum hv_rc rc = HV_OK;
 
 	if (dek->len != HV_DEK_LEN)
-		return hv_err_set(err, HV_E_INTERNAL, "aead: dek must be %d "
-		    "bytes", HV_DEK_LEN);
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "aead: dek must be %d "
+		    "bytes",
+		    HV_DEK_LEN);
 	if (pt_len > INT_MAX - HV_ENVELOPE_OVERHEAD || aad_len > INT_MAX)
 		return hv_err_set(err, HV_E_TOO_LARGE, "aead: input too large");
 	if (record_cap < pt_len + HV_ENVELOPE_OVERHEAD)
-		return hv_err_set(err, HV_E_INTERNAL, "aead: record buffer too "
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "aead: record buffer too "
 		    "small");
 	if ((pt == NULL && pt_len > 0) || (aad == NULL && aad_len > 0))
 		return hv_err_set(err, HV_E_INTERNAL, "aead: null input");
 	ctx = thread_ctx();
 	if (ctx == NULL)
-		return hv_err_set(err, HV_E_INTERNAL, "aead: openssl cipher "
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "aead: openssl cipher "
 		    "unavailable");
 	record[0] = HV_ENVELOPE_FMT_V1;
 	if (EVP_CipherInit_ex2(ctx, NULL, dek->buf, nonce, 1, NULL) != 1 ||
 	    (aad_len > 0 &&
-	    EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aad_len) != 1) ||
+	        EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aad_len) != 1) ||
 	    (pt_len > 0 &&
-	    EVP_EncryptUpdate(ctx, record + 1, &n, pt, (int)pt_len) != 1) ||
-	    EVP_EncryptFinal_ex(ctx, record + 1 + (pt_len > 0 ? n : 0),
-	    &fin) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG,
-	    HV_ENVELOPE_TAG_LEN, tag) != 1) {
+	        EVP_EncryptUpdate(ctx, record + 1, &n, pt, (int)pt_len) != 1) ||
+	    EVP_EncryptFinal_ex(ctx, record + 1 + (pt_len > 0 ? n : 0), &fin) !=
+	        1 ||
+	    EVP_CIPHER_CTX_ctrl(
+	        ctx, EVP_CTRL_AEAD_GET_TAG, HV_ENVELOPE_TAG_LEN, tag) != 1) {
 		rc = hv_err_set(err, HV_E_INTERNAL, "aead: encryption failed");
 		hv_mem_zero(record, pt_len + HV_ENVELOPE_OVERHEAD);
 		goto out;
@@ -137,11 +141,14 @@ hv_aead_open(const struct hv_secret *dek,
 	enum hv_rc rc = HV_OK;
 
 	if (dek->len != HV_DEK_LEN)
-		return hv_err_set(err, HV_E_INTERNAL, "aead: dek must be %d "
-		    "bytes", HV_DEK_LEN);
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "aead: dek must be %d "
+		    "bytes",
+		    HV_DEK_LEN);
 	if (record_len < HV_ENVELOPE_OVERHEAD ||
 	    record[0] != HV_ENVELOPE_FMT_V1)
-		return hv_err_set(err, HV_E_CRYPTO, "aead: unknown or "
+		return hv_err_set(err, HV_E_CRYPTO,
+		    "aead: unknown or "
 		    "truncated ciphertext record");
 	if (record_len > INT_MAX || aad_len > INT_MAX)
 		return hv_err_set(err, HV_E_TOO_LARGE, "aead: input too large");
@@ -150,7 +157,8 @@ hv_aead_open(const struct hv_secret *dek,
 	ct_len = record_len - HV_ENVELOPE_OVERHEAD;
 	ctx = thread_ctx();
 	if (ctx == NULL)
-		return hv_err_set(err, HV_E_INTERNAL, "aead: openssl cipher "
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "aead: openssl cipher "
 		    "unavailable");
 	pt = hv_secret_new(ct_len);
 	if (pt == NULL) {
@@ -160,18 +168,20 @@ hv_aead_open(const struct hv_secret *dek,
 	memcpy(tag, record + 1 + ct_len, HV_ENVELOPE_TAG_LEN);
 	if (EVP_CipherInit_ex2(ctx, NULL, dek->buf, nonce, 0, NULL) != 1 ||
 	    (aad_len > 0 &&
-	    EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aad_len) != 1) ||
-	    (ct_len > 0 && EVP_DecryptUpdate(ctx, pt->buf, &n, record + 1,
-	    (int)ct_len) != 1) ||
-	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG,
-	    HV_ENVELOPE_TAG_LEN, tag) != 1) {
+	        EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aad_len) != 1) ||
+	    (ct_len > 0 &&
+	        EVP_DecryptUpdate(ctx, pt->buf, &n, record + 1, (int)ct_len) !=
+	            1) ||
+	    EVP_CIPHER_CTX_ctrl(
+	        ctx, EVP_CTRL_AEAD_SET_TAG, HV_ENVELOPE_TAG_LEN, tag) != 1) {
 		rc = hv_err_set(err, HV_E_INTERNAL, "aead: decryption failed");
 		goto out;
 	}
 	/* The tag is checked here; nothing decrypted leaves before it. */
-	if (EVP_DecryptFinal_ex(ctx, pt->buf + (ct_len > 0 ? n : 0),
-	    &fin) != 1) {
-		rc = hv_err_set(err, HV_E_CRYPTO, "aead: authentication "
+	if (EVP_DecryptFinal_ex(ctx, pt->buf + (ct_len > 0 ? n : 0), &fin) !=
+	    1) {
+		rc = hv_err_set(err, HV_E_CRYPTO,
+		    "aead: authentication "
 		    "failed");
 		goto out;
 	}
@@ -208,7 +218,7 @@ hv_envelope_aad(enum hv_aad_kind kind, const char *ws_id, const char *cred_id,
 		return hv_err_set(err, HV_E_INVALID, "invalid workspace id");
 	if (!hv_uuid_parse(cred_id, cred))
 		return hv_err_set(err, HV_E_INVALID, "invalid credential id");
-	memcpy(out, domain, dlen);	/* with its NUL */
+	memcpy(out, domain, dlen); /* with its NUL */
 	o = dlen;
 	memcpy(out + o, ws, HV_UUID_LEN);
 	o += HV_UUID_LEN;
@@ -250,17 +260,19 @@ hv_envelope_seal(struct hv_hsm *hsm, const char *ws_id, const char *cred_id,
 	enum hv_rc rc;
 
 	hv_envelope_init(&e);
-	rc = hv_envelope_aad(HV_AAD_PAYLOAD, ws_id, cred_id, version, aad_p,
-	    &aad_p_len, err);
+	rc = hv_envelope_aad(
+	    HV_AAD_PAYLOAD, ws_id, cred_id, version, aad_p, &aad_p_len, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = hv_envelope_aad(HV_AAD_DEK, ws_id, cred_id, version, aad_d,
-	    &aad_d_len, err);
+	rc = hv_envelope_aad(
+	    HV_AAD_DEK, ws_id, cred_id, version, aad_d, &aad_d_len, err);
 	if (rc != HV_OK)
 		goto out;
 	if (plaintext->len > HV_ENVELOPE_MAX_PLAINTEXT) {
-		rc = hv_err_set(err, HV_E_TOO_LARGE, "secret payload over %u "
-		    "bytes", HV_ENVELOPE_MAX_PLAINTEXT);
+		rc = hv_err_set(err, HV_E_TOO_LARGE,
+		    "secret payload over %u "
+		    "bytes",
+		    HV_ENVELOPE_MAX_PLAINTEXT);
 		goto out;
 	}
 	dek = hv_secret_new(HV_DEK_LEN);
@@ -290,7 +302,7 @@ hv_envelope_seal(struct hv_hsm *hsm, const char *ws_id, const char *cred_id,
 		goto out;
 	}
 	*out = e;
-	hv_envelope_init(&e);	/* the caller owns e.ct now */
+	hv_envelope_init(&e); /* the caller owns e.ct now */
 out:
 	if (e.ct != NULL)
 		hv_free_wipe(e.ct, cap);
@@ -309,22 +321,24 @@ hv_envelope_unwrap_dek(struct hv_hsm *hsm, const char *ws_id,
 	size_t aad_len;
 	enum hv_rc rc;
 
-	rc = hv_envelope_aad(HV_AAD_DEK, ws_id, cred_id, version, aad,
-	    &aad_len, err);
+	rc = hv_envelope_aad(
+	    HV_AAD_DEK, ws_id, cred_id, version, aad, &aad_len, err);
 	if (rc != HV_OK)
 		return rc;
 	if (wrapped_len == 0 || wrapped_len > HV_WRAPPED_MAX)
-		return hv_err_set(err, HV_E_CRYPTO, "unwrap: bad wrapped dek "
+		return hv_err_set(err, HV_E_CRYPTO,
+		    "unwrap: bad wrapped dek "
 		    "length");
-	rc = hv_hsm_unwrap(hsm, kek_version, aad, aad_len, wrapped,
-	    wrapped_len, &k, err);
+	rc = hv_hsm_unwrap(
+	    hsm, kek_version, aad, aad_len, wrapped, wrapped_len, &k, err);
 	if (rc != HV_OK) {
 		hv_err_prefix(err, "unwrap");
 		return rc;
 	}
 	if (k->len != HV_DEK_LEN) {
 		hv_secret_free(&k);
-		return hv_err_set(err, HV_E_CRYPTO, "unwrap: dek has wrong "
+		return hv_err_set(err, HV_E_CRYPTO,
+		    "unwrap: dek has wrong "
 		    "length");
 	}
 	*dek = k;
@@ -340,14 +354,14 @@ hv_envelope_open_dek(const struct hv_secret *dek, const char *ws_id,
 	size_t aad_len;
 	enum hv_rc rc;
 
-	rc = hv_envelope_aad(HV_AAD_PAYLOAD, ws_id, cred_id, version, aad,
-	    &aad_len, err);
+	rc = hv_envelope_aad(
+	    HV_AAD_PAYLOAD, ws_id, cred_id, version, aad, &aad_len, err);
 	if (rc != HV_OK)
 		return rc;
 	if (env->ct == NULL)
 		return hv_err_set(err, HV_E_CRYPTO, "open: no ciphertext");
-	return hv_aead_open(dek, env->nonce, aad, aad_len, env->ct,
-	    env->ct_len, plaintext, err);
+	return hv_aead_open(dek, env->nonce, aad, aad_len, env->ct, env->ct_len,
+	    plaintext, err);
 }
 
 enum hv_rc
@@ -358,12 +372,12 @@ hv_envelope_open(struct hv_hsm *hsm, const char *ws_id, const char *cred_id,
 	struct hv_secret *dek = NULL;
 	enum hv_rc rc;
 
-	rc = hv_envelope_unwrap_dek(hsm, ws_id, cred_id, version,
-	    env->wrapped, env->wrapped_len, env->kek_version, &dek, err);
+	rc = hv_envelope_unwrap_dek(hsm, ws_id, cred_id, version, env->wrapped,
+	    env->wrapped_len, env->kek_version, &dek, err);
 	if (rc != HV_OK)
 		return rc;
-	rc = hv_envelope_open_dek(dek, ws_id, cred_id, version, env,
-	    plaintext, err);
+	rc = hv_envelope_open_dek(
+	    dek, ws_id, cred_id, version, env, plaintext, err);
 	hv_secret_free(&dek);
 	return rc;
 }
@@ -384,8 +398,8 @@ hv_envelope_rewrap(struct hv_hsm *hsm, const char *ws_id, const char *cred_id,
 	    wrapped_len, old_kek, &dek, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = hv_envelope_aad(HV_AAD_DEK, ws_id, cred_id, version, aad,
-	    &aad_len, err);
+	rc = hv_envelope_aad(
+	    HV_AAD_DEK, ws_id, cred_id, version, aad, &aad_len, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = hv_hsm_wrap(hsm, 0, aad, aad_len, dek, buf, &len, &used, err);

@@ -47,24 +47,24 @@
 #include "hsm.h"
 #include "mem.h"
 
-#define HV_ENVELOPE_FMT_V1 0x01
+#define HV_ENVELOPE_FMT_V1    0x01
 #define HV_ENVELOPE_NONCE_LEN 12
-#define HV_ENVELOPE_TAG_LEN 16
+#define HV_ENVELOPE_TAG_LEN   16
 /* Bytes a record adds to the plaintext: format byte + tag. */
 #define HV_ENVELOPE_OVERHEAD (1 + HV_ENVELOPE_TAG_LEN)
 /* Largest plaintext we seal (a secret payload is a small JSON object). */
 #define HV_ENVELOPE_MAX_PLAINTEXT (1024u * 1024u)
 
 #define HV_ENVELOPE_DOMAIN_PAYLOAD "hsmvault/payload/v1"
-#define HV_ENVELOPE_DOMAIN_DEK "hsmvault/dek/v1"
+#define HV_ENVELOPE_DOMAIN_DEK     "hsmvault/dek/v1"
 /* sizeof includes the NUL, which is part of the layout. */
 #define HV_ENVELOPE_AAD_LEN_PAYLOAD (sizeof(HV_ENVELOPE_DOMAIN_PAYLOAD) + 36)
-#define HV_ENVELOPE_AAD_LEN_DEK (sizeof(HV_ENVELOPE_DOMAIN_DEK) + 36)
-#define HV_ENVELOPE_AAD_MAX 64
+#define HV_ENVELOPE_AAD_LEN_DEK     (sizeof(HV_ENVELOPE_DOMAIN_DEK) + 36)
+#define HV_ENVELOPE_AAD_MAX         64
 
 enum hv_aad_kind {
-	HV_AAD_PAYLOAD = 0,	/* GCM AAD of the secret payload */
-	HV_AAD_DEK = 1,		/* key store AAD of the wrapped DEK */
+	HV_AAD_PAYLOAD = 0, /* GCM AAD of the secret payload */
+	HV_AAD_DEK = 1,     /* key store AAD of the wrapped DEK */
 };
 
 /*
@@ -73,12 +73,12 @@ enum hv_aad_kind {
  */
 struct hv_envelope {
 	uint8_t nonce[HV_ENVELOPE_NONCE_LEN];
-	uint8_t *ct;		/* record: format byte || ciphertext || tag;
+	uint8_t *ct; /* record: format byte || ciphertext || tag;
 				   owned (hv_malloc), freed by release */
 	size_t ct_len;
 	uint8_t wrapped[HV_WRAPPED_MAX]; /* DEK wrapped by the key store */
 	size_t wrapped_len;
-	uint32_t kek_version;	/* KEK version that wrapped the DEK */
+	uint32_t kek_version; /* KEK version that wrapped the DEK */
 };
 
 /* Zero *e (no allocation). */
@@ -137,10 +137,9 @@ enum hv_rc hv_envelope_unwrap_dek(struct hv_hsm *hsm, const char *ws_id,
     size_t wrapped_len, uint32_t kek_version, struct hv_secret **dek,
     struct hv_err *err)
     __attribute__((warn_unused_result, nonnull(1, 2, 3, 5, 8)));
-enum hv_rc hv_envelope_open_dek(const struct hv_secret *dek,
-    const char *ws_id, const char *cred_id, uint32_t version,
-    const struct hv_envelope *env, struct hv_secret **plaintext,
-    struct hv_err *err)
+enum hv_rc hv_envelope_open_dek(const struct hv_secret *dek, const char *ws_id,
+    const char *cred_id, uint32_t version, const struct hv_envelope *env,
+    struct hv_secret **plaintext, struct hv_err *err)
     __attribute__((warn_unused_result, nonnull(1, 2, 3, 5, 6)));
 
 /*

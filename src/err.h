@@ -18,27 +18,27 @@
 
 /* Append only; never renumber or reuse a value. */
 enum hv_rc {
-	HV_OK = 0,			/* 0 */
-	HV_E_INVALID = 1,		/* 1: bad input from the caller (400) */
-	HV_E_UNAUTHORIZED = 2,		/* 2: missing/malformed/expired/revoked key */
-	HV_E_FORBIDDEN = 3,		/* 3: known key without scope or allow-list */
-	HV_E_NOT_FOUND = 4,		/* 4 */
-	HV_E_CONFLICT = 5,		/* 5: stale version, duplicate name, ... */
-	HV_E_REVOKED = 6,		/* 6: credential revoked (409) */
-	HV_E_TOO_LARGE = 7,		/* 7: body over the configured limit */
-	HV_E_MEDIA_TYPE = 8,		/* 8: not application/json */
-	HV_E_KEYSTORE = 9,		/* 9: key store unreachable (503) */
-	HV_E_DATABASE = 10,		/* 10: database unreachable (503) */
-	HV_E_CRYPTO = 11,		/* 11: authentication tag mismatch etc. */
-	HV_E_NOMEM = 12,		/* 12 */
-	HV_E_INTERNAL = 13,		/* 13: broken invariant, our fault (500) */
-	HV_E_CONFIG = 14,		/* 14: bad configuration */
-	HV_E_PIN = 15,			/* 15: wrong PIN / locked: never retried */
-	HV_E_IO = 16,			/* 16: file or socket error */
-	HV_E_UNSUPPORTED = 17,		/* 17: not implemented by this backend */
-	HV_E_UPSTREAM = 18,		/* 18: provider call failed (502) */
-	HV_E_NOT_IMPLEMENTED = 19,	/* 19: endpoint exists, feature pending */
-	HV_E_EXPIRED = 20,		/* 20: credential expired (409) */
+	HV_OK = 0,             /* 0 */
+	HV_E_INVALID = 1,      /* 1: bad input from the caller (400) */
+	HV_E_UNAUTHORIZED = 2, /* 2: missing/malformed/expired/revoked key */
+	HV_E_FORBIDDEN = 3,    /* 3: known key without scope or allow-list */
+	HV_E_NOT_FOUND = 4,    /* 4 */
+	HV_E_CONFLICT = 5,     /* 5: stale version, duplicate name, ... */
+	HV_E_REVOKED = 6,      /* 6: credential revoked (409) */
+	HV_E_TOO_LARGE = 7,    /* 7: body over the configured limit */
+	HV_E_MEDIA_TYPE = 8,   /* 8: not application/json */
+	HV_E_KEYSTORE = 9,     /* 9: key store unreachable (503) */
+	HV_E_DATABASE = 10,    /* 10: database unreachable (503) */
+	HV_E_CRYPTO = 11,      /* 11: authentication tag mismatch etc. */
+	HV_E_NOMEM = 12,       /* 12 */
+	HV_E_INTERNAL = 13,    /* 13: broken invariant, our fault (500) */
+	HV_E_CONFIG = 14,      /* 14: bad configuration */
+	HV_E_PIN = 15,         /* 15: wrong PIN / locked: never retried */
+	HV_E_IO = 16,          /* 16: file or socket error */
+	HV_E_UNSUPPORTED = 17, /* 17: not implemented by this backend */
+	HV_E_UPSTREAM = 18,    /* 18: provider call failed (502) */
+	HV_E_NOT_IMPLEMENTED = 19, /* 19: endpoint exists, feature pending */
+	HV_E_EXPIRED = 20,         /* 20: credential expired (409) */
 };
 
 #define HV_ERR_MSG_MAX 256

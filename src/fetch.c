@@ -123,8 +123,8 @@ global_init_once(void)
 {
 	CURLcode cc;
 
-	cc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, zmalloc, zfree,
-	    zrealloc, zstrdup, zcalloc);
+	cc = curl_global_init_mem(
+	    CURL_GLOBAL_DEFAULT, zmalloc, zfree, zrealloc, zstrdup, zcalloc);
 	if (cc != CURLE_OK)
 		hv_log_error("libcurl initialisation failed: %s",
 		    curl_easy_strerror(cc));
@@ -176,23 +176,23 @@ v4_allowed(const unsigned char a[4], bool allow_private)
 		return true;
 	if (a[0] == 10 || a[0] == 127)
 		return false;
-	if (a[0] == 100 && (a[1] & 0xc0) == 64)		/* 100.64/10 CGNAT */
+	if (a[0] == 100 && (a[1] & 0xc0) == 64) /* 100.64/10 CGNAT */
 		return false;
-	if (a[0] == 169 && a[1] == 254)			/* link-local */
+	if (a[0] == 169 && a[1] == 254) /* link-local */
 		return false;
-	if (a[0] == 172 && (a[1] & 0xf0) == 16)		/* 172.16/12 */
+	if (a[0] == 172 && (a[1] & 0xf0) == 16) /* 172.16/12 */
 		return false;
 	if (a[0] == 192 && a[1] == 168)
 		return false;
 	if (a[0] == 192 && a[1] == 0 && (a[2] == 0 || a[2] == 2))
-		return false;		/* IETF assignments, TEST-NET-1 */
-	if (a[0] == 192 && a[1] == 88 && a[2] == 99)	/* 6to4 relay */
+		return false; /* IETF assignments, TEST-NET-1 */
+	if (a[0] == 192 && a[1] == 88 && a[2] == 99) /* 6to4 relay */
 		return false;
-	if (a[0] == 198 && (a[1] & 0xfe) == 18)		/* benchmarking */
+	if (a[0] == 198 && (a[1] & 0xfe) == 18) /* benchmarking */
 		return false;
-	if (a[0] == 198 && a[1] == 51 && a[2] == 100)	/* TEST-NET-2 */
+	if (a[0] == 198 && a[1] == 51 && a[2] == 100) /* TEST-NET-2 */
 		return false;
-	if (a[0] == 203 && a[1] == 0 && a[2] == 113)	/* TEST-NET-3 */
+	if (a[0] == 203 && a[1] == 0 && a[2] == 113) /* TEST-NET-3 */
 		return false;
 	return true;
 }
@@ -211,30 +211,30 @@ all_zero(const unsigned char *p, size_t n)
 static bool
 v6_allowed(const unsigned char a[16], bool allow_private)
 {
-	static const unsigned char nat64[12] = { 0x00, 0x64, 0xff, 0x9b, 0,
-		0, 0, 0, 0, 0, 0, 0 };
+	static const unsigned char nat64[12] = {
+	    0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
 
-	if (all_zero(a, 16))				/* :: */
+	if (all_zero(a, 16)) /* :: */
 		return false;
-	if (a[0] == 0xff)				/* multicast */
+	if (a[0] == 0xff) /* multicast */
 		return false;
 	/* IPv4 inside IPv6: the IPv4 rules decide. */
-	if (all_zero(a, 10) && a[10] == 0xff && a[11] == 0xff)	/* mapped */
+	if (all_zero(a, 10) && a[10] == 0xff && a[11] == 0xff) /* mapped */
 		return v4_allowed(a + 12, allow_private);
 	if (all_zero(a, 12)) {
 		if (a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 1)
-			return allow_private;		/* ::1 */
+			return allow_private;             /* ::1 */
 		return v4_allowed(a + 12, allow_private); /* compatible */
 	}
-	if (memcmp(a, nat64, sizeof(nat64)) == 0)	/* 64:ff9b::/96 */
+	if (memcmp(a, nat64, sizeof(nat64)) == 0) /* 64:ff9b::/96 */
 		return v4_allowed(a + 12, allow_private);
-	if (a[0] == 0x20 && a[1] == 0x02)		/* 6to4 2002::/16 */
+	if (a[0] == 0x20 && a[1] == 0x02) /* 6to4 2002::/16 */
 		return v4_allowed(a + 2, allow_private);
 	if (allow_private)
 		return true;
 	/* Only global unicast 2000::/3 is public ... */
 	if ((a[0] & 0xe0) != 0x20)
-		return false;	/* ULA fc00::/7, link-local, site-local, ... */
+		return false; /* ULA fc00::/7, link-local, site-local, ... */
 	/* ... minus Teredo 2001::/32 and documentation 2001:db8::/32. */
 	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x00 && a[3] == 0x00)
 		return false;
@@ -249,8 +249,8 @@ hv_fetch_addr_allowed(const struct sockaddr *sa, bool allow_private)
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)sa;
 
-		return v4_allowed((const unsigned char *)&in->sin_addr,
-		    allow_private);
+		return v4_allowed(
+		    (const unsigned char *)&in->sin_addr, allow_private);
 	}
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const void *)sa;
@@ -272,13 +272,13 @@ hv_fetch_ip_allowed(const char *ip, bool allow_private)
 	memset(&in6, 0, sizeof(in6));
 	if (inet_pton(AF_INET, ip, &in.sin_addr) == 1) {
 		in.sin_family = AF_INET;
-		return hv_fetch_addr_allowed((const struct sockaddr *)&in,
-		    allow_private);
+		return hv_fetch_addr_allowed(
+		    (const struct sockaddr *)&in, allow_private);
 	}
 	if (inet_pton(AF_INET6, ip, &in6.sin6_addr) == 1) {
 		in6.sin6_family = AF_INET6;
-		return hv_fetch_addr_allowed((const struct sockaddr *)&in6,
-		    allow_private);
+		return hv_fetch_addr_allowed(
+		    (const struct sockaddr *)&in6, allow_private);
 	}
 	return false;
 }
@@ -323,7 +323,7 @@ struct xfer {
 	struct addr addrs[HV_FETCH_MAX_ADDRS];
 	size_t n_addrs;
 	bool allow_private;
-	bool refused_socket;	/* the socket callback said no */
+	bool refused_socket; /* the socket callback said no */
 	bool too_large;
 	size_t max_body;
 	size_t header_bytes;
@@ -382,7 +382,8 @@ addr_checked(const struct xfer *x, const struct sockaddr *sa)
 	}
 	for (i = 0; i < x->n_addrs; i++)
 		if (x->addrs[i].family == sa->sa_family &&
-		    x->addrs[i].port == port && memcmp(x->addrs[i].a, a, n) == 0)
+		    x->addrs[i].port == port &&
+		    memcmp(x->addrs[i].a, a, n) == 0)
 			return true;
 	return false;
 }
@@ -413,7 +414,7 @@ on_body(char *p, size_t size, size_t nmemb, void *arg)
 		return 0;
 	if (x->len + n > x->max_body) {
 		x->too_large = true;
-		return 0;	/* aborts the transfer: CURLE_WRITE_ERROR */
+		return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
 	}
 	if (x->len + n + 1 > x->cap) {
 		ncap = x->cap == 0 ? 16384 : x->cap;
@@ -474,7 +475,7 @@ on_header(char *p, size_t size, size_t nmemb, void *arg)
 		n--;
 	colon = memchr(p, ':', n);
 	if (n == 0 || colon == NULL || colon == p)
-		return size * nmemb;	/* end of block, or not a field */
+		return size * nmemb; /* end of block, or not a field */
 	nl = (size_t)(colon - p);
 	vs = nl + 1;
 	while (vs < n && (p[vs] == ' ' || p[vs] == '\t'))
@@ -498,7 +499,7 @@ on_header(char *p, size_t size, size_t nmemb, void *arg)
 	x->hdrs[x->n_hdrs].value = dup_range(p + vs, ve - vs, false);
 	if (x->hdrs[x->n_hdrs].name == NULL ||
 	    x->hdrs[x->n_hdrs].value == NULL) {
-		x->n_hdrs++;	/* freed by headers_free */
+		x->n_hdrs++; /* freed by headers_free */
 		return 0;
 	}
 	x->n_hdrs++;
@@ -537,8 +538,7 @@ fail(struct hv_fetch_response *r, enum hv_fetch_fail f, struct hv_err *err,
  */
 static enum hv_rc
 resolve_and_check(struct xfer *x, const char *host, unsigned int port,
-    char *pin, size_t pin_cap, struct hv_fetch_response *r,
-    struct hv_err *err)
+    char *pin, size_t pin_cap, struct hv_fetch_response *r, struct hv_err *err)
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	char txt[INET6_ADDRSTRLEN];
@@ -557,8 +557,8 @@ resolve_and_check(struct xfer *x, const char *host, unsigned int port,
 		hints.ai_flags = 0;
 		gai = getaddrinfo(host, NULL, &hints, &res);
 		if (gai != 0)
-			return fail(r, HV_FETCH_RESOLVE, err, HV_E_UPSTREAM, host,
-			    "cannot resolve host");
+			return fail(r, HV_FETCH_RESOLVE, err, HV_E_UPSTREAM,
+			    host, "cannot resolve host");
 	}
 	pin[0] = '\0';
 	used = 0;
@@ -576,7 +576,8 @@ resolve_and_check(struct xfer *x, const char *host, unsigned int port,
 
 		memset(&a, 0, sizeof(a));
 		if (ai->ai_family == AF_INET) {
-			const struct sockaddr_in *in = (const void *)ai->ai_addr;
+			const struct sockaddr_in *in =
+			    (const void *)ai->ai_addr;
 
 			a.family = AF_INET;
 			memcpy(a.a, &in->sin_addr, 4);
@@ -586,7 +587,8 @@ resolve_and_check(struct xfer *x, const char *host, unsigned int port,
 
 			if (in6->sin6_scope_id != 0) {
 				rc = fail(r, HV_FETCH_REFUSED, err,
-				    HV_E_FORBIDDEN, host, "scoped ipv6 "
+				    HV_E_FORBIDDEN, host,
+				    "scoped ipv6 "
 				    "addresses are not allowed");
 				goto out;
 			}
@@ -601,7 +603,8 @@ resolve_and_check(struct xfer *x, const char *host, unsigned int port,
 			 * One refused address refuses the host: a name that
 			 * answers with internal addresses is not a provider.
 			 */
-			rc = fail(r, HV_FETCH_REFUSED, err, HV_E_FORBIDDEN, host,
+			rc = fail(r, HV_FETCH_REFUSED, err, HV_E_FORBIDDEN,
+			    host,
 			    "resolves to a loopback, private, link-local or "
 			    "otherwise non-public address (allow_private_"
 			    "targets is off)");
@@ -626,7 +629,7 @@ resolve_and_check(struct xfer *x, const char *host, unsigned int port,
 			    a.family == AF_INET6 ? "[" : "", txt,
 			    a.family == AF_INET6 ? "]" : "");
 			if (k < 0 || (size_t)k >= pin_cap - used)
-				break;	/* enough addresses pinned */
+				break; /* enough addresses pinned */
 			used += (size_t)k;
 		}
 		x->addrs[x->n_addrs++] = a;
@@ -676,8 +679,8 @@ classify(CURLcode cc, const struct xfer *x)
 	}
 }
 
-static const char *const methods[] = { "GET", "HEAD", "POST", "PUT",
-	"PATCH", "DELETE", "OPTIONS", NULL };
+static const char *const methods[] = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
 
 static bool
 method_ok(const char *m)
@@ -691,10 +694,10 @@ method_ok(const char *m)
 }
 
 /* Set an option; remember the first failure. */
-#define SETOPT(h, opt, val) \
-	do { \
-		if (cc == CURLE_OK) \
-			cc = curl_easy_setopt((h), (opt), (val)); \
+#define SETOPT(h, opt, val)                                                    \
+	do {                                                                   \
+		if (cc == CURLE_OK)                                            \
+			cc = curl_easy_setopt((h), (opt), (val));              \
 	} while (0)
 
 enum hv_rc
@@ -706,8 +709,9 @@ hv_fetch(const struct hv_fetch_request *req, const struct hv_fetch_limits *lim,
 	CURL *h = NULL;
 	struct curl_slist *hdrs = NULL, *pins = NULL, *t;
 	char *scheme = NULL, *host = NULL, *user = NULL, *pass = NULL,
-	    *zone = NULL, *port = NULL;
-	char hostbuf[HOST_MAX], pin[HOST_MAX + 16 * (INET6_ADDRSTRLEN + 3) + 16];
+	     *zone = NULL, *port = NULL;
+	char hostbuf[HOST_MAX],
+	    pin[HOST_MAX + 16 * (INET6_ADDRSTRLEN + 3) + 16];
 	unsigned long portnum;
 	bool owned = false;
 	long status = 0;
@@ -723,15 +727,15 @@ hv_fetch(const struct hv_fetch_request *req, const struct hv_fetch_limits *lim,
 		return fail(resp, HV_FETCH_PROTOCOL, err, HV_E_INTERNAL, NULL,
 		    "libcurl is not initialised");
 	x.allow_private = lim->allow_private;
-	x.max_body = lim->max_response != 0 ? lim->max_response :
-	    HV_FETCH_MAX_RESPONSE;
+	x.max_body =
+	    lim->max_response != 0 ? lim->max_response : HV_FETCH_MAX_RESPONSE;
 
 	if (!method_ok(req->method))
 		return fail(resp, HV_FETCH_BAD_URL, err, HV_E_INVALID, NULL,
 		    "method not allowed");
 	if (req->url == NULL)
-		return fail(resp, HV_FETCH_BAD_URL, err, HV_E_INVALID, NULL,
-		    "no url");
+		return fail(
+		    resp, HV_FETCH_BAD_URL, err, HV_E_INVALID, NULL, "no url");
 
 	/* 1. Parse with curl's own parser; the same handle is sent. */
 	u = curl_url();
@@ -754,7 +758,7 @@ hv_fetch(const struct hv_fetch_request *req, const struct hv_fetch_limits *lim,
 	}
 	if (curl_url_get(u, CURLUPART_USER, &user, 0) != CURLUE_NO_USER ||
 	    curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) !=
-	    CURLUE_NO_PASSWORD) {
+	        CURLUE_NO_PASSWORD) {
 		rc = fail(resp, HV_FETCH_REFUSED, err, HV_E_FORBIDDEN, NULL,
 		    "user info in the url is not allowed");
 		goto out;
@@ -820,8 +824,8 @@ hv_fetch(const struct hv_fetch_request *req, const struct hv_fetch_limits *lim,
 	}
 
 	/* 2. Resolve and check every address before any connection. */
-	rc = resolve_and_check(&x, hostbuf, (unsigned int)portnum, pin,
-	    sizeof(pin), resp, err);
+	rc = resolve_and_check(
+	    &x, hostbuf, (unsigned int)portnum, pin, sizeof(pin), resp, err);
 	if (rc != HV_OK)
 		goto out;
 	if (pin[0] != '\0') {
@@ -857,10 +861,11 @@ hv_fetch(const struct hv_fetch_request *req, const struct hv_fetch_limits *lim,
 	SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	SETOPT(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	SETOPT(h, CURLOPT_NOSIGNAL, 1L);
-	SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, lim->connect_timeout_ms > 0 ?
-	    lim->connect_timeout_ms : HV_FETCH_CONNECT_TIMEOUT_MS);
-	SETOPT(h, CURLOPT_TIMEOUT_MS, lim->timeout_ms > 0 ? lim->timeout_ms :
-	    HV_FETCH_TIMEOUT_MS);
+	SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS,
+	    lim->connect_timeout_ms > 0 ? lim->connect_timeout_ms
+	                                : HV_FETCH_CONNECT_TIMEOUT_MS);
+	SETOPT(h, CURLOPT_TIMEOUT_MS,
+	    lim->timeout_ms > 0 ? lim->timeout_ms : HV_FETCH_TIMEOUT_MS);
 	SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x.max_body);
 	SETOPT(h, CURLOPT_ACCEPT_ENCODING, "");
 	SETOPT(h, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -877,10 +882,10 @@ hv_fetch(const struct hv_fetch_request *req, const struct hv_fetch_limits *lim,
 	if (strcmp(req->method, "HEAD") == 0) {
 		SETOPT(h, CURLOPT_NOBODY, 1L);
 	} else if (req->send_body) {
-		SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)req->body_len);
-		SETOPT(h, CURLOPT_POSTFIELDS, req->body != NULL ?
-		    (const char *)req->body : "");
+		SETOPT(
+		    h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+		SETOPT(h, CURLOPT_POSTFIELDS,
+		    req->body != NULL ? (const char *)req->body : "");
 		if (strcmp(req->method, "POST") != 0)
 			SETOPT(h, CURLOPT_CUSTOMREQUEST, req->method);
 	} else if (strcmp(req->method, "GET") == 0) {
@@ -899,13 +904,16 @@ hv_fetch(const struct hv_fetch_request *req, const struct hv_fetch_limits *lim,
 		char what[160];
 
 		if (f == HV_FETCH_TOO_LARGE)
-			(void)snprintf(what, sizeof(what), "response larger "
-			    "than %zu bytes; cut off", x.max_body);
+			(void)snprintf(what, sizeof(what),
+			    "response larger "
+			    "than %zu bytes; cut off",
+			    x.max_body);
 		else
 			(void)snprintf(what, sizeof(what), "%s (%s)",
 			    hv_fetch_fail_str(f), curl_easy_strerror(cc));
-		rc = fail(resp, f, err, f == HV_FETCH_REFUSED ?
-		    HV_E_FORBIDDEN : HV_E_UPSTREAM, hostbuf, what);
+		rc = fail(resp, f, err,
+		    f == HV_FETCH_REFUSED ? HV_E_FORBIDDEN : HV_E_UPSTREAM,
+		    hostbuf, what);
 		goto out;
 	}
 	(void)curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -937,8 +945,8 @@ toolong:
 	    "host name too long");
 	goto out;
 nomem:
-	rc = fail(resp, HV_FETCH_PROTOCOL, err, HV_E_NOMEM, NULL,
-	    "out of memory");
+	rc = fail(
+	    resp, HV_FETCH_PROTOCOL, err, HV_E_NOMEM, NULL, "out of memory");
 out:
 	if (h != NULL) {
 		/* Drop pointers into this call's stack and lists. */

@@ -55,58 +55,58 @@
 
 /* Defaults used when a limit is 0. */
 #define HV_FETCH_CONNECT_TIMEOUT_MS 5000L
-#define HV_FETCH_TIMEOUT_MS 30000L
-#define HV_FETCH_MAX_RESPONSE (4u * 1024u * 1024u)
-#define HV_FETCH_MAX_HEADER_BYTES (64u * 1024u)
-#define HV_FETCH_MAX_ADDRS 16
+#define HV_FETCH_TIMEOUT_MS         30000L
+#define HV_FETCH_MAX_RESPONSE       (4u * 1024u * 1024u)
+#define HV_FETCH_MAX_HEADER_BYTES   (64u * 1024u)
+#define HV_FETCH_MAX_ADDRS          16
 
 struct hv_fetch_limits {
-	long connect_timeout_ms;	/* 0 = default */
-	long timeout_ms;		/* whole transfer; 0 = default */
-	size_t max_response;		/* decoded body bytes; 0 = default */
-	bool allow_private;		/* cfg allow_private_targets */
+	long connect_timeout_ms; /* 0 = default */
+	long timeout_ms;         /* whole transfer; 0 = default */
+	size_t max_response;     /* decoded body bytes; 0 = default */
+	bool allow_private;      /* cfg allow_private_targets */
 };
 
 /* Why a fetch failed (for a short, secret-free detail). */
 enum hv_fetch_fail {
 	HV_FETCH_OK = 0,
-	HV_FETCH_REFUSED,	/* target refused by policy: no connection */
-	HV_FETCH_BAD_URL,	/* malformed URL */
-	HV_FETCH_RESOLVE,	/* host name does not resolve */
-	HV_FETCH_CONNECT,	/* connection refused / unreachable */
+	HV_FETCH_REFUSED, /* target refused by policy: no connection */
+	HV_FETCH_BAD_URL, /* malformed URL */
+	HV_FETCH_RESOLVE, /* host name does not resolve */
+	HV_FETCH_CONNECT, /* connection refused / unreachable */
 	HV_FETCH_TIMEOUT,
-	HV_FETCH_TLS,		/* handshake or certificate verification */
-	HV_FETCH_TOO_LARGE,	/* body or headers over the cap */
-	HV_FETCH_PROTOCOL,	/* malformed answer, reset, other */
+	HV_FETCH_TLS,       /* handshake or certificate verification */
+	HV_FETCH_TOO_LARGE, /* body or headers over the cap */
+	HV_FETCH_PROTOCOL,  /* malformed answer, reset, other */
 };
 
 struct hv_fetch_request {
-	const char *method;	/* GET HEAD POST PUT PATCH DELETE OPTIONS */
-	const char *url;	/* absolute http(s) URL; may hold a secret */
-	const char *host;	/* the host the URL must name (lowercase, IPv6
+	const char *method; /* GET HEAD POST PUT PATCH DELETE OPTIONS */
+	const char *url;    /* absolute http(s) URL; may hold a secret */
+	const char *host;   /* the host the URL must name (lowercase, IPv6
 				   without brackets), or NULL */
-	const char *const *headers;	/* "Name: value" lines; may hold
+	const char *const *headers; /* "Name: value" lines; may hold
 					   secrets; "Name:" removes one */
 	size_t n_headers;
-	const void *body;	/* may be NULL */
+	const void *body; /* may be NULL */
 	size_t body_len;
-	bool send_body;		/* send body (even when empty) */
+	bool send_body; /* send body (even when empty) */
 };
 
 struct hv_fetch_header {
-	char *name;		/* lowercase */
-	char *value;		/* trimmed */
+	char *name;  /* lowercase */
+	char *value; /* trimmed */
 };
 
 /* The answer; release with hv_fetch_response_release(). */
 struct hv_fetch_response {
 	long status;
-	struct hv_fetch_header *headers;	/* in arrival order */
+	struct hv_fetch_header *headers; /* in arrival order */
 	size_t n_headers;
-	char *body;		/* body_len bytes + a NUL; never NULL on
+	char *body; /* body_len bytes + a NUL; never NULL on
 				   HV_OK (possibly "") */
 	size_t body_len;
-	enum hv_fetch_fail fail;	/* set when hv_fetch() fails */
+	enum hv_fetch_fail fail; /* set when hv_fetch() fails */
 };
 
 /*
@@ -139,8 +139,8 @@ void hv_fetch_response_release(struct hv_fetch_response *r);
 /*
  * The first value of header `name` (any case) in r, or NULL. Borrowed.
  */
-const char *hv_fetch_header_get(const struct hv_fetch_response *r,
-    const char *name);
+const char *
+hv_fetch_header_get(const struct hv_fetch_response *r, const char *name);
 
 /*
  * Is the address sa (AF_INET or AF_INET6) one the vault may connect to?

@@ -56,14 +56,14 @@
  * with a JSON 431. MHD's per-connection pool (64 KiB) bounds what reaches
  * us at all; beyond it MHD answers 431 itself (plain text).
  */
-#define HDR_VALUE_MAX 8192
-#define HDR_TOTAL_MAX 16384
-#define HDR_COUNT_MAX 100
+#define HDR_VALUE_MAX     8192
+#define HDR_TOTAL_MAX     16384
+#define HDR_COUNT_MAX     100
 #define CONN_MEMORY_LIMIT (64 * 1024)
-#define CONN_TIMEOUT_S 30
-#define TLS_FILE_MAX (1024 * 1024)
-#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
-#define LOG_PATH_MAX 256
+#define CONN_TIMEOUT_S    30
+#define TLS_FILE_MAX      (1024 * 1024)
+#define TLS_PRIORITIES    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define LOG_PATH_MAX      256
 /* A normalized Authorization value; keys are far shorter. */
 #define AUTH_MAX 512
 /*
@@ -75,84 +75,82 @@
 
 /* ---- the route table ------------------------------------------------ */
 
-static const char *const q_cred_list[] = { "q", "scope", "auth_type",
-	"status", "service", "limit", "cursor", NULL };
-static const char *const q_cred_audit[] = { "action", "since", "limit",
-	"cursor", NULL };
-static const char *const q_audit[] = { "action", "credential_id", "since",
-	"limit", "cursor", NULL };
-static const char *const q_page[] = { "limit", "cursor", NULL };
-static const char *const q_keys[] = { "limit", "cursor", "workspace_id",
-	NULL };
+static const char *const q_cred_list[] = {
+    "q", "scope", "auth_type", "status", "service", "limit", "cursor", NULL};
+static const char *const q_cred_audit[] = {
+    "action", "since", "limit", "cursor", NULL};
+static const char *const q_audit[] = {
+    "action", "credential_id", "since", "limit", "cursor", NULL};
+static const char *const q_page[] = {"limit", "cursor", NULL};
+static const char *const q_keys[] = {"limit", "cursor", "workspace_id", NULL};
 
 /*
  * Body fields are checked by the vault, field by field with precise
  * messages (and unknown fields refused there); http.c only insists on a
  * JSON object, and on {} for the routes that take no body.
  */
-static const char *const f_none[] = { NULL };
+static const char *const f_none[] = {NULL};
 
-#define R_CRED_READ HV_SCOPE_CRED_READ
+#define R_CRED_READ  HV_SCOPE_CRED_READ
 #define R_CRED_WRITE HV_SCOPE_CRED_WRITE
-#define B_NONE HV_ROUTE_BODY_NONE
-#define B_REQ HV_ROUTE_BODY_REQUIRED
-#define B_OPT HV_ROUTE_BODY_OPTIONAL
+#define B_NONE       HV_ROUTE_BODY_NONE
+#define B_REQ        HV_ROUTE_BODY_REQUIRED
+#define B_OPT        HV_ROUTE_BODY_OPTIONAL
 
 static const struct hv_route routes[] = {
-	{ { "GET", "/healthz" }, 0, HV_ROUTE_PUBLIC | B_NONE, NULL, NULL,
-	    hv_api_healthz },
-	{ { "GET", "/readyz" }, 0, HV_ROUTE_PUBLIC | B_NONE, NULL, NULL,
-	    hv_api_readyz },
-	{ { "GET", "/metrics" }, HV_SCOPE_ADMIN, HV_ROUTE_METRICS | B_NONE,
-	    NULL, NULL, hv_api_metrics },
-	{ { "GET", "/v1/services" }, 0, B_NONE, NULL, NULL,
-	    hv_api_services },
-	{ { "POST", "/v1/credentials" }, R_CRED_WRITE,
-	    B_REQ | HV_ROUTE_ETAG, NULL, NULL, hv_api_cred_create },
-	{ { "GET", "/v1/credentials" }, R_CRED_READ, B_NONE, q_cred_list,
-	    NULL, hv_api_cred_list },
-	{ { "GET", "/v1/credentials/{id}" }, R_CRED_READ,
-	    B_NONE | HV_ROUTE_ETAG, NULL, NULL, hv_api_cred_get },
-	{ { "PATCH", "/v1/credentials/{id}" }, R_CRED_WRITE,
-	    B_REQ | HV_ROUTE_IF_MATCH | HV_ROUTE_ETAG, NULL, NULL,
-	    hv_api_cred_update },
-	{ { "DELETE", "/v1/credentials/{id}" }, R_CRED_WRITE, B_NONE, NULL,
-	    NULL, hv_api_cred_delete },
-	{ { "POST", "/v1/credentials/{id}/rotate" }, R_CRED_WRITE,
-	    B_REQ | HV_ROUTE_IF_MATCH | HV_ROUTE_ETAG, NULL, NULL,
-	    hv_api_cred_rotate },
-	{ { "POST", "/v1/credentials/{id}/revoke" }, R_CRED_WRITE,
-	    B_NONE | HV_ROUTE_ETAG, NULL, NULL, hv_api_cred_revoke },
-	{ { "POST", "/v1/credentials/{id}/unrevoke" }, R_CRED_WRITE,
-	    B_NONE | HV_ROUTE_ETAG, NULL, NULL, hv_api_cred_unrevoke },
-	{ { "POST", "/v1/credentials/{id}/duplicate" }, R_CRED_WRITE,
-	    B_OPT | HV_ROUTE_ETAG, NULL, NULL, hv_api_cred_duplicate },
-	{ { "POST", "/v1/credentials/{id}/test" }, HV_SCOPE_CRED_USE, B_NONE,
-	    NULL, NULL, hv_api_cred_test },
-	{ { "POST", "/v1/credentials/{id}/use" }, HV_SCOPE_CRED_USE, B_REQ,
-	    NULL, NULL, hv_api_cred_use },
-	{ { "GET", "/v1/credentials/{id}/secret" }, HV_SCOPE_CRED_REVEAL,
-	    B_NONE, NULL, NULL, hv_api_cred_reveal },
-	{ { "GET", "/v1/credentials/{id}/audit" }, R_CRED_READ, B_NONE,
-	    q_cred_audit, NULL, hv_api_cred_audit },
-	{ { "GET", "/v1/audit" }, HV_SCOPE_AUDIT_READ, B_NONE, q_audit, NULL,
-	    hv_api_audit_list },
-	{ { "POST", "/v1/api-keys" }, HV_SCOPE_KEYS_WRITE, B_REQ, NULL,
-	    NULL, hv_api_apikey_create },
-	{ { "GET", "/v1/api-keys" }, HV_SCOPE_KEYS_READ, B_NONE, q_keys, NULL,
-	    hv_api_apikey_list },
-	{ { "DELETE", "/v1/api-keys/{id}" }, HV_SCOPE_KEYS_WRITE, B_NONE, NULL,
-	    NULL, hv_api_apikey_revoke },
-	{ { "POST", "/v1/workspaces" }, HV_SCOPE_ADMIN, B_REQ, NULL,
-	    NULL, hv_api_workspace_create },
-	{ { "GET", "/v1/workspaces" }, HV_SCOPE_ADMIN, B_NONE, q_page, NULL,
-	    hv_api_workspace_list },
-	{ { "POST", "/v1/admin/kek/rotate" }, HV_SCOPE_ADMIN, B_NONE, NULL,
-	    NULL, hv_api_kek_rotate },
-	{ { "POST", "/v1/admin/rewrap" }, HV_SCOPE_ADMIN, B_NONE, NULL, NULL,
-	    hv_api_rewrap },
-	{ { "GET", "/v1/admin/status" }, HV_SCOPE_ADMIN, B_NONE, NULL, NULL,
-	    hv_api_admin_status },
+    {{"GET", "/healthz"}, 0, HV_ROUTE_PUBLIC | B_NONE, NULL, NULL,
+        hv_api_healthz},
+    {{"GET", "/readyz"}, 0, HV_ROUTE_PUBLIC | B_NONE, NULL, NULL,
+        hv_api_readyz},
+    {{"GET", "/metrics"}, HV_SCOPE_ADMIN, HV_ROUTE_METRICS | B_NONE, NULL, NULL,
+        hv_api_metrics},
+    {{"GET", "/v1/services"}, 0, B_NONE, NULL, NULL, hv_api_services},
+    {{"POST", "/v1/credentials"}, R_CRED_WRITE, B_REQ | HV_ROUTE_ETAG, NULL,
+        NULL, hv_api_cred_create},
+    {{"GET", "/v1/credentials"}, R_CRED_READ, B_NONE, q_cred_list, NULL,
+        hv_api_cred_list},
+    {{"GET", "/v1/credentials/{id}"}, R_CRED_READ, B_NONE | HV_ROUTE_ETAG, NULL,
+        NULL, hv_api_cred_get},
+    {{"PATCH", "/v1/credentials/{id}"}, R_CRED_WRITE,
+        B_REQ | HV_ROUTE_IF_MATCH | HV_ROUTE_ETAG, NULL, NULL,
+        hv_api_cred_update},
+    {{"DELETE", "/v1/credentials/{id}"}, R_CRED_WRITE, B_NONE, NULL, NULL,
+        hv_api_cred_delete},
+    {{"POST", "/v1/credentials/{id}/rotate"}, R_CRED_WRITE,
+        B_REQ | HV_ROUTE_IF_MATCH | HV_ROUTE_ETAG, NULL, NULL,
+        hv_api_cred_rotate},
+    {{"POST", "/v1/credentials/{id}/revoke"}, R_CRED_WRITE,
+        B_NONE | HV_ROUTE_ETAG, NULL, NULL, hv_api_cred_revoke},
+    {{"POST", "/v1/credentials/{id}/unrevoke"}, R_CRED_WRITE,
+        B_NONE | HV_ROUTE_ETAG, NULL, NULL, hv_api_cred_unrevoke},
+    {{"POST", "/v1/credentials/{id}/duplicate"}, R_CRED_WRITE,
+        B_OPT | HV_ROUTE_ETAG, NULL, NULL, hv_api_cred_duplicate},
+    {{"POST", "/v1/credentials/{id}/test"}, HV_SCOPE_CRED_USE, B_NONE, NULL,
+        NULL, hv_api_cred_test},
+    {{"POST", "/v1/credentials/{id}/use"}, HV_SCOPE_CRED_USE, B_REQ, NULL, NULL,
+        hv_api_cred_use},
+    {{"GET", "/v1/credentials/{id}/secret"}, HV_SCOPE_CRED_REVEAL, B_NONE, NULL,
+        NULL, hv_api_cred_reveal},
+    {{"GET", "/v1/credentials/{id}/audit"}, R_CRED_READ, B_NONE, q_cred_audit,
+        NULL, hv_api_cred_audit},
+    {{"GET", "/v1/audit"}, HV_SCOPE_AUDIT_READ, B_NONE, q_audit, NULL,
+        hv_api_audit_list},
+    {{"POST", "/v1/api-keys"}, HV_SCOPE_KEYS_WRITE, B_REQ, NULL, NULL,
+        hv_api_apikey_create},
+    {{"GET", "/v1/api-keys"}, HV_SCOPE_KEYS_READ, B_NONE, q_keys, NULL,
+        hv_api_apikey_list},
+    {{"DELETE", "/v1/api-keys/{id}"}, HV_SCOPE_KEYS_WRITE, B_NONE, NULL, NULL,
+        hv_api_apikey_revoke},
+    {{"POST", "/v1/workspaces"}, HV_SCOPE_ADMIN, B_REQ, NULL, NULL,
+        hv_api_workspace_create},
+    {{"GET", "/v1/workspaces"}, HV_SCOPE_ADMIN, B_NONE, q_page, NULL,
+        hv_api_workspace_list},
+    {{"POST", "/v1/admin/kek/rotate"}, HV_SCOPE_ADMIN, B_NONE, NULL, NULL,
+        hv_api_kek_rotate},
+    {{"POST", "/v1/admin/rewrap"}, HV_SCOPE_ADMIN, B_NONE, NULL, NULL,
+        hv_api_rewrap},
+    {{"GET", "/v1/admin/status"}, HV_SCOPE_ADMIN, B_NONE, NULL, NULL,
+        hv_api_admin_status},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -176,38 +174,38 @@ struct listener {
 struct hv_http {
 	const struct hv_cfg *cfg;
 	struct hv_vault *vault;
-	struct MHD_Daemon *d;		/* API */
-	struct MHD_Daemon *md;		/* open /metrics, optional */
+	struct MHD_Daemon *d;  /* API */
+	struct MHD_Daemon *md; /* open /metrics, optional */
 	struct listener api, met;
 	struct hv_metrics *metrics;
 	atomic_long inflight;
 	unsigned short port, mport;
 	size_t max_body;
-	size_t metrics_route;		/* index of GET /metrics */
-	bool client_cert;		/* require a verified client cert */
-	char *tls_cert;			/* PEM, kept while the daemon runs */
+	size_t metrics_route; /* index of GET /metrics */
+	bool client_cert;     /* require a verified client cert */
+	char *tls_cert;       /* PEM, kept while the daemon runs */
 	struct hv_secret *tls_key;
 	char *tls_ca;
 };
 
 /* An error decided before the handler: answered as an envelope. */
 struct early {
-	unsigned int status;		/* 0 = none */
+	unsigned int status; /* 0 = none */
 	const char *code;
 	char msg[HV_ERR_MSG_MAX];
-	const char *allow;		/* 405 */
-	bool close;			/* answer at once, drop the connection */
+	const char *allow; /* 405 */
+	bool close;        /* answer at once, drop the connection */
 };
 
 struct req {
 	const struct listener *l;
 	struct timespec t0;
-	size_t route;			/* index, N_ROUTES = unmatched */
+	size_t route; /* index, N_ROUTES = unmatched */
 	char request_id[HV_UUID_STR];
 	char remote[INET6_ADDRSTRLEN];
-	char method[16];		/* sanitized, for the log */
-	char path[LOG_PATH_MAX];	/* sanitized, for the log */
-	char id[HV_UUID_STR];		/* normalized {id} */
+	char method[16];         /* sanitized, for the log */
+	char path[LOG_PATH_MAX]; /* sanitized, for the log */
+	char id[HV_UUID_STR];    /* normalized {id} */
 	bool has_id;
 	struct early early;
 	char allow[64];
@@ -217,10 +215,10 @@ struct req {
 	long expected_version;
 	char *body;
 	size_t len, cap;
-	size_t discarded;		/* body bytes read after a refusal */
-	unsigned int status;		/* answered status, for log/metrics */
+	size_t discarded;    /* body bytes read after a refusal */
+	unsigned int status; /* answered status, for log/metrics */
 	bool answered;
-	bool counted;			/* took part in inflight */
+	bool counted; /* took part in inflight */
 };
 
 /* A response body we own: wiped when MHD is done with it. */
@@ -251,11 +249,11 @@ elapsed_us(const struct timespec *t0)
 }
 
 static void
-set_early(struct req *rq, unsigned int status, const char *code,
-    const char *msg)
+set_early(
+    struct req *rq, unsigned int status, const char *code, const char *msg)
 {
 	if (rq->early.status != 0)
-		return;		/* the first failure wins */
+		return; /* the first failure wins */
 	rq->early.status = status;
 	rq->early.code = code;
 	(void)snprintf(rq->early.msg, sizeof(rq->early.msg), "%s", msg);
@@ -293,8 +291,8 @@ send_body(struct MHD_Connection *conn, struct req *rq, unsigned int status,
 	else {
 		rbody_free(body);
 		body = NULL;
-		r = MHD_create_response_from_buffer(0, (void *)"",
-		    MHD_RESPMEM_PERSISTENT);
+		r = MHD_create_response_from_buffer(
+		    0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	}
 	if (r == NULL) {
 		rbody_free(body);
@@ -306,9 +304,10 @@ send_body(struct MHD_Connection *conn, struct req *rq, unsigned int status,
 	    !add_hdr(r, "X-Content-Type-Options", "nosniff") ||
 	    (etag != NULL && !add_hdr(r, MHD_HTTP_HEADER_ETAG, etag)) ||
 	    (rq->early.allow != NULL && status == 405 &&
-	    !add_hdr(r, MHD_HTTP_HEADER_ALLOW, rq->early.allow)) ||
-	    (status == 401 && !add_hdr(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-	    "Bearer realm=\"hsmvault\""))) {
+	        !add_hdr(r, MHD_HTTP_HEADER_ALLOW, rq->early.allow)) ||
+	    (status == 401 &&
+	        !add_hdr(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+	            "Bearer realm=\"hsmvault\""))) {
 		MHD_destroy_response(r);
 		return MHD_NO;
 	}
@@ -354,9 +353,9 @@ send_error(struct MHD_Connection *conn, struct req *rq, unsigned int status,
 	struct rbody *b = NULL;
 
 	j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-	if (j == NULL)	/* msg not valid UTF-8: never echo it */
-		j = json_pack("{s:{s:s,s:s}}", "error", "code", code,
-		    "message", "request rejected");
+	if (j == NULL) /* msg not valid UTF-8: never echo it */
+		j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+		    "request rejected");
 	if (j != NULL) {
 		b = dump_json(j);
 		json_decref(j);
@@ -367,8 +366,8 @@ send_error(struct MHD_Connection *conn, struct req *rq, unsigned int status,
 static enum MHD_Result
 send_early(struct MHD_Connection *conn, struct req *rq)
 {
-	return send_error(conn, rq, rq->early.status, rq->early.code,
-	    rq->early.msg);
+	return send_error(
+	    conn, rq, rq->early.status, rq->early.code, rq->early.msg);
 }
 
 /*
@@ -383,13 +382,14 @@ send_rc(struct MHD_Connection *conn, struct req *rq, enum hv_rc rc,
 	unsigned int status = hv_rc_http(rc);
 
 	if (status >= 500) {
-		hv_log(status == 503 || status == 502 || status == 501 ?
-		    HV_LOG_WARN : HV_LOG_ERROR,
+		hv_log(status == 503 || status == 502 || status == 501
+		        ? HV_LOG_WARN
+		        : HV_LOG_ERROR,
 		    "request %s: %s (%s)", rq->request_id, hv_strerror(rc),
 		    err->msg);
 		if (status != 501 && status != 502)
-			return send_error(conn, rq, status, hv_rc_code(rc),
-			    hv_strerror(rc));
+			return send_error(
+			    conn, rq, status, hv_rc_code(rc), hv_strerror(rc));
 	}
 	return send_error(conn, rq, status, hv_rc_code(rc),
 	    err->msg[0] != '\0' ? err->msg : hv_strerror(rc));
@@ -400,20 +400,20 @@ send_rc(struct MHD_Connection *conn, struct req *rq, enum hv_rc rc,
 struct hdr_scan {
 	size_t total, count;
 	bool too_big;
-	char bad[48];		/* name of a header with bad text */
+	char bad[48]; /* name of a header with bad text */
 	/* framing (RFC 9112 section 6) */
-	size_t n_cl, n_te;	/* Content-Length, Transfer-Encoding lines */
-	const char *cl;		/* the first Content-Length value */
+	size_t n_cl, n_te; /* Content-Length, Transfer-Encoding lines */
+	const char *cl;    /* the first Content-Length value */
 	size_t cl_len;
-	bool cl_differ;		/* Content-Length lines disagree */
-	bool te_other;		/* a transfer coding other than chunked */
+	bool cl_differ; /* Content-Length lines disagree */
+	bool te_other;  /* a transfer coding other than chunked */
 };
 
 static bool
 name_is(const char *key, size_t key_size, const char *name)
 {
-	return key_size == strlen(name) && strncasecmp(key, name, key_size) ==
-	    0;
+	return key_size == strlen(name) &&
+	    strncasecmp(key, name, key_size) == 0;
 }
 
 /*
@@ -440,8 +440,9 @@ scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
 		s->too_big = true;
 		return MHD_NO;
 	}
-	if (s->bad[0] == '\0' && (!hv_httpreq_text_ok(key, key_size) ||
-	    (value != NULL && !hv_httpreq_text_ok(value, value_size))))
+	if (s->bad[0] == '\0' &&
+	    (!hv_httpreq_text_ok(key, key_size) ||
+	        (value != NULL && !hv_httpreq_text_ok(value, value_size))))
 		hv_httpreq_sanitize(s->bad, sizeof(s->bad), key, key_size);
 	if (value == NULL)
 		value_size = 0;
@@ -453,8 +454,7 @@ scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
 		    (value_size > 0 && memcmp(value, s->cl, value_size) != 0)) {
 			s->cl_differ = true;
 		}
-	} else if (name_is(key, key_size,
-	    MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+	} else if (name_is(key, key_size, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
 		s->n_te++;
 		if (value == NULL || !value_is(value, value_size, "chunked"))
 			s->te_other = true;
@@ -585,7 +585,7 @@ static bool
 client_cert_ok(struct MHD_Connection *conn)
 {
 	(void)conn;
-	return false;	/* hv_http_start refuses the configuration */
+	return false; /* hv_http_start refuses the configuration */
 }
 #endif
 
@@ -634,16 +634,16 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 	struct hdr_scan hs;
 	struct q_collect qc;
 	struct hv_reqctx ctx = reqctx(rq);
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 	unsigned long long clen;
 	const char *ct;
 	size_t idx = 0, ncaps = 0;
 	enum hv_httpreq_found f;
 	enum hv_rc rc;
 
-	if (h->client_cert && !rq->l->metrics_only &&
-	    !client_cert_ok(conn)) {
-		set_early(rq, 401, "unauthorized", "a verified client "
+	if (h->client_cert && !rq->l->metrics_only && !client_cert_ok(conn)) {
+		set_early(rq, 401, "unauthorized",
+		    "a verified client "
 		    "certificate is required");
 		return;
 	}
@@ -665,18 +665,21 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		rq->route = idx;
 
 	memset(&hs, 0, sizeof(hs));
-	(void)MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header,
-	    &hs);
+	(void)MHD_get_connection_values_n(
+	    conn, MHD_HEADER_KIND, scan_header, &hs);
 	if (hs.too_big) {
-		set_early(rq, 431, "invalid_request", "request headers too "
+		set_early(rq, 431, "invalid_request",
+		    "request headers too "
 		    "large");
 		return;
 	}
 	if (hs.bad[0] != '\0') {
 		char msg[96];
 
-		(void)snprintf(msg, sizeof(msg), "header '%s' is not valid "
-		    "utf-8 text", hs.bad);
+		(void)snprintf(msg, sizeof(msg),
+		    "header '%s' is not valid "
+		    "utf-8 text",
+		    hs.bad);
 		set_early(rq, 400, "invalid_request", msg);
 		return;
 	}
@@ -689,11 +692,12 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 	 */
 	if (hs.cl_differ || hs.te_other || hs.n_te > 1 ||
 	    (hs.n_te > 0 && hs.n_cl > 0)) {
-		set_early(rq, 400, "invalid_request", hs.cl_differ ?
-		    "conflicting Content-Length headers" : hs.n_cl == 0 ?
-		    "unsupported Transfer-Encoding (only chunked)" :
-		    "Transfer-Encoding and Content-Length together");
-		rq->early.close = true;	/* where the body ends is unclear */
+		set_early(rq, 400, "invalid_request",
+		    hs.cl_differ ? "conflicting Content-Length headers"
+		        : hs.n_cl == 0
+		        ? "unsupported Transfer-Encoding (only chunked)"
+		        : "Transfer-Encoding and Content-Length together");
+		rq->early.close = true; /* where the body ends is unclear */
 		return;
 	}
 
@@ -710,8 +714,10 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		    al + sizeof(", HEAD") <= sizeof(rq->allow))
 			memcpy(rq->allow + al, ", HEAD", sizeof(", HEAD"));
 
-		(void)snprintf(msg, sizeof(msg), "method not allowed; allowed: "
-		    "%s", rq->allow);
+		(void)snprintf(msg, sizeof(msg),
+		    "method not allowed; allowed: "
+		    "%s",
+		    rq->allow);
 		set_early(rq, 405, "method_not_allowed", msg);
 		rq->early.allow = rq->allow;
 		return;
@@ -721,8 +727,10 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 	if (body_coming(conn, &clen) && clen > h->max_body) {
 		char msg[96];
 
-		(void)snprintf(msg, sizeof(msg), "request body larger than "
-		    "%zu bytes", h->max_body);
+		(void)snprintf(msg, sizeof(msg),
+		    "request body larger than "
+		    "%zu bytes",
+		    h->max_body);
 		set_early(rq, 413, "payload_too_large", msg);
 		return;
 	}
@@ -733,14 +741,15 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		char abuf[AUTH_MAX];
 
 		rc = hv_vault_authenticate(h->vault,
-		    auth_value(conn, abuf, sizeof(abuf)), &ctx,
-		    &rq->principal, &err);
+		    auth_value(conn, abuf, sizeof(abuf)), &ctx, &rq->principal,
+		    &err);
 		hv_mem_zero(abuf, sizeof(abuf));
 		if (rc != HV_OK) {
 			if (rc == HV_E_UNAUTHORIZED)
 				set_early(rq, 401, "unauthorized",
-				    err.msg[0] != '\0' ? err.msg :
-				    "missing or invalid api key");
+				    err.msg[0] != '\0'
+				        ? err.msg
+				        : "missing or invalid api key");
 			else
 				set_early(rq, hv_rc_http(rc), hv_rc_code(rc),
 				    hv_strerror(rc));
@@ -751,8 +760,8 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 		}
 		rq->authed = true;
 		if (r->scope != 0) {
-			rc = hv_vault_require(h->vault, &rq->principal,
-			    r->scope, &ctx, &err);
+			rc = hv_vault_require(
+			    h->vault, &rq->principal, r->scope, &ctx, &err);
 			if (rc != HV_OK) {
 				set_early_rc(rq, rc, &err);
 				return;
@@ -762,10 +771,11 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 
 	/* Query parameters. */
 	memset(&qc, 0, sizeof(qc));
-	(void)MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND,
-	    collect_arg, &qc);
+	(void)MHD_get_connection_values_n(
+	    conn, MHD_GET_ARGUMENT_KIND, collect_arg, &qc);
 	if (qc.overflow) {
-		set_early(rq, 400, "invalid_request", "too many query "
+		set_early(rq, 400, "invalid_request",
+		    "too many query "
 		    "parameters");
 		return;
 	}
@@ -804,7 +814,8 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 
 	ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (clen > 0 && !hv_httpreq_content_type_json(ct))
-		set_early(rq, 415, "unsupported_media_type", "request body "
+		set_early(rq, 415, "unsupported_media_type",
+		    "request body "
 		    "must be application/json");
 }
 
@@ -816,7 +827,7 @@ finish(struct req *rq, struct MHD_Connection *conn)
 	struct hv_http *h = rq->l->h;
 	const struct hv_route *r = &routes[rq->route];
 	struct hv_reqctx ctx = reqctx(rq);
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 	struct hv_call c;
 	json_t *body = NULL;
 	struct rbody *b = NULL;
@@ -829,8 +840,8 @@ finish(struct req *rq, struct MHD_Connection *conn)
 		return send_early(conn, rq);
 
 	if (rq->len > 0) {
-		if (!hv_httpreq_content_type_json(header(conn,
-		    MHD_HTTP_HEADER_CONTENT_TYPE)))
+		if (!hv_httpreq_content_type_json(
+		        header(conn, MHD_HTTP_HEADER_CONTENT_TYPE)))
 			return send_error(conn, rq, 415,
 			    "unsupported_media_type",
 			    "request body must be application/json");
@@ -846,8 +857,8 @@ finish(struct req *rq, struct MHD_Connection *conn)
 	if (body == NULL) {
 		body = json_object();
 		if (body == NULL)
-			return send_error(conn, rq, 500, "internal_error",
-			    "out of memory");
+			return send_error(
+			    conn, rq, 500, "internal_error", "out of memory");
 	}
 
 	memset(&c, 0, sizeof(c));
@@ -879,24 +890,24 @@ finish(struct req *rq, struct MHD_Connection *conn)
 		hv_free_wipe(c.text, c.text_len);
 		json_decref(c.out);
 		if (b == NULL)
-			return send_error(conn, rq, 500, "internal_error",
-			    "out of memory");
+			return send_error(
+			    conn, rq, 500, "internal_error", "out of memory");
 		return send_body(conn, rq, c.status != 0 ? c.status : 200,
-		    c.content_type != NULL ? c.content_type : "text/plain",
-		    b, NULL);
+		    c.content_type != NULL ? c.content_type : "text/plain", b,
+		    NULL);
 	}
 	if (c.status == 204) {
 		json_decref(c.out);
 		return send_body(conn, rq, 204, ctype_json, NULL, NULL);
 	}
 	if (c.out == NULL)
-		return send_error(conn, rq, 500, "internal_error",
-		    "handler gave no answer");
+		return send_error(
+		    conn, rq, 500, "internal_error", "handler gave no answer");
 	if ((r->flags & HV_ROUTE_ETAG) &&
 	    json_is_integer(json_object_get(c.out, "version"))) {
 		(void)snprintf(etag, sizeof(etag), "\"%lld\"",
-		    (long long)json_integer_value(json_object_get(c.out,
-		    "version")));
+		    (long long)json_integer_value(
+		        json_object_get(c.out, "version")));
 		etag_p = etag;
 	}
 	b = dump_json(c.out);
@@ -904,16 +915,16 @@ finish(struct req *rq, struct MHD_Connection *conn)
 	if (b == NULL)
 		return send_error(conn, rq, 500, "internal_error",
 		    "cannot serialize the answer");
-	ret = send_body(conn, rq, c.status != 0 ? c.status : 200, ctype_json,
-	    b, etag_p);
+	ret = send_body(
+	    conn, rq, c.status != 0 ? c.status : 200, ctype_json, b, etag_p);
 	return ret;
 }
 
 /* ---- MHD callbacks --------------------------------------------------- */
 
 static struct req *
-req_new(const struct listener *l, struct MHD_Connection *conn,
-    const char *url, const char *method)
+req_new(const struct listener *l, struct MHD_Connection *conn, const char *url,
+    const char *method)
 {
 	struct req *rq;
 
@@ -929,8 +940,8 @@ req_new(const struct listener *l, struct MHD_Connection *conn,
 		return NULL;
 	}
 	remote_addr(conn, rq->remote, sizeof(rq->remote));
-	hv_httpreq_sanitize(rq->method, sizeof(rq->method), method,
-	    strlen(method));
+	hv_httpreq_sanitize(
+	    rq->method, sizeof(rq->method), method, strlen(method));
 	hv_httpreq_sanitize(rq->path, sizeof(rq->path), url, strlen(url));
 	return rq;
 }
@@ -960,9 +971,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		 * will not come (100-continue) or is too big to drop, else
 		 * drop it and answer after it (see the top of the file).
 		 */
-		if (rq->early.status != 0 && (rq->early.close ||
-		    (body_coming(conn, &clen) && (expects_continue(conn) ||
-		    clen > DISCARD_MAX))))
+		if (rq->early.status != 0 &&
+		    (rq->early.close ||
+		        (body_coming(conn, &clen) &&
+		            (expects_continue(conn) || clen > DISCARD_MAX))))
 			return send_early(conn, rq);
 		return MHD_YES;
 	}
@@ -983,8 +995,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		if (n > h->max_body - rq->len) {
 			char msg[96];
 
-			(void)snprintf(msg, sizeof(msg), "request body larger "
-			    "than %zu bytes", h->max_body);
+			(void)snprintf(msg, sizeof(msg),
+			    "request body larger "
+			    "than %zu bytes",
+			    h->max_body);
 			set_early(rq, 413, "payload_too_large", msg);
 			if (rq->body != NULL)
 				hv_mem_zero(rq->body, rq->len);
@@ -1054,19 +1068,18 @@ access_log(const struct req *rq, uint64_t us, const char *term)
 	(void)snprintf(tsz, sizeof(tsz), "%.32s.%03dZ", ts,
 	    (int)(now.tv_nsec / 1000000) % 1000);
 	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:f,s:s*,s:s*,s:s*}",
-	    "ts", tsz, "level", "info", "msg", "request",
-	    "request_id", rq->request_id, "method", rq->method,
-	    "route", rq->route < N_ROUTES ? routes[rq->route].key.pattern :
-	    "unmatched", "path", rq->path, "status", (json_int_t)rq->status,
-	    "duration_ms", (double)(us / 10) / 100.0,
-	    "remote_addr", rq->remote[0] != '\0' ? rq->remote : NULL,
-	    "key_id", rq->authed ? rq->principal.key_id : NULL,
-	    "termination", term);
+	    "ts", tsz, "level", "info", "msg", "request", "request_id",
+	    rq->request_id, "method", rq->method, "route",
+	    rq->route < N_ROUTES ? routes[rq->route].key.pattern : "unmatched",
+	    "path", rq->path, "status", (json_int_t)rq->status, "duration_ms",
+	    (double)(us / 10) / 100.0, "remote_addr",
+	    rq->remote[0] != '\0' ? rq->remote : NULL, "key_id",
+	    rq->authed ? rq->principal.key_id : NULL, "termination", term);
 	if (j == NULL)
 		return;
 	/* json_dumps() would allocate through the zeroing allocator. */
-	n = json_dumpb(j, line, sizeof(line) - 1,
-	    JSON_COMPACT | JSON_REAL_PRECISION(12));
+	n = json_dumpb(
+	    j, line, sizeof(line) - 1, JSON_COMPACT | JSON_REAL_PRECISION(12));
 	json_decref(j);
 	if (n > 0 && n < sizeof(line)) {
 		line[n] = '\0';
@@ -1144,11 +1157,14 @@ parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sl,
 		const char *rb = strchr(s, ']');
 
 		if (rb == NULL || rb[1] != ':')
-			return hv_err_set(err, HV_E_CONFIG, "bad listen "
-			    "address '%.64s' (want [v6]:port)", s);
+			return hv_err_set(err, HV_E_CONFIG,
+			    "bad listen "
+			    "address '%.64s' (want [v6]:port)",
+			    s);
 		hl = (size_t)(rb - s - 1);
 		if (hl >= sizeof(host))
-			return hv_err_set(err, HV_E_CONFIG, "listen host too "
+			return hv_err_set(err, HV_E_CONFIG,
+			    "listen host too "
 			    "long");
 		memcpy(host, s + 1, hl);
 		host[hl] = '\0';
@@ -1156,11 +1172,14 @@ parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sl,
 	} else {
 		colon = strrchr(s, ':');
 		if (colon == NULL)
-			return hv_err_set(err, HV_E_CONFIG, "bad listen "
-			    "address '%.64s' (want host:port)", s);
+			return hv_err_set(err, HV_E_CONFIG,
+			    "bad listen "
+			    "address '%.64s' (want host:port)",
+			    s);
 		hl = (size_t)(colon - s);
 		if (hl >= sizeof(host))
-			return hv_err_set(err, HV_E_CONFIG, "listen host too "
+			return hv_err_set(err, HV_E_CONFIG,
+			    "listen host too "
 			    "long");
 		memcpy(host, s, hl);
 		host[hl] = '\0';
@@ -1168,18 +1187,21 @@ parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sl,
 	if (strlen(colon + 1) == 0 || strlen(colon + 1) > 5 ||
 	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
 	    strtoul(colon + 1, NULL, 10) > 65535)
-		return hv_err_set(err, HV_E_CONFIG, "bad listen port in "
-		    "'%.64s'", s);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "bad listen port in "
+		    "'%.64s'",
+		    s);
 	(void)snprintf(port, sizeof(port), "%s", colon + 1);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	e = getaddrinfo(host[0] != '\0' ? host : "0.0.0.0", port, &hints,
-	    &res);
+	e = getaddrinfo(host[0] != '\0' ? host : "0.0.0.0", port, &hints, &res);
 	if (e != 0 || res == NULL)
-		return hv_err_set(err, HV_E_CONFIG, "cannot resolve listen "
-		    "address '%.64s': %s", s, gai_strerror(e));
+		return hv_err_set(err, HV_E_CONFIG,
+		    "cannot resolve listen "
+		    "address '%.64s': %s",
+		    s, gai_strerror(e));
 	if (res->ai_addrlen > sizeof(*ss)) {
 		freeaddrinfo(res);
 		return hv_err_set(err, HV_E_CONFIG, "odd listen address");
@@ -1207,11 +1229,13 @@ read_file(const char *path, char **out, size_t *len, bool secret,
 	if (fd < 0)
 		return hv_err_set(err, HV_E_CONFIG, "cannot open '%.128s': %s",
 		    path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size <= 0 || st.st_size > TLS_FILE_MAX) {
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    st.st_size > TLS_FILE_MAX) {
 		close(fd);
-		return hv_err_set(err, HV_E_CONFIG, "'%.128s' is not a PEM "
-		    "file of sane size", path);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "'%.128s' is not a PEM "
+		    "file of sane size",
+		    path);
 	}
 	if (secret) {
 		s = hv_secret_new((size_t)st.st_size + 1);
@@ -1241,8 +1265,8 @@ read_file(const char *path, char **out, size_t *len, bool secret,
 			hv_secret_free(&s);
 		else
 			hv_free(buf);
-		return hv_err_set(err, HV_E_CONFIG, "cannot read '%.128s'",
-		    path);
+		return hv_err_set(
+		    err, HV_E_CONFIG, "cannot read '%.128s'", path);
 	}
 	buf[got] = '\0';
 	if (secret)
@@ -1300,8 +1324,8 @@ start_daemon(struct hv_http *h, struct listener *l, const char *listen,
 
 	if (parse_listen(listen, &ss, &sl, err) != HV_OK)
 		return NULL;
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-	    MHD_USE_ERROR_LOG;
+	flags =
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
 		flags |= MHD_USE_EPOLL;
 	if (ss.ss_family == AF_INET6)
@@ -1309,38 +1333,40 @@ start_daemon(struct hv_http *h, struct listener *l, const char *listen,
 	if (tls)
 		flags |= MHD_USE_TLS;
 
-	ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_EXTERNAL_LOGGER,
-		(intptr_t)mhd_log, NULL };
-	ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
-	ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
-		(intptr_t)on_completed, l };
-	ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_UNESCAPE_CALLBACK,
-		(intptr_t)on_unescape, NULL };
-	ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		CONN_MEMORY_LIMIT, NULL };
-	ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT,
-		CONN_TIMEOUT_S, NULL };
+	ops[n++] = (struct MHD_OptionItem){
+	    MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
+	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+	ops[n++] = (struct MHD_OptionItem){
+	    MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, l};
+	ops[n++] = (struct MHD_OptionItem){
+	    MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)on_unescape, NULL};
+	ops[n++] = (struct MHD_OptionItem){
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY_LIMIT, NULL};
+	ops[n++] = (struct MHD_OptionItem){
+	    MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S, NULL};
 	if (threads > 1)
 		ops[n++] = (struct MHD_OptionItem){
-			MHD_OPTION_THREAD_POOL_SIZE, threads, NULL };
+		    MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
 	if (tls) {
-		ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0,
-			h->tls_key->buf };
-		ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT,
-			0, h->tls_cert };
-		ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES,
-			0, (void *)TLS_PRIORITIES };
+		ops[n++] = (struct MHD_OptionItem){
+		    MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key->buf};
+		ops[n++] = (struct MHD_OptionItem){
+		    MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+		ops[n++] = (struct MHD_OptionItem){
+		    MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES};
 		if (h->tls_ca != NULL)
 			ops[n++] = (struct MHD_OptionItem){
-				MHD_OPTION_HTTPS_MEM_TRUST, 0, h->tls_ca };
+			    MHD_OPTION_HTTPS_MEM_TRUST, 0, h->tls_ca};
 	}
-	ops[n++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
 	d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
 	    MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
 	if (d == NULL)
-		(void)hv_err_set(err, HV_E_IO, "cannot serve on '%.64s' (port "
-		    "in use, no permission, or bad tls material)", listen);
+		(void)hv_err_set(err, HV_E_IO,
+		    "cannot serve on '%.64s' (port "
+		    "in use, no permission, or bad tls material)",
+		    listen);
 	return d;
 }
 
@@ -1382,21 +1408,23 @@ hv_http_start(const struct hv_cfg *cfg, struct hv_vault *v,
 		goto fail;
 
 	if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {
-		rc = hv_err_set(err, HV_E_CONFIG, "tls_cert and tls_key go "
+		rc = hv_err_set(err, HV_E_CONFIG,
+		    "tls_cert and tls_key go "
 		    "together");
 		goto fail;
 	}
 	if (cfg->tls_cert != NULL) {
 		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-			rc = hv_err_set(err, HV_E_CONFIG, "libmicrohttpd was "
+			rc = hv_err_set(err, HV_E_CONFIG,
+			    "libmicrohttpd was "
 			    "built without tls");
 			goto fail;
 		}
-		rc = read_file(cfg->tls_cert, &h->tls_cert, NULL, false, NULL,
-		    err);
+		rc = read_file(
+		    cfg->tls_cert, &h->tls_cert, NULL, false, NULL, err);
 		if (rc == HV_OK)
-			rc = read_file(cfg->tls_key, NULL, NULL, true,
-			    &h->tls_key, err);
+			rc = read_file(
+			    cfg->tls_key, NULL, NULL, true, &h->tls_key, err);
 		if (rc == HV_OK && cfg->tls_client_ca != NULL)
 			rc = read_file(cfg->tls_client_ca, &h->tls_ca, NULL,
 			    false, NULL, err);
@@ -1406,27 +1434,28 @@ hv_http_start(const struct hv_cfg *cfg, struct hv_vault *v,
 		h->client_cert = cfg->tls_client_ca != NULL;
 #ifndef HV_HAVE_GNUTLS
 		if (h->client_cert) {
-			rc = hv_err_set(err, HV_E_CONFIG, "tls_client_ca needs "
+			rc = hv_err_set(err, HV_E_CONFIG,
+			    "tls_client_ca needs "
 			    "a build with gnutls");
 			goto fail;
 		}
 #endif
 	} else if (cfg->tls_client_ca != NULL) {
-		rc = hv_err_set(err, HV_E_CONFIG, "tls_client_ca needs "
+		rc = hv_err_set(err, HV_E_CONFIG,
+		    "tls_client_ca needs "
 		    "tls_cert and tls_key");
 		goto fail;
 	}
 
-	h->d = start_daemon(h, &h->api, cfg->listen, tls, pool_size(cfg),
-	    err);
+	h->d = start_daemon(h, &h->api, cfg->listen, tls, pool_size(cfg), err);
 	if (h->d == NULL) {
 		rc = err != NULL ? err->rc : HV_E_IO;
 		goto fail;
 	}
 	h->port = bound_port(h->d);
 	if (cfg->metrics_listen != NULL && cfg->metrics_listen[0] != '\0') {
-		h->md = start_daemon(h, &h->met, cfg->metrics_listen, false, 1,
-		    err);
+		h->md = start_daemon(
+		    h, &h->met, cfg->metrics_listen, false, 1, err);
 		if (h->md == NULL) {
 			rc = err != NULL ? err->rc : HV_E_IO;
 			MHD_stop_daemon(h->d);
@@ -1434,8 +1463,8 @@ hv_http_start(const struct hv_cfg *cfg, struct hv_vault *v,
 		}
 		h->mport = bound_port(h->md);
 	}
-	hv_log_info("http: serving on %s (port %u)%s%s", cfg->listen,
-	    h->port, tls ? " with tls" : "",
+	hv_log_info("http: serving on %s (port %u)%s%s", cfg->listen, h->port,
+	    tls ? " with tls" : "",
 	    h->client_cert ? " requiring client certificates" : "");
 	*out = h;
 	return HV_OK;
@@ -1461,7 +1490,7 @@ hv_http_stop(struct hv_http **hp)
 {
 	struct hv_http *h;
 	MHD_socket ls = MHD_INVALID_SOCKET, mls = MHD_INVALID_SOCKET;
-	struct timespec t0, nap = { 0, 10 * 1000 * 1000 };
+	struct timespec t0, nap = {0, 10 * 1000 * 1000};
 
 	if (hp == NULL || *hp == NULL)
 		return;

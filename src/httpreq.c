@@ -41,7 +41,7 @@ hv_httpreq_utf8_valid(const char *s, size_t n)
 			cp = c & 0x07u;
 			min = 0x10000;
 		} else {
-			return false;	/* continuation, 0xc0/0xc1, >= 0xf5 */
+			return false; /* continuation, 0xc0/0xc1, >= 0xf5 */
 		}
 		if (n - i <= need)
 			return false;
@@ -112,8 +112,8 @@ hv_httpreq_unescape(char *s)
 
 			if (hi >= 0 && lo >= 0) {
 				/* %00: 0xff, never valid UTF-8, never a NUL */
-				s[w++] = (hi | lo) != 0 ? (char)(hi * 16 + lo) :
-				    (char)0xff;
+				s[w++] = (hi | lo) != 0 ? (char)(hi * 16 + lo)
+				                        : (char)0xff;
 				r += 3;
 				continue;
 			}
@@ -183,14 +183,14 @@ list_add(char *buf, size_t cap, const char *s)
 		return;
 	n = snprintf(buf + used, cap - used, "%s%s", used > 0 ? ", " : "", s);
 	if (n < 0 || (size_t)n >= cap - used)
-		buf[used] = '\0';	/* does not fit: leave the list as it was */
+		buf[used] = '\0'; /* does not fit: leave the list as it was */
 }
 
 enum hv_httpreq_found
 hv_httpreq_route_find(const void *tbl, size_t n, size_t stride,
     const char *method, const char *path, size_t *idx,
-    struct hv_httpreq_seg caps[HV_HTTPREQ_MAX_CAPS], size_t *ncaps,
-    char *allow, size_t allow_cap)
+    struct hv_httpreq_seg caps[HV_HTTPREQ_MAX_CAPS], size_t *ncaps, char *allow,
+    size_t allow_cap)
 {
 	const unsigned char *base = tbl;
 	bool path_seen = false;
@@ -203,8 +203,8 @@ hv_httpreq_route_find(const void *tbl, size_t n, size_t stride,
 		    (const void *)(base + i * stride);
 		struct hv_httpreq_seg tmp[HV_HTTPREQ_MAX_CAPS];
 
-		if (!hv_httpreq_match(r->pattern, path, tmp,
-		    HV_HTTPREQ_MAX_CAPS, &nc))
+		if (!hv_httpreq_match(
+		        r->pattern, path, tmp, HV_HTTPREQ_MAX_CAPS, &nc))
 			continue;
 		if (strcmp(r->method, method) == 0) {
 			memcpy(caps, tmp, sizeof(tmp[0]) * nc);
@@ -230,12 +230,12 @@ in_list(const char *s, const char *const *list)
 	return false;
 }
 
-static const char *const scopes[] = { "personal", "workspace",
-	"organization", NULL };
-static const char *const auth_types[] = { "api_key", "bearer", "basic",
-	"oauth2", "custom_headers", NULL };
-static const char *const statuses[] = { "active", "expired", "failing",
-	"revoked", NULL };
+static const char *const scopes[] = {
+    "personal", "workspace", "organization", NULL};
+static const char *const auth_types[] = {
+    "api_key", "bearer", "basic", "oauth2", "custom_headers", NULL};
+static const char *const statuses[] = {
+    "active", "expired", "failing", "revoked", NULL};
 
 /* Characters of an identifier-like filter (service id, audit action). */
 static bool
@@ -249,7 +249,7 @@ ident_ok(const char *s, size_t n)
 		unsigned char c = (unsigned char)s[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '_' || c == '-' || c == '.'))
+		        c == '_' || c == '-' || c == '.'))
 			return false;
 	}
 	return true;
@@ -267,8 +267,8 @@ timestamp_chars_ok(const char *s, size_t n)
 		unsigned char c = (unsigned char)s[i];
 
 		if (!((c >= '0' && c <= '9') || c == 'T' || c == 't' ||
-		    c == 'Z' || c == 'z' || c == ':' || c == '+' ||
-		    c == '-' || c == '.' || c == ' '))
+		        c == 'Z' || c == 'z' || c == ':' || c == '+' ||
+		        c == '-' || c == '.' || c == ' '))
 			return false;
 	}
 	return true;
@@ -294,8 +294,8 @@ bad_param(struct hv_err *err, const char *what, const char *key, size_t klen)
 	char name[48];
 
 	hv_httpreq_sanitize(name, sizeof(name), key, klen);
-	return hv_err_set(err, HV_E_INVALID, "%s query parameter '%s'", what,
-	    name);
+	return hv_err_set(
+	    err, HV_E_INVALID, "%s query parameter '%s'", what, name);
 }
 
 enum hv_rc
@@ -332,7 +332,8 @@ hv_httpreq_query(const struct hv_httpreq_kv *kv, size_t n,
 				if (v[j] < '0' || v[j] > '9')
 					return hv_err_set(err, HV_E_INVALID,
 					    "limit must be an integer from 1 "
-					    "to %d", HV_HTTPREQ_MAX_LIMIT);
+					    "to %d",
+					    HV_HTTPREQ_MAX_LIMIT);
 				lim = lim * 10 + (unsigned long)(v[j] - '0');
 			}
 			if (lim < 1 || lim > HV_HTTPREQ_MAX_LIMIT)
@@ -416,12 +417,14 @@ hv_httpreq_if_match(const char *s, long *version, struct hv_err *err)
 	}
 	for (; p < e; p++) {
 		if (*p < '0' || *p > '9' || ++nd > 9)
-			return hv_err_set(err, HV_E_INVALID, "If-Match must be "
+			return hv_err_set(err, HV_E_INVALID,
+			    "If-Match must be "
 			    "a credential version, such as \"3\"");
 		v = v * 10 + (*p - '0');
 	}
 	if (nd == 0 || v < 1)
-		return hv_err_set(err, HV_E_INVALID, "If-Match must be a "
+		return hv_err_set(err, HV_E_INVALID,
+		    "If-Match must be a "
 		    "credential version, such as \"3\"");
 	*version = v;
 	return HV_OK;
@@ -454,7 +457,7 @@ hv_httpreq_content_type_json(const char *s)
 
 		p = ows(p + 1);
 		if (*p == '\0')
-			return true;	/* "application/json;" */
+			return true; /* "application/json;" */
 		if (strncasecmp(p, "charset", 7) != 0)
 			return false;
 		p = ows(p + 7);
@@ -470,13 +473,13 @@ hv_httpreq_content_type_json(const char *s)
 			p++;
 		} else {
 			v = p;
-			while (*p != '\0' && *p != ';' && *p != ' ' &&
-			    *p != '\t')
+			while (
+			    *p != '\0' && *p != ';' && *p != ' ' && *p != '\t')
 				p++;
 			vl = (size_t)(p - v);
 		}
 		if (!((vl == 5 && strncasecmp(v, "utf-8", 5) == 0) ||
-		    (vl == 4 && strncasecmp(v, "utf8", 4) == 0)))
+		        (vl == 4 && strncasecmp(v, "utf8", 4) == 0)))
 			return false;
 		p = ows(p);
 	}
@@ -488,14 +491,15 @@ hv_httpreq_content_type_json(const char *s)
 struct scan {
 	const unsigned char *p;
 	size_t n, i;
-	const char *why;	/* set on failure */
+	const char *why; /* set on failure */
 };
 
 static void
 skip_ws(struct scan *s)
 {
-	while (s->i < s->n && (s->p[s->i] == ' ' || s->p[s->i] == '\t' ||
-	    s->p[s->i] == '\n' || s->p[s->i] == '\r'))
+	while (s->i < s->n &&
+	    (s->p[s->i] == ' ' || s->p[s->i] == '\t' || s->p[s->i] == '\n' ||
+	        s->p[s->i] == '\r'))
 		s->i++;
 }
 
@@ -630,7 +634,7 @@ scan_number(struct scan *s)
 static bool
 scan_literal(struct scan *s)
 {
-	static const char *const lits[] = { "true", "false", "null" };
+	static const char *const lits[] = {"true", "false", "null"};
 	size_t k, l;
 
 	for (k = 0; k < 3; k++) {
@@ -645,12 +649,12 @@ scan_literal(struct scan *s)
 }
 
 enum hv_rc
-hv_httpreq_json_syntax(const char *buf, size_t len, unsigned int max_depth,
-    struct hv_err *err)
+hv_httpreq_json_syntax(
+    const char *buf, size_t len, unsigned int max_depth, struct hv_err *err)
 {
 	enum { VALUE, KEY, AFTER } state = VALUE;
 	char stack[HV_HTTPREQ_MAX_DEPTH + 1];
-	struct scan s = { (const unsigned char *)buf, len, 0, NULL };
+	struct scan s = {(const unsigned char *)buf, len, 0, NULL};
 	size_t depth = 0;
 
 	if (max_depth > HV_HTTPREQ_MAX_DEPTH)
@@ -702,8 +706,10 @@ hv_httpreq_json_syntax(const char *buf, size_t len, unsigned int max_depth,
 		/* VALUE */
 		if (c == '{' || c == '[') {
 			if (depth >= max_depth) {
-				return hv_err_set(err, HV_E_INVALID, "json "
-				    "nested deeper than %u levels", max_depth);
+				return hv_err_set(err, HV_E_INVALID,
+				    "json "
+				    "nested deeper than %u levels",
+				    max_depth);
 			}
 			stack[depth++] = (char)c;
 			s.i++;
@@ -742,12 +748,14 @@ json_fail(struct hv_err *err, const json_error_t *je)
 {
 	switch (json_error_code(je)) {
 	case json_error_duplicate_key:
-		return hv_err_set(err, HV_E_INVALID, "duplicate key in json "
+		return hv_err_set(err, HV_E_INVALID,
+		    "duplicate key in json "
 		    "object");
 	case json_error_numeric_overflow:
 		return hv_err_set(err, HV_E_INVALID, "number out of range");
 	default:
-		return hv_err_set(err, HV_E_NOMEM, "cannot parse the body "
+		return hv_err_set(err, HV_E_NOMEM,
+		    "cannot parse the body "
 		    "(out of memory)");
 	}
 }
@@ -770,11 +778,13 @@ hv_httpreq_json(const char *buf, size_t len, const char *const *fields,
 	{
 		size_t i = 0;
 
-		while (i < len && (buf[i] == ' ' || buf[i] == '\t' ||
-		    buf[i] == '\n' || buf[i] == '\r'))
+		while (i < len &&
+		    (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' ||
+		        buf[i] == '\r'))
 			i++;
 		if (i < len && buf[i] != '{')
-			return hv_err_set(err, HV_E_INVALID, "body must be a "
+			return hv_err_set(err, HV_E_INVALID,
+			    "body must be a "
 			    "json object");
 	}
 	if (hv_httpreq_json_syntax(buf, len, HV_HTTPREQ_MAX_DEPTH, err) !=
@@ -786,17 +796,19 @@ hv_httpreq_json(const char *buf, size_t len, const char *const *fields,
 		return json_fail(err, &je);
 	if (!json_is_object(j)) {
 		json_decref(j);
-		return hv_err_set(err, HV_E_INTERNAL, "json syntax check and "
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "json syntax check and "
 		    "parser disagree");
 	}
 	if (fields != NULL) {
-		json_object_foreach(j, key, val) {
+		json_object_foreach(j, key, val)
+		{
 			(void)val;
 			if (!in_list(key, fields)) {
 				char name[48];
 
-				hv_httpreq_sanitize(name, sizeof(name), key,
-				    strlen(key));
+				hv_httpreq_sanitize(
+				    name, sizeof(name), key, strlen(key));
 				json_decref(j);
 				return hv_err_set(err, HV_E_INVALID,
 				    "unknown field '%s'", name);
@@ -820,8 +832,8 @@ token_ok(const char *s)
 		unsigned char c = (unsigned char)s[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || (c != '\0' &&
-		    strchr(extra, c) != NULL)))
+		        (c >= '0' && c <= '9') ||
+		        (c != '\0' && strchr(extra, c) != NULL)))
 			return false;
 	}
 	return true;
@@ -832,10 +844,9 @@ token_ok(const char *s)
  * headers curl owns, and anything that would replace or leak the injected
  * credential's origin.
  */
-static const char *const use_forbidden_headers[] = { "host",
-	"content-length", "transfer-encoding", "connection", "keep-alive",
-	"upgrade", "te", "trailer", "proxy-authorization", "proxy-connection",
-	"expect", NULL };
+static const char *const use_forbidden_headers[] = {"host", "content-length",
+    "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+    "proxy-authorization", "proxy-connection", "expect", NULL};
 
 static bool
 header_forbidden(const char *name)
@@ -848,10 +859,10 @@ header_forbidden(const char *name)
 	return false;
 }
 
-static const char *const use_fields[] = { "method", "path", "query",
-	"headers", "body", NULL };
-static const char *const use_methods[] = { "GET", "HEAD", "POST", "PUT",
-	"PATCH", "DELETE", "OPTIONS", NULL };
+static const char *const use_fields[] = {
+    "method", "path", "query", "headers", "body", NULL};
+static const char *const use_methods[] = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
 
 enum hv_rc
 hv_httpreq_use_body(const json_t *body, struct hv_err *err)
@@ -861,27 +872,33 @@ hv_httpreq_use_body(const json_t *body, struct hv_err *err)
 	size_t plen;
 
 	if (!json_is_object(body))
-		return hv_err_set(err, HV_E_INVALID, "body must be a json "
+		return hv_err_set(err, HV_E_INVALID,
+		    "body must be a json "
 		    "object");
-	json_object_foreach((json_t *)body, key, val) {
+	json_object_foreach((json_t *)body, key, val)
+	{
 		(void)val;
 		if (!in_list(key, use_fields)) {
 			char name[48];
 
-			hv_httpreq_sanitize(name, sizeof(name), key,
-			    strlen(key));
-			return hv_err_set(err, HV_E_INVALID, "unknown field "
-			    "'%s'", name);
+			hv_httpreq_sanitize(
+			    name, sizeof(name), key, strlen(key));
+			return hv_err_set(err, HV_E_INVALID,
+			    "unknown field "
+			    "'%s'",
+			    name);
 		}
 	}
 	m = json_object_get(body, "method");
-	if (m != NULL && (!json_is_string(m) ||
-	    !in_list(json_string_value(m), use_methods)))
-		return hv_err_set(err, HV_E_INVALID, "method must be one of "
+	if (m != NULL &&
+	    (!json_is_string(m) || !in_list(json_string_value(m), use_methods)))
+		return hv_err_set(err, HV_E_INVALID,
+		    "method must be one of "
 		    "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
 	pj = json_object_get(body, "path");
 	if (!json_is_string(pj))
-		return hv_err_set(err, HV_E_INVALID, "path is required and "
+		return hv_err_set(err, HV_E_INVALID,
+		    "path is required and "
 		    "must be a string");
 	path = json_string_value(pj);
 	plen = json_string_length(pj);
@@ -892,55 +909,67 @@ hv_httpreq_use_body(const json_t *body, struct hv_err *err)
 	    strstr(path, "/../") != NULL ||
 	    (plen >= 3 && strcmp(path + plen - 3, "/..") == 0) ||
 	    strstr(path, "/./") != NULL || strchr(path, '@') != NULL)
-		return hv_err_set(err, HV_E_INVALID, "path must be relative "
+		return hv_err_set(err, HV_E_INVALID,
+		    "path must be relative "
 		    "to the service base url and start with a single '/'");
 	qj = json_object_get(body, "query");
 	if (qj != NULL && !json_is_null(qj)) {
 		if (!json_is_object(qj))
-			return hv_err_set(err, HV_E_INVALID, "query must be an "
+			return hv_err_set(err, HV_E_INVALID,
+			    "query must be an "
 			    "object of strings");
-		json_object_foreach(qj, key, val) {
+		json_object_foreach(qj, key, val)
+		{
 			if (!json_is_string(val) || strlen(key) == 0 ||
 			    strlen(key) > 256 || json_string_length(val) > 4096)
-				return hv_err_set(err, HV_E_INVALID, "query "
+				return hv_err_set(err, HV_E_INVALID,
+				    "query "
 				    "must be an object of strings");
 		}
 	}
 	hj = json_object_get(body, "headers");
 	if (hj != NULL && !json_is_null(hj)) {
 		if (!json_is_object(hj))
-			return hv_err_set(err, HV_E_INVALID, "headers must be "
+			return hv_err_set(err, HV_E_INVALID,
+			    "headers must be "
 			    "an object of strings");
-		json_object_foreach(hj, key, val) {
+		json_object_foreach(hj, key, val)
+		{
 			const char *hv;
 			size_t hl;
 
 			if (!token_ok(key))
-				return hv_err_set(err, HV_E_INVALID, "invalid "
+				return hv_err_set(err, HV_E_INVALID,
+				    "invalid "
 				    "header name");
 			if (header_forbidden(key)) {
 				char name[48];
 
-				hv_httpreq_sanitize(name, sizeof(name), key,
-				    strlen(key));
-				return hv_err_set(err, HV_E_INVALID, "header "
-				    "'%s' may not be set", name);
+				hv_httpreq_sanitize(
+				    name, sizeof(name), key, strlen(key));
+				return hv_err_set(err, HV_E_INVALID,
+				    "header "
+				    "'%s' may not be set",
+				    name);
 			}
 			if (!json_is_string(val))
-				return hv_err_set(err, HV_E_INVALID, "headers "
+				return hv_err_set(err, HV_E_INVALID,
+				    "headers "
 				    "must be an object of strings");
 			hv = json_string_value(val);
 			hl = json_string_length(val);
 			if (hl > 8192 || hl != strlen(hv) ||
 			    !hv_httpreq_text_ok(hv, hl))
-				return hv_err_set(err, HV_E_INVALID, "invalid "
+				return hv_err_set(err, HV_E_INVALID,
+				    "invalid "
 				    "header value");
 		}
 	}
 	bj = json_object_get(body, "body");
 	if (bj != NULL && !json_is_null(bj) && !json_is_string(bj) &&
 	    !json_is_object(bj) && !json_is_array(bj))
-		return hv_err_set(err, HV_E_INVALID, "body must be a string, "
+		return hv_err_set(err, HV_E_INVALID,
+		    "body must be a string, "
 		    "an object, an array or null");
 	return HV_OK;
 }
@@ -961,7 +990,7 @@ hv_httpreq_use_normalize(const json_t *body)
 			unsigned char ch = (unsigned char)ms[i];
 
 			if (!((ch >= 'a' && ch <= 'z') ||
-			    (ch >= 'A' && ch <= 'Z')))
+			        (ch >= 'A' && ch <= 'Z')))
 				break;
 			up[i] = (char)(ch >= 'a' ? ch - 'a' + 'A' : ch);
 			if (ch >= 'a')
@@ -993,8 +1022,8 @@ hv_httpreq_use_normalize(const json_t *body)
 		np[0] = '/';
 		memcpy(np + 1, ps, pl);
 		np[pl + 1] = '\0';
-		if (json_object_set_new(copy, "path",
-		    json_stringn(np, pl + 1)) != 0) {
+		if (json_object_set_new(
+		        copy, "path", json_stringn(np, pl + 1)) != 0) {
 			free(np);
 			goto fail;
 		}

@@ -81,9 +81,9 @@ struct hv_httpreq_route {
 };
 
 enum hv_httpreq_found {
-	HV_HTTPREQ_FOUND = 0,		/* *idx is the route */
-	HV_HTTPREQ_NO_PATH = 1,		/* 404: no pattern matches */
-	HV_HTTPREQ_BAD_METHOD = 2,	/* 405: allow lists the methods */
+	HV_HTTPREQ_FOUND = 0,      /* *idx is the route */
+	HV_HTTPREQ_NO_PATH = 1,    /* 404: no pattern matches */
+	HV_HTTPREQ_BAD_METHOD = 2, /* 405: allow lists the methods */
 };
 
 /*
@@ -95,8 +95,8 @@ enum hv_httpreq_found {
  */
 enum hv_httpreq_found hv_httpreq_route_find(const void *tbl, size_t n,
     size_t stride, const char *method, const char *path, size_t *idx,
-    struct hv_httpreq_seg caps[HV_HTTPREQ_MAX_CAPS], size_t *ncaps,
-    char *allow, size_t allow_cap);
+    struct hv_httpreq_seg caps[HV_HTTPREQ_MAX_CAPS], size_t *ncaps, char *allow,
+    size_t allow_cap);
 
 /* One query parameter as MHD decodes it; val is NULL for "?flag". */
 struct hv_httpreq_kv {
@@ -124,8 +124,8 @@ enum hv_rc hv_httpreq_query(const struct hv_httpreq_kv *kv, size_t n,
  * (an ETag as we send it), with optional surrounding spaces. Anything else
  * (weak tags, lists, signs, garbage) is HV_E_INVALID.
  */
-enum hv_rc hv_httpreq_if_match(const char *s, long *version,
-    struct hv_err *err);
+enum hv_rc
+hv_httpreq_if_match(const char *s, long *version, struct hv_err *err);
 
 /*
  * True when a Content-Type value is application/json (any case), with no
@@ -144,8 +144,8 @@ bool hv_httpreq_content_type_json(const char *s);
  * (hv_httpreq_utf8_valid). HV_E_INVALID with "malformed json at byte N:
  * ..." (never quoting the text).
  */
-enum hv_rc hv_httpreq_json_syntax(const char *buf, size_t len,
-    unsigned int max_depth, struct hv_err *err);
+enum hv_rc hv_httpreq_json_syntax(
+    const char *buf, size_t len, unsigned int max_depth, struct hv_err *err);
 
 /*
  * Parse a request body strictly: at most HV_HTTPREQ_MAX_DEPTH deep, valid

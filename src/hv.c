@@ -11,45 +11,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const o_none[] = { NULL };
-static const char *const o_create[] = { "name", "scopes", "workspace",
-	"user", "expires-at", "credentials", "key-file", NULL };
-static const char *const o_list[] = { "workspace", "limit", "cursor",
-	NULL };
-static const char *const o_revoke[] = { "workspace", NULL };
-static const char *const o_rewrap[] = { "batch", NULL };
+static const char *const o_none[] = {NULL};
+static const char *const o_create[] = {"name", "scopes", "workspace", "user",
+    "expires-at", "credentials", "key-file", NULL};
+static const char *const o_list[] = {"workspace", "limit", "cursor", NULL};
+static const char *const o_revoke[] = {"workspace", NULL};
+static const char *const o_rewrap[] = {"batch", NULL};
 
 static const struct hv_cmd cmds[] = {
-	{ "init", NULL, o_none, 0, hv_cmd_init, "",
-	    "apply migrations, create the KEK and HMAC key in the key store "
-	    "when absent, and the default workspace" },
-	{ "migrate", NULL, o_none, 0, hv_cmd_migrate, "",
-	    "apply pending database migrations (safe to run twice)" },
-	{ "serve", NULL, o_none, 0, hv_cmd_serve, "",
-	    "serve the HTTP API on listen (default 127.0.0.1:8200)" },
-	{ "apikey", "create", o_create, 0, hv_cmd_apikey_create,
-	    "--name NAME --scopes S1,S2 [--workspace ID] [--user U] "
-	    "[--expires-at RFC3339] [--credentials all|ID,ID] [--key-file F]",
-	    "mint an API key; it is shown once (or written to --key-file, "
-	    "mode 0600)" },
-	{ "apikey", "list", o_list, 0, hv_cmd_apikey_list,
-	    "[--workspace ID] [--limit N] [--cursor C]",
-	    "list API keys of every workspace, or of one (no key material); "
-	    "next_cursor goes to --cursor" },
-	{ "apikey", "revoke", o_revoke, 1, hv_cmd_apikey_revoke,
-	    "ID [--workspace ID]", "revoke an API key" },
-	{ "kek", "rotate", o_none, 0, hv_cmd_kek_rotate, "",
-	    "create a new KEK version in the key store; new DEKs use it" },
-	{ "kek", "disable", o_none, 1, hv_cmd_kek_disable, "VERSION",
-	    "disable a retired KEK version that no DEK references any more" },
-	{ "rewrap", NULL, o_rewrap, 0, hv_cmd_rewrap, "[--batch N]",
-	    "re-wrap every DEK to the newest KEK (payloads are never "
-	    "decrypted); online and resumable, with progress on stderr" },
-	{ "audit", "verify", o_none, 0, hv_cmd_audit_verify, "",
-	    "verify the audit chains; names the first altered, removed or "
-	    "reordered row; exit 1 when the log was tampered with" },
-	{ "status", NULL, o_none, 0, hv_cmd_status, "",
-	    "key store, KEK versions with the DEKs each protects, counts" },
+    {"init", NULL, o_none, 0, hv_cmd_init, "",
+        "apply migrations, create the KEK and HMAC key in the key store "
+        "when absent, and the default workspace"},
+    {"migrate", NULL, o_none, 0, hv_cmd_migrate, "",
+        "apply pending database migrations (safe to run twice)"},
+    {"serve", NULL, o_none, 0, hv_cmd_serve, "",
+        "serve the HTTP API on listen (default 127.0.0.1:8200)"},
+    {"apikey", "create", o_create, 0, hv_cmd_apikey_create,
+        "--name NAME --scopes S1,S2 [--workspace ID] [--user U] "
+        "[--expires-at RFC3339] [--credentials all|ID,ID] [--key-file F]",
+        "mint an API key; it is shown once (or written to --key-file, "
+        "mode 0600)"},
+    {"apikey", "list", o_list, 0, hv_cmd_apikey_list,
+        "[--workspace ID] [--limit N] [--cursor C]",
+        "list API keys of every workspace, or of one (no key material); "
+        "next_cursor goes to --cursor"},
+    {"apikey", "revoke", o_revoke, 1, hv_cmd_apikey_revoke,
+        "ID [--workspace ID]", "revoke an API key"},
+    {"kek", "rotate", o_none, 0, hv_cmd_kek_rotate, "",
+        "create a new KEK version in the key store; new DEKs use it"},
+    {"kek", "disable", o_none, 1, hv_cmd_kek_disable, "VERSION",
+        "disable a retired KEK version that no DEK references any more"},
+    {"rewrap", NULL, o_rewrap, 0, hv_cmd_rewrap, "[--batch N]",
+        "re-wrap every DEK to the newest KEK (payloads are never "
+        "decrypted); online and resumable, with progress on stderr"},
+    {"audit", "verify", o_none, 0, hv_cmd_audit_verify, "",
+        "verify the audit chains; names the first altered, removed or "
+        "reordered row; exit 1 when the log was tampered with"},
+    {"status", NULL, o_none, 0, hv_cmd_status, "",
+        "key store, KEK versions with the DEKs each protects, counts"},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -59,8 +58,9 @@ usage_all(FILE *f)
 {
 	size_t i;
 
-	fprintf(f, "usage: hsmvault [--config FILE] [--KEY=VALUE ...] "
-		   "COMMAND [ARGS]\n\ncommands:\n");
+	fprintf(f,
+	    "usage: hsmvault [--config FILE] [--KEY=VALUE ...] "
+	    "COMMAND [ARGS]\n\ncommands:\n");
 	for (i = 0; i < NCMDS; i++) {
 		char name[40];
 
@@ -68,22 +68,22 @@ usage_all(FILE *f)
 		    cmds[i].sub ? " " : "", cmds[i].sub ? cmds[i].sub : "");
 		fprintf(f, "  %-16s %s\n", name, cmds[i].help);
 	}
-	fprintf(f, "\nconfiguration: a file (--config, or HSMVAULT_CONFIG), "
-		   "HSMVAULT_* environment variables, and --KEY=VALUE flags,\n"
-		   "later ones winning: --database-url, --keystore, "
-		   "--pkcs11-module, --pkcs11-token, --pkcs11-pin-file,\n"
-		   "--tpm-tcti, --listen, --data, ... (docs/configuration.md). "
-		   "The PIN comes from HSMVAULT_PKCS11_PIN or\n"
-		   "pkcs11_pin_file, never from the command line.\n"
-		   "`hsmvault COMMAND --help` describes one command.\n");
+	fprintf(f,
+	    "\nconfiguration: a file (--config, or HSMVAULT_CONFIG), "
+	    "HSMVAULT_* environment variables, and --KEY=VALUE flags,\n"
+	    "later ones winning: --database-url, --keystore, "
+	    "--pkcs11-module, --pkcs11-token, --pkcs11-pin-file,\n"
+	    "--tpm-tcti, --listen, --data, ... (docs/configuration.md). "
+	    "The PIN comes from HSMVAULT_PKCS11_PIN or\n"
+	    "pkcs11_pin_file, never from the command line.\n"
+	    "`hsmvault COMMAND --help` describes one command.\n");
 }
 
 static void
 usage_one(FILE *f, const struct hv_cmd *c)
 {
-	fprintf(f, "usage: hsmvault [--config FILE] %s%s%s %s\n\n%s\n",
-	    c->verb, c->sub ? " " : "", c->sub ? c->sub : "", c->usage,
-	    c->help);
+	fprintf(f, "usage: hsmvault [--config FILE] %s%s%s %s\n\n%s\n", c->verb,
+	    c->sub ? " " : "", c->sub ? c->sub : "", c->usage, c->help);
 }
 
 /* `hsmvault apikey --help`: the commands of one group; false if none. */
@@ -97,14 +97,18 @@ usage_group(FILE *f, const char *verb)
 		if (cmds[i].sub == NULL || strcmp(cmds[i].verb, verb) != 0)
 			continue;
 		if (!any)
-			fprintf(f, "usage: hsmvault [--config FILE] %s COMMAND "
-				   "[ARGS]\n\ncommands:\n", verb);
+			fprintf(f,
+			    "usage: hsmvault [--config FILE] %s COMMAND "
+			    "[ARGS]\n\ncommands:\n",
+			    verb);
 		any = true;
 		fprintf(f, "  %-16s %s\n", cmds[i].sub, cmds[i].help);
 	}
 	if (any)
-		fprintf(f, "\n`hsmvault %s COMMAND --help` describes one "
-			   "command.\n", verb);
+		fprintf(f,
+		    "\n`hsmvault %s COMMAND --help` describes one "
+		    "command.\n",
+		    verb);
 	return any;
 }
 
@@ -141,11 +145,11 @@ int
 main(int argc, char **argv)
 {
 	struct hv_cfg cfg;
-	struct hv_err err = { 0 };
-	struct hv_opts opts = { 0 };
+	struct hv_err err = {0};
+	struct hv_opts opts = {0};
 	const struct hv_cmd *cmd = NULL;
 	const char *config = getenv("HSMVAULT_CONFIG");
-	const char *words[2] = { NULL, NULL };
+	const char *words[2] = {NULL, NULL};
 	char *pos[8];
 	int nwords = 0, npos = 0, i, rc = 1, lvl;
 	bool help = false;
@@ -184,8 +188,8 @@ main(int argc, char **argv)
 		if (cmds[k].sub == NULL) {
 			cmd = &cmds[k];
 			if (nwords == 2 && npos < 8) {
-				memmove(pos + 1, pos, sizeof(pos[0]) *
-				    (size_t)npos);
+				memmove(pos + 1, pos,
+				    sizeof(pos[0]) * (size_t)npos);
 				pos[0] = (char *)words[1];
 				npos++;
 			}
@@ -197,8 +201,8 @@ main(int argc, char **argv)
 		}
 	}
 	if (cmd == NULL) {
-		if (nwords == 1 && usage_group(help ? stdout : stderr,
-		    words[0])) {
+		if (nwords == 1 &&
+		    usage_group(help ? stdout : stderr, words[0])) {
 			rc = help ? 0 : 2;
 		} else if (help || nwords == 0) {
 			usage_all(help ? stdout : stderr);
@@ -245,9 +249,10 @@ main(int argc, char **argv)
 			val = eq + 1;
 		} else {
 			n = strlen(a) - 2;
-			if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-				fprintf(stderr, "hsmvault: %s needs a value\n",
-				    a);
+			if (i + 1 >= argc ||
+			    strncmp(argv[i + 1], "--", 2) == 0) {
+				fprintf(
+				    stderr, "hsmvault: %s needs a value\n", a);
 				rc = 2;
 				goto out;
 			}

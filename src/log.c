@@ -12,7 +12,7 @@
 
 static atomic_int threshold = HV_LOG_INFO;
 
-static const char *const names[] = { "debug", "info", "warn", "error" };
+static const char *const names[] = {"debug", "info", "warn", "error"};
 
 void
 hv_log_set_level(enum hv_log_level lvl)
@@ -86,7 +86,7 @@ hv_log_raw_json(const char *line)
 	/* one writev: lines from different threads never interleave */
 	iov[0].iov_base = (void *)(uintptr_t)line;
 	iov[0].iov_len = strlen(line);
-	iov[1].iov_base = (void *)(uintptr_t)"\n";
+	iov[1].iov_base = (void *)(uintptr_t) "\n";
 	iov[1].iov_len = 1;
 	(void)!writev(STDERR_FILENO, iov, 2);
 }

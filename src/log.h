@@ -29,8 +29,8 @@ void hv_log(enum hv_log_level lvl, const char *fmt, ...)
 void hv_log_raw_json(const char *line);
 
 #define hv_log_debug(...) hv_log(HV_LOG_DEBUG, __VA_ARGS__)
-#define hv_log_info(...) hv_log(HV_LOG_INFO, __VA_ARGS__)
-#define hv_log_warn(...) hv_log(HV_LOG_WARN, __VA_ARGS__)
+#define hv_log_info(...)  hv_log(HV_LOG_INFO, __VA_ARGS__)
+#define hv_log_warn(...)  hv_log(HV_LOG_WARN, __VA_ARGS__)
 #define hv_log_error(...) hv_log(HV_LOG_ERROR, __VA_ARGS__)
 
 #endif

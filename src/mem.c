@@ -66,7 +66,7 @@ hv_ct_equal(const void *a, const void *b, size_t n)
  */
 #define SLAB_BYTES (64 * 1024)
 
-static const size_t class_size[] = { 64, 256, 1024, 4096 };
+static const size_t class_size[] = {64, 256, 1024, 4096};
 #define NCLASS (sizeof(class_size) / sizeof(class_size[0]))
 
 struct slot {
@@ -87,7 +87,7 @@ locked_map(size_t cap)
 	(void)madvise(m, cap, MADV_DONTDUMP);
 	if (mlock(m, cap) != 0 && !atomic_exchange(&mlock_warned, true))
 		hv_log_warn("mlock failed; secrets may be swapped "
-			    "(raise RLIMIT_MEMLOCK)");
+		            "(raise RLIMIT_MEMLOCK)");
 	return m;
 }
 
@@ -284,7 +284,7 @@ hv_mem_json_init(void)
 int
 hv_mem_harden_process(void)
 {
-	struct rlimit rl = { 0, 0 };
+	struct rlimit rl = {0, 0};
 
 	if (setrlimit(RLIMIT_CORE, &rl) != 0)
 		return -1;

@@ -23,10 +23,10 @@
 #include <stdint.h>
 
 struct hv_secret {
-	size_t len;		/* bytes in use */
-	size_t cap;		/* bytes usable at buf (slot or mapping) */
-	int cls;		/* slab size class, or -1 for its own mapping */
-	unsigned char *buf;	/* locked, never NULL for a live secret;
+	size_t len;         /* bytes in use */
+	size_t cap;         /* bytes usable at buf (slot or mapping) */
+	int cls;            /* slab size class, or -1 for its own mapping */
+	unsigned char *buf; /* locked, never NULL for a live secret;
 				   buf[len] is always 0, so a text secret
 				   is a C string */
 };
@@ -35,12 +35,11 @@ struct hv_secret {
  * A new zero-filled secret of len bytes (len may be 0). Returns NULL when
  * memory is exhausted or the fault hook fires. Free with hv_secret_free().
  */
-struct hv_secret *hv_secret_new(size_t len)
-    __attribute__((warn_unused_result));
+struct hv_secret *hv_secret_new(size_t len) __attribute__((warn_unused_result));
 
 /* A new secret holding a copy of len bytes at p. NULL on failure. */
-struct hv_secret *hv_secret_from(const void *p, size_t len)
-    __attribute__((warn_unused_result));
+struct hv_secret *
+hv_secret_from(const void *p, size_t len) __attribute__((warn_unused_result));
 
 /* Wipe, unlock and free *s, then set *s to NULL. NULL-safe. */
 void hv_secret_free(struct hv_secret **s);

@@ -10,27 +10,27 @@
 #include "mem.h"
 
 /* Statuses we count by value; anything else is "other". */
-static const unsigned int status_codes[] = { 200, 201, 204, 400, 401, 403,
-	404, 405, 409, 413, 415, 431, 500, 501, 502, 503 };
+static const unsigned int status_codes[] = {200, 201, 204, 400, 401, 403, 404,
+    405, 409, 413, 415, 431, 500, 501, 502, 503};
 #define N_STATUS (sizeof(status_codes) / sizeof(status_codes[0]) + 1)
 
 /* Histogram upper bounds in microseconds (and as text for `le`). */
-static const uint64_t bucket_us[] = { 1000, 2500, 5000, 10000, 25000, 50000,
-	100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000 };
-static const char *const bucket_le[] = { "0.001", "0.0025", "0.005", "0.01",
-	"0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10" };
+static const uint64_t bucket_us[] = {1000, 2500, 5000, 10000, 25000, 50000,
+    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+static const char *const bucket_le[] = {"0.001", "0.0025", "0.005", "0.01",
+    "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"};
 #define N_BUCKET (sizeof(bucket_us) / sizeof(bucket_us[0]))
 
 struct route_stats {
 	atomic_ulong by_status[N_STATUS];
-	atomic_ulong bucket[N_BUCKET];	/* non-cumulative; summed at render */
+	atomic_ulong bucket[N_BUCKET]; /* non-cumulative; summed at render */
 	atomic_ulong count;
 	atomic_ullong sum_us;
 };
 
 struct hv_metrics {
 	const struct hv_route *tbl;
-	size_t n;			/* routes; stats has n + 1 slots */
+	size_t n; /* routes; stats has n + 1 slots */
 	struct route_stats *stats;
 	atomic_long inflight;
 	time_t started;
@@ -78,8 +78,8 @@ hv_metrics_free(struct hv_metrics **m)
 }
 
 void
-hv_metrics_observe(struct hv_metrics *m, size_t route, unsigned int status,
-    uint64_t usec)
+hv_metrics_observe(
+    struct hv_metrics *m, size_t route, unsigned int status, uint64_t usec)
 {
 	struct route_stats *s;
 	size_t k;
@@ -97,8 +97,8 @@ hv_metrics_observe(struct hv_metrics *m, size_t route, unsigned int status,
 		if (usec <= bucket_us[k])
 			break;
 	if (k < N_BUCKET)
-		atomic_fetch_add_explicit(&s->bucket[k], 1,
-		    memory_order_relaxed);
+		atomic_fetch_add_explicit(
+		    &s->bucket[k], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->sum_us, usec, memory_order_relaxed);
 }
@@ -107,8 +107,8 @@ void
 hv_metrics_inflight(struct hv_metrics *m, int delta)
 {
 	if (m != NULL)
-		atomic_fetch_add_explicit(&m->inflight, delta,
-		    memory_order_relaxed);
+		atomic_fetch_add_explicit(
+		    &m->inflight, delta, memory_order_relaxed);
 }
 
 /* A growable text buffer; a failed append latches `oom`. */
@@ -176,7 +176,7 @@ enum hv_rc
 hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
     size_t *len, struct hv_err *err)
 {
-	struct sbuf b = { NULL, 0, 4096, false };
+	struct sbuf b = {NULL, 0, 4096, false};
 	const char *meth, *route;
 	size_t r, k;
 
@@ -185,7 +185,8 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
 		return hv_err_set(err, HV_E_NOMEM, "metrics: out of memory");
 	b.p[0] = '\0';
 
-	sb_printf(&b, "# HELP hsmvault_http_requests_total HTTP requests "
+	sb_printf(&b,
+	    "# HELP hsmvault_http_requests_total HTTP requests "
 	    "served, by route template, method and status.\n"
 	    "# TYPE hsmvault_http_requests_total counter\n");
 	for (r = 0; r <= m->n; r++) {
@@ -198,22 +199,24 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
 			if (v == 0)
 				continue;
 			if (k + 1 < N_STATUS)
-				(void)snprintf(st, sizeof(st), "%u",
-				    status_codes[k]);
+				(void)snprintf(
+				    st, sizeof(st), "%u", status_codes[k]);
 			else
 				(void)snprintf(st, sizeof(st), "other");
-			sb_printf(&b, "hsmvault_http_requests_total{method=\"%s"
-			    "\",route=\"%s\",status=\"%s\"} %lu\n", meth, route,
-			    st, v);
+			sb_printf(&b,
+			    "hsmvault_http_requests_total{method=\"%s"
+			    "\",route=\"%s\",status=\"%s\"} %lu\n",
+			    meth, route, st, v);
 		}
 	}
 
-	sb_printf(&b, "# HELP hsmvault_http_request_duration_seconds Time from "
+	sb_printf(&b,
+	    "# HELP hsmvault_http_request_duration_seconds Time from "
 	    "the request's headers to its completion, by route template.\n"
 	    "# TYPE hsmvault_http_request_duration_seconds histogram\n");
 	for (r = 0; r <= m->n; r++) {
-		unsigned long cnt = atomic_load_explicit(&m->stats[r].count,
-		    memory_order_relaxed);
+		unsigned long cnt = atomic_load_explicit(
+		    &m->stats[r].count, memory_order_relaxed);
 		unsigned long long sum = atomic_load_explicit(
 		    &m->stats[r].sum_us, memory_order_relaxed);
 		unsigned long cum = 0;
@@ -222,40 +225,50 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
 			continue;
 		labels(m, r, &meth, &route);
 		for (k = 0; k < N_BUCKET; k++) {
-			cum += atomic_load_explicit(&m->stats[r].bucket[k],
-			    memory_order_relaxed);
-			sb_printf(&b, "hsmvault_http_request_duration_seconds_"
+			cum += atomic_load_explicit(
+			    &m->stats[r].bucket[k], memory_order_relaxed);
+			sb_printf(&b,
+			    "hsmvault_http_request_duration_seconds_"
 			    "bucket{method=\"%s\",route=\"%s\",le=\"%s\"} "
-			    "%lu\n", meth, route, bucket_le[k], cum);
+			    "%lu\n",
+			    meth, route, bucket_le[k], cum);
 		}
 		/* Concurrent observers may have moved on: keep +Inf >= cum. */
 		if (cnt < cum)
 			cnt = cum;
-		sb_printf(&b, "hsmvault_http_request_duration_seconds_bucket{"
-		    "method=\"%s\",route=\"%s\",le=\"+Inf\"} %lu\n", meth,
-		    route, cnt);
-		sb_printf(&b, "hsmvault_http_request_duration_seconds_sum{"
-		    "method=\"%s\",route=\"%s\"} %llu.%06llu\n", meth, route,
-		    sum / 1000000ull, sum % 1000000ull);
-		sb_printf(&b, "hsmvault_http_request_duration_seconds_count{"
-		    "method=\"%s\",route=\"%s\"} %lu\n", meth, route, cnt);
+		sb_printf(&b,
+		    "hsmvault_http_request_duration_seconds_bucket{"
+		    "method=\"%s\",route=\"%s\",le=\"+Inf\"} %lu\n",
+		    meth, route, cnt);
+		sb_printf(&b,
+		    "hsmvault_http_request_duration_seconds_sum{"
+		    "method=\"%s\",route=\"%s\"} %llu.%06llu\n",
+		    meth, route, sum / 1000000ull, sum % 1000000ull);
+		sb_printf(&b,
+		    "hsmvault_http_request_duration_seconds_count{"
+		    "method=\"%s\",route=\"%s\"} %lu\n",
+		    meth, route, cnt);
 	}
 
-	sb_printf(&b, "# HELP hsmvault_http_requests_in_flight Requests being "
+	sb_printf(&b,
+	    "# HELP hsmvault_http_requests_in_flight Requests being "
 	    "served.\n# TYPE hsmvault_http_requests_in_flight gauge\n"
 	    "hsmvault_http_requests_in_flight %ld\n",
 	    atomic_load_explicit(&m->inflight, memory_order_relaxed));
-	sb_printf(&b, "# HELP hsmvault_start_time_seconds Start time of the "
+	sb_printf(&b,
+	    "# HELP hsmvault_start_time_seconds Start time of the "
 	    "HTTP server, seconds since the epoch.\n"
 	    "# TYPE hsmvault_start_time_seconds gauge\n"
-	    "hsmvault_start_time_seconds %lld\n", (long long)m->started);
+	    "hsmvault_start_time_seconds %lld\n",
+	    (long long)m->started);
 
 	if (store != NULL) {
 		struct hv_store_stats st;
 
 		memset(&st, 0, sizeof(st));
 		hv_store_stats(store, &st);
-		sb_printf(&b, "# HELP hsmvault_db_pool_connections Size of the "
+		sb_printf(&b,
+		    "# HELP hsmvault_db_pool_connections Size of the "
 		    "PostgreSQL connection pool.\n"
 		    "# TYPE hsmvault_db_pool_connections gauge\n"
 		    "hsmvault_db_pool_connections %u\n"
@@ -272,8 +285,8 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
 		    "hsmvault_db_pool_waits_total %lu\n"
 		    "# HELP hsmvault_db_pool_resets_total Broken connections "
 		    "reset.\n# TYPE hsmvault_db_pool_resets_total counter\n"
-		    "hsmvault_db_pool_resets_total %lu\n", st.size, st.in_use,
-		    st.acquires, st.waits, st.resets);
+		    "hsmvault_db_pool_resets_total %lu\n",
+		    st.size, st.in_use, st.acquires, st.waits, st.resets);
 	}
 
 	if (b.oom) {

@@ -29,17 +29,17 @@
 struct hv_metrics;
 
 /* New metrics for the n routes of tbl. Free with hv_metrics_free(). */
-enum hv_rc hv_metrics_new(const struct hv_route *tbl, size_t n,
-    struct hv_metrics **out, struct hv_err *err)
-    __attribute__((warn_unused_result));
+enum hv_rc
+hv_metrics_new(const struct hv_route *tbl, size_t n, struct hv_metrics **out,
+    struct hv_err *err) __attribute__((warn_unused_result));
 void hv_metrics_free(struct hv_metrics **m);
 
 /*
  * Count one finished request: route index (n = unmatched), HTTP status and
  * duration in microseconds.
  */
-void hv_metrics_observe(struct hv_metrics *m, size_t route,
-    unsigned int status, uint64_t usec);
+void hv_metrics_observe(
+    struct hv_metrics *m, size_t route, unsigned int status, uint64_t usec);
 
 /* Requests being served: +1 when one starts, -1 when it completes. */
 void hv_metrics_inflight(struct hv_metrics *m, int delta);
@@ -49,8 +49,8 @@ void hv_metrics_inflight(struct hv_metrics *m, int delta);
  * is a new NUL-terminated buffer of *len bytes the caller frees with
  * hv_free().
  */
-enum hv_rc hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
-    char **out, size_t *len, struct hv_err *err)
-    __attribute__((warn_unused_result));
+enum hv_rc
+hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
+    size_t *len, struct hv_err *err) __attribute__((warn_unused_result));
 
 #endif

@@ -26,38 +26,37 @@
 #include "log.h"
 #include "mem.h"
 
-#define PATH_MAX_BYTES 2048
+#define PATH_MAX_BYTES    2048
 #define QUERY_MAX_ENTRIES 64
-#define QUERY_KEY_MAX 256
-#define QUERY_VAL_MAX 4096
-#define HEADERS_MAX 64
-#define HEADER_NAME_MAX 128
-#define HEADER_VAL_MAX 8192
-#define LINES_MAX (HEADERS_MAX + 40)
-#define NEEDLES_MAX 256
-#define URL_MAX 8192
-#define SECRET_VAL_MAX 16384
-#define REFRESH_SKEW_S 30
-#define REDACTED "[REDACTED]"
+#define QUERY_KEY_MAX     256
+#define QUERY_VAL_MAX     4096
+#define HEADERS_MAX       64
+#define HEADER_NAME_MAX   128
+#define HEADER_VAL_MAX    8192
+#define LINES_MAX         (HEADERS_MAX + 40)
+#define NEEDLES_MAX       256
+#define URL_MAX           8192
+#define SECRET_VAL_MAX    16384
+#define REFRESH_SKEW_S    30
+#define REDACTED          "[REDACTED]"
 
-static const char *const use_fields[] = { "method", "path", "query",
-	"headers", "body", NULL };
-static const char *const use_methods[] = { "GET", "HEAD", "POST", "PUT",
-	"PATCH", "DELETE", "OPTIONS", NULL };
+static const char *const use_fields[] = {
+    "method", "path", "query", "headers", "body", NULL};
+static const char *const use_methods[] = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
 /*
  * Framing, routing and hop-by-hop headers a caller may not set, and
  * Accept-Encoding: curl negotiates and decodes compression itself, so
  * that answers can be scrubbed.
  */
-static const char *const forbidden_headers[] = { "host", "content-length",
-	"transfer-encoding", "connection", "keep-alive", "upgrade", "te",
-	"trailer", "proxy-authorization", "proxy-connection", "expect",
-	"accept-encoding", NULL };
+static const char *const forbidden_headers[] = {"host", "content-length",
+    "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+    "proxy-authorization", "proxy-connection", "expect", "accept-encoding",
+    NULL};
 /* Provider answer headers that describe the hop, not the answer. */
-static const char *const dropped_answer_headers[] = { "connection",
-	"keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-	"proxy-authenticate", "proxy-connection", "content-length",
-	"content-encoding", NULL };
+static const char *const dropped_answer_headers[] = {"connection", "keep-alive",
+    "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate",
+    "proxy-connection", "content-length", "content-encoding", NULL};
 
 static bool
 in_list(const char *s, const char *const *list, bool nocase)
@@ -65,8 +64,7 @@ in_list(const char *s, const char *const *list, bool nocase)
 	size_t i;
 
 	for (i = 0; s != NULL && list[i] != NULL; i++)
-		if ((nocase ? strcasecmp(s, list[i]) : strcmp(s, list[i])) ==
-		    0)
+		if ((nocase ? strcasecmp(s, list[i]) : strcmp(s, list[i])) == 0)
 			return true;
 	return false;
 }
@@ -141,7 +139,8 @@ sb_pct(struct sbuf *b, const char *s, size_t n, bool upper)
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' ||
+		    c == '~') {
 			sb_add(b, &s[i], 1);
 		} else {
 			e[0] = '%';
@@ -269,14 +268,16 @@ check_path(const char *p, size_t n, size_t *qpos, struct hv_err *err)
 
 	if (n == 0 || n > PATH_MAX_BYTES || p[0] != '/' ||
 	    (n > 1 && p[1] == '/'))
-		return hv_err_set(err, HV_E_INVALID, "path must start with a "
-		    "single '/' and be at most %d bytes", PATH_MAX_BYTES);
+		return hv_err_set(err, HV_E_INVALID,
+		    "path must start with a "
+		    "single '/' and be at most %d bytes",
+		    PATH_MAX_BYTES);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 
-		if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '#' ||
-		    c == '@')
-			return hv_err_set(err, HV_E_INVALID, "path must be "
+		if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '#' || c == '@')
+			return hv_err_set(err, HV_E_INVALID,
+			    "path must be "
 			    "printable ASCII (percent-encode the rest) "
 			    "without spaces, '\\', '#' or '@'");
 	}
@@ -287,7 +288,8 @@ check_path(const char *p, size_t n, size_t *qpos, struct hv_err *err)
 	for (i = 1; i <= q; i++) {
 		if (i == q || p[i] == '/') {
 			if (!segment_ok(p + seg, i - seg))
-				return hv_err_set(err, HV_E_INVALID, "path must "
+				return hv_err_set(err, HV_E_INVALID,
+				    "path must "
 				    "not contain dot-segments, encoded '/' or "
 				    "'\\', or bad percent escapes");
 			seg = i + 1;
@@ -324,8 +326,8 @@ token_ok(const char *s, size_t max)
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (!isalnum(c) && (c == 0 || strchr("!#$%&'*+-.^_`|~", c) ==
-		    NULL))
+		if (!isalnum(c) &&
+		    (c == 0 || strchr("!#$%&'*+-.^_`|~", c) == NULL))
 			return false;
 	}
 	return true;
@@ -341,49 +343,60 @@ hv_provider_check_use(const json_t *body, struct hv_err *err)
 	enum hv_rc rc;
 
 	if (!json_is_object(body))
-		return hv_err_set(err, HV_E_INVALID, "body must be a JSON "
+		return hv_err_set(err, HV_E_INVALID,
+		    "body must be a JSON "
 		    "object");
-	json_object_foreach((json_t *)body, k, val) {
+	json_object_foreach((json_t *)body, k, val)
+	{
 		(void)val;
 		if (!in_list(k, use_fields, false)) {
 			safe_name(name, sizeof(name), k);
-			return hv_err_set(err, HV_E_INVALID, "unknown field "
-			    "'%s'", name);
+			return hv_err_set(err, HV_E_INVALID,
+			    "unknown field "
+			    "'%s'",
+			    name);
 		}
 	}
 	j = json_object_get(body, "method");
 	if (j != NULL && !json_is_null(j)) {
 		if (!json_is_string(j) ||
 		    !in_list(json_string_value(j), use_methods, false))
-			return hv_err_set(err, HV_E_INVALID, "method must be "
+			return hv_err_set(err, HV_E_INVALID,
+			    "method must be "
 			    "one of GET, HEAD, POST, PUT, PATCH, DELETE, "
 			    "OPTIONS");
 		m = json_string_value(j);
 	}
 	j = json_object_get(body, "path");
 	if (!json_is_string(j))
-		return hv_err_set(err, HV_E_INVALID, "path is required and "
+		return hv_err_set(err, HV_E_INVALID,
+		    "path is required and "
 		    "must be a string");
 	if (strlen(json_string_value(j)) != json_string_length(j))
-		return hv_err_set(err, HV_E_INVALID, "path must not contain "
+		return hv_err_set(err, HV_E_INVALID,
+		    "path must not contain "
 		    "NUL");
-	rc = check_path(json_string_value(j), json_string_length(j), &qpos,
-	    err);
+	rc =
+	    check_path(json_string_value(j), json_string_length(j), &qpos, err);
 	if (rc != HV_OK)
 		return rc;
 	j = json_object_get(body, "query");
 	if (j != NULL && !json_is_null(j)) {
-		if (!json_is_object(j) || json_object_size(j) >
-		    QUERY_MAX_ENTRIES)
-			return hv_err_set(err, HV_E_INVALID, "query must be an "
-			    "object of at most %d strings", QUERY_MAX_ENTRIES);
-		json_object_foreach(j, k, val) {
+		if (!json_is_object(j) ||
+		    json_object_size(j) > QUERY_MAX_ENTRIES)
+			return hv_err_set(err, HV_E_INVALID,
+			    "query must be an "
+			    "object of at most %d strings",
+			    QUERY_MAX_ENTRIES);
+		json_object_foreach(j, k, val)
+		{
 			if (k[0] == '\0' || strlen(k) > QUERY_KEY_MAX ||
 			    !json_is_string(val) ||
 			    json_string_length(val) > QUERY_VAL_MAX ||
 			    strlen(json_string_value(val)) !=
-			    json_string_length(val))
-				return hv_err_set(err, HV_E_INVALID, "query "
+			        json_string_length(val))
+				return hv_err_set(err, HV_E_INVALID,
+				    "query "
 				    "must map names of 1 to %d bytes to "
 				    "strings of at most %d bytes",
 				    QUERY_KEY_MAX, QUERY_VAL_MAX);
@@ -392,25 +405,32 @@ hv_provider_check_use(const json_t *body, struct hv_err *err)
 	j = json_object_get(body, "headers");
 	if (j != NULL && !json_is_null(j)) {
 		if (!json_is_object(j) || json_object_size(j) > HEADERS_MAX)
-			return hv_err_set(err, HV_E_INVALID, "headers must be "
-			    "an object of at most %d strings", HEADERS_MAX);
-		json_object_foreach(j, k, val) {
+			return hv_err_set(err, HV_E_INVALID,
+			    "headers must be "
+			    "an object of at most %d strings",
+			    HEADERS_MAX);
+		json_object_foreach(j, k, val)
+		{
 			if (!token_ok(k, HEADER_NAME_MAX))
-				return hv_err_set(err, HV_E_INVALID, "invalid "
+				return hv_err_set(err, HV_E_INVALID,
+				    "invalid "
 				    "header name");
 			if (in_list(k, forbidden_headers, true)) {
 				safe_name(name, sizeof(name), k);
-				return hv_err_set(err, HV_E_INVALID, "header "
-				    "'%s' may not be set", name);
+				return hv_err_set(err, HV_E_INVALID,
+				    "header "
+				    "'%s' may not be set",
+				    name);
 			}
 			if (!json_is_string(val) ||
 			    !header_value_ok(json_string_value(val),
-			    json_string_length(val), HEADER_VAL_MAX)) {
+			        json_string_length(val), HEADER_VAL_MAX)) {
 				safe_name(name, sizeof(name), k);
-				return hv_err_set(err, HV_E_INVALID, "header "
+				return hv_err_set(err, HV_E_INVALID,
+				    "header "
 				    "'%s' must be a string of at most %d bytes "
-				    "without control characters", name,
-				    HEADER_VAL_MAX);
+				    "without control characters",
+				    name, HEADER_VAL_MAX);
 			}
 		}
 	}
@@ -418,10 +438,12 @@ hv_provider_check_use(const json_t *body, struct hv_err *err)
 	if (j != NULL && !json_is_null(j)) {
 		if (!json_is_string(j) && !json_is_object(j) &&
 		    !json_is_array(j))
-			return hv_err_set(err, HV_E_INVALID, "body must be a "
+			return hv_err_set(err, HV_E_INVALID,
+			    "body must be a "
 			    "string, an object, an array or null");
 		if (strcmp(m, "HEAD") == 0)
-			return hv_err_set(err, HV_E_INVALID, "a HEAD request "
+			return hv_err_set(err, HV_E_INVALID,
+			    "a HEAD request "
 			    "has no body");
 	}
 	return HV_OK;
@@ -431,7 +453,7 @@ hv_provider_check_use(const json_t *body, struct hv_err *err)
 /* The credential: where it may go and how it is injected              */
 
 struct target {
-	char base[URL_MAX];	/* without trailing '/' */
+	char base[URL_MAX]; /* without trailing '/' */
 	char host[256];
 	bool https;
 };
@@ -447,31 +469,37 @@ resolve_target(const struct hv_cfg *cfg, const struct hv_service *svc,
 	if (cb != NULL) {
 		base = cb;
 		if (!hv_url_host(base, t->host, sizeof(t->host)))
-			return hv_err_set(err, HV_E_CONFLICT, "the credential's "
+			return hv_err_set(err, HV_E_CONFLICT,
+			    "the credential's "
 			    "base_url is not a usable http(s) url");
 		if (!hv_service_credential_host_allowed(svc, t->host))
-			return hv_err_set(err, HV_E_FORBIDDEN, "host '%s' is not "
-			    "allowed for service %s", t->host,
-			    hv_service_id(svc));
+			return hv_err_set(err, HV_E_FORBIDDEN,
+			    "host '%s' is not "
+			    "allowed for service %s",
+			    t->host, hv_service_id(svc));
 	} else {
 		base = hv_service_base_url(svc);
 		if (base == NULL)
-			return hv_err_set(err, HV_E_CONFLICT, "service %s needs "
+			return hv_err_set(err, HV_E_CONFLICT,
+			    "service %s needs "
 			    "the credential's base_url, and it has none",
 			    hv_service_id(svc));
 		if (!hv_url_host(base, t->host, sizeof(t->host)) ||
 		    !hv_service_host_allowed(svc, t->host))
-			return hv_err_set(err, HV_E_FORBIDDEN, "the base url "
+			return hv_err_set(err, HV_E_FORBIDDEN,
+			    "the base url "
 			    "of service %s names a host it does not allow",
 			    hv_service_id(svc));
 	}
 	if (strchr(base, '?') != NULL || strchr(base, '#') != NULL)
-		return hv_err_set(err, HV_E_CONFLICT, "base url must not hold "
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "base url must not hold "
 		    "a query or fragment");
 	t->https = strncasecmp(base, "https://", 8) == 0;
 	/* A secret never crosses the network in clear text. */
 	if (!t->https && !cfg->allow_private_targets)
-		return hv_err_set(err, HV_E_FORBIDDEN, "http (without TLS) is "
+		return hv_err_set(err, HV_E_FORBIDDEN,
+		    "http (without TLS) is "
 		    "allowed only when allow_private_targets is on");
 	n = strlen(base);
 	while (n > 0 && base[n - 1] == '/')
@@ -486,13 +514,15 @@ resolve_target(const struct hv_cfg *cfg, const struct hv_service *svc,
 static void
 limits_of(const struct hv_cfg *cfg, struct hv_fetch_limits *lim)
 {
-	long total = cfg->upstream_timeout_ms > 0 ?
-	    (long)cfg->upstream_timeout_ms : HV_FETCH_TIMEOUT_MS;
+	long total = cfg->upstream_timeout_ms > 0
+	    ? (long)cfg->upstream_timeout_ms
+	    : HV_FETCH_TIMEOUT_MS;
 
 	memset(lim, 0, sizeof(*lim));
 	lim->timeout_ms = total;
-	lim->connect_timeout_ms = total < HV_FETCH_CONNECT_TIMEOUT_MS ?
-	    total : HV_FETCH_CONNECT_TIMEOUT_MS;
+	lim->connect_timeout_ms = total < HV_FETCH_CONNECT_TIMEOUT_MS
+	    ? total
+	    : HV_FETCH_CONNECT_TIMEOUT_MS;
 	lim->max_response = cfg->upstream_max_response;
 	lim->allow_private = cfg->allow_private_targets;
 }
@@ -512,16 +542,18 @@ value_field(const char *auth_type)
 
 /* A stored secret value fit to travel in a header or URL. */
 static const char *
-secret_str(const json_t *secret, const char *field, struct hv_err *err,
-    enum hv_rc *rc)
+secret_str(
+    const json_t *secret, const char *field, struct hv_err *err, enum hv_rc *rc)
 {
 	const json_t *j = json_object_get(secret, field);
 	const char *s = json_string_value(j);
 
-	if (s == NULL || s[0] == '\0' || !header_value_ok(s,
-	    json_string_length(j), SECRET_VAL_MAX)) {
-		*rc = hv_err_set(err, HV_E_CONFLICT, "the credential's secret "
-		    "has no usable '%s'", field);
+	if (s == NULL || s[0] == '\0' ||
+	    !header_value_ok(s, json_string_length(j), SECRET_VAL_MAX)) {
+		*rc = hv_err_set(err, HV_E_CONFLICT,
+		    "the credential's secret "
+		    "has no usable '%s'",
+		    field);
 		return NULL;
 	}
 	return s;
@@ -535,14 +567,14 @@ struct outreq {
 	struct sbuf lines[LINES_MAX];
 	size_t n_lines;
 	const char *line_ptrs[LINES_MAX];
-	char inj_names[40][HEADER_NAME_MAX + 1];	/* lowercase */
+	char inj_names[40][HEADER_NAME_MAX + 1]; /* lowercase */
 	size_t n_inj;
-	char query_param[HEADER_NAME_MAX + 1];		/* "" when none */
-	struct sbuf query_value;			/* encoded */
+	char query_param[HEADER_NAME_MAX + 1]; /* "" when none */
+	struct sbuf query_value;               /* encoded */
 	struct sbuf needles[NEEDLES_MAX];
 	size_t n_needles;
 	struct sbuf url;
-	char *body;		/* jansson text or NULL */
+	char *body; /* jansson text or NULL */
 	const char *body_ptr;
 	size_t body_len;
 	bool send_body;
@@ -592,12 +624,14 @@ add_inj_name(struct outreq *o, const char *name, struct hv_err *err)
 {
 	size_t i, n = strlen(name);
 
-	if (n > HEADER_NAME_MAX || o->n_inj == sizeof(o->inj_names) /
-	    sizeof(o->inj_names[0]))
-		return hv_err_set(err, HV_E_CONFLICT, "too many injected "
+	if (n > HEADER_NAME_MAX ||
+	    o->n_inj == sizeof(o->inj_names) / sizeof(o->inj_names[0]))
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "too many injected "
 		    "headers");
 	for (i = 0; i <= n; i++)
-		o->inj_names[o->n_inj][i] = (char)tolower((unsigned char)name[i]);
+		o->inj_names[o->n_inj][i] =
+		    (char)tolower((unsigned char)name[i]);
 	o->n_inj++;
 	return HV_OK;
 }
@@ -646,7 +680,7 @@ add_needle_forms(struct outreq *o, const char *s, size_t n)
 		for (k = 0; k < o->n_needles && !dup; k++)
 			dup = o->needles[k].len == b[i].len &&
 			    memcmp(o->needles[k].s->buf, b[i].s->buf,
-			    b[i].len) == 0;
+			        b[i].len) == 0;
 		if (dup || o->n_needles == NEEDLES_MAX) {
 			sb_free(&b[i]);
 			continue;
@@ -662,14 +696,16 @@ add_secret_needles(struct outreq *o, const json_t *secret)
 	const char *k, *hk;
 	json_t *val, *hv;
 
-	json_object_foreach((json_t *)secret, k, val) {
+	json_object_foreach((json_t *)secret, k, val)
+	{
 		if (strcmp(k, "token_url") == 0 || strcmp(k, "expires_at") == 0)
 			continue;
 		if (json_is_string(val))
-			add_needle_forms(o, json_string_value(val),
-			    json_string_length(val));
+			add_needle_forms(
+			    o, json_string_value(val), json_string_length(val));
 		else if (json_is_object(val))
-			json_object_foreach(val, hk, hv) {
+			json_object_foreach(val, hk, hv)
+			{
 				if (json_is_string(hv))
 					add_needle_forms(o,
 					    json_string_value(hv),
@@ -680,10 +716,10 @@ add_secret_needles(struct outreq *o, const json_t *secret)
 
 /* Authorization: Basic base64(user:pass), and its base64 as a needle. */
 static enum hv_rc
-add_basic(struct outreq *o, const char *user, const char *pass,
-    struct hv_err *err)
+add_basic(
+    struct outreq *o, const char *user, const char *pass, struct hv_err *err)
 {
-	struct sbuf up = { 0 }, b64 = { 0 };
+	struct sbuf up = {0}, b64 = {0};
 	enum hv_rc rc;
 
 	sb_str(&up, user);
@@ -710,29 +746,34 @@ static enum hv_rc
 inject(struct outreq *o, const json_t *meta, const json_t *secret,
     struct hv_err *err)
 {
-	const char *auth = json_string_value(json_object_get(meta,
-	    "auth_type"));
+	const char *auth =
+	    json_string_value(json_object_get(meta, "auth_type"));
 	const json_t *inj = json_object_get(meta, "injection");
 	const char *val, *name, *k;
 	json_t *j, *hv;
 	enum hv_rc rc = HV_OK;
-	struct hv_err e2 = { 0 };
+	struct hv_err e2 = {0};
 
 	if (auth == NULL || hv_injection_check(inj, auth, &e2) != HV_OK)
-		return hv_err_set(err, HV_E_CONFLICT, "the credential's "
-		    "injection is not usable: %s", e2.msg);
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "the credential's "
+		    "injection is not usable: %s",
+		    e2.msg);
 	if ((j = json_object_get(inj, "headers")) != NULL) {
 		hv = json_object_get(secret, "headers");
 		if (!json_is_object(hv) || json_object_size(hv) == 0)
-			return hv_err_set(err, HV_E_CONFLICT, "the credential's "
+			return hv_err_set(err, HV_E_CONFLICT,
+			    "the credential's "
 			    "secret has no headers");
-		json_object_foreach(hv, k, j) {
+		json_object_foreach(hv, k, j)
+		{
 			if (!token_ok(k, HEADER_NAME_MAX) ||
 			    in_list(k, forbidden_headers, true) ||
 			    !json_is_string(j) ||
 			    !header_value_ok(json_string_value(j),
-			    json_string_length(j), SECRET_VAL_MAX))
-				return hv_err_set(err, HV_E_CONFLICT, "the "
+			        json_string_length(j), SECRET_VAL_MAX))
+				return hv_err_set(err, HV_E_CONFLICT,
+				    "the "
 				    "credential's secret has an unusable "
 				    "header");
 			rc = add_line(o, k, NULL, json_string_value(j), err);
@@ -744,13 +785,14 @@ inject(struct outreq *o, const json_t *meta, const json_t *secret,
 		return HV_OK;
 	}
 	if (json_object_get(inj, "basic") != NULL) {
-		const char *fu = json_string_value(json_object_get(inj,
-		    "username"));
-		const char *fp = json_string_value(json_object_get(inj,
-		    "password"));
+		const char *fu =
+		    json_string_value(json_object_get(inj, "username"));
+		const char *fp =
+		    json_string_value(json_object_get(inj, "password"));
 
 		if (strcmp(auth, "basic") == 0) {
-			const char *u = secret_str(secret, "username", err, &rc);
+			const char *u =
+			    secret_str(secret, "username", err, &rc);
 			const char *p;
 
 			if (u == NULL)
@@ -763,23 +805,26 @@ inject(struct outreq *o, const json_t *meta, const json_t *secret,
 		val = secret_str(secret, value_field(auth), err, &rc);
 		if (val == NULL)
 			return rc;
-		return fu != NULL ? add_basic(o, fu, val, err) :
-		    add_basic(o, val, fp != NULL ? fp : "", err);
+		return fu != NULL
+		    ? add_basic(o, fu, val, err)
+		    : add_basic(o, val, fp != NULL ? fp : "", err);
 	}
 	val = secret_str(secret, value_field(auth), err, &rc);
 	if (val == NULL)
 		return rc;
 	if ((name = json_string_value(json_object_get(inj, "header"))) !=
 	    NULL) {
-		rc = add_line(o, name, json_string_value(json_object_get(inj,
-		    "prefix")), val, err);
+		rc = add_line(o, name,
+		    json_string_value(json_object_get(inj, "prefix")), val,
+		    err);
 		if (rc == HV_OK)
 			rc = add_inj_name(o, name, err);
 		return rc;
 	}
 	name = json_string_value(json_object_get(inj, "query_param"));
 	if (name == NULL || strlen(name) > HEADER_NAME_MAX)
-		return hv_err_set(err, HV_E_CONFLICT, "the credential's "
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "the credential's "
 		    "injection is not usable");
 	(void)snprintf(o->query_param, sizeof(o->query_param), "%s", name);
 	sb_pct(&o->query_value, val, strlen(val), true);
@@ -794,9 +839,9 @@ decode_name(const char *s, size_t n, char *out, size_t cap)
 	int hi, lo;
 
 	for (i = 0; i < n && o + 1 < cap; i++) {
-		if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)
-		    s[i + 1])) >= 0 && (lo = hexval((unsigned char)s[i + 2])) >=
-		    0) {
+		if (s[i] == '%' && i + 2 < n &&
+		    (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+		    (lo = hexval((unsigned char)s[i + 2])) >= 0) {
 			out[o++] = (char)(hi << 4 | lo);
 			i += 2;
 		} else {
@@ -821,8 +866,10 @@ build_url(struct outreq *o, const struct target *t, const char *path,
 
 	if (o->query_param[0] != '\0') {
 		if (json_object_get(query, o->query_param) != NULL)
-			return hv_err_set(err, HV_E_INVALID, "query parameter "
-			    "'%s' is set by the credential", o->query_param);
+			return hv_err_set(err, HV_E_INVALID,
+			    "query parameter "
+			    "'%s' is set by the credential",
+			    o->query_param);
 		if (qpos < plen) {
 			size_t i = qpos + 1, end;
 
@@ -830,13 +877,17 @@ build_url(struct outreq *o, const struct target *t, const char *path,
 				end = i;
 				while (end < plen && path[end] != '&')
 					end++;
-				decode_name(path + i, strcspn(path + i, "=&") <
-				    end - i ? strcspn(path + i, "=&") : end - i,
+				decode_name(path + i,
+				    strcspn(path + i, "=&") < end - i
+				        ? strcspn(path + i, "=&")
+				        : end - i,
 				    dn, sizeof(dn));
 				if (strcmp(dn, o->query_param) == 0)
 					return hv_err_set(err, HV_E_INVALID,
-					    "query parameter '%s' is set by the "
-					    "credential", o->query_param);
+					    "query parameter '%s' is set by "
+					    "the "
+					    "credential",
+					    o->query_param);
 				i = end + 1;
 			}
 		}
@@ -848,13 +899,14 @@ build_url(struct outreq *o, const struct target *t, const char *path,
 		sb_add(&o->url, path + qpos + 1, plen - qpos - 1);
 		have_q = true;
 	}
-	json_object_foreach((json_t *)query, k, v) {
+	json_object_foreach((json_t *)query, k, v)
+	{
 		sb_str(&o->url, have_q ? "&" : "?");
 		have_q = true;
 		sb_pct(&o->url, k, strlen(k), true);
 		sb_str(&o->url, "=");
-		sb_pct(&o->url, json_string_value(v), json_string_length(v),
-		    true);
+		sb_pct(
+		    &o->url, json_string_value(v), json_string_length(v), true);
 	}
 	if (o->query_param[0] != '\0') {
 		sb_str(&o->url, have_q ? "&" : "?");
@@ -865,8 +917,10 @@ build_url(struct outreq *o, const struct target *t, const char *path,
 	if (o->url.oom)
 		return oom(err);
 	if (o->url.len > URL_MAX)
-		return hv_err_set(err, HV_E_INVALID, "url too long (at most %d "
-		    "bytes)", URL_MAX);
+		return hv_err_set(err, HV_E_INVALID,
+		    "url too long (at most %d "
+		    "bytes)",
+		    URL_MAX);
 	return HV_OK;
 }
 
@@ -900,15 +954,16 @@ scrub(const struct outreq *o, const char *s, size_t n, size_t *outn)
 		/* the longest needle not used yet */
 		best = o->n_needles;
 		for (i = 0; i < o->n_needles; i++)
-			if (!used[i] && (best == o->n_needles ||
-			    o->needles[i].len > o->needles[best].len))
+			if (!used[i] &&
+			    (best == o->n_needles ||
+			        o->needles[i].len > o->needles[best].len))
 				best = i;
 		used[best] = true;
 		nd = &o->needles[best];
 		nl = nd->len;
 		if (nl == 0 || nl > len)
 			continue;
-		for (pos = 0; pos + nl <= len; ) {
+		for (pos = 0; pos + nl <= len;) {
 			hit = memmem(cur + pos, len - pos, nd->s->buf, nl);
 			if (hit == NULL)
 				break;
@@ -923,9 +978,10 @@ scrub(const struct outreq *o, const char *s, size_t n, size_t *outn)
 			return NULL;
 		}
 		w = 0;
-		for (pos = 0; pos < len; ) {
-			hit = pos + nl <= len ? memmem(cur + pos, len - pos,
-			    nd->s->buf, nl) : NULL;
+		for (pos = 0; pos < len;) {
+			hit = pos + nl <= len
+			    ? memmem(cur + pos, len - pos, nd->s->buf, nl)
+			    : NULL;
 			if (hit == NULL) {
 				memcpy(next + w, cur + pos, len - pos);
 				w += len - pos;
@@ -973,16 +1029,16 @@ answer_headers(const struct outreq *o, const struct hv_fetch_response *r)
 	for (i = 0; i < r->n_headers; i++) {
 		if (in_list(r->headers[i].name, dropped_answer_headers, true))
 			continue;
-		name = scrub(o, r->headers[i].name, strlen(r->headers[i].name),
-		    &nn);
-		value = scrub(o, r->headers[i].value,
-		    strlen(r->headers[i].value), &vn);
+		name = scrub(
+		    o, r->headers[i].name, strlen(r->headers[i].name), &nn);
+		value = scrub(
+		    o, r->headers[i].value, strlen(r->headers[i].value), &vn);
 		if (name == NULL || value == NULL)
 			goto fail;
 		prev = json_object_get(h, name);
 		if (prev != NULL) {
 			/* a repeated field: join the values as RFC 9110 does */
-			struct sbuf b = { 0 };
+			struct sbuf b = {0};
 
 			sb_str(&b, json_string_value(prev));
 			sb_str(&b, ", ");
@@ -997,7 +1053,7 @@ answer_headers(const struct outreq *o, const struct hv_fetch_response *r)
 		hv_free_wipe(name, nn + 1);
 		hv_free_wipe(value, vn + 1);
 		continue;
-fail:
+	fail:
 		if (name != NULL)
 			hv_free_wipe(name, nn + 1);
 		if (value != NULL)
@@ -1012,7 +1068,7 @@ static json_t *
 answer_body(const struct outreq *o, const struct hv_fetch_response *r,
     const char **encoding)
 {
-	struct sbuf b64 = { 0 };
+	struct sbuf b64 = {0};
 	size_t n;
 	char *s;
 	json_t *j = NULL;
@@ -1058,21 +1114,21 @@ oauth_error_ok(const char *s)
 }
 
 static enum hv_rc
-do_refresh(void *argp, const json_t *secret, json_t **new_secret,
-    struct hv_err *err)
+do_refresh(
+    void *argp, const json_t *secret, json_t **new_secret, struct hv_err *err)
 {
 	struct refresh_arg *arg = argp;
-	const char *url = json_string_value(json_object_get(secret,
-	    "token_url"));
-	const char *rt = json_string_value(json_object_get(secret,
-	    "refresh_token"));
-	const char *cid = json_string_value(json_object_get(secret,
-	    "client_id"));
-	const char *csec = json_string_value(json_object_get(secret,
-	    "client_secret"));
+	const char *url =
+	    json_string_value(json_object_get(secret, "token_url"));
+	const char *rt =
+	    json_string_value(json_object_get(secret, "refresh_token"));
+	const char *cid =
+	    json_string_value(json_object_get(secret, "client_id"));
+	const char *csec =
+	    json_string_value(json_object_get(secret, "client_secret"));
 	struct hv_fetch_request req;
 	struct hv_fetch_response resp;
-	struct sbuf body = { 0 }, auth = { 0 }, up = { 0 }, b64 = { 0 };
+	struct sbuf body = {0}, auth = {0}, up = {0}, b64 = {0};
 	const char *lines[3];
 	size_t n_lines = 0;
 	char host[256];
@@ -1083,14 +1139,17 @@ do_refresh(void *argp, const json_t *secret, json_t **new_secret,
 
 	memset(&resp, 0, sizeof(resp));
 	if (url == NULL || rt == NULL)
-		return hv_err_set(err, HV_E_UPSTREAM, "no refresh_token or "
+		return hv_err_set(err, HV_E_UPSTREAM,
+		    "no refresh_token or "
 		    "token_url");
 	if (!hv_url_host(url, host, sizeof(host)))
-		return hv_err_set(err, HV_E_UPSTREAM, "token_url is not a "
+		return hv_err_set(err, HV_E_UPSTREAM,
+		    "token_url is not a "
 		    "usable http(s) url");
 	if (strncasecmp(url, "https://", 8) != 0 &&
 	    !arg->cfg->allow_private_targets)
-		return hv_err_set(err, HV_E_FORBIDDEN, "token_url must use "
+		return hv_err_set(err, HV_E_FORBIDDEN,
+		    "token_url must use "
 		    "https");
 	sb_str(&body, "grant_type=refresh_token&refresh_token=");
 	sb_pct(&body, rt, strlen(rt), true);
@@ -1133,28 +1192,32 @@ do_refresh(void *argp, const json_t *secret, json_t **new_secret,
 	doc = json_loadb(resp.body, resp.body_len, 0, &jerr);
 	hv_mem_zero(&jerr, sizeof(jerr));
 	if (resp.status < 200 || resp.status > 299) {
-		const char *e = json_string_value(json_object_get(doc,
-		    "error"));
+		const char *e =
+		    json_string_value(json_object_get(doc, "error"));
 
-		rc = hv_err_set(err, HV_E_UPSTREAM, "token endpoint answered "
-		    "%ld%s%s%s", resp.status, oauth_error_ok(e) ? " (" : "",
+		rc = hv_err_set(err, HV_E_UPSTREAM,
+		    "token endpoint answered "
+		    "%ld%s%s%s",
+		    resp.status, oauth_error_ok(e) ? " (" : "",
 		    oauth_error_ok(e) ? e : "", oauth_error_ok(e) ? ")" : "");
 		goto out;
 	}
 	at = json_object_get(doc, "access_token");
 	if (!json_is_string(at) || json_string_length(at) == 0 ||
 	    !header_value_ok(json_string_value(at), json_string_length(at),
-	    SECRET_VAL_MAX)) {
-		rc = hv_err_set(err, HV_E_UPSTREAM, "token endpoint gave no "
+	        SECRET_VAL_MAX)) {
+		rc = hv_err_set(err, HV_E_UPSTREAM,
+		    "token endpoint gave no "
 		    "usable access_token");
 		goto out;
 	}
 	nrt = json_object_get(doc, "refresh_token");
-	if (nrt != NULL && !json_is_null(nrt) && (!json_is_string(nrt) ||
-	    json_string_length(nrt) == 0 ||
-	    !header_value_ok(json_string_value(nrt), json_string_length(nrt),
-	    SECRET_VAL_MAX))) {
-		rc = hv_err_set(err, HV_E_UPSTREAM, "token endpoint gave an "
+	if (nrt != NULL && !json_is_null(nrt) &&
+	    (!json_is_string(nrt) || json_string_length(nrt) == 0 ||
+	        !header_value_ok(json_string_value(nrt),
+	            json_string_length(nrt), SECRET_VAL_MAX))) {
+		rc = hv_err_set(err, HV_E_UPSTREAM,
+		    "token endpoint gave an "
 		    "unusable refresh_token");
 		goto out;
 	}
@@ -1163,16 +1226,17 @@ do_refresh(void *argp, const json_t *secret, json_t **new_secret,
 		expires_in = json_integer_value(ei);
 	else if (json_is_string(ei))
 		expires_in = strtoll(json_string_value(ei), NULL, 10);
-	if (ei != NULL && !json_is_null(ei) && (expires_in <= 0 ||
-	    expires_in > 10LL * 366 * 86400)) {
-		rc = hv_err_set(err, HV_E_UPSTREAM, "token endpoint gave an "
+	if (ei != NULL && !json_is_null(ei) &&
+	    (expires_in <= 0 || expires_in > 10LL * 366 * 86400)) {
+		rc = hv_err_set(err, HV_E_UPSTREAM,
+		    "token endpoint gave an "
 		    "unusable expires_in");
 		goto out;
 	}
 	ns = json_deep_copy(secret);
 	if (ns == NULL || json_object_set(ns, "access_token", at) != 0 ||
-	    (json_is_string(nrt) && json_object_set(ns, "refresh_token",
-	    nrt) != 0)) {
+	    (json_is_string(nrt) &&
+	        json_object_set(ns, "refresh_token", nrt) != 0)) {
 		rc = oom(err);
 		goto out;
 	}
@@ -1184,7 +1248,7 @@ do_refresh(void *argp, const json_t *secret, json_t **new_secret,
 		if (gmtime_r(&t, &tm) == NULL ||
 		    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 ||
 		    json_object_set_new(ns, "expires_at", json_string(ts)) !=
-		    0) {
+		        0) {
 			rc = oom(err);
 			goto out;
 		}
@@ -1215,8 +1279,8 @@ struct call {
 	const struct hv_cfg *cfg;
 	const struct hv_service *svc;
 	json_t *meta;
-	json_t *secret;		/* the one injected */
-	json_t *old_secret;	/* before a refresh, for scrubbing */
+	json_t *secret;     /* the one injected */
+	json_t *old_secret; /* before a refresh, for scrubbing */
 	struct target t;
 	struct hv_fetch_limits lim;
 };
@@ -1248,8 +1312,8 @@ call_open(struct call *c, struct hv_err *err)
 	const char *status, *service;
 	enum hv_rc rc;
 
-	rc = hv_vault_cred_open_for_use(c->v, c->p, c->ctx, c->id, &c->meta,
-	    &c->secret, err);
+	rc = hv_vault_cred_open_for_use(
+	    c->v, c->p, c->ctx, c->id, &c->meta, &c->secret, err);
 	if (rc == HV_E_REVOKED)
 		deny(c, "credential revoked");
 	if (rc != HV_OK)
@@ -1262,7 +1326,8 @@ call_open(struct call *c, struct hv_err *err)
 	service = json_string_value(json_object_get(c->meta, "service"));
 	c->svc = hv_catalog_find(hv_vault_catalog(c->v), service);
 	if (c->svc == NULL)
-		return hv_err_set(err, HV_E_CONFLICT, "the credential's service "
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "the credential's service "
 		    "is not in the catalog any more");
 	limits_of(c->cfg, &c->lim);
 	rc = resolve_target(c->cfg, c->svc, c->meta, &c->t, err);
@@ -1272,9 +1337,9 @@ call_open(struct call *c, struct hv_err *err)
 }
 
 enum refresh_outcome {
-	RF_NONE,	/* nothing to do, or done */
-	RF_EXPIRED,	/* expired and cannot be refreshed */
-	RF_FAILED,	/* refresh attempted and failed: err set */
+	RF_NONE,    /* nothing to do, or done */
+	RF_EXPIRED, /* expired and cannot be refreshed */
+	RF_FAILED,  /* refresh attempted and failed: err set */
 };
 
 static enum refresh_outcome
@@ -1283,8 +1348,8 @@ call_refresh(struct call *c, enum hv_rc *rcp, struct hv_err *err)
 	struct refresh_arg arg;
 	json_t *fresh = NULL;
 	bool can, refreshed;
-	const char *auth = json_string_value(json_object_get(c->meta,
-	    "auth_type"));
+	const char *auth =
+	    json_string_value(json_object_get(c->meta, "auth_type"));
 
 	*rcp = HV_OK;
 	if (auth == NULL || strcmp(auth, "oauth2") != 0 ||
@@ -1309,11 +1374,11 @@ static enum hv_rc
 record(struct call *c, const char *action, bool ok, const char *status,
     struct hv_err *err)
 {
-	struct hv_err e2 = { 0 };
+	struct hv_err e2 = {0};
 	enum hv_rc rc;
 
-	rc = hv_vault_cred_record_use(c->v, c->p, c->ctx, c->id, action, ok,
-	    status, &e2);
+	rc = hv_vault_cred_record_use(
+	    c->v, c->p, c->ctx, c->id, action, ok, status, &e2);
 	if (rc != HV_OK && err != NULL)
 		*err = e2;
 	return rc;
@@ -1372,8 +1437,8 @@ jptr(json_t *doc, const char *p)
 		p++;
 		n = strcspn(p, "/");
 		for (i = 0, o = 0; i < n && o + 1 < sizeof(tok); i++) {
-			if (p[i] == '~' && i + 1 < n && (p[i + 1] == '0' ||
-			    p[i + 1] == '1')) {
+			if (p[i] == '~' && i + 1 < n &&
+			    (p[i + 1] == '0' || p[i + 1] == '1')) {
 				tok[o++] = p[i + 1] == '0' ? '~' : '/';
 				i++;
 			} else {
@@ -1414,11 +1479,11 @@ account_part(struct sbuf *b, json_t *v)
 	}
 	if (json_is_integer(v) || json_is_real(v)) {
 		if (json_is_integer(v))
-			(void)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-			    json_integer_value(v));
+			(void)snprintf(num, sizeof(num),
+			    "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		else
-			(void)snprintf(num, sizeof(num), "%g",
-			    json_real_value(v));
+			(void)snprintf(
+			    num, sizeof(num), "%g", json_real_value(v));
 		if (b->len > 0)
 			sb_str(b, " / ");
 		sb_str(b, num);
@@ -1430,7 +1495,7 @@ account_part(struct sbuf *b, json_t *v)
 struct verdict {
 	bool ok;
 	char detail[HV_ERR_MSG_MAX];
-	json_t *account;	/* new reference or NULL */
+	json_t *account; /* new reference or NULL */
 };
 
 static void
@@ -1442,15 +1507,17 @@ evaluate(const struct outreq *o, const json_t *test,
 	const json_t *succ = json_object_get(test, "success");
 	json_t *doc = NULL, *x;
 	json_error_t jerr;
-	struct sbuf ab = { 0 };
+	struct sbuf ab = {0};
 	const char *k;
 	size_t i;
 
 	vd->ok = false;
 	vd->account = NULL;
 	if (r->status < 200 || r->status > 299) {
-		(void)snprintf(vd->detail, sizeof(vd->detail), "provider "
-		    "answered %ld", r->status);
+		(void)snprintf(vd->detail, sizeof(vd->detail),
+		    "provider "
+		    "answered %ld",
+		    r->status);
 		return;
 	}
 	if (!json_is_false(want_json) || succ != NULL ||
@@ -1458,16 +1525,21 @@ evaluate(const struct outreq *o, const json_t *test,
 		doc = json_loadb(r->body, r->body_len, 0, &jerr);
 		hv_mem_zero(&jerr, sizeof(jerr));
 		if (doc == NULL) {
-			(void)snprintf(vd->detail, sizeof(vd->detail), "provider "
-			    "answered %ld, but not with JSON", r->status);
+			(void)snprintf(vd->detail, sizeof(vd->detail),
+			    "provider "
+			    "answered %ld, but not with JSON",
+			    r->status);
 			return;
 		}
 	}
-	json_object_foreach((json_t *)succ, k, x) {
+	json_object_foreach((json_t *)succ, k, x)
+	{
 		if (!json_equal(jptr(doc, k), x)) {
-			(void)snprintf(vd->detail, sizeof(vd->detail), "provider "
+			(void)snprintf(vd->detail, sizeof(vd->detail),
+			    "provider "
 			    "answered %ld, but %.64s is not as a valid "
-			    "credential gives it", r->status, k);
+			    "credential gives it",
+			    r->status, k);
 			json_decref(doc);
 			return;
 		}
@@ -1475,8 +1547,8 @@ evaluate(const struct outreq *o, const json_t *test,
 	if (json_is_string(acc)) {
 		(void)account_part(&ab, jptr(doc, json_string_value(acc)));
 	} else if (json_is_array(acc)) {
-		json_array_foreach(acc, i, x)
-			(void)account_part(&ab, jptr(doc, json_string_value(x)));
+		json_array_foreach(acc, i, x)(void)
+		    account_part(&ab, jptr(doc, json_string_value(x)));
 	}
 	if (ab.len > 0 && !ab.oom) {
 		size_t n;
@@ -1490,8 +1562,8 @@ evaluate(const struct outreq *o, const json_t *test,
 	sb_free(&ab);
 	json_decref(doc);
 	vd->ok = true;
-	(void)snprintf(vd->detail, sizeof(vd->detail), "provider answered %ld",
-	    r->status);
+	(void)snprintf(
+	    vd->detail, sizeof(vd->detail), "provider answered %ld", r->status);
 }
 
 enum hv_rc
@@ -1503,7 +1575,7 @@ hv_provider_test(struct hv_vault *v, const struct hv_principal *p,
 	struct outreq *o = NULL;
 	struct hv_fetch_response resp;
 	struct verdict vd;
-	struct hv_err e2 = { 0 };
+	struct hv_err e2 = {0};
 	const json_t *test, *hdrs;
 	const char *k, *method, *path, *tb;
 	json_t *x, *res = NULL;
@@ -1524,15 +1596,18 @@ hv_provider_test(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	test = hv_service_test(c.svc);
 	if (test == NULL) {
-		(void)snprintf(vd.detail, sizeof(vd.detail), "service %s has "
-		    "no test request", hv_service_id(c.svc));
+		(void)snprintf(vd.detail, sizeof(vd.detail),
+		    "service %s has "
+		    "no test request",
+		    hv_service_id(c.svc));
 		goto verdict;
 	}
 	switch (call_refresh(&c, &rrc, &e2)) {
 	case RF_NONE:
 		break;
 	case RF_EXPIRED:
-		(void)snprintf(vd.detail, sizeof(vd.detail), "the access token "
+		(void)snprintf(vd.detail, sizeof(vd.detail),
+		    "the access token "
 		    "expired and there is no refresh_token and token_url to "
 		    "renew it");
 		goto verdict;
@@ -1544,8 +1619,10 @@ hv_provider_test(struct hv_vault *v, const struct hv_principal *p,
 			rc = rrc;
 			goto out;
 		}
-		(void)snprintf(vd.detail, sizeof(vd.detail), "oauth2 refresh "
-		    "failed: %.200s", e2.msg);
+		(void)snprintf(vd.detail, sizeof(vd.detail),
+		    "oauth2 refresh "
+		    "failed: %.200s",
+		    e2.msg);
 		goto verdict;
 	}
 
@@ -1560,9 +1637,10 @@ hv_provider_test(struct hv_vault *v, const struct hv_principal *p,
 	method = json_string_value(json_object_get(test, "method"));
 	path = json_string_value(json_object_get(test, "path"));
 	hdrs = json_object_get(test, "headers");
-	json_object_foreach((json_t *)hdrs, k, x) {
+	json_object_foreach((json_t *)hdrs, k, x)
+	{
 		if (injected(o, k))
-			continue;	/* the credential's own wins */
+			continue; /* the credential's own wins */
 		rc = add_line(o, k, NULL, json_string_value(x), err);
 		if (rc != HV_OK)
 			goto out;
@@ -1594,14 +1672,14 @@ hv_provider_test(struct hv_vault *v, const struct hv_principal *p,
 	http_status = resp.status;
 	evaluate(o, test, &resp, &vd);
 verdict:
-	rc = record(&c, "credential.test", vd.ok, vd.ok ? "active" : "failing",
-	    err);
+	rc = record(
+	    &c, "credential.test", vd.ok, vd.ok ? "active" : "failing", err);
 	if (rc != HV_OK)
 		goto out;
 	res = json_pack("{s:b, s:o, s:s, s:o}", "ok", vd.ok, "account",
 	    vd.account != NULL ? vd.account : json_null(), "detail", vd.detail,
-	    "http_status", http_status >= 0 ? json_integer(http_status) :
-	    json_null());
+	    "http_status",
+	    http_status >= 0 ? json_integer(http_status) : json_null());
 	vd.account = NULL;
 	if (res == NULL) {
 		rc = oom(err);
@@ -1630,7 +1708,7 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 	struct call c;
 	struct outreq *o = NULL;
 	struct hv_fetch_response resp;
-	struct hv_err e2 = { 0 };
+	struct hv_err e2 = {0};
 	const json_t *query, *hdrs, *jb;
 	const char *method = "GET", *path, *k, *enc = NULL, *status;
 	json_t *x, *res = NULL, *ah = NULL, *ab = NULL;
@@ -1657,7 +1735,8 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 	case RF_EXPIRED:
 		rc = record(&c, "credential.use", false, "expired", err);
 		if (rc == HV_OK)
-			rc = hv_err_set(err, HV_E_EXPIRED, "the access token "
+			rc = hv_err_set(err, HV_E_EXPIRED,
+			    "the access token "
 			    "expired and the credential holds no "
 			    "refresh_token and token_url to renew it");
 		goto out;
@@ -1672,8 +1751,10 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 		}
 		rc = record(&c, "credential.use", false, "failing", err);
 		if (rc == HV_OK)
-			rc = hv_err_set(err, HV_E_UPSTREAM, "oauth2 refresh "
-			    "failed: %.200s", e2.msg);
+			rc = hv_err_set(err, HV_E_UPSTREAM,
+			    "oauth2 refresh "
+			    "failed: %.200s",
+			    e2.msg);
 		goto out;
 	}
 
@@ -1689,13 +1770,16 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 	if (json_is_string(x))
 		method = json_string_value(x);
 	hdrs = json_object_get(body, "headers");
-	json_object_foreach((json_t *)hdrs, k, x) {
+	json_object_foreach((json_t *)hdrs, k, x)
+	{
 		char name[64];
 
 		if (injected(o, k)) {
 			hv_httpreq_sanitize(name, sizeof(name), k, strlen(k));
-			rc = hv_err_set(err, HV_E_INVALID, "header '%s' is set "
-			    "by the credential and cannot be overridden", name);
+			rc = hv_err_set(err, HV_E_INVALID,
+			    "header '%s' is set "
+			    "by the credential and cannot be overridden",
+			    name);
 			goto out;
 		}
 		if (strcasecmp(k, "content-type") == 0)
@@ -1719,8 +1803,8 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 		o->body_len = strlen(o->body);
 		o->send_body = true;
 		if (!has_ct) {
-			rc = add_line(o, "Content-Type", NULL,
-			    "application/json", err);
+			rc = add_line(
+			    o, "Content-Type", NULL, "application/json", err);
 			if (rc != HV_OK)
 				goto out;
 		}
@@ -1734,8 +1818,8 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	query = json_object_get(body, "query");
-	rc = build_url(o, &c.t, path, plen, qpos, json_is_object(query) ?
-	    query : NULL, err);
+	rc = build_url(o, &c.t, path, plen, qpos,
+	    json_is_object(query) ? query : NULL, err);
 	if (rc != HV_OK)
 		goto out;
 
@@ -1771,9 +1855,9 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 	rc = record(&c, "credential.use", resp.status < 400, status, err);
 	if (rc != HV_OK)
 		goto out;
-	res = json_pack("{s:I, s:o, s:o, s:s}", "status",
-	    (json_int_t)resp.status, "headers", ah, "body", ab,
-	    "body_encoding", enc);
+	res =
+	    json_pack("{s:I, s:o, s:o, s:s}", "status", (json_int_t)resp.status,
+	        "headers", ah, "body", ab, "body_encoding", enc);
 	ah = ab = NULL;
 	if (res == NULL) {
 		rc = oom(err);

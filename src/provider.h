@@ -97,8 +97,8 @@ bool hv_vault_oauth_expiring(const json_t *secret, long skew_s, bool *can);
  * (borrowed), make *new_secret (new object: the old one with the new
  * tokens), or fail (any rc; the message is a secret-free detail).
  */
-typedef enum hv_rc (*hv_refresh_fn)(void *arg, const json_t *secret,
-    json_t **new_secret, struct hv_err *err);
+typedef enum hv_rc (*hv_refresh_fn)(
+    void *arg, const json_t *secret, json_t **new_secret, struct hv_err *err);
 
 /*
  * Refresh the OAuth tokens of credential id, serialized per credential:
@@ -113,7 +113,7 @@ typedef enum hv_rc (*hv_refresh_fn)(void *arg, const json_t *secret,
  */
 enum hv_rc hv_vault_cred_oauth_refresh(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
-    long skew_s, hv_refresh_fn fn, void *arg, json_t **secret,
-    bool *refreshed, struct hv_err *err) __attribute__((warn_unused_result));
+    long skew_s, hv_refresh_fn fn, void *arg, json_t **secret, bool *refreshed,
+    struct hv_err *err) __attribute__((warn_unused_result));
 
 #endif

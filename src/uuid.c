@@ -35,8 +35,8 @@ hv_uuid_new(char out[HV_UUID_STR])
 		out[0] = '\0';
 		return HV_E_INTERNAL;
 	}
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);	/* version 4 */
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	hv_uuid_format(b, out);
 	return HV_OK;
 }
@@ -72,8 +72,8 @@ hv_uuid_parse(const char *s, uint8_t out[HV_UUID_LEN])
 	for (i = 0; i < 36; i++) {
 		if (is_hyphen_pos(i))
 			continue;
-		b[j / 2] = (uint8_t)(j % 2 == 0 ? hexval(s[i]) << 4 :
-		    b[j / 2] | hexval(s[i]));
+		b[j / 2] = (uint8_t)(j % 2 == 0 ? hexval(s[i]) << 4
+		                                : b[j / 2] | hexval(s[i]));
 		j++;
 	}
 	memcpy(out, b, sizeof(b));

@@ -19,9 +19,9 @@
 
 #include "err.h"
 
-#define HV_UUID_LEN 16		/* binary bytes */
+#define HV_UUID_LEN 16 /* binary bytes */
 #ifndef HV_UUID_STR
-#define HV_UUID_STR 37		/* 36 chars + NUL (also in vault.h) */
+#define HV_UUID_STR 37 /* 36 chars + NUL (also in vault.h) */
 #endif
 
 /*
@@ -30,8 +30,8 @@
  * (ids are not secrets; they need uniqueness, not key custody).
  * Returns HV_OK, or HV_E_INTERNAL if the RNG fails (out is then "").
  */
-enum hv_rc hv_uuid_new(char out[HV_UUID_STR])
-    __attribute__((warn_unused_result, nonnull));
+enum hv_rc
+hv_uuid_new(char out[HV_UUID_STR]) __attribute__((warn_unused_result, nonnull));
 
 /*
  * True when s is exactly 36 characters in the 8-4-4-4-12 layout with hex

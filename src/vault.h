@@ -38,14 +38,14 @@ struct hv_store;
 #define HV_UUID_STR 37 /* 36 chars + NUL */
 
 enum hv_scope_bit {
-	HV_SCOPE_CRED_READ = 1u << 0,	/* credentials:read */
-	HV_SCOPE_CRED_WRITE = 1u << 1,	/* credentials:write */
-	HV_SCOPE_CRED_USE = 1u << 2,	/* credentials:use */
-	HV_SCOPE_CRED_REVEAL = 1u << 3,	/* credentials:reveal */
-	HV_SCOPE_KEYS_READ = 1u << 4,	/* apikeys:read */
-	HV_SCOPE_KEYS_WRITE = 1u << 5,	/* apikeys:write */
-	HV_SCOPE_AUDIT_READ = 1u << 6,	/* audit:read */
-	HV_SCOPE_ADMIN = 1u << 7,	/* admin: all, across workspaces */
+	HV_SCOPE_CRED_READ = 1u << 0,   /* credentials:read */
+	HV_SCOPE_CRED_WRITE = 1u << 1,  /* credentials:write */
+	HV_SCOPE_CRED_USE = 1u << 2,    /* credentials:use */
+	HV_SCOPE_CRED_REVEAL = 1u << 3, /* credentials:reveal */
+	HV_SCOPE_KEYS_READ = 1u << 4,   /* apikeys:read */
+	HV_SCOPE_KEYS_WRITE = 1u << 5,  /* apikeys:write */
+	HV_SCOPE_AUDIT_READ = 1u << 6,  /* audit:read */
+	HV_SCOPE_ADMIN = 1u << 7,       /* admin: all, across workspaces */
 };
 
 /* Parse "credentials:read" etc.; 0 when unknown. */
@@ -59,12 +59,12 @@ const char *hv_scope_name(unsigned int bit);
  * hv_principal_release().
  */
 struct hv_principal {
-	char key_id[HV_UUID_STR];	/* "" for the CLI */
-	char name[128];			/* key name, or "cli" */
+	char key_id[HV_UUID_STR]; /* "" for the CLI */
+	char name[128];           /* key name, or "cli" */
 	char workspace_id[HV_UUID_STR];
-	char user[128];			/* "" when the key has no user label */
-	unsigned int scopes;		/* enum hv_scope_bit; admin = all */
-	bool all_credentials;		/* false: only cred_ids */
+	char user[128];       /* "" when the key has no user label */
+	unsigned int scopes;  /* enum hv_scope_bit; admin = all */
+	bool all_credentials; /* false: only cred_ids */
 	char (*cred_ids)[HV_UUID_STR];
 	size_t n_cred_ids;
 };
@@ -80,9 +80,9 @@ struct hv_reqctx {
  * unless create_keys), load the service catalog. cfg is borrowed and must
  * outlive the vault. On HV_OK *out is released with hv_vault_close().
  */
-enum hv_rc hv_vault_open(const struct hv_cfg *cfg, bool create_keys,
-    struct hv_vault **out, struct hv_err *err)
-    __attribute__((warn_unused_result));
+enum hv_rc
+hv_vault_open(const struct hv_cfg *cfg, bool create_keys, struct hv_vault **out,
+    struct hv_err *err) __attribute__((warn_unused_result));
 void hv_vault_close(struct hv_vault **v);
 
 /* Borrowed handles for front ends that need them (status, metrics). */
@@ -107,8 +107,8 @@ enum hv_rc hv_vault_init(const struct hv_cfg *cfg, json_t **report,
  * expired or revoked keys (and a denied row is audited).
  */
 enum hv_rc hv_vault_authenticate(struct hv_vault *v, const char *header,
-    const struct hv_reqctx *ctx, struct hv_principal *out,
-    struct hv_err *err) __attribute__((warn_unused_result));
+    const struct hv_reqctx *ctx, struct hv_principal *out, struct hv_err *err)
+    __attribute__((warn_unused_result));
 
 /* The principal of the local CLI: admin in workspace ws (or default). */
 enum hv_rc hv_principal_cli(struct hv_vault *v, const char *workspace_id,
@@ -133,47 +133,47 @@ enum hv_rc hv_vault_deny(struct hv_vault *v, const struct hv_principal *p,
 
 /* List filters; NULL/0 fields are unset. */
 struct hv_list_query {
-	const char *q;		/* search in name, service, notes */
+	const char *q; /* search in name, service, notes */
 	const char *scope;
 	const char *auth_type;
 	const char *status;
 	const char *service;
-	const char *action;	/* audit */
+	const char *action;        /* audit */
 	const char *credential_id; /* audit */
-	const char *since;	/* audit: RFC 3339 */
-	const char *cursor;	/* opaque, from next_cursor */
-	unsigned int limit;	/* 0 = default 50; max 200 */
-	const char *workspace_id; /* api keys: one workspace (admin) */
+	const char *since;         /* audit: RFC 3339 */
+	const char *cursor;        /* opaque, from next_cursor */
+	unsigned int limit;        /* 0 = default 50; max 200 */
+	const char *workspace_id;  /* api keys: one workspace (admin) */
 };
 
 /* Credentials. `id` is an untrusted string: an invalid UUID is 404. */
 enum hv_rc hv_vault_cred_create(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx,
     const json_t *body, json_t **out, struct hv_err *err);
-enum hv_rc hv_vault_cred_list(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx,
-    const struct hv_list_query *q, json_t **out, struct hv_err *err);
+enum hv_rc hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const struct hv_list_query *q, json_t **out,
+    struct hv_err *err);
 enum hv_rc hv_vault_cred_get(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const char *id, json_t **out,
     struct hv_err *err);
 /* expected_version < 0: no If-Match given. */
-enum hv_rc hv_vault_cred_update(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
-    const json_t *body, long expected_version, json_t **out,
-    struct hv_err *err);
-enum hv_rc hv_vault_cred_rotate(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
-    const json_t *body, long expected_version, json_t **out,
-    struct hv_err *err);
+enum hv_rc
+hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, const json_t *body,
+    long expected_version, json_t **out, struct hv_err *err);
+enum hv_rc
+hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, const json_t *body,
+    long expected_version, json_t **out, struct hv_err *err);
 enum hv_rc hv_vault_cred_revoke(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
     bool revoke, json_t **out, struct hv_err *err);
 enum hv_rc hv_vault_cred_duplicate(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
     const json_t *body, json_t **out, struct hv_err *err);
-enum hv_rc hv_vault_cred_delete(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
-    struct hv_err *err);
+enum hv_rc
+hv_vault_cred_delete(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, struct hv_err *err);
 /* {"secret": {...}}; always audited (credential.reveal). */
 enum hv_rc hv_vault_cred_reveal(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
@@ -190,22 +190,21 @@ enum hv_rc hv_vault_cred_open_for_use(struct hv_vault *v,
 /* Record a test/use outcome and update status / last_used_at. */
 enum hv_rc hv_vault_cred_record_use(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
-    const char *action, bool ok, const char *new_status,
-    struct hv_err *err);
+    const char *action, bool ok, const char *new_status, struct hv_err *err);
 
 /* Audit. */
-enum hv_rc hv_vault_cred_audit(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
-    const struct hv_list_query *q, json_t **out, struct hv_err *err);
-enum hv_rc hv_vault_audit_list(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx,
-    const struct hv_list_query *q, json_t **out, struct hv_err *err);
+enum hv_rc hv_vault_cred_audit(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, const struct hv_list_query *q,
+    json_t **out, struct hv_err *err);
+enum hv_rc hv_vault_audit_list(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const struct hv_list_query *q, json_t **out,
+    struct hv_err *err);
 /*
  * Walk every chain. HV_OK with *report {"ok": true, "rows": n, ...}, or
  * {"ok": false, "first_bad": {"id":..,"chain":..,"seq":..,"problem":..}}.
  */
-enum hv_rc hv_vault_audit_verify(struct hv_vault *v, json_t **report,
-    struct hv_err *err);
+enum hv_rc
+hv_vault_audit_verify(struct hv_vault *v, json_t **report, struct hv_err *err);
 
 /*
  * API keys. p == NULL only from the CLI bootstrap path. List: an admin
@@ -218,29 +217,28 @@ enum hv_rc hv_vault_apikey_create(struct hv_vault *v,
 enum hv_rc hv_vault_apikey_list(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx,
     const struct hv_list_query *q, json_t **out, struct hv_err *err);
-enum hv_rc hv_vault_apikey_revoke(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
-    struct hv_err *err);
+enum hv_rc
+hv_vault_apikey_revoke(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, struct hv_err *err);
 
 /* Workspaces (admin). */
 enum hv_rc hv_vault_workspace_create(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx,
     const json_t *body, json_t **out, struct hv_err *err);
-enum hv_rc hv_vault_workspace_list(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx,
-    json_t **out, struct hv_err *err);
+enum hv_rc
+hv_vault_workspace_list(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, json_t **out, struct hv_err *err);
 /* One page (q: limit, cursor; NULL = the first 50) as {items, next_cursor}. */
 enum hv_rc hv_vault_workspace_list_page(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx,
     const struct hv_list_query *q, json_t **out, struct hv_err *err);
 
 /* KEK and rewrap (admin). */
-enum hv_rc hv_vault_kek_rotate(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx, json_t **out,
-    struct hv_err *err);
+enum hv_rc hv_vault_kek_rotate(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, json_t **out, struct hv_err *err);
 enum hv_rc hv_vault_kek_disable(struct hv_vault *v,
-    const struct hv_principal *p, const struct hv_reqctx *ctx,
-    uint32_t version, json_t **out, struct hv_err *err);
+    const struct hv_principal *p, const struct hv_reqctx *ctx, uint32_t version,
+    json_t **out, struct hv_err *err);
 /*
  * Re-wrap up to max_batches batches of `batch` DEKs (0 = until done) to the
  * active KEK without decrypting any payload. Resumable: progress is the
@@ -253,14 +251,14 @@ enum hv_rc hv_vault_rewrap(struct hv_vault *v, const struct hv_principal *p,
     void (*progress)(unsigned long done, unsigned long remaining, void *arg),
     void *arg, json_t **out, struct hv_err *err);
 /* Key store, KEK versions with DEK counts, rewrap progress, counts. */
-enum hv_rc hv_vault_status(struct hv_vault *v, json_t **out,
-    struct hv_err *err);
+enum hv_rc
+hv_vault_status(struct hv_vault *v, json_t **out, struct hv_err *err);
 
 /* Readiness: a database round trip and a key store probe. */
 enum hv_rc hv_vault_ready(struct hv_vault *v, struct hv_err *err);
 
 /* The service catalog as {"items": [...]} (GET /v1/services). */
-enum hv_rc hv_vault_services(struct hv_vault *v, json_t **out,
-    struct hv_err *err);
+enum hv_rc
+hv_vault_services(struct hv_vault *v, json_t **out, struct hv_err *err);
 
 #endif

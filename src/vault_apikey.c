@@ -22,46 +22,87 @@
 #include "uuid.h"
 
 #define LIST_DEFAULT 50
-#define LIST_MAX 200
-#define ALLOW_MAX 1000
+#define LIST_MAX     200
+#define ALLOW_MAX    1000
 
-static const struct hv_stmt apikey_stmts[] = {
-	{ "apikey_ws_exists", "SELECT 1 FROM workspaces WHERE id = $1::uuid",
-	    1 },
-	{ "apikey_insert",
-	    "INSERT INTO api_keys (id, workspace_id, name, user_label, scopes, "
-	    "credential_ids, key_hmac, expires_at, created_by) VALUES ($1::uuid, "
-	    "$2::uuid, $3, $4, $5::text[], $6::uuid[], $7, $8::timestamptz, $9) "
-	    "RETURNING " HV_SQL_TS("created_at") ", " HV_SQL_TS("expires_at"),
-	    9 },
-	{ "apikey_list",
-	    "SELECT id::text, name, user_label, scopes, credential_ids, "
-	    HV_SQL_TS("created_at") ", " HV_SQL_TS("expires_at") ", "
-	    HV_SQL_TS("revoked_at") ", " HV_SQL_TS("last_used_at") ", "
-	    "created_by, workspace_id::text, "
-	    "(extract(epoch FROM created_at) * 1000000)::bigint, "
-	    "expires_at IS NOT NULL AND expires_at <= now() "
-	    "FROM api_keys WHERE ($1::uuid IS NULL OR workspace_id = $1::uuid) "
-	    "AND ($2::bigint IS NULL "
-	    "OR (created_at, id) > ('epoch'::timestamptz + $2::bigint * "
-	    "interval '1 microsecond', $3::uuid)) "
-	    "ORDER BY created_at, id LIMIT $4::integer", 4 },
-	{ "apikey_revoke",
-	    "UPDATE api_keys SET revoked_at = now() WHERE id = $1::uuid "
-	    "AND ($2::uuid IS NULL OR workspace_id = $2::uuid) "
-	    "AND revoked_at IS NULL RETURNING workspace_id::text", 2 },
-	{ "apikey_find",
-	    "SELECT workspace_id::text FROM api_keys WHERE id = $1::uuid "
-	    "AND ($2::uuid IS NULL OR workspace_id = $2::uuid)", 2 },
-	{ "apikey_notify",
-	    "SELECT pg_notify('" HV_REVOKE_CHANNEL "', $1)", 1 },
+static const struct hv_stmt
+    apikey_stmts[] =
+        {
+            {"apikey_ws_exists", "SELECT 1 FROM workspaces WHERE id = $1::uuid",
+                1},
+            {"apikey_insert",
+                "INSERT INTO api_keys (id, workspace_id, name, user_label, "
+                "scopes, "
+                "credential_ids, key_hmac, expires_at, created_by) VALUES "
+                "($1::uuid, "
+                "$2::uuid, $3, $4, $5::text[], $6::uuid[], $7, "
+                "$8::timestamptz, $9) "
+                "RETURNING " HV_SQL_TS("created_at") ", " HV_SQL_TS(
+                    "expires_at"),
+                9},
+            {"apikey_list",
+                "SELECT id::text, name, user_label, scopes, "
+                "credential_ids, " HV_SQL_TS("created_at") ", " HV_SQL_TS("expi"
+                                                                          "res_"
+                                                                          "at") ", " HV_SQL_TS(
+                    "revoked_at") ", " HV_SQL_TS("last_used_at") ", "
+                                                                 "created_by, "
+                                                                 "workspace_id:"
+                                                                 ":text, "
+                                                                 "(extract("
+                                                                 "epoch FROM "
+                                                                 "created_at) "
+                                                                 "* "
+                                                                 "1000000)::"
+                                                                 "bigint, "
+                                                                 "expires_at "
+                                                                 "IS NOT NULL "
+                                                                 "AND "
+                                                                 "expires_at "
+                                                                 "<= now() "
+                                                                 "FROM "
+                                                                 "api_keys "
+                                                                 "WHERE "
+                                                                 "($1::uuid IS "
+                                                                 "NULL OR "
+                                                                 "workspace_id "
+                                                                 "= $1::uuid) "
+                                                                 "AND "
+                                                                 "($2::bigint "
+                                                                 "IS NULL "
+                                                                 "OR "
+                                                                 "(created_at, "
+                                                                 "id) > "
+                                                                 "('epoch'::"
+                                                                 "timestamptz "
+                                                                 "+ $2::bigint "
+                                                                 "* "
+                                                                 "interval '1 "
+                                                                 "microsecond',"
+                                                                 " $3::uuid)) "
+                                                                 "ORDER BY "
+                                                                 "created_at, "
+                                                                 "id LIMIT "
+                                                                 "$4::integer",
+                4},
+            {"apikey_revoke",
+                "UPDATE api_keys SET revoked_at = now() WHERE id = $1::uuid "
+                "AND ($2::uuid IS NULL OR workspace_id = $2::uuid) "
+                "AND revoked_at IS NULL RETURNING workspace_id::text",
+                2},
+            {"apikey_find",
+                "SELECT workspace_id::text FROM api_keys WHERE id = $1::uuid "
+                "AND ($2::uuid IS NULL OR workspace_id = $2::uuid)",
+                2},
+            {"apikey_notify", "SELECT pg_notify('" HV_REVOKE_CHANNEL "', $1)",
+                1},
 };
 
 void
 hv_vault_apikey_register(void)
 {
-	hv_store_register(apikey_stmts,
-	    sizeof(apikey_stmts) / sizeof(apikey_stmts[0]));
+	hv_store_register(
+	    apikey_stmts, sizeof(apikey_stmts) / sizeof(apikey_stmts[0]));
 }
 
 static bool
@@ -98,8 +139,8 @@ array_to_json(const char *s)
 		size_t l = strcspn(s + i, ",}");
 
 		if (s[i] == '"' && l >= 2)
-			json_array_append_new(a, json_stringn(s + i + 1,
-			    l - 2));
+			json_array_append_new(
+			    a, json_stringn(s + i + 1, l - 2));
 		else
 			json_array_append_new(a, json_stringn(s + i, l));
 		i += l + 1;
@@ -110,13 +151,13 @@ array_to_json(const char *s)
 struct newkey {
 	char ws[HV_UUID_STR];
 	const char *name;
-	const char *user;	/* NULL: none */
+	const char *user; /* NULL: none */
 	unsigned int bits;
 	char scopes_lit[256];
-	char *creds_lit;	/* NULL: all */
-	json_t *creds_json;	/* "all" or array */
+	char *creds_lit;    /* NULL: all */
+	json_t *creds_json; /* "all" or array */
 	json_t *scopes_json;
-	const char *expires;	/* NULL: never */
+	const char *expires; /* NULL: never */
 };
 
 static void
@@ -141,22 +182,25 @@ parse_scopes(const json_t *arr, struct newkey *k, struct hv_err *err)
 	k->scopes_json = json_array();
 	if (k->scopes_json == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
-	json_array_foreach(arr, i, e) {
-		unsigned int b = json_is_string(e) ?
-		    hv_scope_parse(json_string_value(e)) : 0;
+	json_array_foreach(arr, i, e)
+	{
+		unsigned int b = json_is_string(e)
+		    ? hv_scope_parse(json_string_value(e))
+		    : 0;
 
 		if (b == 0)
-			return hv_err_set(err, HV_E_INVALID,
-			    "scopes[%zu]: unknown scope", i);
+			return hv_err_set(
+			    err, HV_E_INVALID, "scopes[%zu]: unknown scope", i);
 		if (k->bits & b)
 			return hv_err_set(err, HV_E_INVALID,
 			    "scopes[%zu]: duplicate scope", i);
 		k->bits |= b;
 		if (!lit_add(k->scopes_lit, sizeof(k->scopes_lit), &n,
-		    hv_scope_name(b)))
-			return hv_err_set(err, HV_E_INVALID, "scopes: too many");
-		json_array_append_new(k->scopes_json,
-		    json_string(hv_scope_name(b)));
+		        hv_scope_name(b)))
+			return hv_err_set(
+			    err, HV_E_INVALID, "scopes: too many");
+		json_array_append_new(
+		    k->scopes_json, json_string(hv_scope_name(b)));
 	}
 	k->scopes_lit[n++] = '}';
 	k->scopes_lit[n] = '\0';
@@ -169,15 +213,17 @@ parse_creds(const json_t *v, struct newkey *k, struct hv_err *err)
 	size_t i, n = 1, cap;
 	json_t *e;
 
-	if (v == NULL || json_is_null(v) || (json_is_string(v) &&
-	    strcmp(json_string_value(v), "all") == 0 &&
-	    json_string_length(v) == 3)) {
+	if (v == NULL || json_is_null(v) ||
+	    (json_is_string(v) && strcmp(json_string_value(v), "all") == 0 &&
+	        json_string_length(v) == 3)) {
 		k->creds_json = json_string("all");
-		return k->creds_json != NULL ? HV_OK :
-		    hv_err_set(err, HV_E_NOMEM, "out of memory");
+		return k->creds_json != NULL
+		    ? HV_OK
+		    : hv_err_set(err, HV_E_NOMEM, "out of memory");
 	}
 	if (!json_is_array(v))
-		return hv_err_set(err, HV_E_INVALID, "credentials: \"all\" or "
+		return hv_err_set(err, HV_E_INVALID,
+		    "credentials: \"all\" or "
 		    "an array of credential ids");
 	if (json_array_size(v) > ALLOW_MAX)
 		return hv_err_set(err, HV_E_INVALID,
@@ -188,7 +234,8 @@ parse_creds(const json_t *v, struct newkey *k, struct hv_err *err)
 	if (k->creds_lit == NULL || k->creds_json == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
 	k->creds_lit[0] = '{';
-	json_array_foreach(v, i, e) {
+	json_array_foreach(v, i, e)
+	{
 		char id[HV_UUID_STR];
 		size_t j;
 		bool dup = false;
@@ -198,8 +245,9 @@ parse_creds(const json_t *v, struct newkey *k, struct hv_err *err)
 			return hv_err_set(err, HV_E_INVALID,
 			    "credentials[%zu]: not a credential id", i);
 		for (j = 0; j < json_array_size(k->creds_json); j++)
-			if (strcmp(json_string_value(json_array_get(
-			    k->creds_json, j)), id) == 0)
+			if (strcmp(json_string_value(
+			               json_array_get(k->creds_json, j)),
+			        id) == 0)
 				dup = true;
 		if (dup)
 			continue;
@@ -221,34 +269,40 @@ check_escalation(struct hv_vault *v, const struct hv_principal *p,
 	if (is_admin(p))
 		return HV_OK;
 	if ((k->bits & ~p->scopes) != 0) {
-		hv_vault_deny(v, p, ctx, NULL, "api key create: scopes beyond "
+		hv_vault_deny(v, p, ctx, NULL,
+		    "api key create: scopes beyond "
 		    "the caller's");
-		return hv_err_set(err, HV_E_FORBIDDEN, "cannot grant scopes "
+		return hv_err_set(err, HV_E_FORBIDDEN,
+		    "cannot grant scopes "
 		    "this api key does not hold");
 	}
 	if (!p->all_credentials) {
 		bool ok = json_is_array(k->creds_json);
 
 		for (i = 0; ok && i < json_array_size(k->creds_json); i++)
-			ok = hv_vault_allowed(p, json_string_value(
-			    json_array_get(k->creds_json, i)));
+			ok = hv_vault_allowed(p,
+			    json_string_value(
+			        json_array_get(k->creds_json, i)));
 		if (!ok) {
-			hv_vault_deny(v, p, ctx, NULL, "api key create: "
+			hv_vault_deny(v, p, ctx, NULL,
+			    "api key create: "
 			    "credentials beyond the caller's allow-list");
-			return hv_err_set(err, HV_E_FORBIDDEN, "cannot grant "
+			return hv_err_set(err, HV_E_FORBIDDEN,
+			    "cannot grant "
 			    "credentials outside this api key's allow-list");
 		}
 	}
 	if (k->user != NULL && strcmp(k->user, p->user) != 0) {
 		hv_vault_deny(v, p, ctx, NULL, "api key create: another user");
-		return hv_err_set(err, HV_E_FORBIDDEN, "cannot create a key for "
+		return hv_err_set(err, HV_E_FORBIDDEN,
+		    "cannot create a key for "
 		    "another user");
 	}
 	return HV_OK;
 }
 
-static const char *const create_fields[] = { "name", "scopes", "credentials",
-	"expires_at", "user", "workspace_id", NULL };
+static const char *const create_fields[] = {"name", "scopes", "credentials",
+    "expires_at", "user", "workspace_id", NULL};
 
 enum hv_rc
 hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
@@ -264,7 +318,7 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 	uint8_t mac[HV_HMAC_LEN];
 	char id[HV_UUID_STR], detail[64];
 	const char *pv[9];
-	int len[9] = { 0 }, fmt[9] = { 0 };
+	int len[9] = {0}, fmt[9] = {0};
 	json_t *j, *res = NULL;
 	enum hv_rc rc;
 
@@ -285,7 +339,8 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	j = json_object_get(body, "name");
 	if (!hv_vault_text_ok(j, 1, 200)) {
-		rc = hv_err_set(err, HV_E_INVALID, "name: a string of 1 to 200 "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "name: a string of 1 to 200 "
 		    "characters is required");
 		goto out;
 	}
@@ -306,8 +361,8 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 			    "expires_at: an RFC 3339 time is required");
 			goto out;
 		}
-		rc = hv_vault_parse_time(json_string_value(j), &us, err,
-		    "expires_at");
+		rc = hv_vault_parse_time(
+		    json_string_value(j), &us, err, "expires_at");
 		if (rc != HV_OK)
 			goto out;
 		clock_gettime(CLOCK_REALTIME, &now);
@@ -321,19 +376,20 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 	j = json_object_get(body, "user");
 	if (j != NULL && !json_is_null(j)) {
 		if (!hv_vault_text_ok(j, 1, 127)) {
-			rc = hv_err_set(err, HV_E_INVALID, "user: a string of 1 "
+			rc = hv_err_set(err, HV_E_INVALID,
+			    "user: a string of 1 "
 			    "to 127 characters");
 			goto out;
 		}
 		k.user = json_string_value(j);
 	} else if (p->user[0] != '\0') {
-		k.user = p->user;	/* a user's key mints keys of the user */
+		k.user = p->user; /* a user's key mints keys of the user */
 	}
 	snprintf(k.ws, sizeof(k.ws), "%s", p->workspace_id);
 	j = json_object_get(body, "workspace_id");
 	if (j != NULL && !json_is_null(j)) {
 		char ws[HV_UUID_STR];
-		const char *wp[1] = { ws };
+		const char *wp[1] = {ws};
 
 		if (!json_is_string(j) ||
 		    !hv_uuid_normalize(json_string_value(j), ws)) {
@@ -342,9 +398,11 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 			goto out;
 		}
 		if (!is_admin(p) && strcmp(ws, p->workspace_id) != 0) {
-			hv_vault_deny(v, p, ctx, NULL, "api key create: other "
+			hv_vault_deny(v, p, ctx, NULL,
+			    "api key create: other "
 			    "workspace");
-			rc = hv_err_set(err, HV_E_FORBIDDEN, "workspace_id: "
+			rc = hv_err_set(err, HV_E_FORBIDDEN,
+			    "workspace_id: "
 			    "only admin keys can create keys for another "
 			    "workspace");
 			goto out;
@@ -352,8 +410,8 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 		rc = hv_store_acquire(v->store, &c, err);
 		if (rc != HV_OK)
 			goto out;
-		rc = hv_store_exec(c, "apikey_ws_exists", 1, wp, NULL, NULL,
-		    false, &r, err);
+		rc = hv_store_exec(
+		    c, "apikey_ws_exists", 1, wp, NULL, NULL, false, &r, err);
 		hv_store_release(v->store, &c);
 		if (rc != HV_OK)
 			goto out;
@@ -396,8 +454,8 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = hv_store_begin(c, err);
 	if (rc == HV_OK)
-		rc = hv_store_exec(c, "apikey_insert", 9, pv, len, fmt, false,
-		    &r, err);
+		rc = hv_store_exec(
+		    c, "apikey_insert", 9, pv, len, fmt, false, &r, err);
 	if (rc == HV_OK) {
 		snprintf(detail, sizeof(detail), "api key %s", id);
 		hv_vault_event(&ev, p, ctx, k.ws, "apikey.create", NULL,
@@ -412,16 +470,15 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 	}
 	/* the list item's fields, plus the key itself */
 	res = json_pack("{s:s,s:s%,s:s,s:O,s:O,s:o,s:s,s:s,s:o,s:n,s:n,s:s,"
-	    "s:s}",
-	    "id", id, "key", (const char *)key->buf, key->len,
-	    "name", k.name, "scopes", k.scopes_json,
-	    "credentials", k.creds_json,
-	    "user", k.user != NULL ? json_string(k.user) : json_null(),
-	    "workspace_id", k.ws, "created_at", PQgetvalue(r, 0, 0),
-	    "expires_at", PQgetisnull(r, 0, 1) ? json_null() :
-	    json_string(PQgetvalue(r, 0, 1)),
-	    "revoked_at", "last_used_at",
-	    "created_by", hv_principal_actor(p), "status", "active");
+	                "s:s}",
+	    "id", id, "key", (const char *)key->buf, key->len, "name", k.name,
+	    "scopes", k.scopes_json, "credentials", k.creds_json, "user",
+	    k.user != NULL ? json_string(k.user) : json_null(), "workspace_id",
+	    k.ws, "created_at", PQgetvalue(r, 0, 0), "expires_at",
+	    PQgetisnull(r, 0, 1) ? json_null()
+	                         : json_string(PQgetvalue(r, 0, 1)),
+	    "revoked_at", "last_used_at", "created_by", hv_principal_actor(p),
+	    "status", "active");
 	if (res == NULL) {
 		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 		goto out;
@@ -462,8 +519,8 @@ hv_vault_apikey_list(struct hv_vault *v, const struct hv_principal *p,
 	PGresult *r = NULL;
 	char us[24], cid[HV_UUID_STR], lim[16], next[64], ws[HV_UUID_STR];
 	const char *pv[4];
-	unsigned int limit = q != NULL && q->limit > 0 ? q->limit :
-	    LIST_DEFAULT;
+	unsigned int limit =
+	    q != NULL && q->limit > 0 ? q->limit : LIST_DEFAULT;
 	json_t *items = NULL, *res = NULL;
 	enum hv_rc rc;
 	int i, n;
@@ -481,9 +538,11 @@ hv_vault_apikey_list(struct hv_vault *v, const struct hv_principal *p,
 			return hv_err_set(err, HV_E_INVALID,
 			    "workspace_id: not a workspace id");
 		if (!is_admin(p) && strcmp(ws, p->workspace_id) != 0) {
-			hv_vault_deny(v, p, ctx, NULL, "api key list: other "
+			hv_vault_deny(v, p, ctx, NULL,
+			    "api key list: other "
 			    "workspace");
-			return hv_err_set(err, HV_E_FORBIDDEN, "workspace_id: "
+			return hv_err_set(err, HV_E_FORBIDDEN,
+			    "workspace_id: "
 			    "only admin keys can list another workspace's "
 			    "keys");
 		}
@@ -512,23 +571,25 @@ hv_vault_apikey_list(struct hv_vault *v, const struct hv_principal *p,
 	}
 	n = PQntuples(r);
 	for (i = 0; i < n && i < (int)limit; i++) {
-		const char *status = !PQgetisnull(r, i, 7) ? "revoked" :
-		    strcmp(PQgetvalue(r, i, 12), "t") == 0 ? "expired" :
-		    "active";
+		const char *status = !PQgetisnull(r, i, 7)   ? "revoked"
+		    : strcmp(PQgetvalue(r, i, 12), "t") == 0 ? "expired"
+		                                             : "active";
 		json_t *it;
 
-#define NS(col) (PQgetisnull(r, i, col) ? json_null() : \
-	json_string(PQgetvalue(r, i, col)))
+#define NS(col)                                                                \
+	(PQgetisnull(r, i, col) ? json_null()                                  \
+	                        : json_string(PQgetvalue(r, i, col)))
 		it = json_pack("{s:s,s:s,s:o,s:o,s:o,s:s,s:o,s:o,s:o,s:s,s:s,"
-		    "s:s}",
+		               "s:s}",
 		    "id", PQgetvalue(r, i, 0), "name", PQgetvalue(r, i, 1),
 		    "user", NS(2), "scopes", array_to_json(PQgetvalue(r, i, 3)),
-		    "credentials", PQgetisnull(r, i, 4) ? json_string("all") :
-		    array_to_json(PQgetvalue(r, i, 4)),
+		    "credentials",
+		    PQgetisnull(r, i, 4) ? json_string("all")
+		                         : array_to_json(PQgetvalue(r, i, 4)),
 		    "created_at", PQgetvalue(r, i, 5), "expires_at", NS(6),
-		    "revoked_at", NS(7), "last_used_at", NS(8),
-		    "created_by", PQgetvalue(r, i, 9),
-		    "workspace_id", PQgetvalue(r, i, 10), "status", status);
+		    "revoked_at", NS(7), "last_used_at", NS(8), "created_by",
+		    PQgetvalue(r, i, 9), "workspace_id", PQgetvalue(r, i, 10),
+		    "status", status);
 #undef NS
 		if (it == NULL || json_array_append_new(items, it) != 0) {
 			rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
@@ -576,16 +637,16 @@ hv_vault_apikey_revoke(struct hv_vault *v, const struct hv_principal *p,
 		return rc;
 	rc = hv_store_begin(c, err);
 	if (rc == HV_OK)
-		rc = hv_store_exec(c, "apikey_revoke", 2, pv, NULL, NULL, false,
-		    &r, err);
+		rc = hv_store_exec(
+		    c, "apikey_revoke", 2, pv, NULL, NULL, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQntuples(r) == 0) {
 		/* unknown, another workspace's, or already revoked */
 		PQclear(r);
 		r = NULL;
-		rc = hv_store_exec(c, "apikey_find", 2, pv, NULL, NULL, false,
-		    &r, err);
+		rc = hv_store_exec(
+		    c, "apikey_find", 2, pv, NULL, NULL, false, &r, err);
 		if (rc != HV_OK)
 			goto out;
 		if (PQntuples(r) == 0)
@@ -595,20 +656,20 @@ hv_vault_apikey_revoke(struct hv_vault *v, const struct hv_principal *p,
 	}
 	snprintf(ws, sizeof(ws), "%s", PQgetvalue(r, 0, 0));
 	pv[0] = id;
-	rc = hv_store_exec(c, "apikey_notify", 1, pv, NULL, NULL, false, NULL,
-	    err);
+	rc = hv_store_exec(
+	    c, "apikey_notify", 1, pv, NULL, NULL, false, NULL, err);
 	if (rc != HV_OK)
 		goto out;
 	snprintf(detail, sizeof(detail), "api key %s", id);
-	hv_vault_event(&ev, p, ctx, ws, "apikey.revoke", NULL, "success",
-	    detail);
+	hv_vault_event(
+	    &ev, p, ctx, ws, "apikey.revoke", NULL, "success", detail);
 	rc = hv_audit_append(v->audit, c, &ev, err);
 	if (rc == HV_OK)
 		rc = hv_store_commit(c, err);
 	if (rc == HV_OK) {
 		hv_vault_cache_evict(v, id);
-		hv_log_info("api key %s revoked by %s", id,
-		    hv_principal_actor(p));
+		hv_log_info(
+		    "api key %s revoked by %s", id, hv_principal_actor(p));
 	}
 out:
 	PQclear(r);

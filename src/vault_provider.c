@@ -44,27 +44,32 @@ enum pcol {
 };
 
 static const struct hv_stmt prov_stmts[] = {
-	{ "prov_cred_lock",
-	  "SELECT id::text, workspace_id::text, scope, owner_user, status, "
-	  "version, auth_type FROM credentials WHERE id = $1::uuid "
-	  "FOR UPDATE", 1 },
-	{ "prov_version_get",
-	  "SELECT kek_version, wrapped_dek, nonce, ciphertext FROM "
-	  "credential_versions WHERE credential_id = $1::uuid AND "
-	  "version = $2::integer", 2 },
-	{ "prov_version_insert",
-	  "INSERT INTO credential_versions (credential_id, version, "
-	  "kek_version, wrapped_dek, nonce, ciphertext) VALUES ($1::uuid, "
-	  "$2::integer, $3::integer, $4::bytea, $5::bytea, $6::bytea)", 6 },
-	{ "prov_cred_bump",
-	  "UPDATE credentials SET version = $2::integer, updated_at = now() "
-	  "WHERE id = $1::uuid AND version = $3::integer", 3 },
+    {"prov_cred_lock",
+        "SELECT id::text, workspace_id::text, scope, owner_user, status, "
+        "version, auth_type FROM credentials WHERE id = $1::uuid "
+        "FOR UPDATE",
+        1},
+    {"prov_version_get",
+        "SELECT kek_version, wrapped_dek, nonce, ciphertext FROM "
+        "credential_versions WHERE credential_id = $1::uuid AND "
+        "version = $2::integer",
+        2},
+    {"prov_version_insert",
+        "INSERT INTO credential_versions (credential_id, version, "
+        "kek_version, wrapped_dek, nonce, ciphertext) VALUES ($1::uuid, "
+        "$2::integer, $3::integer, $4::bytea, $5::bytea, $6::bytea)",
+        6},
+    {"prov_cred_bump",
+        "UPDATE credentials SET version = $2::integer, updated_at = now() "
+        "WHERE id = $1::uuid AND version = $3::integer",
+        3},
 };
 
 void
 hv_vault_provider_register(void)
 {
-	hv_store_register(prov_stmts, sizeof(prov_stmts) / sizeof(prov_stmts[0]));
+	hv_store_register(
+	    prov_stmts, sizeof(prov_stmts) / sizeof(prov_stmts[0]));
 }
 
 const struct hv_cfg *
@@ -82,14 +87,14 @@ hv_vault_catalog(struct hv_vault *v)
 bool
 hv_vault_oauth_expiring(const json_t *secret, long skew_s, bool *can)
 {
-	const char *exp = json_string_value(json_object_get(secret,
-	    "expires_at"));
-	struct hv_err err = { 0 };
+	const char *exp =
+	    json_string_value(json_object_get(secret, "expires_at"));
+	struct hv_err err = {0};
 	int64_t us;
 
 	*can = json_string_value(json_object_get(secret, "refresh_token")) !=
-	    NULL && json_string_value(json_object_get(secret, "token_url")) !=
-	    NULL;
+	        NULL &&
+	    json_string_value(json_object_get(secret, "token_url")) != NULL;
 	if (exp == NULL)
 		return false;
 	if (hv_vault_parse_time(exp, &us, &err, "expires_at") != HV_OK)
@@ -127,8 +132,8 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 	(void)snprintf(vs, sizeof(vs), "%" PRIu32, ver);
 	params[0] = id;
 	params[1] = vs;
-	rc = hv_store_exec(c, "prov_version_get", 2, params, NULL, NULL, true,
-	    &r, err);
+	rc = hv_store_exec(
+	    c, "prov_version_get", 2, params, NULL, NULL, true, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQntuples(r) != 1) {
@@ -141,8 +146,8 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 	cl = PQgetlength(r, 0, 3);
 	if (PQgetlength(r, 0, 0) != 4 || wl < 1 || wl > HV_WRAPPED_MAX ||
 	    nl != HV_ENVELOPE_NONCE_LEN || cl < 1) {
-		rc = hv_err_set(err, HV_E_CRYPTO,
-		    "stored credential version is malformed");
+		rc = hv_err_set(
+		    err, HV_E_CRYPTO, "stored credential version is malformed");
 		goto out;
 	}
 	env.kek_version = be32(PQgetvalue(r, 0, 0));
@@ -159,13 +164,13 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 	rc = hv_envelope_open(v->hsm, ws, id, ver, &env, &pt, err);
 	if (rc != HV_OK)
 		goto out;
-	j = json_loadb((const char *)pt->buf, pt->len, JSON_REJECT_DUPLICATES,
-	    &jerr);
-	hv_mem_zero(&jerr, sizeof(jerr));	/* may quote the plaintext */
+	j = json_loadb(
+	    (const char *)pt->buf, pt->len, JSON_REJECT_DUPLICATES, &jerr);
+	hv_mem_zero(&jerr, sizeof(jerr)); /* may quote the plaintext */
 	if (j == NULL || !json_is_object(j)) {
 		json_decref(j);
-		rc = hv_err_set(err, HV_E_CRYPTO,
-		    "decrypted secret is not a JSON object");
+		rc = hv_err_set(
+		    err, HV_E_CRYPTO, "decrypted secret is not a JSON object");
 		goto out;
 	}
 	*out = j;
@@ -190,15 +195,17 @@ seal_secret(struct hv_vault *v, const char *ws, const char *id, uint32_t ver,
 	if (n == 0)
 		return hv_err_set(err, HV_E_NOMEM, "cannot serialize secret");
 	if (n > SECRET_MAX_BYTES)
-		return hv_err_set(err, HV_E_UPSTREAM, "refreshed secret is "
-		    "too large (at most %d bytes)", SECRET_MAX_BYTES);
+		return hv_err_set(err, HV_E_UPSTREAM,
+		    "refreshed secret is "
+		    "too large (at most %d bytes)",
+		    SECRET_MAX_BYTES);
 	pt = hv_secret_new(n);
 	if (pt == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
 	if (json_dumpb(sec, (char *)pt->buf, n, flags) != n) {
 		hv_secret_free(&pt);
-		return hv_err_set(err, HV_E_INTERNAL,
-		    "secret serialization changed size");
+		return hv_err_set(
+		    err, HV_E_INTERNAL, "secret serialization changed size");
 	}
 	rc = hv_envelope_seal(v->hsm, ws, id, ver, pt, env, err);
 	hv_secret_free(&pt);
@@ -211,8 +218,8 @@ insert_version(struct hv_conn *c, const char *id, uint32_t ver,
 {
 	char vs[16], kek[16];
 	const char *params[6];
-	int lengths[6] = { 0, 0, 0, 0, 0, 0 };
-	int formats[6] = { 0, 0, 0, 1, 1, 1 };
+	int lengths[6] = {0, 0, 0, 0, 0, 0};
+	int formats[6] = {0, 0, 0, 1, 1, 1};
 
 	(void)snprintf(vs, sizeof(vs), "%" PRIu32, ver);
 	(void)snprintf(kek, sizeof(kek), "%" PRIu32, env->kek_version);
@@ -262,14 +269,15 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	params[0] = idn;
-	rc = hv_store_exec(c, "prov_cred_lock", 1, params, NULL, NULL, false,
-	    &r, err);
+	rc = hv_store_exec(
+	    c, "prov_cred_lock", 1, params, NULL, NULL, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQntuples(r) != 1 || PQnfields(r) != P_NCOLS ||
 	    !hv_vault_visible(p, PQgetvalue(r, 0, P_WS),
-	    PQgetvalue(r, 0, P_SCOPE), PQgetisnull(r, 0, P_OWNER) ? NULL :
-	    PQgetvalue(r, 0, P_OWNER))) {
+	        PQgetvalue(r, 0, P_SCOPE),
+	        PQgetisnull(r, 0, P_OWNER) ? NULL
+	                                   : PQgetvalue(r, 0, P_OWNER))) {
 		rc = hv_err_set(err, HV_E_NOT_FOUND, "credential not found");
 		goto out;
 	}
@@ -283,7 +291,8 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	}
 	if (strcmp(PQgetvalue(r, 0, P_AUTH), "oauth2") != 0) {
-		rc = hv_err_set(err, HV_E_INVALID, "only oauth2 credentials "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "only oauth2 credentials "
 		    "are refreshed");
 		goto out;
 	}
@@ -302,7 +311,7 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 		/* Refreshed meanwhile by another request: use that. */
 		*secret = cur;
 		cur = NULL;
-		goto out;	/* the release rolls the transaction back */
+		goto out; /* the release rolls the transaction back */
 	}
 	rc = fn(arg, cur, &next, err);
 	if (rc != HV_OK)
@@ -322,12 +331,13 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 	params[0] = idn;
 	params[1] = newv;
 	params[2] = oldv;
-	rc = hv_store_exec(c, "prov_cred_bump", 3, params, NULL, NULL, false,
-	    &r2, err);
+	rc = hv_store_exec(
+	    c, "prov_cred_bump", 3, params, NULL, NULL, false, &r2, err);
 	if (rc != HV_OK)
 		goto out;
 	if (strcmp(PQcmdTuples(r2), "1") != 0) {
-		rc = hv_err_set(err, HV_E_CONFLICT, "credential changed during "
+		rc = hv_err_set(err, HV_E_CONFLICT,
+		    "credential changed during "
 		    "the refresh");
 		goto out;
 	}
@@ -346,7 +356,7 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 	*refreshed = true;
 out:
 	if (c != NULL)
-		hv_store_release(v->store, &c);	/* rolls back if still open */
+		hv_store_release(v->store, &c); /* rolls back if still open */
 	json_decref(cur);
 	json_decref(next);
 	hv_envelope_release(&env);

@@ -38,8 +38,8 @@ dupz(const uint8_t *p, size_t n)
 static void
 fuzz_route(const struct hv_route *tbl, size_t nr, const char *s)
 {
-	static const char *const methods[] = { "GET", "POST", "PATCH",
-		"DELETE", "PUT" };
+	static const char *const methods[] = {
+	    "GET", "POST", "PATCH", "DELETE", "PUT"};
 	struct hv_httpreq_seg caps[HV_HTTPREQ_MAX_CAPS];
 	char allow[64];
 	size_t idx = 0, nc = 0, i, k;
@@ -94,7 +94,7 @@ fuzz_query(const struct hv_route *tbl, size_t nr, char *s, uint8_t sel)
 		if (q.limit > HV_HTTPREQ_MAX_LIMIT)
 			__builtin_trap();
 	} else if (err.msg[0] == '\0') {
-		__builtin_trap();	/* every refusal explains itself */
+		__builtin_trap(); /* every refusal explains itself */
 	}
 }
 
@@ -127,14 +127,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 */
 	memset(&err, 0, sizeof(err));
 	if (hv_httpreq_json_syntax((const char *)data, size,
-	    HV_HTTPREQ_MAX_DEPTH, &err) == HV_OK) {
+	        HV_HTTPREQ_MAX_DEPTH, &err) == HV_OK) {
 		json_error_t je;
 
 		j = json_loadb((const char *)data, size,
 		    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
-		if (j == NULL && hv_httpreq_utf8_valid((const char *)data,
-		    size) && json_error_code(&je) !=
-		    json_error_duplicate_key &&
+		if (j == NULL &&
+		    hv_httpreq_utf8_valid((const char *)data, size) &&
+		    json_error_code(&je) != json_error_duplicate_key &&
 		    json_error_code(&je) != json_error_numeric_overflow)
 			__builtin_trap();
 		json_decref(j);
@@ -145,7 +145,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = dupz(data, size);
 	ul = hv_httpreq_unescape(s);
 	if (ul > size || ul != strlen(s))
-		__builtin_trap();	/* never longer, never an inner NUL */
+		__builtin_trap(); /* never longer, never an inner NUL */
 	fuzz_route(tbl, nr, s);
 	free(s);
 
@@ -164,7 +164,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* JSON body, with the field list of some route. */
 	memset(&err, 0, sizeof(err));
 	if (hv_httpreq_json((const char *)data, size, tbl[sel % nr].fields, &j,
-	    &err) == HV_OK && j != NULL) {
+	        &err) == HV_OK &&
+	    j != NULL) {
 		if (!json_is_object(j))
 			__builtin_trap();
 		memset(&err, 0, sizeof(err));

@@ -55,8 +55,8 @@ req(const char *method, const char *path, const char *key,
 
 /* Expect status (and error code when not NULL); frees the response. */
 static void
-expect(const char *method, const char *path, const char *key,
-    const char *body, long status, const char *code)
+expect(const char *method, const char *path, const char *key, const char *body,
+    long status, const char *code)
 {
 	struct hv_httpc_resp r;
 
@@ -91,12 +91,14 @@ test_health(void **state)
 	hv_httpc_resp_free(&r);
 
 	expect("GET", "/metrics", NULL, NULL, 401, "unauthorized");
-	assert_int_equal(req("GET", "/metrics", S.admin_key, NULL, NULL, &r),
-	    200);
+	assert_int_equal(
+	    req("GET", "/metrics", S.admin_key, NULL, NULL, &r), 200);
 	assert_non_null(strstr(r.content_type, "text/plain; version=0.0.4"));
-	assert_non_null(strstr(r.body, "hsmvault_http_requests_total{method="
+	assert_non_null(strstr(r.body,
+	    "hsmvault_http_requests_total{method="
 	    "\"GET\",route=\"/healthz\",status=\"200\"}"));
-	assert_non_null(strstr(r.body, "hsmvault_http_request_duration_"
+	assert_non_null(strstr(r.body,
+	    "hsmvault_http_request_duration_"
 	    "seconds_bucket{method=\"GET\",route=\"/readyz\",le=\"+Inf\"}"));
 	assert_non_null(strstr(r.body, "hsmvault_db_pool_connections"));
 	assert_non_null(strstr(r.body, "hsmvault_http_requests_in_flight 1"));
@@ -113,16 +115,19 @@ test_routing(void **state)
 	expect("GET", "/v1/credentials/", S.admin_key, NULL, 404, "not_found");
 	expect("GET", "/v1//credentials", S.admin_key, NULL, 404, "not_found");
 	expect("GET", "/V1/credentials", S.admin_key, NULL, 404, "not_found");
-	assert_int_equal(req("PUT", "/v1/credentials", S.admin_key, NULL, NULL,
-	    &r), 405);
+	assert_int_equal(
+	    req("PUT", "/v1/credentials", S.admin_key, NULL, NULL, &r), 405);
 	assert_string_equal(hv_httpc_error_code(&r), "method_not_allowed");
 	assert_string_equal(r.allow, "POST, GET, HEAD");
 	hv_httpc_resp_free(&r);
 	assert_int_equal(req("POST", "/healthz", NULL, NULL, NULL, &r), 405);
 	assert_string_equal(r.allow, "GET, HEAD");
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("PUT", "/v1/credentials/0b6f3a2e-8f9c-4a51-9d1e-"
-	    "2c3b4a5d6e7f", NULL, NULL, NULL, &r), 405);
+	assert_int_equal(req("PUT",
+	                     "/v1/credentials/0b6f3a2e-8f9c-4a51-9d1e-"
+	                     "2c3b4a5d6e7f",
+	                     NULL, NULL, NULL, &r),
+	    405);
 	assert_string_equal(r.allow, "GET, PATCH, DELETE, HEAD");
 	hv_httpc_resp_free(&r);
 	/* a path id that is not a UUID cannot exist */
@@ -130,14 +135,14 @@ test_routing(void **state)
 	    "not_found");
 	expect("GET", "/v1/credentials/0b6f3a2e-8f9c-4a51-9d1e-2c3b4a5d6e7f",
 	    S.admin_key, NULL, 404, "not_found");
-	expect("DELETE", "/v1/api-keys/123", S.admin_key, NULL, 404,
-	    "not_found");
+	expect(
+	    "DELETE", "/v1/api-keys/123", S.admin_key, NULL, 404, "not_found");
 }
 
 static void
 test_request_id(void **state)
 {
-	const char *const hdrs[] = { "X-Request-Id: client-chosen-id", NULL };
+	const char *const hdrs[] = {"X-Request-Id: client-chosen-id", NULL};
 	struct hv_httpc_resp a, b;
 
 	(void)state;
@@ -149,9 +154,9 @@ test_request_id(void **state)
 	hv_httpc_resp_free(&b);
 }
 
-#define CRED_BODY \
-	"{\"service\":\"stripe\",\"name\":\"Stripe live\"," \
-	"\"auth_type\":\"api_key\",\"scope\":\"workspace\"," \
+#define CRED_BODY                                                              \
+	"{\"service\":\"stripe\",\"name\":\"Stripe live\","                    \
+	"\"auth_type\":\"api_key\",\"scope\":\"workspace\","                   \
 	"\"notes\":\"billing\",\"secret\":{\"key\":\"sk_live_first\"}}"
 
 static void
@@ -160,15 +165,16 @@ test_credential_lifecycle(void **state)
 	struct hv_httpc_resp r;
 	char id[64], copy[64], path[160], p2[200];
 	long denied;
-	const char *const im1[] = { "If-Match: \"1\"", NULL };
-	const char *const im9[] = { "If-Match: \"9\"", NULL };
-	const char *const imbad[] = { "If-Match: W/\"1\"", NULL };
+	const char *const im1[] = {"If-Match: \"1\"", NULL};
+	const char *const im9[] = {"If-Match: \"9\"", NULL};
+	const char *const imbad[] = {"If-Match: W/\"1\"", NULL};
 	const json_t *items;
 
 	(void)state;
 	/* create: 201, no secret in the answer, ETag of version 1 */
-	assert_int_equal(req("POST", "/v1/credentials", S.admin_key, NULL,
-	    CRED_BODY, &r), 201);
+	assert_int_equal(
+	    req("POST", "/v1/credentials", S.admin_key, NULL, CRED_BODY, &r),
+	    201);
 	(void)snprintf(id, sizeof(id), "%s", jstr(r.json, "id"));
 	assert_true(hv_uuid_valid(id));
 	assert_null(strstr(r.body, "sk_live_first"));
@@ -191,19 +197,21 @@ test_credential_lifecycle(void **state)
 		for (i = strlen("/v1/credentials/"); up[i] != '\0'; i++)
 			if (up[i] >= 'a' && up[i] <= 'f')
 				up[i] = (char)(up[i] - 'a' + 'A');
-		assert_int_equal(req("GET", up, S.admin_key, NULL, NULL, &r),
-		    200);
+		assert_int_equal(
+		    req("GET", up, S.admin_key, NULL, NULL, &r), 200);
 		assert_string_equal(jstr(r.json, "id"), id);
 		hv_httpc_resp_free(&r);
 	}
 	assert_int_equal(req("GET", "/v1/credentials?q=billing&limit=10",
-	    S.admin_key, NULL, NULL, &r), 200);
+	                     S.admin_key, NULL, NULL, &r),
+	    200);
 	items = json_object_get(r.json, "items");
 	assert_int_equal(json_array_size(items), 1);
 	assert_true(json_object_get(r.json, "next_cursor") != NULL);
 	hv_httpc_resp_free(&r);
 	assert_int_equal(req("GET", "/v1/credentials?auth_type=bearer",
-	    S.admin_key, NULL, NULL, &r), 200);
+	                     S.admin_key, NULL, NULL, &r),
+	    200);
 	assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
 	hv_httpc_resp_free(&r);
 	expect("GET", "/v1/credentials?limit=0", S.admin_key, NULL, 400,
@@ -212,15 +220,18 @@ test_credential_lifecycle(void **state)
 	    "invalid_request");
 
 	/* edit with If-Match: stale is 409, malformed 400, right 200 */
-	assert_int_equal(req("PATCH", path, S.admin_key, im9,
-	    "{\"name\":\"x\"}", &r), 409);
+	assert_int_equal(
+	    req("PATCH", path, S.admin_key, im9, "{\"name\":\"x\"}", &r), 409);
 	assert_string_equal(hv_httpc_error_code(&r), "conflict");
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("PATCH", path, S.admin_key, imbad,
-	    "{\"name\":\"x\"}", &r), 400);
+	assert_int_equal(
+	    req("PATCH", path, S.admin_key, imbad, "{\"name\":\"x\"}", &r),
+	    400);
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("PATCH", path, S.admin_key, im1,
-	    "{\"name\":\"Stripe prod\",\"notes\":\"billing team\"}", &r), 200);
+	assert_int_equal(
+	    req("PATCH", path, S.admin_key, im1,
+	        "{\"name\":\"Stripe prod\",\"notes\":\"billing team\"}", &r),
+	    200);
 	assert_string_equal(jstr(r.json, "name"), "Stripe prod");
 	hv_httpc_resp_free(&r);
 	expect("PATCH", path, S.admin_key, "{\"secret\":{\"key\":\"x\"}}", 400,
@@ -230,22 +241,24 @@ test_credential_lifecycle(void **state)
 	/* rotate: version 2; a stale If-Match is refused */
 	(void)snprintf(p2, sizeof(p2), "%s/rotate", path);
 	assert_int_equal(req("POST", p2, S.admin_key, im1,
-	    "{\"secret\":{\"key\":\"sk_live_second\"}}", &r), 200);
-	assert_int_equal(json_integer_value(json_object_get(r.json,
-	    "version")), 2);
+	                     "{\"secret\":{\"key\":\"sk_live_second\"}}", &r),
+	    200);
+	assert_int_equal(
+	    json_integer_value(json_object_get(r.json, "version")), 2);
 	assert_string_equal(r.etag, "\"2\"");
 	assert_null(strstr(r.body, "sk_live_second"));
 	hv_httpc_resp_free(&r);
 	assert_int_equal(req("POST", p2, S.admin_key, im1,
-	    "{\"secret\":{\"key\":\"sk_live_third\"}}", &r), 409);
+	                     "{\"secret\":{\"key\":\"sk_live_third\"}}", &r),
+	    409);
 	hv_httpc_resp_free(&r);
 	expect("POST", p2, S.admin_key, NULL, 400, "invalid_request");
 
 	/* reveal */
 	(void)snprintf(p2, sizeof(p2), "%s/secret", path);
 	assert_int_equal(req("GET", p2, S.admin_key, NULL, NULL, &r), 200);
-	assert_string_equal(jstr(json_object_get(r.json, "secret"), "key"),
-	    "sk_live_second");
+	assert_string_equal(
+	    jstr(json_object_get(r.json, "secret"), "key"), "sk_live_second");
 	hv_httpc_resp_free(&r);
 
 	/* revoke: test and use refuse with credential_revoked, audited */
@@ -280,14 +293,16 @@ test_credential_lifecycle(void **state)
 	 * before any network traffic, for overriding the injected header.
 	 */
 	(void)snprintf(p2, sizeof(p2), "%s/use", path);
-	expect("POST", p2, S.admin_key, "{\"path\":\"/v1/balance\","
-	    "\"headers\":{\"Authorization\":\"Bearer x\"}}", 400,
-	    "invalid_request");
+	expect("POST", p2, S.admin_key,
+	    "{\"path\":\"/v1/balance\","
+	    "\"headers\":{\"Authorization\":\"Bearer x\"}}",
+	    400, "invalid_request");
 
 	/* duplicate: a new id; body optional */
 	(void)snprintf(p2, sizeof(p2), "%s/duplicate", path);
 	assert_int_equal(req("POST", p2, S.admin_key, NULL,
-	    "{\"name\":\"Stripe copy\"}", &r), 201);
+	                     "{\"name\":\"Stripe copy\"}", &r),
+	    201);
 	(void)snprintf(copy, sizeof(copy), "%s", jstr(r.json, "id"));
 	assert_string_not_equal(copy, id);
 	hv_httpc_resp_free(&r);
@@ -301,13 +316,13 @@ test_credential_lifecycle(void **state)
 	assert_non_null(strstr(r.body, "credential.reveal"));
 	hv_httpc_resp_free(&r);
 	assert_int_equal(req("GET", "/v1/audit?action=credential.revoke",
-	    S.admin_key, NULL, NULL, &r), 200);
+	                     S.admin_key, NULL, NULL, &r),
+	    200);
 	assert_true(json_array_size(json_object_get(r.json, "items")) >= 1);
 	hv_httpc_resp_free(&r);
 
 	/* delete: 204 without a body; then everything is 404 */
-	assert_int_equal(req("DELETE", path, S.admin_key, NULL, NULL, &r),
-	    204);
+	assert_int_equal(req("DELETE", path, S.admin_key, NULL, NULL, &r), 204);
 	assert_int_equal(r.len, 0);
 	hv_httpc_resp_free(&r);
 	expect("GET", path, S.admin_key, NULL, 404, "not_found");
@@ -323,31 +338,33 @@ test_api_keys(void **state)
 	char key[160], id[64], path[120];
 
 	(void)state;
-	hv_test_mint_key(&S, NULL, "{\"name\":\"reader\",\"scopes\":"
-	    "[\"credentials:read\",\"apikeys:read\"]}", key, sizeof(key), id,
-	    sizeof(id));
+	hv_test_mint_key(&S, NULL,
+	    "{\"name\":\"reader\",\"scopes\":"
+	    "[\"credentials:read\",\"apikeys:read\"]}",
+	    key, sizeof(key), id, sizeof(id));
 	expect("GET", "/v1/credentials", key, NULL, 200, NULL);
-	assert_int_equal(req("GET", "/v1/api-keys?limit=200", key, NULL, NULL,
-	    &r), 200);
-	assert_null(strstr(r.body, key));	/* never the key material */
+	assert_int_equal(
+	    req("GET", "/v1/api-keys?limit=200", key, NULL, NULL, &r), 200);
+	assert_null(strstr(r.body, key)); /* never the key material */
 	assert_null(strstr(r.body, "\"key\""));
 	assert_non_null(strstr(r.body, "last_used_at"));
 	assert_non_null(strstr(r.body, id));
 	hv_httpc_resp_free(&r);
 	(void)snprintf(path, sizeof(path), "/v1/api-keys/%s", id);
-	assert_int_equal(req("DELETE", path, S.admin_key, NULL, NULL, &r),
-	    204);
+	assert_int_equal(req("DELETE", path, S.admin_key, NULL, NULL, &r), 204);
 	assert_int_equal(r.len, 0);
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("GET", "/v1/credentials", key, NULL, NULL, &r),
-	    401);
+	assert_int_equal(
+	    req("GET", "/v1/credentials", key, NULL, NULL, &r), 401);
 	assert_string_equal(hv_httpc_error_code(&r), "unauthorized");
 	assert_non_null(strstr(r.www_auth, "Bearer"));
 	hv_httpc_resp_free(&r);
 	expect("DELETE", "/v1/api-keys/0b6f3a2e-8f9c-4a51-9d1e-2c3b4a5d6e7f",
 	    S.admin_key, NULL, 404, "not_found");
-	expect("POST", "/v1/api-keys", S.admin_key, "{\"name\":\"x\","
-	    "\"scopes\":[\"root\"]}", 400, "invalid_request");
+	expect("POST", "/v1/api-keys", S.admin_key,
+	    "{\"name\":\"x\","
+	    "\"scopes\":[\"root\"]}",
+	    400, "invalid_request");
 }
 
 static void
@@ -357,33 +374,34 @@ test_admin(void **state)
 	char body[96];
 
 	(void)state;
-	(void)snprintf(body, sizeof(body), "{\"name\":\"team-%d\"}",
-	    (int)getpid());
-	assert_int_equal(req("POST", "/v1/workspaces", S.admin_key, NULL, body,
-	    &r), 201);
+	(void)snprintf(
+	    body, sizeof(body), "{\"name\":\"team-%d\"}", (int)getpid());
+	assert_int_equal(
+	    req("POST", "/v1/workspaces", S.admin_key, NULL, body, &r), 201);
 	assert_true(hv_uuid_valid(jstr(r.json, "id")));
 	hv_httpc_resp_free(&r);
 	expect("POST", "/v1/workspaces", S.admin_key, body, 409, "conflict");
-	assert_int_equal(req("GET", "/v1/workspaces", S.admin_key, NULL, NULL,
-	    &r), 200);
+	assert_int_equal(
+	    req("GET", "/v1/workspaces", S.admin_key, NULL, NULL, &r), 200);
 	assert_true(json_array_size(json_object_get(r.json, "items")) >= 2);
 	hv_httpc_resp_free(&r);
 
-	assert_int_equal(req("POST", "/v1/admin/kek/rotate", S.admin_key, NULL,
-	    NULL, &r), 200);
+	assert_int_equal(
+	    req("POST", "/v1/admin/kek/rotate", S.admin_key, NULL, NULL, &r),
+	    200);
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("POST", "/v1/admin/rewrap", S.admin_key, NULL,
-	    "{}", &r), 200);
+	assert_int_equal(
+	    req("POST", "/v1/admin/rewrap", S.admin_key, NULL, "{}", &r), 200);
 	assert_true(json_is_integer(json_object_get(r.json, "rewrapped")));
-	assert_int_equal(json_integer_value(json_object_get(r.json,
-	    "remaining")), 0);
-	assert_int_equal(json_integer_value(json_object_get(r.json,
-	    "kek_version")), 2);
+	assert_int_equal(
+	    json_integer_value(json_object_get(r.json, "remaining")), 0);
+	assert_int_equal(
+	    json_integer_value(json_object_get(r.json, "kek_version")), 2);
 	hv_httpc_resp_free(&r);
 	expect("POST", "/v1/admin/rewrap", S.admin_key, "{\"batch\":5}", 400,
 	    "invalid_request");
-	assert_int_equal(req("GET", "/v1/admin/status", S.admin_key, NULL,
-	    NULL, &r), 200);
+	assert_int_equal(
+	    req("GET", "/v1/admin/status", S.admin_key, NULL, NULL, &r), 200);
 	assert_true(json_is_object(r.json));
 	hv_httpc_resp_free(&r);
 }
@@ -396,8 +414,10 @@ test_services(void **state)
 
 	(void)state;
 	/* any valid key, whatever its scopes */
-	hv_test_mint_key(&S, NULL, "{\"name\":\"auditor\",\"scopes\":"
-	    "[\"audit:read\"]}", key, sizeof(key), NULL, 0);
+	hv_test_mint_key(&S, NULL,
+	    "{\"name\":\"auditor\",\"scopes\":"
+	    "[\"audit:read\"]}",
+	    key, sizeof(key), NULL, 0);
 	assert_int_equal(req("GET", "/v1/services", key, NULL, NULL, &r), 200);
 	assert_true(json_array_size(json_object_get(r.json, "items")) > 5);
 	assert_non_null(strstr(r.body, "stripe"));
@@ -427,13 +447,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_health),
-		cmocka_unit_test(test_routing),
-		cmocka_unit_test(test_request_id),
-		cmocka_unit_test(test_credential_lifecycle),
-		cmocka_unit_test(test_api_keys),
-		cmocka_unit_test(test_admin),
-		cmocka_unit_test(test_services),
+	    cmocka_unit_test(test_health),
+	    cmocka_unit_test(test_routing),
+	    cmocka_unit_test(test_request_id),
+	    cmocka_unit_test(test_credential_lifecycle),
+	    cmocka_unit_test(test_api_keys),
+	    cmocka_unit_test(test_admin),
+	    cmocka_unit_test(test_services),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -28,20 +28,20 @@
 
 static struct hv_test_server S;
 static struct hv_httpc C;
-static char cred_id[64];	/* a workspace credential of the default ws */
-static char key_id[64];		/* an API key id, for DELETE /v1/api-keys */
+static char cred_id[64]; /* a workspace credential of the default ws */
+static char key_id[64];  /* an API key id, for DELETE /v1/api-keys */
 
-static const char *const all_scopes[] = { "credentials:read",
-	"credentials:write", "credentials:use", "credentials:reveal",
-	"apikeys:read", "apikeys:write", "audit:read", NULL };
+static const char *const all_scopes[] = {"credentials:read",
+    "credentials:write", "credentials:use", "credentials:reveal",
+    "apikeys:read", "apikeys:write", "audit:read", NULL};
 
 /* The route's pattern with {id} filled in. */
 static void
 concrete(const struct hv_route *r, char *out, size_t cap)
 {
 	const char *brace = strchr(r->key.pattern, '{');
-	const char *id = strstr(r->key.pattern, "api-keys") != NULL ? key_id :
-	    cred_id;
+	const char *id =
+	    strstr(r->key.pattern, "api-keys") != NULL ? key_id : cred_id;
 
 	if (brace == NULL) {
 		(void)snprintf(out, cap, "%s", r->key.pattern);
@@ -54,8 +54,9 @@ concrete(const struct hv_route *r, char *out, size_t cap)
 static const char *
 route_body(const struct hv_route *r)
 {
-	return (r->flags & (HV_ROUTE_BODY_REQUIRED | HV_ROUTE_BODY_OPTIONAL)) ?
-	    "{}" : NULL;
+	return (r->flags & (HV_ROUTE_BODY_REQUIRED | HV_ROUTE_BODY_OPTIONAL))
+	    ? "{}"
+	    : NULL;
 }
 
 static long
@@ -85,7 +86,7 @@ test_bad_keys(void **state)
 	char rid[64], exp_body[200], hdr[8][300];
 	const char *kinds[8];
 	struct hv_secret *gen = NULL;
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 	const struct hv_route *routes;
 	struct hv_httpc_resp r;
 	long before[3], after[3];
@@ -95,61 +96,69 @@ test_bad_keys(void **state)
 
 	(void)state;
 	/* a revoked key */
-	hv_test_mint_key(&S, NULL, "{\"name\":\"soon revoked\",\"scopes\":"
-	    "[\"admin\"]}", revoked, sizeof(revoked), rid, sizeof(rid));
+	hv_test_mint_key(&S, NULL,
+	    "{\"name\":\"soon revoked\",\"scopes\":"
+	    "[\"admin\"]}",
+	    revoked, sizeof(revoked), rid, sizeof(rid));
 	(void)snprintf(path, sizeof(path), "/v1/api-keys/%s", rid);
-	assert_int_equal(hv_httpc_do(&C, "DELETE", path, S.admin_key, NULL,
-	    NULL, 0, &r), 204);
+	assert_int_equal(
+	    hv_httpc_do(&C, "DELETE", path, S.admin_key, NULL, NULL, 0, &r),
+	    204);
 	hv_httpc_resp_free(&r);
 	/* a key that expires in two seconds */
 	t = time(NULL) + 2;
 	gmtime_r(&t, &tm);
-	(void)strftime(exp_body, sizeof(exp_body), "{\"name\":\"short\","
+	(void)strftime(exp_body, sizeof(exp_body),
+	    "{\"name\":\"short\","
 	    "\"scopes\":[\"admin\"],\"expires_at\":\"%Y-%m-%dT%H:%M:%SZ\"}",
 	    &tm);
-	hv_test_mint_key(&S, NULL, exp_body, expired, sizeof(expired), NULL,
-	    0);
+	hv_test_mint_key(&S, NULL, exp_body, expired, sizeof(expired), NULL, 0);
 	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/credentials", expired,
-	    NULL, NULL, 0, &r), 200);
+	                     NULL, NULL, 0, &r),
+	    200);
 	hv_httpc_resp_free(&r);
 	/* the admin key with one character changed: checksum fails */
 	(void)snprintf(wrong, sizeof(wrong), "%s", S.admin_key);
 	wrong[strlen(wrong) - 1] = wrong[strlen(wrong) - 1] == 'A' ? 'B' : 'A';
 	/* well formed, right checksum, never issued */
-	assert_int_equal(hv_apikey_generate(S.cfg.apikey_prefix, &gen, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_apikey_generate(S.cfg.apikey_prefix, &gen, &err), HV_OK);
 	(void)snprintf(unknown, sizeof(unknown), "%.*s", (int)gen->len,
 	    (const char *)gen->buf);
 	hv_secret_free(&gen);
-	sleep(3);	/* `expired` is now past its expiry */
+	sleep(3); /* `expired` is now past its expiry */
 
-	kinds[nk++] = NULL;				/* no header */
-	(void)snprintf(hdr[nk], sizeof(hdr[nk]), "Authorization: Basic "
+	kinds[nk++] = NULL; /* no header */
+	(void)snprintf(hdr[nk], sizeof(hdr[nk]),
+	    "Authorization: Basic "
 	    "dXNlcjpwYXNz");
 	kinds[nk] = hdr[nk];
 	nk++;
-	(void)snprintf(hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer "
+	(void)snprintf(hdr[nk], sizeof(hdr[nk]),
+	    "Authorization: Bearer "
 	    "hv_sk_short");
 	kinds[nk] = hdr[nk];
 	nk++;
-	(void)snprintf(hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s",
-	    wrong);
+	(void)snprintf(
+	    hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s", wrong);
 	kinds[nk] = hdr[nk];
 	nk++;
-	(void)snprintf(hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s",
-	    unknown);
+	(void)snprintf(
+	    hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s", unknown);
 	kinds[nk] = hdr[nk];
 	nk++;
-	(void)snprintf(hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s",
-	    expired);
+	(void)snprintf(
+	    hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s", expired);
 	kinds[nk] = hdr[nk];
 	nk++;
-	(void)snprintf(hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s",
-	    revoked);
+	(void)snprintf(
+	    hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s", revoked);
 	kinds[nk] = hdr[nk];
 	nk++;
-	(void)snprintf(hdr[nk], sizeof(hdr[nk]), "Authorization: Bearer %s "
-	    "extra", S.admin_key);
+	(void)snprintf(hdr[nk], sizeof(hdr[nk]),
+	    "Authorization: Bearer %s "
+	    "extra",
+	    S.admin_key);
 	kinds[nk] = hdr[nk];
 	nk++;
 
@@ -159,15 +168,15 @@ test_bad_keys(void **state)
 		if (routes[i].flags & HV_ROUTE_PUBLIC)
 			continue;
 		for (k = 0; k < nk; k++) {
-			const char *const one[] = { kinds[k], NULL };
+			const char *const one[] = {kinds[k], NULL};
 
 			if (call(&routes[i], kinds[k] != NULL ? one : NULL,
-			    &r) != 401)
+			        &r) != 401)
 				fail_msg("%s %s with bad key #%zu: %ld %s",
-				    routes[i].key.method,
-				    routes[i].key.pattern, k, r.status, r.body);
-			assert_string_equal(hv_httpc_error_code(&r),
-			    "unauthorized");
+				    routes[i].key.method, routes[i].key.pattern,
+				    k, r.status, r.body);
+			assert_string_equal(
+			    hv_httpc_error_code(&r), "unauthorized");
 			assert_non_null(strstr(r.www_auth, "Bearer"));
 			assert_true(r.request_id[0] != '\0');
 			hv_httpc_resp_free(&r);
@@ -190,26 +199,27 @@ test_missing_scope(void **state)
 	routes = hv_http_routes(&n);
 	for (i = 0; i < n; i++) {
 		char body[512], key[160], hdr[256];
-		const char *const hdrs[] = { hdr, NULL };
+		const char *const hdrs[] = {hdr, NULL};
 		size_t used, k;
 
-		if ((routes[i].flags & HV_ROUTE_PUBLIC) ||
-		    routes[i].scope == 0)
+		if ((routes[i].flags & HV_ROUTE_PUBLIC) || routes[i].scope == 0)
 			continue;
 		/* every scope but the route's (admin implies all: never) */
-		used = (size_t)snprintf(body, sizeof(body), "{\"name\":\"no "
-		    "%s\",\"scopes\":[", routes[i].key.pattern);
+		used = (size_t)snprintf(body, sizeof(body),
+		    "{\"name\":\"no "
+		    "%s\",\"scopes\":[",
+		    routes[i].key.pattern);
 		for (k = 0; all_scopes[k] != NULL; k++) {
 			if (hv_scope_parse(all_scopes[k]) == routes[i].scope)
 				continue;
-			used += (size_t)snprintf(body + used, sizeof(body) - used,
-			    "%s\"%s\"", body[used - 1] == '[' ? "" : ",",
-			    all_scopes[k]);
+			used += (size_t)snprintf(body + used,
+			    sizeof(body) - used, "%s\"%s\"",
+			    body[used - 1] == '[' ? "" : ",", all_scopes[k]);
 		}
 		(void)snprintf(body + used, sizeof(body) - used, "]}");
 		hv_test_mint_key(&S, NULL, body, key, sizeof(key), NULL, 0);
-		(void)snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s",
-		    key);
+		(void)snprintf(
+		    hdr, sizeof(hdr), "Authorization: Bearer %s", key);
 		if (call(&routes[i], hdrs, &r) != 403)
 			fail_msg("%s %s without its scope: %ld %s",
 			    routes[i].key.method, routes[i].key.pattern,
@@ -230,13 +240,13 @@ get(const char *key, const char *path, struct hv_httpc_resp *r)
 }
 
 static void
-expect(const char *method, const char *path, const char *key,
-    const char *body, long status)
+expect(const char *method, const char *path, const char *key, const char *body,
+    long status)
 {
 	struct hv_httpc_resp r;
 
 	if (hv_httpc_do(&C, method, path, key, NULL, body,
-	    body != NULL ? strlen(body) : 0, &r) != status)
+	        body != NULL ? strlen(body) : 0, &r) != status)
 		fail_msg("%s %s: want %ld, got %ld %s", method, path, status,
 		    r.status, r.body);
 	hv_httpc_resp_free(&r);
@@ -248,21 +258,25 @@ test_tenancy(void **state)
 	struct hv_httpc_resp r;
 	char ws_b[64], body[400], key_b[160], alice[160], bob[160], nouser[160];
 	char org_id[64], pers_id[64], path[160];
-	const char *full = "\"scopes\":[\"credentials:read\","
+	const char *full =
+	    "\"scopes\":[\"credentials:read\","
 	    "\"credentials:write\",\"credentials:reveal\",\"credentials:use\","
 	    "\"audit:read\"]";
 
 	(void)state;
 	/* workspace B and a key there */
-	(void)snprintf(body, sizeof(body), "{\"name\":\"tenant-b-%d\"}",
-	    (int)getpid());
+	(void)snprintf(
+	    body, sizeof(body), "{\"name\":\"tenant-b-%d\"}", (int)getpid());
 	assert_int_equal(hv_httpc_do(&C, "POST", "/v1/workspaces", S.admin_key,
-	    NULL, body, strlen(body), &r), 201);
-	(void)snprintf(ws_b, sizeof(ws_b), "%s", json_string_value(
-	    json_object_get(r.json, "id")));
+	                     NULL, body, strlen(body), &r),
+	    201);
+	(void)snprintf(ws_b, sizeof(ws_b), "%s",
+	    json_string_value(json_object_get(r.json, "id")));
 	hv_httpc_resp_free(&r);
-	(void)snprintf(body, sizeof(body), "{\"name\":\"b\",%s,"
-	    "\"workspace_id\":\"%s\"}", full, ws_b);
+	(void)snprintf(body, sizeof(body),
+	    "{\"name\":\"b\",%s,"
+	    "\"workspace_id\":\"%s\"}",
+	    full, ws_b);
 	hv_test_mint_key(&S, NULL, body, key_b, sizeof(key_b), NULL, 0);
 
 	/* a workspace credential of A is invisible to B: 404 everywhere */
@@ -270,17 +284,16 @@ test_tenancy(void **state)
 	expect("GET", path, key_b, NULL, 404);
 	expect("PATCH", path, key_b, "{\"name\":\"stolen\"}", 404);
 	expect("DELETE", path, key_b, NULL, 404);
-	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/secret",
-	    cred_id);
+	(void)snprintf(
+	    path, sizeof(path), "/v1/credentials/%s/secret", cred_id);
 	expect("GET", path, key_b, NULL, 404);
-	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/rotate",
-	    cred_id);
+	(void)snprintf(
+	    path, sizeof(path), "/v1/credentials/%s/rotate", cred_id);
 	expect("POST", path, key_b, "{\"secret\":{\"key\":\"x\"}}", 404);
-	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/audit",
-	    cred_id);
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/audit", cred_id);
 	expect("GET", path, key_b, NULL, 404);
-	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/revoke",
-	    cred_id);
+	(void)snprintf(
+	    path, sizeof(path), "/v1/credentials/%s/revoke", cred_id);
 	expect("POST", path, key_b, NULL, 404);
 	assert_int_equal(get(key_b, "/v1/credentials", &r), 200);
 	assert_null(strstr(r.body, cred_id));
@@ -290,9 +303,11 @@ test_tenancy(void **state)
 	hv_httpc_resp_free(&r);
 
 	/* an organization credential of A: B reads it, cannot change it */
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"github\",\"name\":"
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"github\",\"name\":"
 	    "\"org token\",\"auth_type\":\"bearer\",\"scope\":\"organization\","
-	    "\"secret\":{\"token\":\"ghp_org\"}}", org_id, sizeof(org_id));
+	    "\"secret\":{\"token\":\"ghp_org\"}}",
+	    org_id, sizeof(org_id));
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", org_id);
 	assert_int_equal(get(key_b, path, &r), 200);
 	hv_httpc_resp_free(&r);
@@ -304,32 +319,37 @@ test_tenancy(void **state)
 	hv_httpc_resp_free(&r);
 
 	/* personal credentials stay with their user */
-	(void)snprintf(body, sizeof(body), "{\"name\":\"alice\",%s,"
-	    "\"user\":\"alice\"}", full);
+	(void)snprintf(body, sizeof(body),
+	    "{\"name\":\"alice\",%s,"
+	    "\"user\":\"alice\"}",
+	    full);
 	hv_test_mint_key(&S, NULL, body, alice, sizeof(alice), NULL, 0);
-	(void)snprintf(body, sizeof(body), "{\"name\":\"bob\",%s,"
-	    "\"user\":\"bob\"}", full);
+	(void)snprintf(body, sizeof(body),
+	    "{\"name\":\"bob\",%s,"
+	    "\"user\":\"bob\"}",
+	    full);
 	hv_test_mint_key(&S, NULL, body, bob, sizeof(bob), NULL, 0);
 	(void)snprintf(body, sizeof(body), "{\"name\":\"nouser\",%s}", full);
 	hv_test_mint_key(&S, NULL, body, nouser, sizeof(nouser), NULL, 0);
-	hv_test_make_cred(&S, alice, "{\"service\":\"slack\",\"name\":"
+	hv_test_make_cred(&S, alice,
+	    "{\"service\":\"slack\",\"name\":"
 	    "\"alice slack\",\"auth_type\":\"bearer\",\"scope\":\"personal\","
-	    "\"secret\":{\"token\":\"xoxb-alice\"}}", pers_id, sizeof(pers_id));
+	    "\"secret\":{\"token\":\"xoxb-alice\"}}",
+	    pers_id, sizeof(pers_id));
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", pers_id);
 	expect("GET", path, alice, NULL, 200);
 	expect("GET", path, bob, NULL, 404);
 	expect("GET", path, nouser, NULL, 404);
 	expect("GET", path, key_b, NULL, 404);
 	expect("DELETE", path, bob, NULL, 404);
-	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/secret",
-	    pers_id);
+	(void)snprintf(
+	    path, sizeof(path), "/v1/credentials/%s/secret", pers_id);
 	expect("GET", path, bob, NULL, 404);
 	expect("GET", path, alice, NULL, 200);
 	assert_int_equal(get(bob, "/v1/credentials?scope=personal", &r), 200);
 	assert_null(strstr(r.body, pers_id));
 	hv_httpc_resp_free(&r);
-	assert_int_equal(get(alice, "/v1/credentials?scope=personal", &r),
-	    200);
+	assert_int_equal(get(alice, "/v1/credentials?scope=personal", &r), 200);
 	assert_non_null(strstr(r.body, pers_id));
 	hv_httpc_resp_free(&r);
 }
@@ -341,13 +361,17 @@ test_allow_list(void **state)
 	struct hv_httpc_resp r;
 
 	(void)state;
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"stripe\",\"name\":"
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":"
 	    "\"other\",\"auth_type\":\"api_key\",\"scope\":\"workspace\","
-	    "\"secret\":{\"key\":\"sk_other\"}}", other, sizeof(other));
-	(void)snprintf(body, sizeof(body), "{\"name\":\"narrow\",\"scopes\":"
+	    "\"secret\":{\"key\":\"sk_other\"}}",
+	    other, sizeof(other));
+	(void)snprintf(body, sizeof(body),
+	    "{\"name\":\"narrow\",\"scopes\":"
 	    "[\"credentials:read\",\"credentials:reveal\","
 	    "\"credentials:use\",\"credentials:write\"],"
-	    "\"credentials\":[\"%s\"]}", cred_id);
+	    "\"credentials\":[\"%s\"]}",
+	    cred_id);
 	hv_test_mint_key(&S, NULL, body, key, sizeof(key), NULL, 0);
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", cred_id);
 	expect("GET", path, key, NULL, 200);
@@ -363,7 +387,7 @@ test_allow_list(void **state)
 	expect("POST", path, key, "{\"path\":\"/v1/balance\"}", 403);
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", other);
 	expect("DELETE", path, key, NULL, 403);
-	assert_int_equal(get(S.admin_key, path, &r), 200);	/* still there */
+	assert_int_equal(get(S.admin_key, path, &r), 200); /* still there */
 	hv_httpc_resp_free(&r);
 }
 
@@ -373,11 +397,15 @@ setup(void **state)
 	(void)state;
 	hv_test_server_start(&S, "httpauthz", NULL);
 	hv_httpc_init(&C, S.base);
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"stripe\",\"name\":"
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":"
 	    "\"main\",\"auth_type\":\"api_key\",\"scope\":\"workspace\","
-	    "\"secret\":{\"key\":\"sk_main\"}}", cred_id, sizeof(cred_id));
-	hv_test_mint_key(&S, NULL, "{\"name\":\"target\",\"scopes\":"
-	    "[\"audit:read\"]}", NULL, 0, key_id, sizeof(key_id));
+	    "\"secret\":{\"key\":\"sk_main\"}}",
+	    cred_id, sizeof(cred_id));
+	hv_test_mint_key(&S, NULL,
+	    "{\"name\":\"target\",\"scopes\":"
+	    "[\"audit:read\"]}",
+	    NULL, 0, key_id, sizeof(key_id));
 	return 0;
 }
 
@@ -394,10 +422,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_keys),
-		cmocka_unit_test(test_missing_scope),
-		cmocka_unit_test(test_tenancy),
-		cmocka_unit_test(test_allow_list),
+	    cmocka_unit_test(test_bad_keys),
+	    cmocka_unit_test(test_missing_scope),
+	    cmocka_unit_test(test_tenancy),
+	    cmocka_unit_test(test_allow_list),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -55,32 +55,39 @@ test_two_instances(void **state)
 	hv_httpc_init(&b, peer.base);
 
 	/* created through one, read through the other */
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"stripe\",\"name\":"
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":"
 	    "\"shared\",\"auth_type\":\"api_key\",\"secret\":{\"key\":"
-	    "\"sk_shared\"}}", id, sizeof(id));
+	    "\"sk_shared\"}}",
+	    id, sizeof(id));
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/secret", id);
-	assert_int_equal(hv_httpc_do(&b, "GET", path, S.admin_key, NULL, NULL,
-	    0, &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&b, "GET", path, S.admin_key, NULL, NULL, 0, &r), 200);
 	assert_non_null(strstr(r.body, "sk_shared"));
 	hv_httpc_resp_free(&r);
 
 	/* a key known to both (cached by both), revoked through one */
-	hv_test_mint_key(&S, NULL, "{\"name\":\"roaming\",\"scopes\":"
-	    "[\"credentials:read\"]}", key, sizeof(key), kid, sizeof(kid));
-	assert_int_equal(hv_httpc_do(&a, "GET", "/v1/credentials", key, NULL,
-	    NULL, 0, &r), 200);
+	hv_test_mint_key(&S, NULL,
+	    "{\"name\":\"roaming\",\"scopes\":"
+	    "[\"credentials:read\"]}",
+	    key, sizeof(key), kid, sizeof(kid));
+	assert_int_equal(
+	    hv_httpc_do(&a, "GET", "/v1/credentials", key, NULL, NULL, 0, &r),
+	    200);
 	hv_httpc_resp_free(&r);
-	assert_int_equal(hv_httpc_do(&b, "GET", "/v1/credentials", key, NULL,
-	    NULL, 0, &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&b, "GET", "/v1/credentials", key, NULL, NULL, 0, &r),
+	    200);
 	hv_httpc_resp_free(&r);
 	(void)snprintf(path, sizeof(path), "/v1/api-keys/%s", kid);
-	assert_int_equal(hv_httpc_do(&a, "DELETE", path, S.admin_key, NULL,
-	    NULL, 0, &r), 204);
+	assert_int_equal(
+	    hv_httpc_do(&a, "DELETE", path, S.admin_key, NULL, NULL, 0, &r),
+	    204);
 	hv_httpc_resp_free(&r);
 	t0 = now_s();
 	for (;;) {
-		long st = hv_httpc_do(&b, "GET", "/v1/credentials", key, NULL,
-		    NULL, 0, &r);
+		long st = hv_httpc_do(
+		    &b, "GET", "/v1/credentials", key, NULL, NULL, 0, &r);
 
 		hv_httpc_resp_free(&r);
 		waited = now_s() - t0;
@@ -89,7 +96,8 @@ test_two_instances(void **state)
 		assert_int_equal(st, 200);
 		if (waited > 1.0)
 			fail_msg("revoked key still accepted by the other "
-			    "instance after %.2f s", waited);
+			         "instance after %.2f s",
+			    waited);
 		usleep(20 * 1000);
 	}
 	fprintf(stderr, "revocation reached the other instance in %.3f s\n",
@@ -151,7 +159,8 @@ test_graceful_stop(void **state)
 	pthread_t th;
 	struct hv_httpc c;
 	struct hv_httpc_resp r;
-	const char *body = "{\"service\":\"stripe\",\"name\":\"late\","
+	const char *body =
+	    "{\"service\":\"stripe\",\"name\":\"late\","
 	    "\"auth_type\":\"api_key\",\"secret\":{\"key\":\"k\"}}";
 	char head[512], out[4096];
 	size_t got = 0;
@@ -163,14 +172,16 @@ test_graceful_stop(void **state)
 	hv_test_server_start_peer(&peer, &S, NULL);
 	t_start = now_s();
 	n0 = hv_test_count_rows(&S, "credentials");
-	(void)snprintf(head, sizeof(head), "POST /v1/credentials HTTP/1.1\r\n"
+	(void)snprintf(head, sizeof(head),
+	    "POST /v1/credentials HTTP/1.1\r\n"
 	    "Host: x\r\nAuthorization: Bearer %s\r\nContent-Type: "
 	    "application/json\r\nContent-Length: %zu\r\nConnection: close"
-	    "\r\n\r\n", S.admin_key, strlen(body));
+	    "\r\n\r\n",
+	    S.admin_key, strlen(body));
 	fd = connect_port(peer.port);
 	assert_true(fd >= 0);
-	assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL),
-	    (ssize_t)strlen(head));
+	assert_int_equal(
+	    send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
 	assert_int_equal(send(fd, body, 10, MSG_NOSIGNAL), 10);
 	/* wait until the server has the headers: our request in flight */
 	hv_httpc_init(&c, peer.base);
@@ -178,7 +189,8 @@ test_graceful_stop(void **state)
 		bool seen;
 
 		assert_int_equal(hv_httpc_do(&c, "GET", "/metrics", S.admin_key,
-		    NULL, NULL, 0, &r), 200);
+		                     NULL, NULL, 0, &r),
+		    200);
 		/* the scrape itself is in flight too */
 		seen = strstr(r.body, "hsmvault_http_requests_in_flight 2\n") !=
 		    NULL;
@@ -195,8 +207,8 @@ test_graceful_stop(void **state)
 	sp.s = &peer;
 	assert_int_equal(pthread_create(&th, NULL, stop_thread, &sp), 0);
 	usleep(300 * 1000);
-	assert_int_equal(sp.done, 0);	/* waiting for our request */
-	fd2 = connect_port(peer.port);	/* no new connections */
+	assert_int_equal(sp.done, 0);  /* waiting for our request */
+	fd2 = connect_port(peer.port); /* no new connections */
 	assert_int_equal(fd2, -1);
 
 	assert_int_equal(send(fd, body + 10, strlen(body) - 10, MSG_NOSIGNAL),
@@ -218,8 +230,8 @@ test_graceful_stop(void **state)
 
 	/* the other server is unaffected */
 	hv_httpc_init(&c, S.base);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
-	    &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0, &r), 200);
 	hv_httpc_resp_free(&r);
 	hv_httpc_release(&c);
 	hv_test_server_stop(&peer);
@@ -243,7 +255,7 @@ test_stop_idle(void **state)
 static void
 tweak_metrics(struct hv_cfg *cfg)
 {
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 
 	if (hv_cfg_set(cfg, "metrics_listen", "127.0.0.1:0", &err) != HV_OK)
 		fail_msg("metrics_listen: %s", err.msg);
@@ -263,25 +275,26 @@ test_metrics_listener(void **state)
 	(void)snprintf(base, sizeof(base), "http://127.0.0.1:%u",
 	    (unsigned int)hv_http_metrics_port(m.http));
 	hv_httpc_init(&c, base);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/metrics", NULL, NULL, NULL, 0,
-	    &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/metrics", NULL, NULL, NULL, 0, &r), 200);
 	assert_non_null(strstr(r.body, "hsmvault_http_requests_in_flight"));
 	assert_true(r.request_id[0] != '\0');
 	hv_httpc_resp_free(&r);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/v1/credentials", NULL, NULL,
-	    NULL, 0, &r), 404);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/v1/credentials", NULL, NULL, NULL, 0, &r),
+	    404);
 	hv_httpc_resp_free(&r);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
-	    &r), 404);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0, &r), 404);
 	hv_httpc_resp_free(&r);
-	assert_int_equal(hv_httpc_do(&c, "POST", "/metrics", NULL, NULL, NULL,
-	    0, &r), 405);
+	assert_int_equal(
+	    hv_httpc_do(&c, "POST", "/metrics", NULL, NULL, NULL, 0, &r), 405);
 	hv_httpc_resp_free(&r);
 	hv_httpc_release(&c);
 	/* on the API listener it still needs an admin key */
 	hv_httpc_init(&c, m.base);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/metrics", NULL, NULL, NULL, 0,
-	    &r), 401);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/metrics", NULL, NULL, NULL, 0, &r), 401);
 	hv_httpc_resp_free(&r);
 	hv_httpc_release(&c);
 	hv_test_server_stop(&m);
@@ -320,15 +333,19 @@ test_readyz_database_down(void **state)
 
 	(void)state;
 	hv_httpc_init(&c, S.base);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/readyz", NULL, NULL, NULL, 0,
-	    &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/readyz", NULL, NULL, NULL, 0, &r), 200);
 	hv_httpc_resp_free(&r);
 	/* test-only: the name is the fixture's own [a-z0-9_] database */
-	(void)snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS "
-	    "false", S.db.name);
+	(void)snprintf(sql, sizeof(sql),
+	    "ALTER DATABASE %s ALLOW_CONNECTIONS "
+	    "false",
+	    S.db.name);
 	admin_sql(sql);
-	(void)snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) "
-	    "FROM pg_stat_activity WHERE datname = '%s'", S.db.name);
+	(void)snprintf(sql, sizeof(sql),
+	    "SELECT pg_terminate_backend(pid) "
+	    "FROM pg_stat_activity WHERE datname = '%s'",
+	    S.db.name);
 	admin_sql(sql);
 	t0 = now_s();
 	st = hv_httpc_do(&c, "GET", "/readyz", NULL, NULL, NULL, 0, &r);
@@ -337,17 +354,19 @@ test_readyz_database_down(void **state)
 	assert_true(r.request_id[0] != '\0');
 	hv_httpc_resp_free(&r);
 	assert_true(now_s() - t0 < 10.0);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
-	    &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0, &r), 200);
 	hv_httpc_resp_free(&r);
 	/* an authenticated call fails with 503 too, never 401 or 500 */
-	st = hv_httpc_do(&c, "GET", "/v1/credentials", S.admin_key, NULL, NULL,
-	    0, &r);
-	assert_true(st == 503 || st == 200);	/* 200: key cached, list not */
+	st = hv_httpc_do(
+	    &c, "GET", "/v1/credentials", S.admin_key, NULL, NULL, 0, &r);
+	assert_true(st == 503 || st == 200); /* 200: key cached, list not */
 	hv_httpc_resp_free(&r);
 
-	(void)snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS "
-	    "true", S.db.name);
+	(void)snprintf(sql, sizeof(sql),
+	    "ALTER DATABASE %s ALLOW_CONNECTIONS "
+	    "true",
+	    S.db.name);
 	admin_sql(sql);
 	for (i = 0; i < 50; i++) {
 		st = hv_httpc_do(&c, "GET", "/readyz", NULL, NULL, NULL, 0, &r);
@@ -365,7 +384,7 @@ static const char *listen_value;
 static void
 tweak_listen(struct hv_cfg *cfg)
 {
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 
 	if (hv_cfg_set(cfg, "listen", listen_value, &err) != HV_OK)
 		fail_msg("listen: %s", err.msg);
@@ -375,14 +394,14 @@ tweak_listen(struct hv_cfg *cfg)
 static void
 test_listen(void **state)
 {
-	static const char *const bad[] = { "", "127.0.0.1", "127.0.0.1:",
-		"127.0.0.1:http", "127.0.0.1:65536", "127.0.0.1:-1", "[::1]0",
-		"[::1", "no.such.host.invalid:0", NULL };
+	static const char *const bad[] = {"", "127.0.0.1",
+	    "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:65536", "127.0.0.1:-1",
+	    "[::1]0", "[::1", "no.such.host.invalid:0", NULL};
 	struct hv_test_server p;
 	struct hv_httpc c;
 	struct hv_httpc_resp r;
 	struct hv_http *h = NULL;
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 	struct hv_cfg cfg;
 	char base[64];
 	size_t i;
@@ -392,8 +411,8 @@ test_listen(void **state)
 	listen_value = ":0";
 	hv_test_server_start_peer(&p, &S, tweak_listen);
 	hv_httpc_init(&c, p.base);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
-	    &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0, &r), 200);
 	hv_httpc_resp_free(&r);
 	hv_httpc_release(&c);
 	hv_test_server_stop(&p);
@@ -404,8 +423,9 @@ test_listen(void **state)
 		(void)snprintf(base, sizeof(base), "http://[::1]:%u",
 		    (unsigned int)p.port);
 		hv_httpc_init(&c, base);
-		assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL,
-		    NULL, 0, &r), 200);
+		assert_int_equal(
+		    hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0, &r),
+		    200);
 		hv_httpc_resp_free(&r);
 		hv_httpc_release(&c);
 		hv_test_server_stop(&p);
@@ -422,20 +442,20 @@ test_listen(void **state)
 		hv_cfg_release(&cfg);
 	}
 	hv_cfg_init(&cfg);
-	(void)snprintf(base, sizeof(base), "127.0.0.1:%u",
-	    (unsigned int)S.port);
+	(void)snprintf(
+	    base, sizeof(base), "127.0.0.1:%u", (unsigned int)S.port);
 	assert_int_equal(hv_cfg_set(&cfg, "listen", base, &err), HV_OK);
 	assert_int_equal(hv_http_start(&cfg, S.vault, &h, &err), HV_E_IO);
 	hv_cfg_release(&cfg);
 	/* TLS half configured, unreadable files */
 	hv_cfg_init(&cfg);
-	assert_int_equal(hv_cfg_set(&cfg, "listen", "127.0.0.1:0", &err),
-	    HV_OK);
-	assert_int_equal(hv_cfg_set(&cfg, "tls_cert", "/nonexistent/c.pem",
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_cfg_set(&cfg, "listen", "127.0.0.1:0", &err), HV_OK);
+	assert_int_equal(
+	    hv_cfg_set(&cfg, "tls_cert", "/nonexistent/c.pem", &err), HV_OK);
 	assert_int_equal(hv_http_start(&cfg, S.vault, &h, &err), HV_E_CONFIG);
-	assert_int_equal(hv_cfg_set(&cfg, "tls_key", "/nonexistent/k.pem",
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_cfg_set(&cfg, "tls_key", "/nonexistent/k.pem", &err), HV_OK);
 	assert_int_equal(hv_http_start(&cfg, S.vault, &h, &err), HV_E_CONFIG);
 	hv_cfg_release(&cfg);
 }
@@ -445,7 +465,7 @@ static char tls_dir[256];
 static void
 tweak_tls(struct hv_cfg *cfg)
 {
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 	char p[400];
 
 	(void)snprintf(p, sizeof(p), "%s/server.crt", tls_dir);
@@ -459,7 +479,7 @@ tweak_tls(struct hv_cfg *cfg)
 static void
 tweak_mtls(struct hv_cfg *cfg)
 {
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 	char p[400];
 
 	tweak_tls(cfg);
@@ -479,25 +499,31 @@ make_pki(void)
 		fail_msg("mkdtemp");
 	/* a CA, a server certificate for 127.0.0.1, a client certificate,
 	 * and a client certificate from another CA */
-	if (hv_test_sh("cd '%s' && "
-	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-	    "-nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=hv-test-ca "
-	    ">/dev/null 2>&1 && "
-	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-	    "-keyout server.key -out server.csr -subj /CN=127.0.0.1 "
-	    ">/dev/null 2>&1 && "
-	    "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && "
-	    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
-	    "-CAcreateserial -out server.crt -days 2 -extfile san.ext "
-	    ">/dev/null 2>&1 && "
-	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-	    "-keyout client.key -out client.csr -subj /CN=client "
-	    ">/dev/null 2>&1 && "
-	    "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
-	    "-CAcreateserial -out client.crt -days 2 >/dev/null 2>&1 && "
-	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-	    "-nodes -keyout rogue.key -out rogue.crt -days 2 -subj /CN=rogue "
-	    ">/dev/null 2>&1", tls_dir) != 0)
+	if (hv_test_sh(
+	        "cd '%s' && "
+	        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	        "-nodes -keyout ca.key -out ca.crt -days 2 -subj "
+	        "/CN=hv-test-ca "
+	        ">/dev/null 2>&1 && "
+	        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	        "-nodes "
+	        "-keyout server.key -out server.csr -subj /CN=127.0.0.1 "
+	        ">/dev/null 2>&1 && "
+	        "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && "
+	        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+	        "-CAcreateserial -out server.crt -days 2 -extfile san.ext "
+	        ">/dev/null 2>&1 && "
+	        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	        "-nodes "
+	        "-keyout client.key -out client.csr -subj /CN=client "
+	        ">/dev/null 2>&1 && "
+	        "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
+	        "-CAcreateserial -out client.crt -days 2 >/dev/null 2>&1 && "
+	        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	        "-nodes -keyout rogue.key -out rogue.crt -days 2 -subj "
+	        "/CN=rogue "
+	        ">/dev/null 2>&1",
+	        tls_dir) != 0)
 		hv_test_missing("openssl to make test certificates");
 }
 
@@ -513,63 +539,68 @@ test_tls(void **state)
 	(void)state;
 	make_pki();
 	hv_test_server_start_peer(&t, &S, tweak_tls);
-	(void)snprintf(base, sizeof(base), "https://127.0.0.1:%u",
-	    (unsigned int)t.port);
+	(void)snprintf(
+	    base, sizeof(base), "https://127.0.0.1:%u", (unsigned int)t.port);
 	hv_httpc_init(&c, base);
 	(void)snprintf(c.ca, sizeof(c.ca), "%s/ca.crt", tls_dir);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
-	    &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0, &r), 200);
 	assert_true(r.request_id[0] != '\0');
 	hv_httpc_resp_free(&r);
 	assert_int_equal(hv_httpc_do(&c, "GET", "/v1/credentials", t.admin_key,
-	    NULL, NULL, 0, &r), 200);
+	                     NULL, NULL, 0, &r),
+	    200);
 	hv_httpc_resp_free(&r);
 	/* without trusting the CA: the handshake fails */
 	c.ca[0] = '\0';
-	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0,
-	    &r), 0);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0, &r), 0);
 	hv_httpc_resp_free(&r);
 	hv_httpc_release(&c);
 	/* plain HTTP to the TLS port gets nothing useful */
-	(void)snprintf(raw, sizeof(raw), "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+	(void)snprintf(raw, sizeof(raw),
+	    "GET /healthz HTTP/1.1\r\nHost: x\r\n"
 	    "Connection: close\r\n\r\n");
-	(void)hv_httpc_raw(t.port, raw, strlen(raw), out, sizeof(out), &st,
-	    2000);
+	(void)hv_httpc_raw(
+	    t.port, raw, strlen(raw), out, sizeof(out), &st, 2000);
 	assert_int_not_equal(st, 200);
 	hv_test_server_stop(&t);
 
 	/* client certificates required */
 	hv_test_server_start_peer(&t, &S, tweak_mtls);
-	(void)snprintf(base, sizeof(base), "https://127.0.0.1:%u",
-	    (unsigned int)t.port);
+	(void)snprintf(
+	    base, sizeof(base), "https://127.0.0.1:%u", (unsigned int)t.port);
 	hv_httpc_init(&c, base);
 	(void)snprintf(c.ca, sizeof(c.ca), "%s/ca.crt", tls_dir);
 	/* no client certificate */
-	st = hv_httpc_do(&c, "GET", "/v1/credentials", t.admin_key, NULL, NULL,
-	    0, &r);
+	st = hv_httpc_do(
+	    &c, "GET", "/v1/credentials", t.admin_key, NULL, NULL, 0, &r);
 	assert_int_equal(st, 401);
 	assert_string_equal(hv_httpc_error_code(&r), "unauthorized");
 	assert_non_null(strstr(r.body, "client certificate"));
 	hv_httpc_resp_free(&r);
-	assert_int_equal(hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL,
-	    0, &r), 401);	/* everything on this listener needs one */
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/healthz", NULL, NULL, NULL, 0, &r),
+	    401); /* everything on this listener needs one */
 	hv_httpc_resp_free(&r);
 	/* a certificate from another CA */
 	(void)snprintf(c.cert, sizeof(c.cert), "%s/rogue.crt", tls_dir);
 	(void)snprintf(c.key, sizeof(c.key), "%s/rogue.key", tls_dir);
-	st = hv_httpc_do(&c, "GET", "/v1/credentials", t.admin_key, NULL, NULL,
-	    0, &r);
+	st = hv_httpc_do(
+	    &c, "GET", "/v1/credentials", t.admin_key, NULL, NULL, 0, &r);
 	assert_int_equal(st, 401);
 	hv_httpc_resp_free(&r);
 	/* the right one */
 	(void)snprintf(c.cert, sizeof(c.cert), "%s/client.crt", tls_dir);
 	(void)snprintf(c.key, sizeof(c.key), "%s/client.key", tls_dir);
 	assert_int_equal(hv_httpc_do(&c, "GET", "/v1/credentials", t.admin_key,
-	    NULL, NULL, 0, &r), 200);
+	                     NULL, NULL, 0, &r),
+	    200);
 	hv_httpc_resp_free(&r);
 	/* a client certificate does not replace the API key */
-	assert_int_equal(hv_httpc_do(&c, "GET", "/v1/credentials", NULL, NULL,
-	    NULL, 0, &r), 401);
+	assert_int_equal(
+	    hv_httpc_do(&c, "GET", "/v1/credentials", NULL, NULL, NULL, 0, &r),
+	    401);
 	hv_httpc_resp_free(&r);
 	hv_httpc_release(&c);
 	hv_test_server_stop(&t);
@@ -596,13 +627,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_two_instances),
-		cmocka_unit_test(test_graceful_stop),
-		cmocka_unit_test(test_stop_idle),
-		cmocka_unit_test(test_metrics_listener),
-		cmocka_unit_test(test_listen),
-		cmocka_unit_test(test_readyz_database_down),
-		cmocka_unit_test(test_tls),
+	    cmocka_unit_test(test_two_instances),
+	    cmocka_unit_test(test_graceful_stop),
+	    cmocka_unit_test(test_stop_idle),
+	    cmocka_unit_test(test_metrics_listener),
+	    cmocka_unit_test(test_listen),
+	    cmocka_unit_test(test_readyz_database_down),
+	    cmocka_unit_test(test_tls),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -24,16 +24,16 @@
 #define MAX_OPS 64
 
 struct op {
-	char method[8];		/* upper case */
+	char method[8]; /* upper case */
 	char path[128];
-	char statuses[256];	/* " 200 401 ..." */
+	char statuses[256]; /* " 200 401 ..." */
 };
 
 static struct op ops[MAX_OPS];
 static size_t n_ops;
 
-static const char *const methods[] = { "get", "post", "put", "patch",
-	"delete", "head", "options", NULL };
+static const char *const methods[] = {
+    "get", "post", "put", "patch", "delete", "head", "options", NULL};
 
 static size_t
 indent(const char *l)
@@ -92,8 +92,9 @@ load_doc(void)
 					assert_true(n_ops < MAX_OPS);
 					cur = &ops[n_ops++];
 					for (size_t k = 0; k < ml; k++)
-						cur->method[k] = (char)(
-						    methods[i][k] - 'a' + 'A');
+						cur->method[k] =
+						    (char)(methods[i][k] - 'a' +
+						        'A');
 					(void)snprintf(cur->path,
 					    sizeof(cur->path), "%s", cur_path);
 				}
@@ -191,10 +192,10 @@ test_error_statuses_documented(void **state)
 			fail_msg("%s %s: 403 not documented", m, p);
 		if (strchr(p, '{') != NULL && !has_status(o, "404"))
 			fail_msg("%s %s: 404 not documented", m, p);
-		if ((r[i].flags & (HV_ROUTE_BODY_REQUIRED |
-		    HV_ROUTE_BODY_OPTIONAL)) &&
+		if ((r[i].flags &
+		        (HV_ROUTE_BODY_REQUIRED | HV_ROUTE_BODY_OPTIONAL)) &&
 		    !(has_status(o, "400") && has_status(o, "413") &&
-		    has_status(o, "415")))
+		        has_status(o, "415")))
 			fail_msg("%s %s: 400/413/415 not documented", m, p);
 		if ((r[i].flags & HV_ROUTE_IF_MATCH) && !has_status(o, "409"))
 			fail_msg("%s %s: 409 not documented", m, p);
@@ -208,9 +209,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_every_route_documented),
-		cmocka_unit_test(test_every_operation_routed),
-		cmocka_unit_test(test_error_statuses_documented),
+	    cmocka_unit_test(test_every_route_documented),
+	    cmocka_unit_test(test_every_operation_routed),
+	    cmocka_unit_test(test_error_statuses_documented),
 	};
 
 	load_doc();

@@ -40,11 +40,11 @@
 
 static struct hv_test_server S;
 static struct hv_httpc C;
-static char ws_b[64];		/* a second workspace */
+static char ws_b[64]; /* a second workspace */
 
 static long
-req(const char *method, const char *path, const char *key,
-    const char *body, struct hv_httpc_resp *r)
+req(const char *method, const char *path, const char *key, const char *body,
+    struct hv_httpc_resp *r)
 {
 	return hv_httpc_do(&C, method, path, key, NULL, body,
 	    body != NULL ? strlen(body) : 0, r);
@@ -68,10 +68,10 @@ test_workspace_list_pages(void **state)
 	for (i = 0; i < 3; i++) {
 		char body[64];
 
-		(void)snprintf(body, sizeof(body), "{\"name\":\"page-%zu\"}",
-		    i);
-		assert_int_equal(req("POST", "/v1/workspaces", S.admin_key,
-		    body, &r), 201);
+		(void)snprintf(
+		    body, sizeof(body), "{\"name\":\"page-%zu\"}", i);
+		assert_int_equal(
+		    req("POST", "/v1/workspaces", S.admin_key, body, &r), 201);
 		hv_httpc_resp_free(&r);
 	}
 	/* default, ws_b and page-0..2: five, two at a time */
@@ -86,20 +86,21 @@ test_workspace_list_pages(void **state)
 		assert_true(r.request_id[0] != '\0');
 		assert_true(json_is_array(json_object_get(r.json, "items")));
 		assert_non_null(json_object_get(r.json, "next_cursor"));
-		assert_true(json_array_size(json_object_get(r.json,
-		    "items")) <= 2);
-		json_array_foreach(json_object_get(r.json, "items"), k, it) {
+		assert_true(
+		    json_array_size(json_object_get(r.json, "items")) <= 2);
+		json_array_foreach(json_object_get(r.json, "items"), k, it)
+		{
 			assert_true(n < 8);
-			(void)snprintf(seen[n++], sizeof(seen[0]), "%s",
-			    str(it, "id"));
+			(void)snprintf(
+			    seen[n++], sizeof(seen[0]), "%s", str(it, "id"));
 		}
 		pages++;
 		if (json_is_null(json_object_get(r.json, "next_cursor"))) {
 			hv_httpc_resp_free(&r);
 			break;
 		}
-		(void)snprintf(cursor, sizeof(cursor), "%s",
-		    str(r.json, "next_cursor"));
+		(void)snprintf(
+		    cursor, sizeof(cursor), "%s", str(r.json, "next_cursor"));
 		hv_httpc_resp_free(&r);
 	}
 	assert_int_equal(n, 5);
@@ -108,32 +109,34 @@ test_workspace_list_pages(void **state)
 		for (j = i + 1; j < n; j++)
 			assert_string_not_equal(seen[i], seen[j]);
 	/* bad paging input: 400, and no other parameter */
-	assert_int_equal(req("GET", "/v1/workspaces?cursor=garbage",
-	    S.admin_key, NULL, &r), 400);
+	assert_int_equal(
+	    req("GET", "/v1/workspaces?cursor=garbage", S.admin_key, NULL, &r),
+	    400);
 	assert_string_equal(hv_httpc_error_code(&r), "invalid_request");
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("GET", "/v1/workspaces?limit=0", S.admin_key,
-	    NULL, &r), 400);
+	assert_int_equal(
+	    req("GET", "/v1/workspaces?limit=0", S.admin_key, NULL, &r), 400);
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("GET", "/v1/workspaces?name=x", S.admin_key,
-	    NULL, &r), 400);
+	assert_int_equal(
+	    req("GET", "/v1/workspaces?name=x", S.admin_key, NULL, &r), 400);
 	hv_httpc_resp_free(&r);
 }
 
 static void
 test_apikey_create_answer(void **state)
 {
-	static const char *const fields[] = { "id", "name", "user", "scopes",
-		"credentials", "created_at", "expires_at", "revoked_at",
-		"last_used_at", "created_by", "workspace_id", "status", NULL };
+	static const char *const fields[] = {"id", "name", "user", "scopes",
+	    "credentials", "created_at", "expires_at", "revoked_at",
+	    "last_used_at", "created_by", "workspace_id", "status", NULL};
 	struct hv_httpc_resp r, l;
 	const json_t *it, *item = NULL;
 	char id[64];
 	size_t i;
 
 	(void)state;
-	assert_int_equal(req("POST", "/v1/api-keys", S.admin_key,
-	    "{\"name\":\"shape\",\"scopes\":[\"credentials:read\"]}", &r),
+	assert_int_equal(
+	    req("POST", "/v1/api-keys", S.admin_key,
+	        "{\"name\":\"shape\",\"scopes\":[\"credentials:read\"]}", &r),
 	    201);
 	for (i = 0; fields[i] != NULL; i++)
 		if (json_object_get(r.json, fields[i]) == NULL)
@@ -145,11 +148,10 @@ test_apikey_create_answer(void **state)
 	assert_string_equal(str(r.json, "created_by"), "test-admin");
 	(void)snprintf(id, sizeof(id), "%s", str(r.json, "id"));
 	/* the list item has the same fields, without the key */
-	assert_int_equal(req("GET", "/v1/api-keys?limit=200", S.admin_key,
-	    NULL, &l), 200);
-	json_array_foreach(json_object_get(l.json, "items"), i, it)
-		if (strcmp(str(it, "id"), id) == 0)
-			item = it;
+	assert_int_equal(
+	    req("GET", "/v1/api-keys?limit=200", S.admin_key, NULL, &l), 200);
+	json_array_foreach(json_object_get(l.json, "items"), i,
+	    it) if (strcmp(str(it, "id"), id) == 0) item = it;
 	assert_non_null(item);
 	assert_null(json_object_get(item, "key"));
 	for (i = 0; fields[i] != NULL; i++)
@@ -166,9 +168,8 @@ lists(const struct hv_httpc_resp *r, const char *id)
 	const json_t *it;
 	size_t i;
 
-	json_array_foreach(json_object_get(r->json, "items"), i, it)
-		if (strcmp(str(it, "id"), id) == 0)
-			return true;
+	json_array_foreach(json_object_get(r->json, "items"), i,
+	    it) if (strcmp(str(it, "id"), id) == 0) return true;
 	return false;
 }
 
@@ -179,40 +180,46 @@ test_admin_lists_every_workspace(void **state)
 	char body[256], path[256], b_id[64], b_key[160], a_id[64], a_key[160];
 
 	(void)state;
-	(void)snprintf(body, sizeof(body), "{\"name\":\"in-b\",\"scopes\":"
-	    "[\"apikeys:read\"],\"workspace_id\":\"%s\"}", ws_b);
-	hv_test_mint_key(&S, NULL, body, b_key, sizeof(b_key), b_id,
-	    sizeof(b_id));
-	hv_test_mint_key(&S, NULL, "{\"name\":\"in-default\",\"scopes\":"
-	    "[\"apikeys:read\"]}", a_key, sizeof(a_key), a_id, sizeof(a_id));
+	(void)snprintf(body, sizeof(body),
+	    "{\"name\":\"in-b\",\"scopes\":"
+	    "[\"apikeys:read\"],\"workspace_id\":\"%s\"}",
+	    ws_b);
+	hv_test_mint_key(
+	    &S, NULL, body, b_key, sizeof(b_key), b_id, sizeof(b_id));
+	hv_test_mint_key(&S, NULL,
+	    "{\"name\":\"in-default\",\"scopes\":"
+	    "[\"apikeys:read\"]}",
+	    a_key, sizeof(a_key), a_id, sizeof(a_id));
 	/* admin: both */
-	assert_int_equal(req("GET", "/v1/api-keys?limit=200", S.admin_key,
-	    NULL, &r), 200);
+	assert_int_equal(
+	    req("GET", "/v1/api-keys?limit=200", S.admin_key, NULL, &r), 200);
 	assert_true(lists(&r, b_id));
 	assert_true(lists(&r, a_id));
 	hv_httpc_resp_free(&r);
 	/* admin narrowed to workspace b */
-	(void)snprintf(path, sizeof(path), "/v1/api-keys?workspace_id=%s", ws_b);
+	(void)snprintf(
+	    path, sizeof(path), "/v1/api-keys?workspace_id=%s", ws_b);
 	assert_int_equal(req("GET", path, S.admin_key, NULL, &r), 200);
 	assert_true(lists(&r, b_id));
 	assert_false(lists(&r, a_id));
 	hv_httpc_resp_free(&r);
 	/* a key of the default workspace: its own only */
-	assert_int_equal(req("GET", "/v1/api-keys?limit=200", a_key, NULL, &r),
-	    200);
+	assert_int_equal(
+	    req("GET", "/v1/api-keys?limit=200", a_key, NULL, &r), 200);
 	assert_true(lists(&r, a_id));
 	assert_false(lists(&r, b_id));
 	hv_httpc_resp_free(&r);
 	assert_int_equal(req("GET", path, a_key, NULL, &r), 403);
 	assert_string_equal(hv_httpc_error_code(&r), "forbidden");
 	hv_httpc_resp_free(&r);
-	(void)snprintf(path, sizeof(path), "/v1/api-keys?workspace_id=%s",
-	    S.workspace_id);
+	(void)snprintf(
+	    path, sizeof(path), "/v1/api-keys?workspace_id=%s", S.workspace_id);
 	assert_int_equal(req("GET", path, a_key, NULL, &r), 200);
 	assert_true(lists(&r, a_id));
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("GET", "/v1/api-keys?workspace_id=nope",
-	    S.admin_key, NULL, &r), 400);
+	assert_int_equal(
+	    req("GET", "/v1/api-keys?workspace_id=nope", S.admin_key, NULL, &r),
+	    400);
 	hv_httpc_resp_free(&r);
 }
 
@@ -220,7 +227,7 @@ static void
 test_head(void **state)
 {
 	static const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: x\r\n"
-	    "Connection: close\r\n\r\n";
+	                           "Connection: close\r\n\r\n";
 	struct hv_httpc_resp r;
 	char out[4096];
 	long st;
@@ -230,15 +237,15 @@ test_head(void **state)
 	assert_true(r.request_id[0] != '\0');
 	assert_int_equal(r.len, 0);
 	hv_httpc_resp_free(&r);
-	assert_int_equal(req("HEAD", "/v1/credentials", S.admin_key, NULL, &r),
-	    200);
+	assert_int_equal(
+	    req("HEAD", "/v1/credentials", S.admin_key, NULL, &r), 200);
 	assert_true(r.request_id[0] != '\0');
 	hv_httpc_resp_free(&r);
 	assert_int_equal(req("HEAD", "/v1/credentials", NULL, NULL, &r), 401);
 	hv_httpc_resp_free(&r);
 	/* on the wire: headers only */
-	hv_httpc_raw(S.port, head, sizeof(head) - 1, out, sizeof(out), &st,
-	    5000);
+	hv_httpc_raw(
+	    S.port, head, sizeof(head) - 1, out, sizeof(out), &st, 5000);
 	assert_int_equal(st, 200);
 	assert_non_null(strstr(out, "X-Request-Id: "));
 	assert_null(strstr(out, "\"ok\""));
@@ -255,37 +262,42 @@ static void
 test_authorization_whitespace(void **state)
 {
 	char h[512];
-	const char *hdrs[2] = { h, NULL };
+	const char *hdrs[2] = {h, NULL};
 	struct hv_httpc_resp r;
 
 	(void)state;
-	(void)snprintf(h, sizeof(h), "Authorization: Bearer   %s",
-	    S.admin_key);
-	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs,
-	    NULL, 0, &r), 200);
+	(void)snprintf(h, sizeof(h), "Authorization: Bearer   %s", S.admin_key);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs, NULL, 0, &r),
+	    200);
 	hv_httpc_resp_free(&r);
-	(void)snprintf(h, sizeof(h), "Authorization: Bearer %s \t",
-	    S.admin_key);
-	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs,
-	    NULL, 0, &r), 200);
+	(void)snprintf(
+	    h, sizeof(h), "Authorization: Bearer %s \t", S.admin_key);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs, NULL, 0, &r),
+	    200);
 	hv_httpc_resp_free(&r);
 	(void)snprintf(h, sizeof(h), "Authorization: Bearer\t%s", S.admin_key);
-	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs,
-	    NULL, 0, &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs, NULL, 0, &r),
+	    200);
 	hv_httpc_resp_free(&r);
 	/* still refused: no key, another scheme, a key with a space in it */
 	(void)snprintf(h, sizeof(h), "Authorization: Bearer   ");
-	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs,
-	    NULL, 0, &r), 401);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs, NULL, 0, &r),
+	    401);
 	hv_httpc_resp_free(&r);
 	(void)snprintf(h, sizeof(h), "Authorization: Basic %s", S.admin_key);
-	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs,
-	    NULL, 0, &r), 401);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs, NULL, 0, &r),
+	    401);
 	hv_httpc_resp_free(&r);
 	(void)snprintf(h, sizeof(h), "Authorization: Bearer %.10s %s",
 	    S.admin_key, S.admin_key + 10);
-	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs,
-	    NULL, 0, &r), 401);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", "/v1/services", NULL, hdrs, NULL, 0, &r),
+	    401);
 	hv_httpc_resp_free(&r);
 }
 
@@ -297,9 +309,11 @@ framed(const char *framing, const char *body, char *out, size_t cap)
 	long st = 0;
 	int n;
 
-	n = snprintf(req, sizeof(req), "POST /v1/workspaces HTTP/1.1\r\n"
+	n = snprintf(req, sizeof(req),
+	    "POST /v1/workspaces HTTP/1.1\r\n"
 	    "Host: x\r\nAuthorization: Bearer %s\r\nContent-Type: "
-	    "application/json\r\n%s\r\n%s", S.admin_key, framing, body);
+	    "application/json\r\n%s\r\n%s",
+	    S.admin_key, framing, body);
 	assert_true(n > 0 && (size_t)n < sizeof(req));
 	hv_httpc_raw(S.port, req, (size_t)n, out, cap, &st, 5000);
 	return st;
@@ -309,7 +323,8 @@ static void
 test_framing(void **state)
 {
 	/* a second request hides behind the first one's body */
-	static const char smuggled[] = "{\"name\":\"smug-1\"}GET /healthz "
+	static const char smuggled[] =
+	    "{\"name\":\"smug-1\"}GET /healthz "
 	    "HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 	char out[8192];
 	long ws0, st;
@@ -321,29 +336,38 @@ test_framing(void **state)
 	assert_int_equal(st, 400);
 	assert_non_null(strstr(out, "conflicting Content-Length"));
 	assert_non_null(strstr(out, "X-Request-Id: "));
-	assert_null(strstr(out, "\"ok\""));	/* no second answer */
-	assert_int_equal(framed("Transfer-Encoding: gzip\r\n", smuggled, out,
-	    sizeof(out)), 400);
-	assert_non_null(strstr(out, "only chunked"));
-	assert_int_equal(framed("Transfer-Encoding: chunked \r\n",
-	    "11\r\n{\"name\":\"smug-2\"}\r\n0\r\n\r\n", out, sizeof(out)),
+	assert_null(strstr(out, "\"ok\"")); /* no second answer */
+	assert_int_equal(
+	    framed("Transfer-Encoding: gzip\r\n", smuggled, out, sizeof(out)),
 	    400);
-	assert_int_equal(framed("Transfer-Encoding: gzip, chunked\r\n",
-	    "11\r\n{\"name\":\"smug-3\"}\r\n0\r\n\r\n", out, sizeof(out)),
+	assert_non_null(strstr(out, "only chunked"));
+	assert_int_equal(
+	    framed("Transfer-Encoding: chunked \r\n",
+	        "11\r\n{\"name\":\"smug-2\"}\r\n0\r\n\r\n", out, sizeof(out)),
+	    400);
+	assert_int_equal(
+	    framed("Transfer-Encoding: gzip, chunked\r\n",
+	        "11\r\n{\"name\":\"smug-3\"}\r\n0\r\n\r\n", out, sizeof(out)),
 	    400);
 	assert_int_equal(framed("Transfer-Encoding: chunked\r\n"
-	    "Content-Length: 5\r\n", "11\r\n{\"name\":\"smug-4\"}\r\n0\r\n"
-	    "\r\n", out, sizeof(out)), 400);
+	                        "Content-Length: 5\r\n",
+	                     "11\r\n{\"name\":\"smug-4\"}\r\n0\r\n"
+	                     "\r\n",
+	                     out, sizeof(out)),
+	    400);
 	assert_non_null(strstr(out, "Transfer-Encoding and Content-Length"));
 	assert_null(strstr(out, "\"ok\""));
 	assert_int_equal(hv_test_count_rows(&S, "workspaces"), ws0);
 	/* well-framed: equal duplicates, chunked in any case */
 	assert_int_equal(framed("Content-Length: 16\r\nContent-Length: 16\r\n"
-	    "Connection: close\r\n", "{\"name\":\"frm-1\"}", out, sizeof(out)),
+	                        "Connection: close\r\n",
+	                     "{\"name\":\"frm-1\"}", out, sizeof(out)),
 	    201);
-	assert_int_equal(framed("Transfer-Encoding: Chunked\r\n"
-	    "Connection: close\r\n", "10\r\n{\"name\":\"frm-2\"}\r\n0\r\n\r\n",
-	    out, sizeof(out)), 201);
+	assert_int_equal(
+	    framed("Transfer-Encoding: Chunked\r\n"
+	           "Connection: close\r\n",
+	        "10\r\n{\"name\":\"frm-2\"}\r\n0\r\n\r\n", out, sizeof(out)),
+	    201);
 	assert_int_equal(hv_test_count_rows(&S, "workspaces"), ws0 + 2);
 }
 
@@ -377,8 +401,8 @@ read_answer(int fd, char *out, size_t cap)
 
 		end = strstr(out, "\r\n\r\n");
 		cl = strstr(out, "Content-Length: ");
-		if (end != NULL && cl != NULL && (size_t)(end + 4 - out) +
-		    strtoul(cl + 16, NULL, 10) <= got)
+		if (end != NULL && cl != NULL &&
+		    (size_t)(end + 4 - out) + strtoul(cl + 16, NULL, 10) <= got)
 			break;
 		if (got + 1 >= cap)
 			return 0;
@@ -388,7 +412,8 @@ read_answer(int fd, char *out, size_t cap)
 		got += (size_t)n;
 		out[got] = '\0';
 	}
-	return strncmp(out, "HTTP/1.1 ", 9) == 0 ? strtol(out + 9, NULL, 10) : 0;
+	return strncmp(out, "HTTP/1.1 ", 9) == 0 ? strtol(out + 9, NULL, 10)
+	                                         : 0;
 }
 
 static void
@@ -397,16 +422,17 @@ test_refusal_after_body(void **state)
 	const size_t body = 8u * 1024 * 1024;
 	static const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 	struct sockaddr_in sa;
-	struct timeval tv = { 10, 0 };
+	struct timeval tv = {10, 0};
 	char head[512], out[4096], *req;
 	size_t hl;
 	int fd, n;
 
 	(void)state;
-	n = snprintf(head, sizeof(head), "POST /v1/credentials HTTP/1.1\r\n"
+	n = snprintf(head, sizeof(head),
+	    "POST /v1/credentials HTTP/1.1\r\n"
 	    "Host: x\r\nAuthorization: Bearer %s\r\nContent-Type: "
-	    "application/json\r\nContent-Length: %zu\r\n\r\n", S.admin_key,
-	    body);
+	    "application/json\r\nContent-Length: %zu\r\n\r\n",
+	    S.admin_key, body);
 	assert_true(n > 0 && (size_t)n < sizeof(head));
 	hl = (size_t)n;
 	req = malloc(hl + body);
@@ -444,7 +470,8 @@ setup(void **state)
 	hv_test_server_start(&S, "http_shapes", NULL);
 	hv_httpc_init(&C, S.base);
 	assert_int_equal(req("POST", "/v1/workspaces", S.admin_key,
-	    "{\"name\":\"team-b\"}", &r), 201);
+	                     "{\"name\":\"team-b\"}", &r),
+	    201);
 	(void)snprintf(ws_b, sizeof(ws_b), "%s", str(r.json, "id"));
 	hv_httpc_resp_free(&r);
 	return 0;
@@ -463,13 +490,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_workspace_list_pages),
-		cmocka_unit_test(test_apikey_create_answer),
-		cmocka_unit_test(test_admin_lists_every_workspace),
-		cmocka_unit_test(test_head),
-		cmocka_unit_test(test_authorization_whitespace),
-		cmocka_unit_test(test_framing),
-		cmocka_unit_test(test_refusal_after_body),
+	    cmocka_unit_test(test_workspace_list_pages),
+	    cmocka_unit_test(test_apikey_create_answer),
+	    cmocka_unit_test(test_admin_lists_every_workspace),
+	    cmocka_unit_test(test_head),
+	    cmocka_unit_test(test_authorization_whitespace),
+	    cmocka_unit_test(test_framing),
+	    cmocka_unit_test(test_refusal_after_body),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -52,8 +52,7 @@ post(const char *path, const char *body, struct hv_httpc_resp *r)
 }
 
 static void
-expect_post(const char *path, const char *body, long status,
-    const char *code)
+expect_post(const char *path, const char *body, long status, const char *code)
 {
 	struct hv_httpc_resp r;
 
@@ -80,8 +79,8 @@ cred_status(const char *id, const char *want)
 	char path[128];
 
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", id);
-	assert_int_equal(hv_httpc_do(&C, "GET", path, S.admin_key, NULL, NULL,
-	    0, &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", path, S.admin_key, NULL, NULL, 0, &r), 200);
 	assert_string_equal(jstr(r.json, "status"), want);
 	hv_httpc_resp_free(&r);
 }
@@ -96,11 +95,13 @@ test_services(void **state)
 
 	(void)state;
 	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/services", S.admin_key,
-	    NULL, NULL, 0, &r), 200);
+	                     NULL, NULL, 0, &r),
+	    200);
 	check_common(&r);
 	items = json_object_get(r.json, "items");
 	assert_true(json_array_size(items) >= 20);
-	json_array_foreach(items, i, it) {
+	json_array_foreach(items, i, it)
+	{
 		const char *id = jstr(it, "id");
 
 		assert_true(json_is_array(json_object_get(it, "auth_types")));
@@ -111,8 +112,8 @@ test_services(void **state)
 		if (strcmp(id, "stripe") == 0) {
 			stripe = true;
 			/* the configured override is what the catalog says */
-			assert_string_equal(jstr(it, "base_url"),
-			    hv_stubprov_url(P));
+			assert_string_equal(
+			    jstr(it, "base_url"), hv_stubprov_url(P));
 			assert_string_equal(jstr(it, "token_url"),
 			    "https://dashboard.stripe.com/apikeys");
 		}
@@ -124,8 +125,9 @@ test_services(void **state)
 	assert_true(stripe && shopify && http);
 	hv_httpc_resp_free(&r);
 	/* any valid key; none: 401 */
-	assert_int_equal(hv_httpc_do(&C, "GET", "/v1/services", NULL, NULL,
-	    NULL, 0, &r), 401);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", "/v1/services", NULL, NULL, NULL, 0, &r),
+	    401);
 	hv_httpc_resp_free(&r);
 }
 
@@ -136,10 +138,14 @@ test_test_endpoint(void **state)
 	struct hv_httpc_resp r;
 
 	(void)state;
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"github\",\"name\":"
-	    "\"gh\",\"secret\":{\"token\":\"ghp_good\"}}", good, sizeof(good));
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"github\",\"name\":"
-	    "\"gh-bad\",\"secret\":{\"token\":\"ghp_bad\"}}", bad, sizeof(bad));
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"github\",\"name\":"
+	    "\"gh\",\"secret\":{\"token\":\"ghp_good\"}}",
+	    good, sizeof(good));
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"github\",\"name\":"
+	    "\"gh-bad\",\"secret\":{\"token\":\"ghp_bad\"}}",
+	    bad, sizeof(bad));
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/test", good);
 	assert_int_equal(post(path, NULL, &r), 200);
 	assert_true(json_is_true(json_object_get(r.json, "ok")));
@@ -161,8 +167,8 @@ test_test_endpoint(void **state)
 
 	/* audited */
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/audit", bad);
-	assert_int_equal(hv_httpc_do(&C, "GET", path, S.admin_key, NULL, NULL,
-	    0, &r), 200);
+	assert_int_equal(
+	    hv_httpc_do(&C, "GET", path, S.admin_key, NULL, NULL, 0, &r), 200);
 	assert_non_null(strstr(r.body, "credential.test"));
 	hv_httpc_resp_free(&r);
 }
@@ -175,15 +181,22 @@ test_use_endpoint(void **state)
 	json_t *echo, *last;
 
 	(void)state;
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"stripe\",\"name\":"
-	    "\"st\",\"secret\":{\"key\":\"sk_test_http\"}}", id, sizeof(id));
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":"
+	    "\"st\",\"secret\":{\"key\":\"sk_test_http\"}}",
+	    id, sizeof(id));
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/use", id);
-	assert_int_equal(post(path, "{\"method\":\"POST\",\"path\":"
-	    "\"/echo/v1/customers\",\"query\":{\"limit\":\"2\"},\"headers\":"
-	    "{\"Stripe-Version\":\"2024-06-20\"},\"body\":{\"email\":"
-	    "\"a@example.com\"}}", &r), 200);
-	assert_int_equal(json_integer_value(json_object_get(r.json, "status")),
+	assert_int_equal(
+	    post(path,
+	        "{\"method\":\"POST\",\"path\":"
+	        "\"/echo/v1/"
+	        "customers\",\"query\":{\"limit\":\"2\"},\"headers\":"
+	        "{\"Stripe-Version\":\"2024-06-20\"},\"body\":{\"email\":"
+	        "\"a@example.com\"}}",
+	        &r),
 	    200);
+	assert_int_equal(
+	    json_integer_value(json_object_get(r.json, "status")), 200);
 	assert_true(json_is_object(json_object_get(r.json, "headers")));
 	assert_string_equal(jstr(r.json, "body_encoding"), "utf-8");
 	assert_null(strstr(r.body, "sk_test_http"));
@@ -194,23 +207,26 @@ test_use_endpoint(void **state)
 	json_decref(echo);
 	hv_httpc_resp_free(&r);
 	last = hv_stubprov_last(P);
-	assert_string_equal(jstr(json_object_get(last, "headers"),
-	    "authorization"), "Bearer sk_test_http");
-	assert_string_equal(jstr(json_object_get(last, "headers"),
-	    "stripe-version"), "2024-06-20");
-	assert_string_equal(jstr(last, "body"), "{\"email\":\"a@example.com\"}");
+	assert_string_equal(
+	    jstr(json_object_get(last, "headers"), "authorization"),
+	    "Bearer sk_test_http");
+	assert_string_equal(
+	    jstr(json_object_get(last, "headers"), "stripe-version"),
+	    "2024-06-20");
+	assert_string_equal(
+	    jstr(last, "body"), "{\"email\":\"a@example.com\"}");
 	json_decref(last);
 
 	/* the provider's 401: answered as is, credential failing */
 	assert_int_equal(post(path, "{\"path\":\"/v1/balance\"}", &r), 200);
-	assert_int_equal(json_integer_value(json_object_get(r.json, "status")),
-	    401);
+	assert_int_equal(
+	    json_integer_value(json_object_get(r.json, "status")), 401);
 	hv_httpc_resp_free(&r);
 	cred_status(id, "failing");
 	/* a redirect is answered, not followed */
 	assert_int_equal(post(path, "{\"path\":\"/redirect\"}", &r), 200);
-	assert_int_equal(json_integer_value(json_object_get(r.json, "status")),
-	    302);
+	assert_int_equal(
+	    json_integer_value(json_object_get(r.json, "status")), 302);
 	hv_httpc_resp_free(&r);
 }
 
@@ -218,22 +234,24 @@ static void
 test_refusals(void **state)
 {
 	static const char *const bad[] = {
-		"{\"path\":\"//evil.example.com/\"}",
-		"{\"path\":\"https://evil.example.com/\"}",
-		"{\"path\":\"/echo/../../x\"}",
-		"{\"path\":\"/echo/%2e%2e/x\"}",
-		"{\"path\":\"/echo\",\"headers\":{\"Authorization\":\"x\"}}",
-		"{\"path\":\"/echo\",\"headers\":{\"Host\":\"evil\"}}",
-		"{\"path\":\"/echo\",\"method\":\"TRACE\"}",
-		"{\"path\":\"/echo\",\"extra\":1}",
+	    "{\"path\":\"//evil.example.com/\"}",
+	    "{\"path\":\"https://evil.example.com/\"}",
+	    "{\"path\":\"/echo/../../x\"}",
+	    "{\"path\":\"/echo/%2e%2e/x\"}",
+	    "{\"path\":\"/echo\",\"headers\":{\"Authorization\":\"x\"}}",
+	    "{\"path\":\"/echo\",\"headers\":{\"Host\":\"evil\"}}",
+	    "{\"path\":\"/echo\",\"method\":\"TRACE\"}",
+	    "{\"path\":\"/echo\",\"extra\":1}",
 	};
 	char id[64], rv[64], ex[64], down[64], priv[64], path[160], body[400];
 	unsigned long before;
 	size_t i;
 
 	(void)state;
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"stripe\",\"name\":"
-	    "\"ref\",\"secret\":{\"key\":\"sk_test_ref\"}}", id, sizeof(id));
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":"
+	    "\"ref\",\"secret\":{\"key\":\"sk_test_ref\"}}",
+	    id, sizeof(id));
 	before = hv_stubprov_count(P);
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/use", id);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -241,36 +259,44 @@ test_refusals(void **state)
 	assert_int_equal(hv_stubprov_count(P), before);
 
 	/* revoked, expired */
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"stripe\",\"name\":"
-	    "\"rv\",\"secret\":{\"key\":\"sk_test_rv\"}}", rv, sizeof(rv));
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":"
+	    "\"rv\",\"secret\":{\"key\":\"sk_test_rv\"}}",
+	    rv, sizeof(rv));
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/revoke", rv);
 	expect_post(path, NULL, 200, NULL);
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/use", rv);
-	expect_post(path, "{\"path\":\"/v1/balance\"}", 409,
-	    "credential_revoked");
+	expect_post(
+	    path, "{\"path\":\"/v1/balance\"}", 409, "credential_revoked");
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/test", rv);
 	expect_post(path, NULL, 409, "credential_revoked");
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"stripe\",\"name\":"
-	    "\"ex\",\"expires_at\":\"2001-01-01T00:00:00Z\",\"secret\":{\"key\":"
-	    "\"sk_test_ex\"}}", ex, sizeof(ex));
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":"
+	    "\"ex\",\"expires_at\":\"2001-01-01T00:00:00Z\",\"secret\":{"
+	    "\"key\":"
+	    "\"sk_test_ex\"}}",
+	    ex, sizeof(ex));
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/use", ex);
-	expect_post(path, "{\"path\":\"/v1/balance\"}", 409,
-	    "credential_expired");
+	expect_post(
+	    path, "{\"path\":\"/v1/balance\"}", 409, "credential_expired");
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/test", ex);
 	expect_post(path, NULL, 409, "credential_expired");
 
 	/* nothing listening: 502 upstream_error */
-	hv_test_make_cred(&S, S.admin_key, "{\"service\":\"http\",\"name\":"
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"http\",\"name\":"
 	    "\"down\",\"base_url\":\"http://127.0.0.1:1\",\"auth_type\":"
-	    "\"bearer\",\"secret\":{\"token\":\"tok_down\"}}", down,
-	    sizeof(down));
+	    "\"bearer\",\"secret\":{\"token\":\"tok_down\"}}",
+	    down, sizeof(down));
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/use", down);
 	expect_post(path, "{\"path\":\"/x\"}", 502, "upstream_error");
 
 	/* private targets refused when not allowed: 403, nothing sent */
-	(void)snprintf(body, sizeof(body), "{\"service\":\"stripe\",\"name\":"
+	(void)snprintf(body, sizeof(body),
+	    "{\"service\":\"stripe\",\"name\":"
 	    "\"priv\",\"base_url\":\"https://127.0.0.1:%u\",\"secret\":"
-	    "{\"key\":\"sk_test_priv\"}}", (unsigned int)hv_stubprov_port(P));
+	    "{\"key\":\"sk_test_priv\"}}",
+	    (unsigned int)hv_stubprov_port(P));
 	hv_test_make_cred(&S, S.admin_key, body, priv, sizeof(priv));
 	before = hv_stubprov_count(P);
 	S.cfg.allow_private_targets = false;
@@ -287,16 +313,16 @@ test_refusals(void **state)
 static void
 tweak(struct hv_cfg *cfg)
 {
-	static const char *const services[] = { "stripe", "github" };
-	struct hv_err err = { 0 };
+	static const char *const services[] = {"stripe", "github"};
+	struct hv_err err = {0};
 	char key[96];
 	size_t i;
 
 	cfg->allow_private_targets = true;
 	cfg->upstream_timeout_ms = 5000;
 	for (i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
-		(void)snprintf(key, sizeof(key), "service_%s_base_url",
-		    services[i]);
+		(void)snprintf(
+		    key, sizeof(key), "service_%s_base_url", services[i]);
 		if (hv_cfg_set(cfg, key, hv_stubprov_url(P), &err) != HV_OK)
 			fail_msg("%s: %s", key, err.msg);
 	}
@@ -306,7 +332,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	hv_mem_json_init();	/* before any JSON: the stand-in makes some */
+	hv_mem_json_init(); /* before any JSON: the stand-in makes some */
 	P = hv_stubprov_start();
 	hv_stubprov_accept_header(P, "Authorization", "Bearer ghp_good");
 	hv_test_server_start(&S, "httpuse", tweak);
@@ -328,10 +354,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_services),
-		cmocka_unit_test(test_test_endpoint),
-		cmocka_unit_test(test_use_endpoint),
-		cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_services),
+	    cmocka_unit_test(test_test_endpoint),
+	    cmocka_unit_test(test_use_endpoint),
+	    cmocka_unit_test(test_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -40,7 +40,7 @@ remember(const char *s)
 static int
 setup(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	(void)state;
@@ -79,17 +79,17 @@ static void
 make_cred(const struct hv_principal *p, const char *name, const char *auth,
     json_t *secret, char id[HV_UUID_STR])
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *body, *out = NULL;
 
-	body = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "service", "http",
-	    "name", name, "auth_type", auth, "scope", "workspace",
-	    "base_url", "https://api.example.com", "secret", secret);
+	body = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "service", "http", "name",
+	    name, "auth_type", auth, "scope", "workspace", "base_url",
+	    "https://api.example.com", "secret", secret);
 	if (hv_vault_cred_create(v, p, NULL, body, &out, &err) != HV_OK)
 		fail_msg("create %s: %s", name, err.msg);
 	json_decref(body);
-	snprintf(id, HV_UUID_STR, "%s", json_string_value(json_object_get(out,
-	    "id")));
+	snprintf(id, HV_UUID_STR, "%s",
+	    json_string_value(json_object_get(out, "id")));
 	json_decref(out);
 }
 
@@ -125,7 +125,7 @@ static void
 test_dump_holds_no_secret(void **state)
 {
 	struct hv_principal adm, p;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *body, *out = NULL, *sec = NULL;
 	char id[HV_UUID_STR], path[512], hdr[200], hex[512];
 	const char *bindir = getenv("HV_TEST_PG_BINDIR");
@@ -147,8 +147,8 @@ test_dump_holds_no_secret(void **state)
 	    json_pack("{s:s}", "token", "DUMPTEST_bearer_token_77ab"), id);
 	/* rotate it: the new version's secret is just as absent */
 	remember("DUMPTEST_bearer_rotated_88cd");
-	body = json_pack("{s:{s:s}}", "secret", "token",
-	    "DUMPTEST_bearer_rotated_88cd");
+	body = json_pack(
+	    "{s:{s:s}}", "secret", "token", "DUMPTEST_bearer_rotated_88cd");
 	if (hv_vault_cred_rotate(v, &adm, NULL, id, body, -1, &out, &err) !=
 	    HV_OK)
 		fail_msg("rotate: %s", err.msg);
@@ -158,22 +158,25 @@ test_dump_holds_no_secret(void **state)
 	remember("DUMPTEST_basic_password_19");
 	make_cred(&adm, "dump-basic", "basic",
 	    json_pack("{s:s,s:s}", "username", "dumpuser", "password",
-	    "DUMPTEST_basic_password_19"), id);
+	        "DUMPTEST_basic_password_19"),
+	    id);
 	remember("DUMPTEST_oauth_access_5e");
 	remember("DUMPTEST_oauth_refresh_6f");
 	remember("DUMPTEST_oauth_client_secret_70");
 	make_cred(&adm, "dump-oauth", "oauth2",
 	    json_pack("{s:s,s:s,s:s,s:s}", "access_token",
-	    "DUMPTEST_oauth_access_5e", "refresh_token",
-	    "DUMPTEST_oauth_refresh_6f", "client_id", "client-1",
-	    "client_secret", "DUMPTEST_oauth_client_secret_70"), id);
+	        "DUMPTEST_oauth_access_5e", "refresh_token",
+	        "DUMPTEST_oauth_refresh_6f", "client_id", "client-1",
+	        "client_secret", "DUMPTEST_oauth_client_secret_70"),
+	    id);
 	remember("DUMPTEST_header_value_a1");
 	make_cred(&adm, "dump-headers", "custom_headers",
 	    json_pack("{s:{s:s}}", "headers", "X-Api-Token",
-	    "DUMPTEST_header_value_a1"), id);
+	        "DUMPTEST_header_value_a1"),
+	    id);
 	/* reveal one: decryption really works */
-	assert_int_equal(hv_vault_cred_reveal(v, &adm, NULL, id, &sec, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_vault_cred_reveal(v, &adm, NULL, id, &sec, &err), HV_OK);
 	json_decref(sec);
 
 	/* API keys, used (cached, last_used flushed) and one revoked */
@@ -181,32 +184,36 @@ test_dump_holds_no_secret(void **state)
 		char name[32];
 
 		snprintf(name, sizeof(name), "dump-key-%d", k);
-		body = json_pack("{s:s,s:[s]}", "name", name, "scopes",
-		    "credentials:read");
-		assert_int_equal(hv_vault_apikey_create(v, NULL, NULL, body,
-		    &out, &err), HV_OK);
+		body = json_pack(
+		    "{s:s,s:[s]}", "name", name, "scopes", "credentials:read");
+		assert_int_equal(
+		    hv_vault_apikey_create(v, NULL, NULL, body, &out, &err),
+		    HV_OK);
 		json_decref(body);
 		remember(json_string_value(json_object_get(out, "key")));
 		/* the random part alone must not appear either */
 		remember(json_string_value(json_object_get(out, "key")) + 6);
 		snprintf(hdr, sizeof(hdr), "Bearer %s",
 		    json_string_value(json_object_get(out, "key")));
-		assert_int_equal(hv_vault_authenticate(v, hdr, NULL, &p, &err),
-		    HV_OK);
+		assert_int_equal(
+		    hv_vault_authenticate(v, hdr, NULL, &p, &err), HV_OK);
 		hv_principal_release(&p);
 		if (k == 2)
-			assert_int_equal(hv_vault_apikey_revoke(v, &adm, NULL,
-			    json_string_value(json_object_get(out, "id")),
-			    &err), HV_OK);
+			assert_int_equal(
+			    hv_vault_apikey_revoke(v, &adm, NULL,
+			        json_string_value(json_object_get(out, "id")),
+			        &err),
+			    HV_OK);
 		json_decref(out);
 		out = NULL;
 	}
 	remember(HV_TEST_PIN);
-	usleep(1300 * 1000);	/* let last_used_at be written */
+	usleep(1300 * 1000); /* let last_used_at be written */
 
 	snprintf(path, sizeof(path), "%s/dump.sql", tok.dir);
 	assert_int_equal(hv_test_sh("'%s/pg_dump' --no-owner -d '%s' -f '%s'",
-	    bindir, db.url, path), 0);
+	                     bindir, db.url, path),
+	    0);
 	dump = read_file(path, &dlen);
 	assert_true(dlen > 1000);
 	/* the dump is real: metadata is there, ciphertext is there */
@@ -218,8 +225,8 @@ test_dump_holds_no_secret(void **state)
 			fail_msg("secret #%zu found in the dump", i);
 		hexify(needles[i], hex, sizeof(hex));
 		if (memmem(dump, dlen, hex, strlen(hex)) != NULL)
-			fail_msg("secret #%zu found hex-encoded in the dump",
-			    i);
+			fail_msg(
+			    "secret #%zu found hex-encoded in the dump", i);
 	}
 	free(dump);
 	unlink(path);
@@ -230,7 +237,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_dump_holds_no_secret),
+	    cmocka_unit_test(test_dump_holds_no_secret),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -110,7 +110,7 @@ torture(const char *name, op_fn op, bool mutating, bool hooked)
 		assert_true(failures > 0);
 }
 
-static struct hv_reqctx ctx = { "torture", "127.0.0.1" };
+static struct hv_reqctx ctx = {"torture", "127.0.0.1"};
 
 static enum hv_rc
 op_create(json_t **out, struct hv_err *err)
@@ -139,7 +139,7 @@ op_get(json_t **out, struct hv_err *err)
 static enum hv_rc
 op_list(json_t **out, struct hv_err *err)
 {
-	struct hv_list_query q = { .q = "tort", .limit = 10 };
+	struct hv_list_query q = {.q = "tort", .limit = 10};
 
 	return hv_vault_cred_list(E.v, &E.cli, &ctx, &q, out, err);
 }
@@ -153,14 +153,14 @@ op_reveal(json_t **out, struct hv_err *err)
 static enum hv_rc
 op_rotate(json_t **out, struct hv_err *err)
 {
-	json_t *body = json_pack("{s:{s:s}}", "secret", "token",
-	    "ghp_rotated_secret_9876543210");
+	json_t *body = json_pack(
+	    "{s:{s:s}}", "secret", "token", "ghp_rotated_secret_9876543210");
 	enum hv_rc rc;
 
 	if (body == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "pack");
-	rc = hv_vault_cred_rotate(E.v, &E.cli, &ctx, E.cred_id, body, -1, out,
-	    err);
+	rc = hv_vault_cred_rotate(
+	    E.v, &E.cli, &ctx, E.cred_id, body, -1, out, err);
 	json_decref(body);
 	return rc;
 }
@@ -168,8 +168,8 @@ op_rotate(json_t **out, struct hv_err *err)
 static enum hv_rc
 op_apikey(json_t **out, struct hv_err *err)
 {
-	json_t *body = json_pack("{s:s, s:[s]}", "name", "tortured",
-	    "scopes", "credentials:read");
+	json_t *body = json_pack(
+	    "{s:s, s:[s]}", "name", "tortured", "scopes", "credentials:read");
 	enum hv_rc rc;
 
 	if (body == NULL)
@@ -185,7 +185,7 @@ op_apikey(json_t **out, struct hv_err *err)
 static enum hv_rc
 op_auth(json_t **out, struct hv_err *err)
 {
-	struct hv_principal p = { 0 };
+	struct hv_principal p = {0};
 	char hdr[160];
 	enum hv_rc rc;
 
@@ -228,9 +228,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_torture),
+	    cmocka_unit_test(test_torture),
 	};
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *report = NULL;
 	int rc;
 

@@ -27,37 +27,44 @@ static struct hv_vault *v;
 static char ws_default[HV_UUID_STR];
 
 static const struct hv_stmt t_stmts[] = {
-	{ "tv_cred_insert", "INSERT INTO credentials (id, workspace_id, "
-	    "service, name, auth_type, scope, injection, created_by) VALUES "
-	    "($1::uuid, $2::uuid, 'http', $3, 'bearer', 'workspace', '{}', "
-	    "'test')", 3 },
-	{ "tv_ver_insert", "INSERT INTO credential_versions (credential_id, "
-	    "version, kek_version, wrapped_dek, nonce, ciphertext) VALUES "
-	    "($1::uuid, $2::integer, $3::integer, $4, $5, $6)", 6 },
-	{ "tv_versions", "SELECT c.workspace_id::text, cv.credential_id::text, "
-	    "cv.version, cv.kek_version, cv.wrapped_dek, cv.nonce, "
-	    "cv.ciphertext FROM credential_versions cv JOIN credentials c ON "
-	    "c.id = cv.credential_id WHERE c.name LIKE 'rw-%' "
-	    "ORDER BY cv.credential_id", 0 },
-	{ "tv_count_kek", "SELECT count(*) FROM credential_versions WHERE "
-	    "kek_version = $1::integer", 1 },
-	{ "tv_audit_count", "SELECT count(*) FROM audit_log WHERE action = $1",
-	    1 },
-	{ "tv_ws_count", "SELECT count(*) FROM workspaces", 0 },
+    {"tv_cred_insert",
+        "INSERT INTO credentials (id, workspace_id, "
+        "service, name, auth_type, scope, injection, created_by) VALUES "
+        "($1::uuid, $2::uuid, 'http', $3, 'bearer', 'workspace', '{}', "
+        "'test')",
+        3},
+    {"tv_ver_insert",
+        "INSERT INTO credential_versions (credential_id, "
+        "version, kek_version, wrapped_dek, nonce, ciphertext) VALUES "
+        "($1::uuid, $2::integer, $3::integer, $4, $5, $6)",
+        6},
+    {"tv_versions",
+        "SELECT c.workspace_id::text, cv.credential_id::text, "
+        "cv.version, cv.kek_version, cv.wrapped_dek, cv.nonce, "
+        "cv.ciphertext FROM credential_versions cv JOIN credentials c ON "
+        "c.id = cv.credential_id WHERE c.name LIKE 'rw-%' "
+        "ORDER BY cv.credential_id",
+        0},
+    {"tv_count_kek",
+        "SELECT count(*) FROM credential_versions WHERE "
+        "kek_version = $1::integer",
+        1},
+    {"tv_audit_count", "SELECT count(*) FROM audit_log WHERE action = $1", 1},
+    {"tv_ws_count", "SELECT count(*) FROM workspaces", 0},
 };
 
 static long long
 q_count(const char *stmt, int n, const char *p0)
 {
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r = NULL;
-	const char *p[1] = { p0 };
+	const char *p[1] = {p0};
 	long long x;
 
 	assert_int_equal(hv_store_acquire(hv_vault_store(v), &c, &err), HV_OK);
-	if (hv_store_exec(c, stmt, n, n ? p : NULL, NULL, NULL, false, &r,
-	    &err) != HV_OK)
+	if (hv_store_exec(
+	        c, stmt, n, n ? p : NULL, NULL, NULL, false, &r, &err) != HV_OK)
 		fail_msg("%s: %s", stmt, err.msg);
 	x = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
@@ -68,7 +75,7 @@ q_count(const char *stmt, int n, const char *p0)
 static int
 setup(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	(void)state;
@@ -85,8 +92,9 @@ setup(void **state)
 		fprintf(stderr, "init: %s\n", err.msg);
 		return -1;
 	}
-	snprintf(ws_default, sizeof(ws_default), "%s", json_string_value(
-	    json_object_get(json_object_get(rep, "workspace"), "id")));
+	snprintf(ws_default, sizeof(ws_default), "%s",
+	    json_string_value(
+	        json_object_get(json_object_get(rep, "workspace"), "id")));
 	json_decref(rep);
 	if (hv_vault_open(&cfg, false, &v, &err) != HV_OK) {
 		fprintf(stderr, "open: %s\n", err.msg);
@@ -109,7 +117,7 @@ teardown(void **state)
 static void
 cli(struct hv_principal *p)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	assert_int_equal(hv_principal_cli(v, NULL, p, &err), HV_OK);
 }
@@ -118,19 +126,21 @@ cli(struct hv_principal *p)
 static void
 test_init_twice(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL, *ws;
 
 	(void)state;
 	assert_int_equal(hv_vault_init(&cfg, &rep, &err), HV_OK);
 	ws = json_object_get(rep, "workspace");
-	assert_string_equal(json_string_value(json_object_get(ws, "id")),
-	    ws_default);
+	assert_string_equal(
+	    json_string_value(json_object_get(ws, "id")), ws_default);
 	assert_true(json_is_false(json_object_get(ws, "created")));
-	assert_int_equal(json_array_size(json_object_get(json_object_get(rep,
-	    "migrations"), "applied")), 0);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(
-	    rep, "keystore"), "active_kek")), 1);
+	assert_int_equal(json_array_size(json_object_get(
+	                     json_object_get(rep, "migrations"), "applied")),
+	    0);
+	assert_int_equal(json_integer_value(json_object_get(
+	                     json_object_get(rep, "keystore"), "active_kek")),
+	    1);
 	json_decref(rep);
 	assert_int_equal(q_count("tv_ws_count", 0, NULL), 1);
 	/* migrate alone, again */
@@ -143,14 +153,15 @@ static void
 test_init_no_database(void **state)
 {
 	struct hv_cfg c2;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	(void)state;
 	hv_cfg_init(&c2);
 	hv_test_cfg(&c2, &tok, NULL);
 	assert_int_equal(hv_cfg_set(&c2, "database_url",
-	    "host=/nonexistent-hv dbname=x", &err), HV_OK);
+	                     "host=/nonexistent-hv dbname=x", &err),
+	    HV_OK);
 	assert_int_equal(hv_vault_init(&c2, &rep, &err), HV_E_DATABASE);
 	assert_null(rep);
 	hv_cfg_release(&c2);
@@ -160,7 +171,7 @@ static void
 test_principal_cli(void **state)
 {
 	struct hv_principal p;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	(void)state;
 	cli(&p);
@@ -173,58 +184,63 @@ test_principal_cli(void **state)
 	hv_principal_release(&p);
 	assert_int_equal(hv_principal_cli(v, ws_default, &p, &err), HV_OK);
 	hv_principal_release(&p);
-	assert_int_equal(hv_principal_cli(v, "no-such-ws", &p, &err),
+	assert_int_equal(
+	    hv_principal_cli(v, "no-such-ws", &p, &err), HV_E_NOT_FOUND);
+	assert_int_equal(
+	    hv_principal_cli(v, "'; DROP TABLE workspaces; --", &p, &err),
 	    HV_E_NOT_FOUND);
-	assert_int_equal(hv_principal_cli(v, "'; DROP TABLE workspaces; --",
-	    &p, &err), HV_E_NOT_FOUND);
 }
 
 static void
 test_workspaces(void **state)
 {
 	struct hv_principal adm, user;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *body, *out = NULL;
 	long long denied;
 
 	(void)state;
 	cli(&adm);
 	body = json_pack("{s:s}", "name", "team-a");
-	assert_int_equal(hv_vault_workspace_create(v, &adm, NULL, body, &out,
-	    &err), HV_OK);
-	assert_true(hv_uuid_valid(json_string_value(json_object_get(out,
-	    "id"))));
+	assert_int_equal(
+	    hv_vault_workspace_create(v, &adm, NULL, body, &out, &err), HV_OK);
+	assert_true(
+	    hv_uuid_valid(json_string_value(json_object_get(out, "id"))));
 	json_decref(out);
 	out = NULL;
 	/* the same name again */
-	assert_int_equal(hv_vault_workspace_create(v, &adm, NULL, body, &out,
-	    &err), HV_E_CONFLICT);
+	assert_int_equal(
+	    hv_vault_workspace_create(v, &adm, NULL, body, &out, &err),
+	    HV_E_CONFLICT);
 	json_decref(body);
 	/* bad bodies */
 	body = json_pack("{s:s,s:i}", "name", "x", "color", 3);
-	assert_int_equal(hv_vault_workspace_create(v, &adm, NULL, body, &out,
-	    &err), HV_E_INVALID);
+	assert_int_equal(
+	    hv_vault_workspace_create(v, &adm, NULL, body, &out, &err),
+	    HV_E_INVALID);
 	assert_non_null(strstr(err.msg, "color"));
 	json_decref(body);
 	body = json_pack("{s:s}", "name", "");
-	assert_int_equal(hv_vault_workspace_create(v, &adm, NULL, body, &out,
-	    &err), HV_E_INVALID);
+	assert_int_equal(
+	    hv_vault_workspace_create(v, &adm, NULL, body, &out, &err),
+	    HV_E_INVALID);
 	json_decref(body);
 	body = json_pack("{s:i}", "name", 5);
-	assert_int_equal(hv_vault_workspace_create(v, &adm, NULL, body, &out,
-	    &err), HV_E_INVALID);
+	assert_int_equal(
+	    hv_vault_workspace_create(v, &adm, NULL, body, &out, &err),
+	    HV_E_INVALID);
 	json_decref(body);
 	assert_null(out);
 	/* list */
-	assert_int_equal(hv_vault_workspace_list(v, &adm, NULL, &out, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_vault_workspace_list(v, &adm, NULL, &out, &err), HV_OK);
 	assert_int_equal(json_array_size(json_object_get(out, "items")), 2);
 	json_decref(out);
 	out = NULL;
 	/* not admin: 403 and an auth.denied row */
 	memset(&user, 0, sizeof(user));
-	snprintf(user.workspace_id, sizeof(user.workspace_id), "%s",
-	    ws_default);
+	snprintf(
+	    user.workspace_id, sizeof(user.workspace_id), "%s", ws_default);
 	snprintf(user.key_id, sizeof(user.key_id),
 	    "44444444-4444-4444-8444-444444444444");
 	snprintf(user.name, sizeof(user.name), "reader");
@@ -232,14 +248,15 @@ test_workspaces(void **state)
 	user.all_credentials = true;
 	denied = q_count("tv_audit_count", 1, "auth.denied");
 	body = json_pack("{s:s}", "name", "team-b");
-	assert_int_equal(hv_vault_workspace_create(v, &user, NULL, body, &out,
-	    &err), HV_E_FORBIDDEN);
+	assert_int_equal(
+	    hv_vault_workspace_create(v, &user, NULL, body, &out, &err),
+	    HV_E_FORBIDDEN);
 	assert_int_equal(hv_vault_workspace_list(v, &user, NULL, &out, &err),
 	    HV_E_FORBIDDEN);
 	assert_null(out);
 	json_decref(body);
-	assert_int_equal(q_count("tv_audit_count", 1, "auth.denied"),
-	    denied + 2);
+	assert_int_equal(
+	    q_count("tv_audit_count", 1, "auth.denied"), denied + 2);
 	hv_principal_release(&adm);
 }
 
@@ -248,7 +265,7 @@ static void
 make_versions(int n)
 {
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	int i;
 
 	assert_int_equal(hv_store_acquire(hv_vault_store(v), &c, &err), HV_OK);
@@ -258,7 +275,7 @@ make_versions(int n)
 		struct hv_secret *pt;
 		char id[HV_UUID_STR], name[32], msg[64], kv[16];
 		const char *p[6];
-		int len[6] = { 0 }, fmt[6] = { 0 };
+		int len[6] = {0}, fmt[6] = {0};
 
 		hv_envelope_init(&e);
 		assert_int_equal(hv_uuid_new(id), HV_OK);
@@ -267,14 +284,15 @@ make_versions(int n)
 		pt = hv_secret_from(msg, strlen(msg));
 		assert_non_null(pt);
 		if (hv_envelope_seal(hv_vault_hsm(v), ws_default, id, 1, pt, &e,
-		    &err) != HV_OK)
+		        &err) != HV_OK)
 			fail_msg("seal: %s", err.msg);
 		hv_secret_free(&pt);
 		p[0] = id;
 		p[1] = ws_default;
 		p[2] = name;
 		assert_int_equal(hv_store_exec(c, "tv_cred_insert", 3, p, NULL,
-		    NULL, false, NULL, &err), HV_OK);
+		                     NULL, false, NULL, &err),
+		    HV_OK);
 		snprintf(kv, sizeof(kv), "%u", e.kek_version);
 		p[1] = "1";
 		p[2] = kv;
@@ -286,7 +304,7 @@ make_versions(int n)
 		len[5] = (int)e.ct_len;
 		fmt[3] = fmt[4] = fmt[5] = 1;
 		if (hv_store_exec(c, "tv_ver_insert", 6, p, len, fmt, false,
-		    NULL, &err) != HV_OK)
+		        NULL, &err) != HV_OK)
 			fail_msg("insert: %s", err.msg);
 		hv_envelope_release(&e);
 	}
@@ -299,13 +317,14 @@ static void
 check_versions(int n, uint32_t want_kek)
 {
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r = NULL;
 	int i;
 
 	assert_int_equal(hv_store_acquire(hv_vault_store(v), &c, &err), HV_OK);
 	assert_int_equal(hv_store_exec(c, "tv_versions", 0, NULL, NULL, NULL,
-	    true, &r, &err), HV_OK);
+	                     true, &r, &err),
+	    HV_OK);
 	hv_store_release(hv_vault_store(v), &c);
 	assert_int_equal(PQntuples(r), n);
 	for (i = 0; i < n; i++) {
@@ -328,8 +347,8 @@ check_versions(int n, uint32_t want_kek)
 		e.ct_len = (size_t)PQgetlength(r, i, 6);
 		e.ct = hv_malloc(e.ct_len);
 		memcpy(e.ct, PQgetvalue(r, i, 6), e.ct_len);
-		if (hv_envelope_open(hv_vault_hsm(v), ws, id, 1, &e, &pt,
-		    &err) != HV_OK)
+		if (hv_envelope_open(
+		        hv_vault_hsm(v), ws, id, 1, &e, &pt, &err) != HV_OK)
 			fail_msg("open %s: %s", id, err.msg);
 		assert_non_null(memmem(pt->buf, pt->len, "secret-", 7));
 		hv_secret_free(&pt);
@@ -358,11 +377,12 @@ kek_deks(json_t *status, unsigned int ver, const char **state)
 	json_t *keks = json_object_get(status, "keks"), *k;
 	size_t i;
 
-	json_array_foreach(keks, i, k) {
+	json_array_foreach(keks, i, k)
+	{
 		if (json_integer_value(json_object_get(k, "version")) == ver) {
 			if (state != NULL)
-				*state = json_string_value(json_object_get(k,
-				    "state"));
+				*state = json_string_value(
+				    json_object_get(k, "state"));
 			return json_integer_value(json_object_get(k, "deks"));
 		}
 	}
@@ -373,8 +393,8 @@ static void
 test_rotate_rewrap_disable(void **state)
 {
 	struct hv_principal adm;
-	struct hv_err err = { 0 };
-	struct prog pg = { 0 };
+	struct hv_err err = {0};
+	struct prog pg = {0};
 	json_t *out = NULL, *st = NULL;
 	const char *s = NULL;
 
@@ -384,47 +404,49 @@ test_rotate_rewrap_disable(void **state)
 	assert_int_equal(q_count("tv_count_kek", 1, "1"), NVERS);
 
 	/* the active KEK cannot be disabled; nor one that protects DEKs */
-	assert_int_equal(hv_vault_kek_disable(v, &adm, NULL, 1, &out, &err),
-	    HV_E_CONFLICT);
-	assert_int_equal(hv_vault_kek_rotate(v, &adm, NULL, &out, &err),
-	    HV_OK);
-	assert_int_equal(json_integer_value(json_object_get(out,
-	    "kek_version")), 2);
+	assert_int_equal(
+	    hv_vault_kek_disable(v, &adm, NULL, 1, &out, &err), HV_E_CONFLICT);
+	assert_int_equal(hv_vault_kek_rotate(v, &adm, NULL, &out, &err), HV_OK);
+	assert_int_equal(
+	    json_integer_value(json_object_get(out, "kek_version")), 2);
 	json_decref(out);
 	out = NULL;
 	assert_int_equal(q_count("tv_audit_count", 1, "kek.rotate"), 1);
-	assert_int_equal(hv_vault_kek_disable(v, &adm, NULL, 1, &out, &err),
-	    HV_E_CONFLICT);
+	assert_int_equal(
+	    hv_vault_kek_disable(v, &adm, NULL, 1, &out, &err), HV_E_CONFLICT);
 	assert_non_null(strstr(err.msg, "rewrap"));
 	assert_null(out);
 
 	assert_int_equal(hv_vault_status(v, &st, &err), HV_OK);
 	assert_int_equal(kek_deks(st, 1, &s), NVERS);
 	assert_string_equal(s, "retired");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(
-	    st, "rewrap"), "remaining")), NVERS);
+	assert_int_equal(json_integer_value(json_object_get(
+	                     json_object_get(st, "rewrap"), "remaining")),
+	    NVERS);
 	json_decref(st);
 
 	/* a partial run (2 batches), as if interrupted; then resume */
 	assert_int_equal(hv_vault_rewrap(v, &adm, NULL, 150, 2, on_progress,
-	    &pg, &out, &err), HV_OK);
-	assert_int_equal(json_integer_value(json_object_get(out, "rewrapped")),
-	    300);
-	assert_int_equal(json_integer_value(json_object_get(out, "remaining")),
-	    NVERS - 300);
+	                     &pg, &out, &err),
+	    HV_OK);
+	assert_int_equal(
+	    json_integer_value(json_object_get(out, "rewrapped")), 300);
+	assert_int_equal(
+	    json_integer_value(json_object_get(out, "remaining")), NVERS - 300);
 	assert_int_equal(pg.calls, 2);
 	assert_int_equal(pg.last_remaining, NVERS - 300);
 	json_decref(out);
 	out = NULL;
 	assert_int_equal(hv_vault_rewrap(v, &adm, NULL, 128, 0, on_progress,
-	    &pg, &out, &err), HV_OK);
-	assert_int_equal(json_integer_value(json_object_get(out, "rewrapped")),
-	    NVERS - 300);
-	assert_int_equal(json_integer_value(json_object_get(out, "remaining")),
-	    0);
+	                     &pg, &out, &err),
+	    HV_OK);
+	assert_int_equal(
+	    json_integer_value(json_object_get(out, "rewrapped")), NVERS - 300);
+	assert_int_equal(
+	    json_integer_value(json_object_get(out, "remaining")), 0);
 	assert_int_equal(json_integer_value(json_object_get(out, "failed")), 0);
-	assert_int_equal(json_integer_value(json_object_get(out,
-	    "kek_version")), 2);
+	assert_int_equal(
+	    json_integer_value(json_object_get(out, "kek_version")), 2);
 	assert_int_equal(pg.last_remaining, 0);
 	json_decref(out);
 	out = NULL;
@@ -434,35 +456,40 @@ test_rotate_rewrap_disable(void **state)
 	check_versions(NVERS, 2);
 
 	/* nothing left: a rewrap is a no-op */
-	assert_int_equal(hv_vault_rewrap(v, &adm, NULL, 0, 0, NULL, NULL, &out,
-	    &err), HV_OK);
-	assert_int_equal(json_integer_value(json_object_get(out, "rewrapped")),
-	    0);
+	assert_int_equal(
+	    hv_vault_rewrap(v, &adm, NULL, 0, 0, NULL, NULL, &out, &err),
+	    HV_OK);
+	assert_int_equal(
+	    json_integer_value(json_object_get(out, "rewrapped")), 0);
 	json_decref(out);
 	out = NULL;
 
 	/* now KEK 1 can go */
-	assert_int_equal(hv_vault_kek_disable(v, &adm, NULL, 1, &out, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_vault_kek_disable(v, &adm, NULL, 1, &out, &err), HV_OK);
 	json_decref(out);
 	out = NULL;
 	assert_int_equal(hv_vault_kek_disable(v, &adm, NULL, 2, &out, &err),
-	    HV_E_CONFLICT);	/* active (and referenced) */
+	    HV_E_CONFLICT); /* active (and referenced) */
 	assert_int_equal(hv_vault_status(v, &st, &err), HV_OK);
 	assert_int_equal(kek_deks(st, 1, &s), 0);
 	assert_string_equal(s, "disabled");
 	assert_int_equal(kek_deks(st, 2, &s), NVERS);
 	assert_string_equal(s, "active");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(
-	    st, "counts"), "credential_versions")), NVERS);
-	assert_true(json_integer_value(json_object_get(json_object_get(st,
-	    "counts"), "credentials")) >= NVERS);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(
-	    st, "counts"), "workspaces")), 2);
-	assert_true(json_integer_value(json_object_get(json_object_get(st,
-	    "counts"), "audit_rows")) > 0);
-	assert_true(json_is_true(json_object_get(json_object_get(st,
-	    "keystore"), "reachable")));
+	assert_int_equal(
+	    json_integer_value(json_object_get(
+	        json_object_get(st, "counts"), "credential_versions")),
+	    NVERS);
+	assert_true(
+	    json_integer_value(json_object_get(
+	        json_object_get(st, "counts"), "credentials")) >= NVERS);
+	assert_int_equal(json_integer_value(json_object_get(
+	                     json_object_get(st, "counts"), "workspaces")),
+	    2);
+	assert_true(json_integer_value(json_object_get(
+	                json_object_get(st, "counts"), "audit_rows")) > 0);
+	assert_true(json_is_true(
+	    json_object_get(json_object_get(st, "keystore"), "reachable")));
 	json_decref(st);
 	check_versions(NVERS, 2);
 	hv_principal_release(&adm);
@@ -473,7 +500,7 @@ static void
 test_rewrap_cred_api(void **state)
 {
 	struct hv_principal adm;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *body, *out = NULL, *sec = NULL;
 	char id[HV_UUID_STR];
 
@@ -486,23 +513,25 @@ test_rewrap_cred_api(void **state)
 	if (hv_vault_cred_create(v, &adm, NULL, body, &out, &err) != HV_OK)
 		fail_msg("cred create: %s", err.msg);
 	json_decref(body);
-	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out,
-	    "id")));
+	snprintf(id, sizeof(id), "%s",
+	    json_string_value(json_object_get(out, "id")));
 	json_decref(out);
 	out = NULL;
 	assert_int_equal(hv_vault_kek_rotate(v, &adm, NULL, &out, &err), HV_OK);
 	json_decref(out);
 	out = NULL;
-	assert_int_equal(hv_vault_rewrap(v, &adm, NULL, 0, 0, NULL, NULL, &out,
-	    &err), HV_OK);
-	assert_int_equal(json_integer_value(json_object_get(out, "remaining")),
-	    0);
+	assert_int_equal(
+	    hv_vault_rewrap(v, &adm, NULL, 0, 0, NULL, NULL, &out, &err),
+	    HV_OK);
+	assert_int_equal(
+	    json_integer_value(json_object_get(out, "remaining")), 0);
 	json_decref(out);
 	out = NULL;
 	if (hv_vault_cred_reveal(v, &adm, NULL, id, &sec, &err) != HV_OK)
 		fail_msg("reveal: %s", err.msg);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(
-	    sec, "secret"), "token")), "tok-123456");
+	assert_string_equal(json_string_value(json_object_get(
+	                        json_object_get(sec, "secret"), "token")),
+	    "tok-123456");
 	json_decref(sec);
 	hv_principal_release(&adm);
 }
@@ -511,7 +540,7 @@ static void
 test_audit_readers(void **state)
 {
 	struct hv_principal adm, rd, nob;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_list_query q;
 	json_t *out = NULL, *it, *all = NULL;
 	const char *cursor;
@@ -526,8 +555,8 @@ test_audit_readers(void **state)
 	q.limit = 5;
 	all = json_array();
 	for (;;) {
-		assert_int_equal(hv_vault_audit_list(v, &adm, NULL, &q, &out,
-		    &err), HV_OK);
+		assert_int_equal(
+		    hv_vault_audit_list(v, &adm, NULL, &q, &out, &err), HV_OK);
 		json_array_extend(all, json_object_get(out, "items"));
 		total += json_array_size(json_object_get(out, "items"));
 		pages++;
@@ -549,10 +578,10 @@ test_audit_readers(void **state)
 	    json_integer_value(json_object_get(json_array_get(all, 1), "id")));
 	assert_non_null(json_object_get(it, "at"));
 	assert_true(json_is_object(json_object_get(it, "actor")));
-	assert_int_equal(strlen(json_string_value(json_object_get(it, "mac"))),
-	    64);
-	assert_int_equal(strlen(json_string_value(json_object_get(it,
-	    "prev_mac"))), 64);
+	assert_int_equal(
+	    strlen(json_string_value(json_object_get(it, "mac"))), 64);
+	assert_int_equal(
+	    strlen(json_string_value(json_object_get(it, "prev_mac"))), 64);
 	assert_non_null(json_object_get(it, "chain"));
 	assert_non_null(json_object_get(it, "seq"));
 	json_decref(all);
@@ -560,32 +589,32 @@ test_audit_readers(void **state)
 	/* filters */
 	memset(&q, 0, sizeof(q));
 	q.action = "kek.rotate";
-	assert_int_equal(hv_vault_audit_list(v, &adm, NULL, &q, &out, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_vault_audit_list(v, &adm, NULL, &q, &out, &err), HV_OK);
 	assert_true(json_array_size(json_object_get(out, "items")) >= 1);
 	json_array_foreach(json_object_get(out, "items"), total, it)
-		assert_string_equal(json_string_value(json_object_get(it,
-		    "action")), "kek.rotate");
+	    assert_string_equal(
+	        json_string_value(json_object_get(it, "action")), "kek.rotate");
 	json_decref(out);
 	out = NULL;
 	q.action = NULL;
 	q.since = "2999-01-01T00:00:00Z";
-	assert_int_equal(hv_vault_audit_list(v, &adm, NULL, &q, &out, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_vault_audit_list(v, &adm, NULL, &q, &out, &err), HV_OK);
 	assert_int_equal(json_array_size(json_object_get(out, "items")), 0);
 	json_decref(out);
 	out = NULL;
 	q.since = "yesterday";
-	assert_int_equal(hv_vault_audit_list(v, &adm, NULL, &q, &out, &err),
-	    HV_E_INVALID);
+	assert_int_equal(
+	    hv_vault_audit_list(v, &adm, NULL, &q, &out, &err), HV_E_INVALID);
 	q.since = NULL;
 	q.credential_id = "not-a-uuid";
-	assert_int_equal(hv_vault_audit_list(v, &adm, NULL, &q, &out, &err),
-	    HV_E_INVALID);
+	assert_int_equal(
+	    hv_vault_audit_list(v, &adm, NULL, &q, &out, &err), HV_E_INVALID);
 	q.credential_id = NULL;
 	q.cursor = "12; DROP TABLE audit_log";
-	assert_int_equal(hv_vault_audit_list(v, &adm, NULL, &q, &out, &err),
-	    HV_E_INVALID);
+	assert_int_equal(
+	    hv_vault_audit_list(v, &adm, NULL, &q, &out, &err), HV_E_INVALID);
 	assert_null(out);
 
 	/* a workspace reader sees only its workspace */
@@ -598,25 +627,28 @@ test_audit_readers(void **state)
 	rd.all_credentials = true;
 	memset(&q, 0, sizeof(q));
 	q.limit = 200;
-	assert_int_equal(hv_vault_audit_list(v, &rd, NULL, &q, &out, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_vault_audit_list(v, &rd, NULL, &q, &out, &err), HV_OK);
 	json_array_foreach(json_object_get(out, "items"), total, it)
-		assert_string_equal(json_string_value(json_object_get(it,
-		    "workspace_id")), ws_default);
+	    assert_string_equal(
+	        json_string_value(json_object_get(it, "workspace_id")),
+	        ws_default);
 	json_decref(out);
 	out = NULL;
 
 	/* without audit:read */
 	nob = rd;
 	nob.scopes = HV_SCOPE_CRED_READ;
-	assert_int_equal(hv_vault_audit_list(v, &nob, NULL, &q, &out, &err),
-	    HV_E_FORBIDDEN);
+	assert_int_equal(
+	    hv_vault_audit_list(v, &nob, NULL, &q, &out, &err), HV_E_FORBIDDEN);
 	/* per-credential: unknown and malformed ids are 404 */
-	assert_int_equal(hv_vault_cred_audit(v, &rd, NULL,
-	    "66666666-6666-4666-8666-666666666666", &q, &out, &err),
+	assert_int_equal(
+	    hv_vault_cred_audit(v, &rd, NULL,
+	        "66666666-6666-4666-8666-666666666666", &q, &out, &err),
 	    HV_E_NOT_FOUND);
-	assert_int_equal(hv_vault_cred_audit(v, &rd, NULL, "../etc", &q, &out,
-	    &err), HV_E_NOT_FOUND);
+	assert_int_equal(
+	    hv_vault_cred_audit(v, &rd, NULL, "../etc", &q, &out, &err),
+	    HV_E_NOT_FOUND);
 	assert_null(out);
 	hv_principal_release(&adm);
 }
@@ -626,7 +658,7 @@ static void
 test_cred_audit(void **state)
 {
 	struct hv_principal adm, other, lst;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_list_query q;
 	json_t *body, *out = NULL;
 	char id[HV_UUID_STR];
@@ -639,16 +671,19 @@ test_cred_audit(void **state)
 	if (hv_vault_cred_create(v, &adm, NULL, body, &out, &err) != HV_OK)
 		fail_msg("cred create: %s", err.msg);
 	json_decref(body);
-	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out,
-	    "id")));
+	snprintf(id, sizeof(id), "%s",
+	    json_string_value(json_object_get(out, "id")));
 	json_decref(out);
 	out = NULL;
 	memset(&q, 0, sizeof(q));
-	assert_int_equal(hv_vault_cred_audit(v, &adm, NULL, id, &q, &out,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_vault_cred_audit(v, &adm, NULL, id, &q, &out, &err), HV_OK);
 	assert_true(json_array_size(json_object_get(out, "items")) >= 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(
-	    json_object_get(out, "items"), 0), "credential_id")), id);
+	assert_string_equal(
+	    json_string_value(json_object_get(
+	        json_array_get(json_object_get(out, "items"), 0),
+	        "credential_id")),
+	    id);
 	json_decref(out);
 	out = NULL;
 	/* another workspace's key: as if it did not exist */
@@ -659,16 +694,17 @@ test_cred_audit(void **state)
 	    "88888888-8888-4888-8888-888888888888");
 	other.scopes = HV_SCOPE_CRED_READ;
 	other.all_credentials = true;
-	assert_int_equal(hv_vault_cred_audit(v, &other, NULL, id, &q, &out,
-	    &err), HV_E_NOT_FOUND);
+	assert_int_equal(
+	    hv_vault_cred_audit(v, &other, NULL, id, &q, &out, &err),
+	    HV_E_NOT_FOUND);
 	/* same workspace, allow-list without it: 403 */
 	lst = other;
 	snprintf(lst.workspace_id, sizeof(lst.workspace_id), "%s", ws_default);
 	lst.all_credentials = false;
 	lst.n_cred_ids = 0;
 	lst.cred_ids = NULL;
-	assert_int_equal(hv_vault_cred_audit(v, &lst, NULL, id, &q, &out,
-	    &err), HV_E_FORBIDDEN);
+	assert_int_equal(hv_vault_cred_audit(v, &lst, NULL, id, &q, &out, &err),
+	    HV_E_FORBIDDEN);
 	assert_null(out);
 	hv_principal_release(&adm);
 }
@@ -676,7 +712,7 @@ test_cred_audit(void **state)
 static void
 test_verify_and_status(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	(void)state;
@@ -723,16 +759,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_init_twice),
-		cmocka_unit_test(test_init_no_database),
-		cmocka_unit_test(test_principal_cli),
-		cmocka_unit_test(test_workspaces),
-		cmocka_unit_test(test_rotate_rewrap_disable),
-		cmocka_unit_test(test_rewrap_cred_api),
-		cmocka_unit_test(test_audit_readers),
-		cmocka_unit_test(test_cred_audit),
-		cmocka_unit_test(test_verify_and_status),
-		cmocka_unit_test(test_visibility_rules),
+	    cmocka_unit_test(test_init_twice),
+	    cmocka_unit_test(test_init_no_database),
+	    cmocka_unit_test(test_principal_cli),
+	    cmocka_unit_test(test_workspaces),
+	    cmocka_unit_test(test_rotate_rewrap_disable),
+	    cmocka_unit_test(test_rewrap_cred_api),
+	    cmocka_unit_test(test_audit_readers),
+	    cmocka_unit_test(test_cred_audit),
+	    cmocka_unit_test(test_verify_and_status),
+	    cmocka_unit_test(test_visibility_rules),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -42,7 +42,7 @@ static struct {
 static void
 server_up(void)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char base[64];
 
 	if (hv_vault_open(&E.cfg, false, &E.v, &err) != HV_OK ||
@@ -69,12 +69,14 @@ reveal_all(void)
 	int i;
 
 	for (i = 0; i < NCRED; i++) {
-		snprintf(path, sizeof(path), "/v1/credentials/%s/secret",
-		    E.ids[i]);
-		assert_int_equal(hv_httpc_json(&E.c, "GET", path, E.key, NULL,
-				     &r), 200);
-		assert_string_equal(json_string_value(json_object_get(
-		    json_object_get(r.json, "secret"), "token")), E.secrets[i]);
+		snprintf(
+		    path, sizeof(path), "/v1/credentials/%s/secret", E.ids[i]);
+		assert_int_equal(
+		    hv_httpc_json(&E.c, "GET", path, E.key, NULL, &r), 200);
+		assert_string_equal(
+		    json_string_value(json_object_get(
+		        json_object_get(r.json, "secret"), "token")),
+		    E.secrets[i]);
 		hv_httpc_resp_free(&r);
 	}
 }
@@ -99,7 +101,7 @@ static void
 test_tpm_server(void **state)
 {
 	struct hv_httpc_resp r;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *body, *out = NULL, *rep = NULL;
 	char path[128], dump[512], out_buf[64];
 	long remaining = 1;
@@ -109,9 +111,10 @@ test_tpm_server(void **state)
 	assert_int_equal(hv_vault_init(&E.cfg, &rep, &err), HV_OK);
 	json_decref(rep);
 	server_up();
-	body = json_pack("{s:s, s:[s]}", "name", "tpm-admin", "scopes", "admin");
-	assert_int_equal(hv_vault_apikey_create(E.v, NULL, NULL, body, &out,
-			     &err), HV_OK);
+	body =
+	    json_pack("{s:s, s:[s]}", "name", "tpm-admin", "scopes", "admin");
+	assert_int_equal(
+	    hv_vault_apikey_create(E.v, NULL, NULL, body, &out, &err), HV_OK);
 	snprintf(E.key, sizeof(E.key), "%s",
 	    json_string_value(json_object_get(out, "key")));
 	json_decref(out);
@@ -125,7 +128,8 @@ test_tpm_server(void **state)
 		    "github", "name", "tpm credential", "auth_type", "bearer",
 		    "secret", "token", E.secrets[i]);
 		assert_int_equal(hv_httpc_json(&E.c, "POST", "/v1/credentials",
-				     E.key, body, &r), 201);
+		                     E.key, body, &r),
+		    201);
 		snprintf(E.ids[i], sizeof(E.ids[i]), "%s",
 		    json_string_value(json_object_get(r.json, "id")));
 		hv_httpc_resp_free(&r);
@@ -141,18 +145,21 @@ test_tpm_server(void **state)
 
 	/* rotate the KEK, rewrap until done, every secret still reveals */
 	assert_int_equal(hv_httpc_json(&E.c, "POST", "/v1/admin/kek/rotate",
-			     E.key, NULL, &r), 200);
+	                     E.key, NULL, &r),
+	    200);
 	hv_httpc_resp_free(&r);
 	for (guard = 0; remaining > 0 && guard < 100; guard++) {
 		assert_int_equal(hv_httpc_json(&E.c, "POST", "/v1/admin/rewrap",
-				     E.key, NULL, &r), 200);
-		remaining = (long)json_integer_value(json_object_get(r.json,
-		    "remaining"));
+		                     E.key, NULL, &r),
+		    200);
+		remaining = (long)json_integer_value(
+		    json_object_get(r.json, "remaining"));
 		hv_httpc_resp_free(&r);
 	}
 	assert_int_equal(remaining, 0);
 	assert_int_equal(sql_long("SELECT count(*) FROM credential_versions "
-				  "WHERE kek_version = 1"), 0);
+	                          "WHERE kek_version = 1"),
+	    0);
 	reveal_all();
 
 	/* rotate one credential's secret: version 2 reveals the new one */
@@ -160,10 +167,10 @@ test_tpm_server(void **state)
 	    (unsigned int)rand());
 	body = json_pack("{s:{s:s}}", "secret", "token", E.secrets[0]);
 	snprintf(path, sizeof(path), "/v1/credentials/%s/rotate", E.ids[0]);
-	assert_int_equal(hv_httpc_json(&E.c, "POST", path, E.key, body, &r),
-	    200);
-	assert_int_equal(json_integer_value(json_object_get(r.json,
-			     "version")), 2);
+	assert_int_equal(
+	    hv_httpc_json(&E.c, "POST", path, E.key, body, &r), 200);
+	assert_int_equal(
+	    json_integer_value(json_object_get(r.json, "version")), 2);
 	hv_httpc_resp_free(&r);
 	json_decref(body);
 	reveal_all();
@@ -176,29 +183,33 @@ test_tpm_server(void **state)
 
 	/* no plaintext and no API key in a dump */
 	snprintf(dump, sizeof(dump), "%s/dump.sql", E.data);
-	assert_int_equal(hv_test_sh("'%s/pg_dump' '%s' > '%s'",
-			     getenv("HV_TEST_PG_BINDIR") ?
-				 getenv("HV_TEST_PG_BINDIR") :
-				 "/usr/lib/postgresql/15/bin",
-			     E.db.url, dump), 0);
+	assert_int_equal(
+	    hv_test_sh("'%s/pg_dump' '%s' > '%s'",
+	        getenv("HV_TEST_PG_BINDIR") ? getenv("HV_TEST_PG_BINDIR")
+	                                    : "/usr/lib/postgresql/15/bin",
+	        E.db.url, dump),
+	    0);
 	for (i = 0; i < NCRED; i++)
-		assert_int_not_equal(hv_test_sh_out(out_buf, sizeof(out_buf),
-					 "grep -c '%s' '%s'", E.secrets[i],
-					 dump), 0);
+		assert_int_not_equal(
+		    hv_test_sh_out(out_buf, sizeof(out_buf),
+		        "grep -c '%s' '%s'", E.secrets[i], dump),
+		    0);
 	assert_int_not_equal(hv_test_sh_out(out_buf, sizeof(out_buf),
-				 "grep -c '%s' '%s'", E.key + 6, dump), 0);
+	                         "grep -c '%s' '%s'", E.key + 6, dump),
+	    0);
 	/* and the dump does hold the ciphertext rows */
 	assert_int_equal(hv_test_sh_out(out_buf, sizeof(out_buf),
-			     "grep -c credential_versions '%s'", dump), 0);
+	                     "grep -c credential_versions '%s'", dump),
+	    0);
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tpm_server),
+	    cmocka_unit_test(test_tpm_server),
 	};
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	int rc;
 
 	hv_mem_json_init();

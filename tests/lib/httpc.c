@@ -59,14 +59,12 @@ on_body(char *p, size_t sz, size_t n, void *arg)
 }
 
 static void
-keep_header(const char *line, size_t n, const char *name, char *out,
-    size_t cap)
+keep_header(const char *line, size_t n, const char *name, char *out, size_t cap)
 {
 	size_t nl = strlen(name), vl;
 	const char *v;
 
-	if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 ||
-	    line[nl] != ':')
+	if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
 		return;
 	v = line + nl + 1;
 	while (v < line + n && (*v == ' ' || *v == '\t'))
@@ -86,23 +84,23 @@ on_header(char *p, size_t sz, size_t n, void *arg)
 	struct hv_httpc_resp *r = arg;
 	size_t len = sz * n;
 
-	keep_header(p, len, "X-Request-Id", r->request_id,
-	    sizeof(r->request_id));
-	keep_header(p, len, "Content-Type", r->content_type,
-	    sizeof(r->content_type));
+	keep_header(
+	    p, len, "X-Request-Id", r->request_id, sizeof(r->request_id));
+	keep_header(
+	    p, len, "Content-Type", r->content_type, sizeof(r->content_type));
 	keep_header(p, len, "Cache-Control", r->cache_control,
 	    sizeof(r->cache_control));
 	keep_header(p, len, "Allow", r->allow, sizeof(r->allow));
-	keep_header(p, len, "WWW-Authenticate", r->www_auth,
-	    sizeof(r->www_auth));
+	keep_header(
+	    p, len, "WWW-Authenticate", r->www_auth, sizeof(r->www_auth));
 	keep_header(p, len, "ETag", r->etag, sizeof(r->etag));
 	return len;
 }
 
 long
 hv_httpc_do(struct hv_httpc *c, const char *method, const char *path,
-    const char *key, const char *const *hdrs, const char *body,
-    size_t body_len, struct hv_httpc_resp *r)
+    const char *key, const char *const *hdrs, const char *body, size_t body_len,
+    struct hv_httpc_resp *r)
 {
 	struct curl_slist *sl = NULL;
 	char url[4096], auth[1024];
@@ -131,8 +129,8 @@ hv_httpc_do(struct hv_httpc *c, const char *method, const char *path,
 	if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 	if (key != NULL) {
-		(void)snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-		    key);
+		(void)snprintf(
+		    auth, sizeof(auth), "Authorization: Bearer %s", key);
 		sl = curl_slist_append(sl, auth);
 	}
 	for (i = 0; hdrs != NULL && hdrs[i] != NULL; i++) {
@@ -142,12 +140,12 @@ hv_httpc_do(struct hv_httpc *c, const char *method, const char *path,
 	}
 	if (body != NULL) {
 		if (!have_ct)
-			sl = curl_slist_append(sl,
-			    "Content-Type: application/json");
+			sl = curl_slist_append(
+			    sl, "Content-Type: application/json");
 		sl = curl_slist_append(sl, "Expect:");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)body_len);
+		curl_easy_setopt(
+		    h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
 	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, sl);
 	r->curl_rc = (int)curl_easy_perform(h);
@@ -185,8 +183,8 @@ hv_httpc_json(struct hv_httpc *c, const char *method, const char *path,
 			exit(1);
 		s[n] = '\0';
 	}
-	st = hv_httpc_do(c, method, path, key, NULL, s,
-	    s != NULL ? strlen(s) : 0, r);
+	st = hv_httpc_do(
+	    c, method, path, key, NULL, s, s != NULL ? strlen(s) : 0, r);
 	free(s);
 	return st;
 }
@@ -204,8 +202,8 @@ hv_httpc_error_code(const struct hv_httpc_resp *r)
 {
 	const char *s;
 
-	s = json_string_value(json_object_get(json_object_get(r->json,
-	    "error"), "code"));
+	s = json_string_value(
+	    json_object_get(json_object_get(r->json, "error"), "code"));
 	return s != NULL ? s : "";
 }
 
@@ -242,17 +240,17 @@ hv_httpc_raw(unsigned short port, const void *req, size_t len, char *out,
 		return -1;
 	}
 	while (sent < len) {
-		ssize_t n = send(fd, (const char *)req + sent, len - sent,
-		    MSG_NOSIGNAL);
+		ssize_t n = send(
+		    fd, (const char *)req + sent, len - sent, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			break;	/* the server may close early (413, 431) */
+			break; /* the server may close early (413, 431) */
 		sent += (size_t)n;
 	}
 	while (got + 1 < cap) {
-		struct pollfd p = { fd, POLLIN, 0 };
+		struct pollfd p = {fd, POLLIN, 0};
 		long left = deadline - now_ms();
 		ssize_t n;
 

@@ -15,21 +15,21 @@
 #include <stddef.h>
 
 struct hv_httpc {
-	void *curl;		/* CURL * */
-	char base[256];		/* "http://127.0.0.1:PORT" */
+	void *curl;     /* CURL * */
+	char base[256]; /* "http://127.0.0.1:PORT" */
 	/* TLS (https base): PEM paths, "" = unset */
 	char ca[512];
 	char cert[512];
 	char key[512];
-	long timeout_ms;	/* whole request; default 30000 */
+	long timeout_ms; /* whole request; default 30000 */
 };
 
 struct hv_httpc_resp {
-	long status;		/* 0 when the transfer failed */
-	int curl_rc;		/* CURLcode */
-	char *body;		/* NUL-terminated, may be "" */
+	long status; /* 0 when the transfer failed */
+	int curl_rc; /* CURLcode */
+	char *body;  /* NUL-terminated, may be "" */
 	size_t len;
-	json_t *json;		/* parsed body when it is JSON, else NULL */
+	json_t *json; /* parsed body when it is JSON, else NULL */
 	char request_id[128];
 	char content_type[128];
 	char cache_control[64];
@@ -50,8 +50,8 @@ void hv_httpc_release(struct hv_httpc *c);
  * Returns r->status (0 on a transport failure).
  */
 long hv_httpc_do(struct hv_httpc *c, const char *method, const char *path,
-    const char *key, const char *const *hdrs, const char *body,
-    size_t body_len, struct hv_httpc_resp *r);
+    const char *key, const char *const *hdrs, const char *body, size_t body_len,
+    struct hv_httpc_resp *r);
 
 /* The same with a JSON body (NULL = no body). */
 long hv_httpc_json(struct hv_httpc *c, const char *method, const char *path,
@@ -68,7 +68,7 @@ const char *hv_httpc_error_code(const struct hv_httpc_resp *r);
  * of the first response line in *status (0 when none). Returns bytes read
  * or -1 on a connect error.
  */
-long hv_httpc_raw(unsigned short port, const void *req, size_t len,
-    char *out, size_t cap, long *status, long timeout_ms);
+long hv_httpc_raw(unsigned short port, const void *req, size_t len, char *out,
+    size_t cap, long *status, long timeout_ms);
 
 #endif

@@ -19,7 +19,7 @@ die(const char *what, const struct hv_err *err)
 static void
 serve(struct hv_test_server *s)
 {
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 
 	if (hv_vault_open(&s->cfg, false, &s->vault, &err) != HV_OK)
 		die("hv_vault_open", &err);
@@ -34,8 +34,8 @@ void
 hv_test_server_start(struct hv_test_server *s, const char *name,
     void (*tweak)(struct hv_cfg *cfg))
 {
-	struct hv_err err = { HV_OK, "" };
-	struct hv_reqctx ctx = { "test-bootstrap", NULL };
+	struct hv_err err = {HV_OK, ""};
+	struct hv_reqctx ctx = {"test-bootstrap", NULL};
 	json_t *report = NULL, *body, *out = NULL;
 	static bool once;
 
@@ -56,16 +56,16 @@ hv_test_server_start(struct hv_test_server *s, const char *name,
 	if (hv_vault_init(&s->cfg, &report, &err) != HV_OK)
 		die("hv_vault_init", &err);
 	(void)snprintf(s->workspace_id, sizeof(s->workspace_id), "%s",
-	    json_string_value(json_object_get(json_object_get(report,
-	    "workspace"), "id")));
+	    json_string_value(
+	        json_object_get(json_object_get(report, "workspace"), "id")));
 	json_decref(report);
 	serve(s);
 
-	body = json_pack("{s:s,s:[s]}", "name", "test-admin", "scopes",
-	    "admin");
+	body =
+	    json_pack("{s:s,s:[s]}", "name", "test-admin", "scopes", "admin");
 	if (body == NULL ||
 	    hv_vault_apikey_create(s->vault, NULL, &ctx, body, &out, &err) !=
-	    HV_OK)
+	        HV_OK)
 		die("bootstrap admin key", &err);
 	(void)snprintf(s->admin_key, sizeof(s->admin_key), "%s",
 	    json_string_value(json_object_get(out, "key")));
@@ -79,7 +79,7 @@ void
 hv_test_server_start_peer(struct hv_test_server *peer,
     const struct hv_test_server *s, void (*tweak)(struct hv_cfg *cfg))
 {
-	struct hv_err err = { HV_OK, "" };
+	struct hv_err err = {HV_OK, ""};
 
 	memset(peer, 0, sizeof(*peer));
 	peer->tok = s->tok;
@@ -92,10 +92,10 @@ hv_test_server_start_peer(struct hv_test_server *peer,
 	if (tweak != NULL)
 		tweak(&peer->cfg);
 	serve(peer);
-	(void)snprintf(peer->admin_key, sizeof(peer->admin_key), "%s",
-	    s->admin_key);
-	(void)snprintf(peer->admin_id, sizeof(peer->admin_id), "%s",
-	    s->admin_id);
+	(void)snprintf(
+	    peer->admin_key, sizeof(peer->admin_key), "%s", s->admin_key);
+	(void)snprintf(
+	    peer->admin_id, sizeof(peer->admin_id), "%s", s->admin_id);
 	(void)snprintf(peer->workspace_id, sizeof(peer->workspace_id), "%s",
 	    s->workspace_id);
 }
@@ -120,26 +120,25 @@ hv_test_server_stop(struct hv_test_server *s)
 
 void
 hv_test_mint_key(const struct hv_test_server *s, const char *as,
-    const char *body_json, char *key, size_t key_cap, char *id,
-    size_t id_cap)
+    const char *body_json, char *key, size_t key_cap, char *id, size_t id_cap)
 {
 	struct hv_httpc c;
 	struct hv_httpc_resp r;
 
 	hv_httpc_init(&c, s->base);
 	if (hv_httpc_do(&c, "POST", "/v1/api-keys",
-	    as != NULL ? as : s->admin_key, NULL, body_json, strlen(body_json),
-	    &r) != 201) {
+	        as != NULL ? as : s->admin_key, NULL, body_json,
+	        strlen(body_json), &r) != 201) {
 		fprintf(stderr, "FAIL: mint key %s: %ld %s\n", body_json,
 		    r.status, r.body);
 		exit(1);
 	}
 	if (key != NULL)
-		(void)snprintf(key, key_cap, "%s", json_string_value(
-		    json_object_get(r.json, "key")));
+		(void)snprintf(key, key_cap, "%s",
+		    json_string_value(json_object_get(r.json, "key")));
 	if (id != NULL)
-		(void)snprintf(id, id_cap, "%s", json_string_value(
-		    json_object_get(r.json, "id")));
+		(void)snprintf(id, id_cap, "%s",
+		    json_string_value(json_object_get(r.json, "id")));
 	hv_httpc_resp_free(&r);
 	hv_httpc_release(&c);
 }
@@ -153,14 +152,14 @@ hv_test_make_cred(const struct hv_test_server *s, const char *key,
 
 	hv_httpc_init(&c, s->base);
 	if (hv_httpc_do(&c, "POST", "/v1/credentials", key, NULL, body_json,
-	    strlen(body_json), &r) != 201) {
+	        strlen(body_json), &r) != 201) {
 		fprintf(stderr, "FAIL: make credential: %ld %s\n", r.status,
 		    r.body);
 		exit(1);
 	}
 	if (id != NULL)
-		(void)snprintf(id, id_cap, "%s", json_string_value(
-		    json_object_get(r.json, "id")));
+		(void)snprintf(id, id_cap, "%s",
+		    json_string_value(json_object_get(r.json, "id")));
 	hv_httpc_resp_free(&r);
 	hv_httpc_release(&c);
 }
@@ -180,9 +179,9 @@ connect_db(const struct hv_test_server *s)
 long
 hv_test_count_rows(const struct hv_test_server *s, const char *table)
 {
-	static const char *const tables[] = { "credentials",
-		"credential_versions", "api_keys", "workspaces", "audit_log",
-		"auth_denied", NULL };
+	static const char *const tables[] = {"credentials",
+	    "credential_versions", "api_keys", "workspaces", "audit_log",
+	    "auth_denied", NULL};
 	char sql[128];
 	PGconn *c;
 	PGresult *r;
@@ -198,11 +197,12 @@ hv_test_count_rows(const struct hv_test_server *s, const char *table)
 	}
 	/* test-only: the table name comes from the fixed list above */
 	if (strcmp(tables[i], "auth_denied") == 0)
-		(void)snprintf(sql, sizeof(sql), "SELECT count(*) FROM "
+		(void)snprintf(sql, sizeof(sql),
+		    "SELECT count(*) FROM "
 		    "audit_log WHERE action = 'auth.denied'");
 	else
-		(void)snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s",
-		    tables[i]);
+		(void)snprintf(
+		    sql, sizeof(sql), "SELECT count(*) FROM %s", tables[i]);
 	c = connect_db(s);
 	r = PQexec(c, sql);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {

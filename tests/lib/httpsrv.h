@@ -20,17 +20,17 @@
 #include "vault.h"
 
 struct hv_test_server {
-	struct hv_test_token tok;	/* owned unless peer */
-	struct hv_test_db db;		/* owned unless peer */
-	bool peer;			/* shares tok/db of another server */
+	struct hv_test_token tok; /* owned unless peer */
+	struct hv_test_db db;     /* owned unless peer */
+	bool peer;                /* shares tok/db of another server */
 	struct hv_cfg cfg;
 	struct hv_vault *vault;
 	struct hv_http *http;
 	unsigned short port;
-	char base[64];			/* "http://127.0.0.1:PORT" */
+	char base[64]; /* "http://127.0.0.1:PORT" */
 	char admin_key[160];
 	char admin_id[40];
-	char workspace_id[40];		/* the default workspace */
+	char workspace_id[40]; /* the default workspace */
 };
 
 /*
@@ -62,8 +62,7 @@ void hv_test_server_stop(struct hv_test_server *s);
  * expects 201. Copies the key and its id (either may be NULL).
  */
 void hv_test_mint_key(const struct hv_test_server *s, const char *as,
-    const char *body_json, char *key, size_t key_cap, char *id,
-    size_t id_cap);
+    const char *body_json, char *key, size_t key_cap, char *id, size_t id_cap);
 
 /*
  * POST /v1/credentials with body_json using key; expects 201 and copies

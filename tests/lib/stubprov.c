@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #define MAX_PAIRS 32
-#define MAX_BODY (1024 * 1024)
+#define MAX_BODY  (1024 * 1024)
 
 struct pair {
 	char *name;
@@ -44,7 +44,7 @@ struct hv_stubprov {
 	long slow_ms;
 	size_t huge;
 	char *redirect;
-	json_t *paths;		/* every path seen */
+	json_t *paths; /* every path seen */
 	json_t *last;
 	atomic_bool stopping;
 	atomic_ulong connections;
@@ -81,8 +81,8 @@ struct collect {
 };
 
 static enum MHD_Result
-collect_kv(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *value)
+collect_kv(
+    void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	struct collect *c = cls;
 	char name[256];
@@ -93,8 +93,10 @@ collect_kv(void *cls, enum MHD_ValueKind kind, const char *key,
 	if (n >= sizeof(name))
 		n = sizeof(name) - 1;
 	for (i = 0; i < n; i++)
-		name[i] = c->lower ? (char)(key[i] >= 'A' && key[i] <= 'Z' ?
-		    key[i] + 32 : key[i]) : key[i];
+		name[i] = c->lower
+		    ? (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] + 32
+		                                            : key[i])
+		    : key[i];
 	name[n] = '\0';
 	v = json_string(value != NULL ? value : "");
 	if (v == NULL)
@@ -107,8 +109,8 @@ static json_t *
 describe(struct MHD_Connection *c, const char *method, const char *url,
     const struct req *r)
 {
-	struct collect h = { json_object(), true };
-	struct collect q = { json_object(), false };
+	struct collect h = {json_object(), true};
+	struct collect q = {json_object(), false};
 	json_t *o, *body;
 
 	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_kv, &h);
@@ -132,13 +134,13 @@ authorized(struct hv_stubprov *s, struct MHD_Connection *c)
 
 	pthread_mutex_lock(&s->mu);
 	for (i = 0; i < s->n_hdr && !ok; i++) {
-		v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-		    s->hdr[i].name);
+		v = MHD_lookup_connection_value(
+		    c, MHD_HEADER_KIND, s->hdr[i].name);
 		ok = v != NULL && strcmp(v, s->hdr[i].value) == 0;
 	}
 	for (i = 0; i < s->n_qry && !ok; i++) {
-		v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
-		    s->qry[i].name);
+		v = MHD_lookup_connection_value(
+		    c, MHD_GET_ARGUMENT_KIND, s->qry[i].name);
 		ok = v != NULL && strcmp(v, s->qry[i].value) == 0;
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -152,8 +154,8 @@ answer(struct MHD_Connection *c, unsigned int status, const char *type,
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
-	resp = MHD_create_response_from_buffer(len, (void *)body,
-	    MHD_RESPMEM_MUST_COPY);
+	resp = MHD_create_response_from_buffer(
+	    len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)
 		return MHD_NO;
 	if (type != NULL)
@@ -197,31 +199,40 @@ struct route {
 };
 
 static const struct route routes[] = {
-	{ "/v1/balance", 200, "{\"object\":\"balance\",\"available\":"
-	  "[{\"amount\":0,\"currency\":\"usd\"}],\"livemode\":false}", 401,
-	  "{\"error\":{\"type\":\"invalid_request_error\",\"message\":"
-	  "\"Invalid API Key provided\"}}" },
-	{ "/user", 200, "{\"login\":\"octocat\",\"id\":1}", 401,
-	  "{\"message\":\"Bad credentials\"}" },
-	{ "/api/auth.test", 200, "{\"ok\":true,\"team\":\"Acme\",\"user\":"
-	  "\"hvbot\",\"team_id\":\"T1\"}", 200,
-	  "{\"ok\":false,\"error\":\"invalid_auth\"}" },
-	{ "/client/v4/user/tokens/verify", 200, "{\"success\":true,\"result\":"
-	  "{\"id\":\"t1\",\"status\":\"active\"}}", 401,
-	  "{\"success\":false,\"errors\":[{\"code\":1000,\"message\":"
-	  "\"Invalid API Token\"}]}" },
-	{ "/admin/api/2024-10/shop.json", 200, "{\"shop\":{\"name\":"
-	  "\"Acme Shop\"}}", 401, "{\"errors\":\"[API] Invalid API key or "
-	  "access token\"}" },
-	{ "/api/v4/user", 200, "{\"username\":\"glbot\"}", 401,
-	  "{\"message\":\"401 Unauthorized\"}" },
-	{ "/2010-04-01/Accounts.json", 200, "{\"accounts\":[{"
-	  "\"friendly_name\":\"Acme Twilio\"}]}", 401,
-	  "{\"code\":20003,\"message\":\"Authenticate\"}" },
-	{ "/api/v1/validate", 200, "{\"valid\":true}", 403,
-	  "{\"errors\":[\"Forbidden\"]}" },
-	{ "/v1/models", 200, "{\"data\":[]}", 401,
-	  "{\"error\":{\"message\":\"invalid key\"}}" },
+    {"/v1/balance", 200,
+        "{\"object\":\"balance\",\"available\":"
+        "[{\"amount\":0,\"currency\":\"usd\"}],\"livemode\":false}",
+        401,
+        "{\"error\":{\"type\":\"invalid_request_error\",\"message\":"
+        "\"Invalid API Key provided\"}}"},
+    {"/user", 200, "{\"login\":\"octocat\",\"id\":1}", 401,
+        "{\"message\":\"Bad credentials\"}"},
+    {"/api/auth.test", 200,
+        "{\"ok\":true,\"team\":\"Acme\",\"user\":"
+        "\"hvbot\",\"team_id\":\"T1\"}",
+        200, "{\"ok\":false,\"error\":\"invalid_auth\"}"},
+    {"/client/v4/user/tokens/verify", 200,
+        "{\"success\":true,\"result\":"
+        "{\"id\":\"t1\",\"status\":\"active\"}}",
+        401,
+        "{\"success\":false,\"errors\":[{\"code\":1000,\"message\":"
+        "\"Invalid API Token\"}]}"},
+    {"/admin/api/2024-10/shop.json", 200,
+        "{\"shop\":{\"name\":"
+        "\"Acme Shop\"}}",
+        401,
+        "{\"errors\":\"[API] Invalid API key or "
+        "access token\"}"},
+    {"/api/v4/user", 200, "{\"username\":\"glbot\"}", 401,
+        "{\"message\":\"401 Unauthorized\"}"},
+    {"/2010-04-01/Accounts.json", 200,
+        "{\"accounts\":[{"
+        "\"friendly_name\":\"Acme Twilio\"}]}",
+        401, "{\"code\":20003,\"message\":\"Authenticate\"}"},
+    {"/api/v1/validate", 200, "{\"valid\":true}", 403,
+        "{\"errors\":[\"Forbidden\"]}"},
+    {"/v1/models", 200, "{\"data\":[]}", 401,
+        "{\"error\":{\"message\":\"invalid key\"}}"},
 };
 
 static ssize_t
@@ -256,8 +267,9 @@ answer_huge(struct hv_stubprov *s, struct MHD_Connection *c, bool chunked)
 	pthread_mutex_lock(&s->mu);
 	*total = s->huge;
 	pthread_mutex_unlock(&s->mu);
-	resp = MHD_create_response_from_callback(chunked ? MHD_SIZE_UNKNOWN :
-	    (uint64_t)*total, 32 * 1024, huge_cb, total, huge_free);
+	resp = MHD_create_response_from_callback(
+	    chunked ? MHD_SIZE_UNKNOWN : (uint64_t)*total, 32 * 1024, huge_cb,
+	    total, huge_free);
 	if (resp == NULL) {
 		free(total);
 		return MHD_NO;
@@ -270,8 +282,8 @@ answer_huge(struct hv_stubprov *s, struct MHD_Connection *c, bool chunked)
 
 /* Value of `name` in an application/x-www-form-urlencoded body. */
 static bool
-form_value(const char *body, size_t len, const char *name, char *out,
-    size_t cap)
+form_value(
+    const char *body, size_t len, const char *name, char *out, size_t cap)
 {
 	size_t nl = strlen(name), i = 0, o;
 
@@ -285,8 +297,8 @@ form_value(const char *body, size_t len, const char *name, char *out,
 			o = 0;
 			for (i += nl + 1; i < end && o + 1 < cap; i++) {
 				if (body[i] == '%' && i + 2 < end) {
-					char hx[3] = { body[i + 1], body[i + 2],
-						0 };
+					char hx[3] = {
+					    body[i + 1], body[i + 2], 0};
 
 					out[o++] = (char)strtol(hx, NULL, 16);
 					i += 2;
@@ -305,8 +317,8 @@ form_value(const char *body, size_t len, const char *name, char *out,
 }
 
 static enum MHD_Result
-token_endpoint(struct hv_stubprov *s, struct MHD_Connection *c,
-    const struct req *r)
+token_endpoint(
+    struct hv_stubprov *s, struct MHD_Connection *c, const struct req *r)
 {
 	char gt[64], rt[512];
 	json_t *o = NULL;
@@ -324,13 +336,13 @@ token_endpoint(struct hv_stubprov *s, struct MHD_Connection *c,
 		    s->rf[i].access, "token_type", "bearer", "expires_in",
 		    (json_int_t)s->rf[i].expires_in);
 		if (o != NULL && s->rf[i].refresh != NULL)
-			json_object_set_new(o, "refresh_token",
-			    json_string(s->rf[i].refresh));
+			json_object_set_new(
+			    o, "refresh_token", json_string(s->rf[i].refresh));
 		if (s->n_hdr < MAX_PAIRS) {
 			char v[600];
 
-			(void)snprintf(v, sizeof(v), "Bearer %s",
-			    s->rf[i].access);
+			(void)snprintf(
+			    v, sizeof(v), "Bearer %s", s->rf[i].access);
 			s->hdr[s->n_hdr].name = xstrdup("Authorization");
 			s->hdr[s->n_hdr].value = xstrdup(v);
 			s->n_hdr++;
@@ -344,9 +356,9 @@ token_endpoint(struct hv_stubprov *s, struct MHD_Connection *c,
 }
 
 static enum MHD_Result
-handle(void *cls, struct MHD_Connection *c, const char *url,
-    const char *method, const char *version, const char *upload,
-    size_t *upload_size, void **con_cls)
+handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+    const char *version, const char *upload, size_t *upload_size,
+    void **con_cls)
 {
 	struct hv_stubprov *s = cls;
 	struct req *r = *con_cls;
@@ -394,8 +406,9 @@ handle(void *cls, struct MHD_Connection *c, const char *url,
 		if (strcmp(url, routes[i].path) != 0)
 			continue;
 		ok = authorized(s, c);
-		return answer_json(c, ok ? routes[i].ok_status :
-		    routes[i].bad_status, ok ? routes[i].ok : routes[i].bad);
+		return answer_json(c,
+		    ok ? routes[i].ok_status : routes[i].bad_status,
+		    ok ? routes[i].ok : routes[i].bad);
 	}
 	if (strcmp(url, "/redirect") == 0) {
 		struct MHD_Response *resp;
@@ -403,16 +416,16 @@ handle(void *cls, struct MHD_Connection *c, const char *url,
 		char loc[512];
 
 		pthread_mutex_lock(&s->mu);
-		(void)snprintf(loc, sizeof(loc), "%s", s->redirect != NULL ?
-		    s->redirect : "/echo");
+		(void)snprintf(loc, sizeof(loc), "%s",
+		    s->redirect != NULL ? s->redirect : "/echo");
 		pthread_mutex_unlock(&s->mu);
-		resp = MHD_create_response_from_buffer(2, (void *)"{}",
-		    MHD_RESPMEM_PERSISTENT);
+		resp = MHD_create_response_from_buffer(
+		    2, (void *)"{}", MHD_RESPMEM_PERSISTENT);
 		if (resp == NULL)
 			return MHD_NO;
 		MHD_add_response_header(resp, "Location", loc);
-		MHD_add_response_header(resp, "Content-Type",
-		    "application/json");
+		MHD_add_response_header(
+		    resp, "Content-Type", "application/json");
 		ret = MHD_queue_response(c, 302, resp);
 		MHD_destroy_response(resp);
 		return ret;
@@ -424,7 +437,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url,
 		ms = s->slow_ms;
 		pthread_mutex_unlock(&s->mu);
 		while (ms > 0 && !atomic_load(&s->stopping)) {
-			struct timespec ts = { 0, 20 * 1000 * 1000 };
+			struct timespec ts = {0, 20 * 1000 * 1000};
 
 			nanosleep(&ts, NULL);
 			ms -= 20;
@@ -485,8 +498,8 @@ start(const char *cert, const char *key)
 	struct hv_stubprov *s = calloc(1, sizeof(*s));
 	struct sockaddr_in sa;
 	const union MHD_DaemonInfo *info;
-	unsigned int flags = MHD_USE_THREAD_PER_CONNECTION |
-	    MHD_USE_INTERNAL_POLLING_THREAD;
+	unsigned int flags =
+	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
 
 	if (s == NULL)
 		die("out of memory");
@@ -505,8 +518,8 @@ start(const char *cert, const char *key)
 		    MHD_OPTION_NOTIFY_COMPLETED, completed, s,
 		    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
-		    MHD_OPTION_HTTPS_MEM_CERT, cert,
-		    MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+		    MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY,
+		    key, MHD_OPTION_END);
 	} else {
 		s->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, s,
 		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
@@ -610,15 +623,15 @@ add_pair(struct hv_stubprov *s, struct pair *p, size_t *n, const char *name,
 }
 
 void
-hv_stubprov_accept_header(struct hv_stubprov *s, const char *name,
-    const char *value)
+hv_stubprov_accept_header(
+    struct hv_stubprov *s, const char *name, const char *value)
 {
 	add_pair(s, s->hdr, &s->n_hdr, name, value);
 }
 
 void
-hv_stubprov_accept_query(struct hv_stubprov *s, const char *name,
-    const char *value)
+hv_stubprov_accept_query(
+    struct hv_stubprov *s, const char *name, const char *value)
 {
 	add_pair(s, s->qry, &s->n_qry, name, value);
 }
@@ -692,7 +705,8 @@ hv_stubprov_count_prefix(struct hv_stubprov *s, const char *prefix)
 	json_t *v;
 
 	pthread_mutex_lock(&s->mu);
-	json_array_foreach(s->paths, i, v) {
+	json_array_foreach(s->paths, i, v)
+	{
 		if (strncmp(json_string_value(v), prefix, pl) == 0)
 			n++;
 	}

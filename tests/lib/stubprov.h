@@ -59,8 +59,8 @@ struct hv_stubprov;
 struct hv_stubprov *hv_stubprov_start(void);
 
 /* The same over TLS with a PEM certificate and key (contents, not paths). */
-struct hv_stubprov *hv_stubprov_start_tls(const char *cert_pem,
-    const char *key_pem);
+struct hv_stubprov *
+hv_stubprov_start_tls(const char *cert_pem, const char *key_pem);
 
 void hv_stubprov_stop(struct hv_stubprov **s);
 
@@ -68,10 +68,10 @@ unsigned short hv_stubprov_port(const struct hv_stubprov *s);
 /* "http://127.0.0.1:PORT" or "https://..." (static storage in s). */
 const char *hv_stubprov_url(const struct hv_stubprov *s);
 
-void hv_stubprov_accept_header(struct hv_stubprov *s, const char *name,
-    const char *value);
-void hv_stubprov_accept_query(struct hv_stubprov *s, const char *name,
-    const char *value);
+void hv_stubprov_accept_header(
+    struct hv_stubprov *s, const char *name, const char *value);
+void hv_stubprov_accept_query(
+    struct hv_stubprov *s, const char *name, const char *value);
 /* Forget every accepted pair and refresh token. */
 void hv_stubprov_accept_clear(struct hv_stubprov *s);
 
@@ -89,8 +89,8 @@ void hv_stubprov_set_redirect(struct hv_stubprov *s, const char *location);
 /* Requests seen since start or the last reset. */
 unsigned long hv_stubprov_count(struct hv_stubprov *s);
 /* Requests whose path starts with prefix. */
-unsigned long hv_stubprov_count_prefix(struct hv_stubprov *s,
-    const char *prefix);
+unsigned long
+hv_stubprov_count_prefix(struct hv_stubprov *s, const char *prefix);
 /* The last request as in /echo (new reference), or NULL. */
 json_t *hv_stubprov_last(struct hv_stubprov *s);
 /* TCP connections accepted since start (connection reuse checks). */

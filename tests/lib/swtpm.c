@@ -20,15 +20,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PORT_LO 20000u
-#define PORT_HI 40000u
+#define PORT_LO     20000u
+#define PORT_HI     40000u
 #define START_TRIES 20
-#define READY_MS 5000
+#define READY_MS    5000
 
 static void
 nap_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -65,13 +65,22 @@ static int
 tpm_answers(unsigned int port)
 {
 	static const unsigned char cmd[] = {
-		0x80, 0x01, 0x00, 0x00, 0x00, 0x0c,	/* no sessions, size */
-		0x00, 0x00, 0x01, 0x7b,			/* TPM2_CC_GetRandom */
-		0x00, 0x08,
+	    0x80,
+	    0x01,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x0c, /* no sessions, size */
+	    0x00,
+	    0x00,
+	    0x01,
+	    0x7b, /* TPM2_CC_GetRandom */
+	    0x00,
+	    0x08,
 	};
 	unsigned char rsp[64];
 	struct sockaddr_in a;
-	struct timeval tv = { 2, 0 };
+	struct timeval tv = {2, 0};
 	size_t got = 0;
 	ssize_t n;
 	int fd, res = 0;
@@ -96,8 +105,9 @@ tpm_answers(unsigned int port)
 	}
 	res = (rsp[6] | rsp[7] | rsp[8] | rsp[9]) == 0 ? 1 : -1;
 	if (res < 0)
-		fprintf(stderr, "swtpm on port %u answers rc 0x%02x%02x%02x%02x\n",
-		    port, rsp[6], rsp[7], rsp[8], rsp[9]);
+		fprintf(stderr,
+		    "swtpm on port %u answers rc 0x%02x%02x%02x%02x\n", port,
+		    rsp[6], rsp[7], rsp[8], rsp[9]);
 out:
 	close(fd);
 	return res;
@@ -154,7 +164,7 @@ spawn(struct hv_swtpm *s)
 	}
 	for (waited = 0; waited < READY_MS; waited += 10) {
 		if (waitpid(pid, &st, WNOHANG) == pid)
-			return -1;	/* exited: port taken, or broken */
+			return -1; /* exited: port taken, or broken */
 		ready = tpm_answers(s->port);
 		if (ready < 0)
 			break;
@@ -211,7 +221,7 @@ signal_and_reap(struct hv_swtpm *s, int sig)
 
 	if (s == NULL || s->pid <= 0)
 		return;
-	kill(s->pid, SIGCONT);	/* a paused one must see SIGTERM */
+	kill(s->pid, SIGCONT); /* a paused one must see SIGTERM */
 	kill(s->pid, sig);
 	(void)waitpid(s->pid, &st, 0);
 	s->pid = 0;

@@ -26,11 +26,11 @@
 #include <sys/types.h>
 
 struct hv_swtpm {
-	char dir[256];		/* temporary directory */
-	char state[300];	/* dir/state: the TPM's NV state */
-	char tcti[128];		/* "swtpm:host=127.0.0.1,port=P" */
-	unsigned int port;	/* server port; control is port + 1 */
-	pid_t pid;		/* 0 while not running */
+	char dir[256];     /* temporary directory */
+	char state[300];   /* dir/state: the TPM's NV state */
+	char tcti[128];    /* "swtpm:host=127.0.0.1,port=P" */
+	unsigned int port; /* server port; control is port + 1 */
+	pid_t pid;         /* 0 while not running */
 };
 
 /* Start a fresh TPM; exits the test on failure (77 when swtpm is absent). */
@@ -49,8 +49,7 @@ void hv_swtpm_kill(struct hv_swtpm *s);
 int hv_swtpm_resume(struct hv_swtpm *s) __attribute__((warn_unused_result));
 
 /* Stop and resume: a TPM restart (TPM2_Startup CLEAR; transients gone). */
-int hv_swtpm_restart(struct hv_swtpm *s)
-    __attribute__((warn_unused_result));
+int hv_swtpm_restart(struct hv_swtpm *s) __attribute__((warn_unused_result));
 
 /* Freeze (SIGSTOP) / thaw (SIGCONT) the running swtpm. */
 void hv_swtpm_pause(struct hv_swtpm *s);

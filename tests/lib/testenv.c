@@ -105,14 +105,15 @@ hv_test_token_new(struct hv_test_token *t, const char *label)
 	f = fopen(t->conf, "w");
 	if (f == NULL)
 		exit(1);
-	fprintf(f, "directories.tokendir = %s/tokens\n"
-		   "objectstore.backend = file\nlog.level = ERROR\n",
+	fprintf(f,
+	    "directories.tokendir = %s/tokens\n"
+	    "objectstore.backend = file\nlog.level = ERROR\n",
 	    t->dir);
 	fclose(f);
 	setenv("SOFTHSM2_CONF", t->conf, 1);
 	if (hv_test_sh("softhsm2-util --init-token --free --label '%s' "
-		       "--pin %s --so-pin %s >/dev/null",
-		t->label, HV_TEST_PIN, HV_TEST_SO_PIN) != 0)
+	               "--pin %s --so-pin %s >/dev/null",
+	        t->label, HV_TEST_PIN, HV_TEST_SO_PIN) != 0)
 		hv_test_missing("softhsm2-util --init-token");
 }
 
@@ -195,7 +196,7 @@ void
 hv_test_cfg(struct hv_cfg *cfg, const struct hv_test_token *t,
     const struct hv_test_db *d)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	if (d != NULL && hv_cfg_set(cfg, "database_url", d->url, &err) != HV_OK)
 		exit(1);
@@ -204,7 +205,7 @@ hv_test_cfg(struct hv_cfg *cfg, const struct hv_test_token *t,
 
 		if (hv_cfg_set(cfg, "keystore", "pkcs11", &err) != HV_OK ||
 		    hv_cfg_set(cfg, "pkcs11_module", HV_TEST_SOFTHSM_MODULE,
-			&err) != HV_OK ||
+		        &err) != HV_OK ||
 		    hv_cfg_set(cfg, "pkcs11_token", t->uri, &err) != HV_OK)
 			exit(1);
 		snprintf(data, sizeof(data), "%s/data", t->dir);

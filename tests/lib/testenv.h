@@ -23,8 +23,8 @@
 #include "cfg.h"
 
 #define HV_TEST_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
-#define HV_TEST_PIN "87654321"
-#define HV_TEST_SO_PIN "12345678"
+#define HV_TEST_PIN            "87654321"
+#define HV_TEST_SO_PIN         "12345678"
 
 /* Exit 77 (skip) or 1 (required) with a message naming what is missing. */
 void hv_test_missing(const char *what) __attribute__((noreturn));
@@ -35,10 +35,10 @@ void hv_test_missing(const char *what) __attribute__((noreturn));
  * holds one test token at a time.
  */
 struct hv_test_token {
-	char dir[256];		/* temp dir; tokens live in dir/tokens */
-	char conf[300];		/* dir/softhsm2.conf */
+	char dir[256];  /* temp dir; tokens live in dir/tokens */
+	char conf[300]; /* dir/softhsm2.conf */
 	char label[33];
-	char uri[128];		/* "pkcs11:token=<label>" */
+	char uri[128]; /* "pkcs11:token=<label>" */
 };
 void hv_test_token_new(struct hv_test_token *t, const char *label);
 /* Remove the token directory. */

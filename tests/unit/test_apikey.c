@@ -27,7 +27,7 @@ static int
 cmp_pow(size_t w, size_t n)
 {
 	/* big-endian byte numbers of 62^w and 256^n in 100 bytes */
-	uint8_t a[100] = { 0 }, b[100] = { 0 };
+	uint8_t a[100] = {0}, b[100] = {0};
 	size_t i, k;
 
 	a[99] = 1;
@@ -55,19 +55,19 @@ test_base62_width(void **state)
 	assert_int_equal(hv_base62_width(HV_BASE62_MAX_BYTES + 1), 0);
 	assert_int_equal(hv_base62_width(4), 6);
 	assert_int_equal(hv_base62_width(32), 43);
-	assert_int_equal(hv_base62_width(HV_BASE62_MAX_BYTES),
-	    HV_BASE62_MAX_DIGITS);
+	assert_int_equal(
+	    hv_base62_width(HV_BASE62_MAX_BYTES), HV_BASE62_MAX_DIGITS);
 	for (n = 1; n <= HV_BASE62_MAX_BYTES; n++) {
 		w = hv_base62_width(n);
-		assert_true(cmp_pow(w, n) >= 0);	/* 62^w >= 256^n */
-		assert_true(cmp_pow(w - 1, n) < 0);	/* minimal */
+		assert_true(cmp_pow(w, n) >= 0);    /* 62^w >= 256^n */
+		assert_true(cmp_pow(w - 1, n) < 0); /* minimal */
 	}
 }
 
 static void
 test_base62_codec(void **state)
 {
-	static const uint8_t v256[] = { 0x01, 0x00 };
+	static const uint8_t v256[] = {0x01, 0x00};
 	uint8_t ff[32], r[64], back[64];
 	char s[HV_BASE62_MAX_DIGITS + 1];
 	size_t n, i;
@@ -101,9 +101,9 @@ test_base62_codec(void **state)
 	/* decode known answers and failures */
 	assert_true(hv_base62_decode("47", 2, back, 1));
 	assert_int_equal(back[0], 255);
-	assert_false(hv_base62_decode("48", 2, back, 1));	/* overflow */
+	assert_false(hv_base62_decode("48", 2, back, 1)); /* overflow */
 	assert_false(hv_base62_decode("zzzz", 4, back, 2));
-	assert_false(hv_base62_decode("4_", 2, back, 1));	/* alphabet */
+	assert_false(hv_base62_decode("4_", 2, back, 1)); /* alphabet */
 	assert_false(hv_base62_decode("4+", 2, back, 1));
 	assert_false(hv_base62_decode("\xc3\xa9", 2, back, 1));
 	assert_true(hv_base62_decode("", 0, back, 1));
@@ -132,8 +132,8 @@ expected_check(const char *key, size_t len, char out[7])
 	uint8_t md[32];
 	unsigned int mdlen = 0;
 
-	assert_int_equal(EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL),
-	    1);
+	assert_int_equal(
+	    EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL), 1);
 	assert_true(hv_base62_encode(md, 4, out, 6));
 }
 
@@ -141,7 +141,7 @@ static void
 test_generate(void **state)
 {
 	struct hv_secret *a = NULL, *b = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char check[7], hint[HV_APIKEY_HINT_MAX];
 	const char *k;
 
@@ -149,7 +149,7 @@ test_generate(void **state)
 	assert_int_equal(hv_apikey_generate(NULL, &a, &err), HV_OK);
 	k = (const char *)a->buf;
 	assert_int_equal(a->len, 6 + 43 + 6);
-	assert_int_equal(strlen(k), a->len);	/* NUL-terminated */
+	assert_int_equal(strlen(k), a->len); /* NUL-terminated */
 	assert_memory_equal(k, "hv_sk_", 6);
 	assert_int_equal(strspn(k + 6, digits), 49);
 	expected_check(k, 6 + 43, check);
@@ -176,8 +176,9 @@ test_generate(void **state)
 	assert_int_equal(hv_apikey_generate("", &b, &err), HV_E_CONFIG);
 	assert_int_equal(hv_apikey_generate("hv sk", &b, &err), HV_E_CONFIG);
 	assert_int_equal(hv_apikey_generate("hv:sk_", &b, &err), HV_E_CONFIG);
-	assert_int_equal(hv_apikey_generate(
-	    "p23456789012345678901234567890123", &b, &err), HV_E_CONFIG);
+	assert_int_equal(
+	    hv_apikey_generate("p23456789012345678901234567890123", &b, &err),
+	    HV_E_CONFIG);
 	assert_null(b);
 	assert_true(hv_apikey_prefix_ok("p2345678901234567890123456789012"));
 	assert_false(hv_apikey_prefix_ok(NULL));
@@ -189,7 +190,7 @@ test_mutations(void **state)
 {
 	static const char extra[] = "_-+/=. \t\x7f\xc3";
 	struct hv_secret *a = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char key[HV_APIKEY_MAX_LEN + 8], check[7], hint[HV_APIKEY_HINT_MAX];
 	size_t len, i, j;
 	int round;
@@ -282,10 +283,10 @@ static void
 test_hash(void **state)
 {
 	struct hv_test_token tok;
-	struct hv_hsm_config cfg = { 0 };
+	struct hv_hsm_config cfg = {0};
 	struct hv_hsm *h = NULL;
 	struct hv_secret *a = NULL, *b = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	uint8_t ha[HV_HMAC_LEN], ha2[HV_HMAC_LEN], hb[HV_HMAC_LEN];
 	uint8_t raw[HV_HMAC_LEN], msg[128];
 	char long_key[HV_APIKEY_MAX_LEN + 2];
@@ -301,17 +302,17 @@ test_hash(void **state)
 
 	assert_int_equal(hv_apikey_generate(NULL, &a, &err), HV_OK);
 	assert_int_equal(hv_apikey_generate(NULL, &b, &err), HV_OK);
-	assert_int_equal(hv_apikey_hash(h, (const char *)a->buf, ha, &err),
-	    HV_OK);
-	assert_int_equal(hv_apikey_hash(h, (const char *)a->buf, ha2, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_apikey_hash(h, (const char *)a->buf, ha, &err), HV_OK);
+	assert_int_equal(
+	    hv_apikey_hash(h, (const char *)a->buf, ha2, &err), HV_OK);
 	assert_memory_equal(ha, ha2, HV_HMAC_LEN);
-	assert_int_equal(hv_apikey_hash(h, (const char *)b->buf, hb, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_apikey_hash(h, (const char *)b->buf, hb, &err), HV_OK);
 	assert_memory_not_equal(ha, hb, HV_HMAC_LEN);
 
 	/* the documented construction: HMAC(domain NUL || key) */
-	memcpy(msg, "hsmvault/apikey/v1", 19);	/* with its NUL */
+	memcpy(msg, "hsmvault/apikey/v1", 19); /* with its NUL */
 	memcpy(msg + 19, a->buf, a->len);
 	assert_int_equal(hv_hsm_hmac(h, msg, 19 + a->len, raw, &err), HV_OK);
 	assert_memory_equal(raw, ha, HV_HMAC_LEN);
@@ -334,11 +335,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_base62_width),
-		cmocka_unit_test(test_base62_codec),
-		cmocka_unit_test(test_generate),
-		cmocka_unit_test(test_mutations),
-		cmocka_unit_test(test_hash),
+	    cmocka_unit_test(test_base62_width),
+	    cmocka_unit_test(test_base62_codec),
+	    cmocka_unit_test(test_generate),
+	    cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_hash),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

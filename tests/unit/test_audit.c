@@ -30,15 +30,15 @@ struct fx {
 };
 
 static const struct hv_stmt t_stmts[] = {
-	{ "ta_id_at", "SELECT id FROM audit_log WHERE chain = $1 AND seq = $2",
-	    2 },
-	{ "ta_count", "SELECT count(*) FROM audit_log", 0 },
-	{ "ta_head", "SELECT seq FROM audit_chains WHERE chain = $1", 1 },
-	{ "ta_ws_insert", "INSERT INTO workspaces (id, name) VALUES ($1, $2)",
-	    2 },
-	{ "ta_ws_count", "SELECT count(*) FROM workspaces", 0 },
-	{ "ta_chain_max", "SELECT chain, max(seq) FROM audit_log GROUP BY "
-	    "chain ORDER BY 2 DESC LIMIT 1", 0 },
+    {"ta_id_at", "SELECT id FROM audit_log WHERE chain = $1 AND seq = $2", 2},
+    {"ta_count", "SELECT count(*) FROM audit_log", 0},
+    {"ta_head", "SELECT seq FROM audit_chains WHERE chain = $1", 1},
+    {"ta_ws_insert", "INSERT INTO workspaces (id, name) VALUES ($1, $2)", 2},
+    {"ta_ws_count", "SELECT count(*) FROM workspaces", 0},
+    {"ta_chain_max",
+        "SELECT chain, max(seq) FROM audit_log GROUP BY "
+        "chain ORDER BY 2 DESC LIMIT 1",
+        0},
 };
 
 static void
@@ -60,14 +60,15 @@ static long long
 q_long(struct fx *f, const char *stmt, int n, const char *p0, const char *p1)
 {
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r = NULL;
-	const char *p[2] = { p0, p1 };
+	const char *p[2] = {p0, p1};
 	long long v = -1;
 
 	assert_int_equal(hv_store_acquire(f->s, &c, &err), HV_OK);
 	assert_int_equal(hv_store_exec(c, stmt, n, n ? p : NULL, NULL, NULL,
-	    false, &r, &err), HV_OK);
+	                     false, &r, &err),
+	    HV_OK);
 	if (PQntuples(r) > 0)
 		v = strtoll(PQgetvalue(r, 0, PQnfields(r) - 1), NULL, 10);
 	PQclear(r);
@@ -91,12 +92,12 @@ ev_fill(struct hv_audit_event *ev, int i, char *buf, size_t cap)
 	memset(ev, 0, sizeof(*ev));
 	snprintf(buf, cap, "req-%d", i);
 	ev->workspace_id = "00000000-0000-4000-8000-00000000000A";
-	ev->actor_id = (i % 3 == 0) ? NULL :
-	    "11111111-1111-4111-8111-111111111111";
+	ev->actor_id =
+	    (i % 3 == 0) ? NULL : "11111111-1111-4111-8111-111111111111";
 	ev->actor_name = (i % 3 == 0) ? "cli" : "ci key";
 	ev->action = (i % 2) ? "credential.use" : "credential.create";
-	ev->credential_id = (i % 5 == 0) ? NULL :
-	    "22222222-2222-4222-8222-222222222222";
+	ev->credential_id =
+	    (i % 5 == 0) ? NULL : "22222222-2222-4222-8222-222222222222";
 	ev->outcome = (i % 7 == 0) ? "denied" : "success";
 	ev->request_id = buf;
 	ev->remote_addr = "127.0.0.1";
@@ -110,7 +111,7 @@ append_n(struct fx *f, int n)
 
 	for (i = 0; i < n; i++) {
 		struct hv_audit_event ev;
-		struct hv_err err = { 0 };
+		struct hv_err err = {0};
 		char rq[32];
 
 		ev_fill(&ev, i, rq, sizeof(rq));
@@ -122,7 +123,7 @@ append_n(struct fx *f, int n)
 static void
 fx_new(struct fx *f, unsigned int chains)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_conn *c = NULL;
 	json_t *rep = NULL;
 
@@ -149,7 +150,7 @@ fx_free(struct fx *f)
 static json_t *
 verify(struct fx *f)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	if (hv_audit_verify(f->a, f->s, &rep, &err) != HV_OK)
@@ -177,8 +178,8 @@ bad_id(json_t *rep)
 static const char *
 bad_problem(json_t *rep)
 {
-	return json_string_value(json_object_get(json_object_get(rep,
-	    "first_bad"), "problem"));
+	return json_string_value(
+	    json_object_get(json_object_get(rep, "first_bad"), "problem"));
 }
 
 /* The chain a single-connection appender writes to. */
@@ -186,13 +187,14 @@ static unsigned int
 busy_chain(struct fx *f)
 {
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r = NULL;
 	unsigned int ch;
 
 	assert_int_equal(hv_store_acquire(f->s, &c, &err), HV_OK);
 	assert_int_equal(hv_store_exec(c, "ta_chain_max", 0, NULL, NULL, NULL,
-	    false, &r, &err), HV_OK);
+	                     false, &r, &err),
+	    HV_OK);
 	ch = (unsigned int)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	hv_store_release(f->s, &c);
@@ -202,8 +204,8 @@ busy_chain(struct fx *f)
 static int
 setup(void **state)
 {
-	struct hv_hsm_config hc = { 0 };
-	struct hv_err err = { 0 };
+	struct hv_hsm_config hc = {0};
+	struct hv_err err = {0};
 
 	(void)state;
 	if (getenv("HV_TEST_PG_URL") == NULL)
@@ -240,15 +242,15 @@ test_chain_verifies(void **state)
 
 	(void)state;
 	fx_new(&f, 2);
-	rep = verify(&f);	/* empty chains verify */
+	rep = verify(&f); /* empty chains verify */
 	assert_true(rep_ok(rep));
 	assert_int_equal(json_integer_value(json_object_get(rep, "rows")), 0);
 	json_decref(rep);
-	append_n(&f, 1200);	/* more than one verify page */
+	append_n(&f, 1200); /* more than one verify page */
 	rep = verify(&f);
 	assert_true(rep_ok(rep));
-	assert_int_equal(json_integer_value(json_object_get(rep, "rows")),
-	    1200);
+	assert_int_equal(
+	    json_integer_value(json_object_get(rep, "rows")), 1200);
 	assert_int_equal(json_integer_value(json_object_get(rep, "chains")), 2);
 	assert_null(json_object_get(rep, "first_bad"));
 	json_decref(rep);
@@ -269,8 +271,10 @@ test_altered_row(void **state)
 	append_n(&f, 20);
 	ch = busy_chain(&f);
 	id = row_id(&f, ch, 7);
-	snprintf(q, sizeof(q), "UPDATE audit_log SET outcome = 'failure' "
-	    "WHERE id = %lld", id);
+	snprintf(q, sizeof(q),
+	    "UPDATE audit_log SET outcome = 'failure' "
+	    "WHERE id = %lld",
+	    id);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_false(rep_ok(rep));
@@ -279,16 +283,20 @@ test_altered_row(void **state)
 	json_decref(rep);
 
 	/* restore: verifies again; then shift a field boundary */
-	snprintf(q, sizeof(q), "UPDATE audit_log SET outcome = 'success' "
-	    "WHERE id = %lld", id);
+	snprintf(q, sizeof(q),
+	    "UPDATE audit_log SET outcome = 'success' "
+	    "WHERE id = %lld",
+	    id);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_true(rep_ok(rep));
 	json_decref(rep);
 	id = row_id(&f, ch, 12);
 	/* "ci key" | "credential.use" -> "ci ke" | "ycredential.use" */
-	snprintf(q, sizeof(q), "UPDATE audit_log SET actor_name = 'ci ke', "
-	    "action = 'y' || action WHERE id = %lld", id);
+	snprintf(q, sizeof(q),
+	    "UPDATE audit_log SET actor_name = 'ci ke', "
+	    "action = 'y' || action WHERE id = %lld",
+	    id);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_false(rep_ok(rep));
@@ -302,8 +310,10 @@ test_altered_row(void **state)
 	append_n(&f, 5);
 	ch = busy_chain(&f);
 	id = row_id(&f, ch, 3);
-	snprintf(q, sizeof(q), "UPDATE audit_log SET at = at + interval "
-	    "'1 microsecond' WHERE id = %lld", id);
+	snprintf(q, sizeof(q),
+	    "UPDATE audit_log SET at = at + interval "
+	    "'1 microsecond' WHERE id = %lld",
+	    id);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_int_equal(bad_id(rep), id);
@@ -340,8 +350,10 @@ test_removed_row(void **state)
 	append_n(&f, 5);
 	ch = busy_chain(&f);
 	next = row_id(&f, ch, 2);
-	snprintf(q, sizeof(q), "DELETE FROM audit_log WHERE chain = %u AND "
-	    "seq = 1", ch);
+	snprintf(q, sizeof(q),
+	    "DELETE FROM audit_log WHERE chain = %u AND "
+	    "seq = 1",
+	    ch);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_int_equal(bad_id(rep), next);
@@ -363,8 +375,10 @@ test_truncated_tail(void **state)
 	fx_new(&f, 1);
 	append_n(&f, 10);
 	ch = busy_chain(&f);
-	snprintf(q, sizeof(q), "DELETE FROM audit_log WHERE chain = %u AND "
-	    "seq = 10", ch);
+	snprintf(q, sizeof(q),
+	    "DELETE FROM audit_log WHERE chain = %u AND "
+	    "seq = 10",
+	    ch);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_false(rep_ok(rep));
@@ -375,8 +389,10 @@ test_truncated_tail(void **state)
 	json_decref(rep);
 
 	/* rewinding the head too does not help: its mac is the old one */
-	snprintf(q, sizeof(q), "UPDATE audit_chains SET seq = 9 WHERE chain = "
-	    "%u", ch);
+	snprintf(q, sizeof(q),
+	    "UPDATE audit_chains SET seq = 9 WHERE chain = "
+	    "%u",
+	    ch);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_false(rep_ok(rep));
@@ -410,7 +426,8 @@ test_reordered_rows(void **state)
 	    "%lld END, chain, seq, at, workspace_id, actor_id, actor_name, "
 	    "action, credential_id, outcome, request_id, remote_addr, detail, "
 	    "prev_mac, mac FROM sw;"
-	    "COMMIT", a, b, a, b, a, b, a);
+	    "COMMIT",
+	    a, b, a, b, a, b, a);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_false(rep_ok(rep));
@@ -428,7 +445,8 @@ test_reordered_rows(void **state)
 	snprintf(q, sizeof(q),
 	    "UPDATE audit_log SET seq = 1000000 WHERE id = %lld;"
 	    "UPDATE audit_log SET seq = 5 WHERE id = %lld;"
-	    "UPDATE audit_log SET seq = 6 WHERE id = %lld", a, b, a);
+	    "UPDATE audit_log SET seq = 6 WHERE id = %lld",
+	    a, b, a);
 	sql(&f, q);
 	rep = verify(&f);
 	assert_false(rep_ok(rep));
@@ -448,7 +466,7 @@ appender(void *p)
 {
 	struct th_arg *t = p;
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	int i;
 
 	/* each thread keeps its own connection for the whole run */
@@ -481,7 +499,7 @@ test_concurrent_appenders(void **state)
 	struct fx f;
 	struct hv_store *s2 = NULL;
 	struct hv_audit *a2 = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct th_arg t[5];
 	pthread_t th[5];
 	json_t *rep;
@@ -503,12 +521,12 @@ test_concurrent_appenders(void **state)
 	}
 	rep = verify(&f);
 	assert_true(rep_ok(rep));
-	assert_int_equal(json_integer_value(json_object_get(rep, "rows")),
-	    750);
+	assert_int_equal(json_integer_value(json_object_get(rep, "rows")), 750);
 	json_decref(rep);
 	/* both chains were used */
 	assert_int_equal(q_long(&f, "ta_head", 1, "0", NULL) +
-	    q_long(&f, "ta_head", 1, "1", NULL), 750);
+	        q_long(&f, "ta_head", 1, "1", NULL),
+	    750);
 	assert_true(q_long(&f, "ta_head", 1, "0", NULL) > 0);
 	assert_true(q_long(&f, "ta_head", 1, "1", NULL) > 0);
 	hv_audit_free(&a2);
@@ -522,7 +540,7 @@ test_rollback(void **state)
 {
 	struct fx f;
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_audit_event ev;
 	char rq[32];
 	long long h0, h1;
@@ -541,7 +559,7 @@ test_rollback(void **state)
 	h1 = q_long(&f, "ta_head", 1, "0", NULL);
 	assert_int_equal(h0, h1);
 	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 3);
-	append_n(&f, 2);	/* the chain continues where it was */
+	append_n(&f, 2); /* the chain continues where it was */
 	rep = verify(&f);
 	assert_true(rep_ok(rep));
 	json_decref(rep);
@@ -557,10 +575,10 @@ test_fail_closed(void **state)
 {
 	struct fx f;
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_audit_event ev;
 	char rq[32], big[2100];
-	const char *p[2] = { "33333333-3333-4333-8333-333333333333", "ws" };
+	const char *p[2] = {"33333333-3333-4333-8333-333333333333", "ws"};
 	json_t *rep;
 
 	(void)state;
@@ -572,7 +590,8 @@ test_fail_closed(void **state)
 	/* a field the table refuses (too long) */
 	assert_int_equal(hv_store_begin(c, &err), HV_OK);
 	assert_int_equal(hv_store_exec(c, "ta_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	ev_fill(&ev, 1, rq, sizeof(rq));
 	ev.detail = big;
 	assert_int_not_equal(hv_audit_append(f.a, c, &ev, &err), HV_OK);
@@ -583,7 +602,8 @@ test_fail_closed(void **state)
 	/* an id that is not a uuid: refused before the database */
 	assert_int_equal(hv_store_begin(c, &err), HV_OK);
 	assert_int_equal(hv_store_exec(c, "ta_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	ev_fill(&ev, 1, rq, sizeof(rq));
 	ev.credential_id = "nope";
 	assert_int_equal(hv_audit_append(f.a, c, &ev, &err), HV_E_INVALID);
@@ -591,19 +611,21 @@ test_fail_closed(void **state)
 	assert_int_equal(q_long(&f, "ta_ws_count", 0, NULL, NULL), 0);
 
 	/* the table refuses inserts (privilege revoked, disk policy...) */
-	sql(&f, "CREATE FUNCTION hv_refuse() RETURNS trigger LANGUAGE plpgsql "
+	sql(&f,
+	    "CREATE FUNCTION hv_refuse() RETURNS trigger LANGUAGE plpgsql "
 	    "AS $$BEGIN RAISE EXCEPTION 'audit refused'; END$$;"
 	    "CREATE TRIGGER refuse BEFORE INSERT ON audit_log FOR EACH ROW "
 	    "EXECUTE FUNCTION hv_refuse()");
 	assert_int_equal(hv_store_begin(c, &err), HV_OK);
 	assert_int_equal(hv_store_exec(c, "ta_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	ev_fill(&ev, 1, rq, sizeof(rq));
 	assert_int_equal(hv_audit_append(f.a, c, &ev, &err), HV_E_DATABASE);
 	assert_int_not_equal(hv_store_commit(c, &err), HV_OK);
 	assert_int_equal(q_long(&f, "ta_ws_count", 0, NULL, NULL), 0);
-	assert_int_equal(hv_audit_append_alone(f.a, f.s, &ev, &err),
-	    HV_E_DATABASE);
+	assert_int_equal(
+	    hv_audit_append_alone(f.a, f.s, &ev, &err), HV_E_DATABASE);
 	hv_store_release(f.s, &c);
 	sql(&f, "DROP TRIGGER refuse ON audit_log");
 	rep = verify(&f);
@@ -619,7 +641,7 @@ test_new_chain_on_demand(void **state)
 {
 	struct fx f;
 	struct hv_audit *a8 = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_audit_event ev;
 	char rq[32];
 	json_t *rep;
@@ -630,8 +652,8 @@ test_new_chain_on_demand(void **state)
 	assert_int_equal(hv_audit_new(hsm, 8, &a8, &err), HV_OK);
 	for (i = 0; i < 3; i++) {
 		ev_fill(&ev, i, rq, sizeof(rq));
-		assert_int_equal(hv_audit_append_alone(a8, f.s, &ev, &err),
-		    HV_OK);
+		assert_int_equal(
+		    hv_audit_append_alone(a8, f.s, &ev, &err), HV_OK);
 	}
 	rep = verify(&f);
 	assert_true(rep_ok(rep));
@@ -645,15 +667,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_chain_verifies),
-		cmocka_unit_test(test_altered_row),
-		cmocka_unit_test(test_removed_row),
-		cmocka_unit_test(test_truncated_tail),
-		cmocka_unit_test(test_reordered_rows),
-		cmocka_unit_test(test_concurrent_appenders),
-		cmocka_unit_test(test_rollback),
-		cmocka_unit_test(test_fail_closed),
-		cmocka_unit_test(test_new_chain_on_demand),
+	    cmocka_unit_test(test_chain_verifies),
+	    cmocka_unit_test(test_altered_row),
+	    cmocka_unit_test(test_removed_row),
+	    cmocka_unit_test(test_truncated_tail),
+	    cmocka_unit_test(test_reordered_rows),
+	    cmocka_unit_test(test_concurrent_appenders),
+	    cmocka_unit_test(test_rollback),
+	    cmocka_unit_test(test_fail_closed),
+	    cmocka_unit_test(test_new_chain_on_demand),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -18,7 +18,7 @@
 static void
 test_err_codes(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char big[600];
 
 	(void)state;
@@ -38,13 +38,13 @@ test_err_codes(void **state)
 	assert_int_equal(hv_rc_http(HV_E_EXPIRED), 409);
 	assert_string_equal(hv_rc_code(HV_E_DATABASE), "database_unavailable");
 	assert_string_equal(hv_rc_code(HV_E_TOO_LARGE), "payload_too_large");
-	assert_string_equal(hv_rc_code(HV_E_MEDIA_TYPE),
-	    "unsupported_media_type");
+	assert_string_equal(
+	    hv_rc_code(HV_E_MEDIA_TYPE), "unsupported_media_type");
 	/* every code has a description */
 	for (int i = 0; i <= HV_E_EXPIRED; i++)
 		assert_true(strlen(hv_strerror((enum hv_rc)i)) > 0);
-	assert_int_equal(hv_err_set(&err, HV_E_CONFLICT, "x %d", 42),
-	    HV_E_CONFLICT);
+	assert_int_equal(
+	    hv_err_set(&err, HV_E_CONFLICT, "x %d", 42), HV_E_CONFLICT);
 	assert_string_equal(err.msg, "x 42");
 	hv_err_prefix(&err, "op");
 	assert_string_equal(err.msg, "op: x 42");
@@ -61,7 +61,7 @@ static void
 test_secret(void **state)
 {
 	struct hv_secret *s;
-	unsigned char z[64] = { 0 };
+	unsigned char z[64] = {0};
 
 	(void)state;
 	s = hv_secret_from("hello", 5);
@@ -86,7 +86,7 @@ static void
 test_secret_slabs(void **state)
 {
 	struct hv_secret *v[600];
-	size_t sizes[] = { 0, 1, 32, 63, 64, 255, 1000, 4095, 4096, 20000 };
+	size_t sizes[] = {0, 1, 32, 63, 64, 255, 1000, 4095, 4096, 20000};
 	size_t i, j;
 
 	(void)state;
@@ -148,7 +148,7 @@ static void
 test_cfg_layers(void **state)
 {
 	struct hv_cfg c;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char dir[] = "/tmp/hvcfg.XXXXXX", path[64], pin[64], out[64];
 	FILE *f;
 	char line[256];
@@ -162,10 +162,11 @@ test_cfg_layers(void **state)
 	write_file(pin, "1234\n");
 	f = fopen(path, "w");
 	assert_non_null(f);
-	fprintf(f, "# comment\n database_url = host=/x dbname=a \n"
-		   "listen=127.0.0.1:1\nkeystore = pkcs11\n"
-		   "pkcs11_pin_file = %s\nservice_stripe_base_url = "
-		   "http://127.0.0.1:9/\nallow_private_targets = 1\n",
+	fprintf(f,
+	    "# comment\n database_url = host=/x dbname=a \n"
+	    "listen=127.0.0.1:1\nkeystore = pkcs11\n"
+	    "pkcs11_pin_file = %s\nservice_stripe_base_url = "
+	    "http://127.0.0.1:9/\nallow_private_targets = 1\n",
 	    pin);
 	fclose(f);
 	hv_cfg_init(&c);
@@ -173,8 +174,8 @@ test_cfg_layers(void **state)
 	assert_string_equal(c.database_url, "host=/x dbname=a");
 	assert_string_equal(c.listen, "127.0.0.1:1");
 	assert_true(c.allow_private_targets);
-	assert_string_equal(hv_cfg_service_url(&c, "STRIPE"),
-	    "http://127.0.0.1:9/");
+	assert_string_equal(
+	    hv_cfg_service_url(&c, "STRIPE"), "http://127.0.0.1:9/");
 	/* environment overrides the file */
 	setenv("HSMVAULT_LISTEN", "127.0.0.1:2", 1);
 	setenv("HSMVAULT_SERVICE_GITHUB_BASE_URL", "http://127.0.0.1:3", 1);
@@ -186,8 +187,8 @@ test_cfg_layers(void **state)
 	setenv("HSMVAULT_DB_POOL", "many", 1); /* ours, bad value: fatal */
 	assert_int_equal(hv_cfg_load_env(&c, &err), HV_E_CONFIG);
 	unsetenv("HSMVAULT_DB_POOL");
-	assert_string_equal(hv_cfg_service_url(&c, "github"),
-	    "http://127.0.0.1:3");
+	assert_string_equal(
+	    hv_cfg_service_url(&c, "github"), "http://127.0.0.1:3");
 	/* a flag overrides the environment */
 	assert_int_equal(hv_cfg_set(&c, "listen", "127.0.0.1:4", &err), HV_OK);
 	assert_string_equal(c.listen, "127.0.0.1:4");
@@ -204,8 +205,8 @@ test_cfg_layers(void **state)
 	assert_int_equal(hv_cfg_set(&c, "db_pool", "x", &err), HV_E_CONFIG);
 	assert_int_equal(hv_cfg_set(&c, "db_pool", "-1", &err), HV_E_CONFIG);
 	assert_int_equal(hv_cfg_set(&c, "nonsense", "1", &err), HV_E_CONFIG);
-	assert_int_equal(hv_cfg_set(&c, "allow_private_targets", "maybe",
-			     &err), HV_E_CONFIG);
+	assert_int_equal(hv_cfg_set(&c, "allow_private_targets", "maybe", &err),
+	    HV_E_CONFIG);
 	/* the written file holds the pin file path, never the pin */
 	assert_int_equal(hv_cfg_write(&c, out, &err), HV_OK);
 	f = fopen(out, "r");
@@ -233,8 +234,8 @@ test_cfg_layers(void **state)
 	hv_cfg_init(&c);
 	assert_int_equal(hv_cfg_load_file(&c, path, &err), HV_E_CONFIG);
 	assert_non_null(strstr(err.msg, ":1"));
-	assert_int_equal(hv_cfg_load_file(&c, "/nonexistent/x", &err),
-	    HV_E_CONFIG);
+	assert_int_equal(
+	    hv_cfg_load_file(&c, "/nonexistent/x", &err), HV_E_CONFIG);
 	hv_cfg_release(&c);
 	(void)!system("rm -rf /tmp/hvcfg.*");
 }
@@ -243,11 +244,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_err_codes),
-		cmocka_unit_test(test_secret),
-		cmocka_unit_test(test_secret_slabs),
-		cmocka_unit_test(test_fault_hook),
-		cmocka_unit_test(test_cfg_layers),
+	    cmocka_unit_test(test_err_codes),
+	    cmocka_unit_test(test_secret),
+	    cmocka_unit_test(test_secret_slabs),
+	    cmocka_unit_test(test_fault_hook),
+	    cmocka_unit_test(test_cfg_layers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

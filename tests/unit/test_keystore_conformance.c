@@ -38,14 +38,14 @@ enum ks_kind { KS_PKCS11, KS_TPM };
 struct fixture {
 	enum ks_kind kind;
 	const char *name;
-	struct hv_test_token tok;	/* pkcs11 */
-	struct hv_swtpm tpm;		/* tpm */
-	unsigned int seq;		/* namespaces handed out */
-	unsigned int ns;		/* the current test's namespace */
+	struct hv_test_token tok; /* pkcs11 */
+	struct hv_swtpm tpm;      /* tpm */
+	unsigned int seq;         /* namespaces handed out */
+	unsigned int ns;          /* the current test's namespace */
 };
 
-static struct fixture fx_p11 = { .kind = KS_PKCS11, .name = "pkcs11" };
-static struct fixture fx_tpm = { .kind = KS_TPM, .name = "tpm" };
+static struct fixture fx_p11 = {.kind = KS_PKCS11, .name = "pkcs11"};
+static struct fixture fx_tpm = {.kind = KS_TPM, .name = "tpm"};
 static struct fixture *cur;
 
 /* Handles a test has open, closed by the teardown when it failed early. */
@@ -80,8 +80,8 @@ open_ns(unsigned int ns, struct hv_hsm **h, struct hv_err *err)
 {
 	char uri[200], data[400];
 	struct hv_hsm_config cfg = {
-		.breaker_ms = 200,
-		.retry_max = 3,
+	    .breaker_ms = 200,
+	    .retry_max = 3,
 	};
 	enum hv_rc rc;
 
@@ -109,7 +109,7 @@ static struct hv_hsm *
 open_cur(void)
 {
 	struct hv_hsm *h = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc = open_ns(cur->ns, &h, &err);
 
 	if (rc != HV_OK)
@@ -123,7 +123,7 @@ static struct hv_hsm *
 open_fresh(void)
 {
 	struct hv_hsm *h = open_cur();
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc = hv_hsm_ensure_keys(h, true, &err);
 
 	if (rc != HV_OK)
@@ -136,7 +136,7 @@ static struct hv_secret *
 random_dek(struct hv_hsm *h)
 {
 	struct hv_secret *s = hv_secret_new(HV_DEK_LEN);
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	assert_non_null(s);
 	assert_int_equal(hv_hsm_random(h, s->buf, HV_DEK_LEN, &err), HV_OK);
@@ -153,7 +153,7 @@ static void
 wrap_ok(struct hv_hsm *h, uint32_t version, const char *aad,
     const struct hv_secret *dek, struct wrapped *w)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc;
 
 	w->len = 0;
@@ -170,10 +170,10 @@ static enum hv_rc
 unwrap_rc(struct hv_hsm *h, uint32_t version, const char *aad,
     const uint8_t *in, size_t len, struct hv_secret **out)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
-	return hv_hsm_unwrap(h, version, (const uint8_t *)aad, strlen(aad), in,
-	    len, out, &err);
+	return hv_hsm_unwrap(
+	    h, version, (const uint8_t *)aad, strlen(aad), in, len, out, &err);
 }
 
 static void
@@ -181,7 +181,7 @@ unwrap_eq(struct hv_hsm *h, const struct wrapped *w, const char *aad,
     const struct hv_secret *want)
 {
 	struct hv_secret *got = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc;
 
 	rc = hv_hsm_unwrap(h, w->version, (const uint8_t *)aad, strlen(aad),
@@ -198,7 +198,7 @@ unwrap_eq(struct hv_hsm *h, const struct wrapped *w, const char *aad,
 static void
 hmac_ok(struct hv_hsm *h, const void *msg, size_t len, uint8_t *out)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc = hv_hsm_hmac(h, msg, len, out, &err);
 
 	if (rc != HV_OK)
@@ -211,11 +211,11 @@ static void
 kek_states(struct hv_hsm *h, const enum hv_kek_state *want, size_t n)
 {
 	struct hv_kek_info k[HV_KEK_MAX_VERSIONS];
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	size_t got = 0, i;
 
-	assert_int_equal(hv_hsm_kek_list(h, k, HV_KEK_MAX_VERSIONS, &got,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_kek_list(h, k, HV_KEK_MAX_VERSIONS, &got, &err), HV_OK);
 	assert_int_equal(got, n);
 	for (i = 0; i < n; i++) {
 		assert_int_equal(k[i].version, (uint32_t)i + 1);
@@ -229,9 +229,9 @@ static void
 test_ensure_keys(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_hsm_status st;
-	static const enum hv_kek_state one[] = { HV_KEK_ACTIVE };
+	static const enum hv_kek_state one[] = {HV_KEK_ACTIVE};
 
 	(void)state;
 	h = open_cur();
@@ -283,8 +283,13 @@ static void
 test_aad_binding(void **state)
 {
 	static const char *wrong[] = {
-		"ws1|cred1|2", "ws1|cred2|1", "ws2|cred1|1", "ws1|cred1|",
-		"ws1|cred1|1 ", "", "WS1|cred1|1",
+	    "ws1|cred1|2",
+	    "ws1|cred2|1",
+	    "ws2|cred1|1",
+	    "ws1|cred1|",
+	    "ws1|cred1|1 ",
+	    "",
+	    "WS1|cred1|1",
 	};
 	struct hv_hsm *h;
 	struct hv_secret *dek, *got = NULL;
@@ -296,8 +301,9 @@ test_aad_binding(void **state)
 	dek = random_dek(h);
 	wrap_ok(h, 0, "ws1|cred1|1", dek, &w);
 	for (i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
-		assert_int_equal(unwrap_rc(h, w.version, wrong[i], w.b, w.len,
-		    &got), HV_E_CRYPTO);
+		assert_int_equal(
+		    unwrap_rc(h, w.version, wrong[i], w.b, w.len, &got),
+		    HV_E_CRYPTO);
 		assert_null(got);
 	}
 	unwrap_eq(h, &w, "ws1|cred1|1", dek);
@@ -325,27 +331,30 @@ test_tamper(void **state)
 		t[i] ^= (uint8_t)(1u << (i % 8));
 		rc = unwrap_rc(h, w.version, "a|b|1", t, w.len, &got);
 		if (rc != HV_E_CRYPTO)
-			fprintf(stderr, "%s: flipped bit %zu of byte %zu/%zu: "
-			    "rc %d\n", cur->name, i % 8, i, w.len, (int)rc);
+			fprintf(stderr,
+			    "%s: flipped bit %zu of byte %zu/%zu: "
+			    "rc %d\n",
+			    cur->name, i % 8, i, w.len, (int)rc);
 		assert_int_equal(rc, HV_E_CRYPTO);
 		assert_null(got);
 	}
 	/* Every byte flipped whole at a few places, truncations, extension. */
 	memcpy(t, w.b, w.len);
 	t[w.len - 1] ^= 0xff;
-	assert_int_equal(unwrap_rc(h, w.version, "a|b|1", t, w.len, &got),
+	assert_int_equal(
+	    unwrap_rc(h, w.version, "a|b|1", t, w.len, &got), HV_E_CRYPTO);
+	assert_int_equal(unwrap_rc(h, w.version, "a|b|1", w.b, w.len - 1, &got),
 	    HV_E_CRYPTO);
-	assert_int_equal(unwrap_rc(h, w.version, "a|b|1", w.b, w.len - 1,
-	    &got), HV_E_CRYPTO);
-	assert_int_equal(unwrap_rc(h, w.version, "a|b|1", w.b, w.len / 2,
-	    &got), HV_E_CRYPTO);
-	assert_int_equal(unwrap_rc(h, w.version, "a|b|1", w.b, 1, &got),
+	assert_int_equal(unwrap_rc(h, w.version, "a|b|1", w.b, w.len / 2, &got),
 	    HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap_rc(h, w.version, "a|b|1", w.b, 1, &got), HV_E_CRYPTO);
 	if (w.len < HV_WRAPPED_MAX) {
 		memcpy(t, w.b, w.len);
 		t[w.len] = 0;
-		assert_int_equal(unwrap_rc(h, w.version, "a|b|1", t, w.len + 1,
-		    &got), HV_E_CRYPTO);
+		assert_int_equal(
+		    unwrap_rc(h, w.version, "a|b|1", t, w.len + 1, &got),
+		    HV_E_CRYPTO);
 	}
 	assert_null(got);
 	unwrap_eq(h, &w, "a|b|1", dek);
@@ -356,12 +365,12 @@ test_tamper(void **state)
 static void
 test_kek_rotation(void **state)
 {
-	static const enum hv_kek_state s1[] = { HV_KEK_ACTIVE };
-	static const enum hv_kek_state s2[] = { HV_KEK_RETIRED, HV_KEK_ACTIVE };
-	static const enum hv_kek_state s3[] = { HV_KEK_RETIRED, HV_KEK_RETIRED,
-		HV_KEK_ACTIVE };
+	static const enum hv_kek_state s1[] = {HV_KEK_ACTIVE};
+	static const enum hv_kek_state s2[] = {HV_KEK_RETIRED, HV_KEK_ACTIVE};
+	static const enum hv_kek_state s3[] = {
+	    HV_KEK_RETIRED, HV_KEK_RETIRED, HV_KEK_ACTIVE};
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_hsm_status st;
 	struct hv_secret *dek, *got = NULL;
 	struct wrapped w1, w2, w3;
@@ -389,15 +398,15 @@ test_kek_rotation(void **state)
 	unwrap_eq(h, &w1, "r|1", dek);
 	unwrap_eq(h, &w2, "r|1", dek);
 	unwrap_eq(h, &w3, "r|1", dek);
-	assert_int_equal(unwrap_rc(h, 2, "r|1", w1.b, w1.len, &got),
-	    HV_E_CRYPTO);
-	assert_int_equal(unwrap_rc(h, 1, "r|1", w3.b, w3.len, &got),
-	    HV_E_CRYPTO);
-	assert_int_equal(unwrap_rc(h, 3, "r|1", w2.b, w2.len, &got),
-	    HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap_rc(h, 2, "r|1", w1.b, w1.len, &got), HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap_rc(h, 1, "r|1", w3.b, w3.len, &got), HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap_rc(h, 3, "r|1", w2.b, w2.len, &got), HV_E_CRYPTO);
 	/* An unknown version is not found. */
-	assert_int_equal(unwrap_rc(h, 4, "r|1", w3.b, w3.len, &got),
-	    HV_E_NOT_FOUND);
+	assert_int_equal(
+	    unwrap_rc(h, 4, "r|1", w3.b, w3.len, &got), HV_E_NOT_FOUND);
 	assert_null(got);
 	hv_secret_free(&dek);
 	ks_close(&h);
@@ -409,7 +418,7 @@ static void
 test_old_version_unwraps(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek;
 	struct wrapped w_old, w_explicit;
 	uint32_t v;
@@ -435,7 +444,7 @@ static void
 test_rewrap(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek[4], *tmp = NULL;
 	struct wrapped w[4], nw[4];
 	char aad[32];
@@ -452,9 +461,10 @@ test_rewrap(void **state)
 	assert_int_equal(hv_hsm_kek_create(h, &v, &err), HV_OK);
 	for (i = 0; i < 4; i++) {
 		snprintf(aad, sizeof(aad), "ws|c%d|1", i);
-		assert_int_equal(hv_hsm_unwrap(h, w[i].version,
-		    (const uint8_t *)aad, strlen(aad), w[i].b, w[i].len, &tmp,
-		    &err), HV_OK);
+		assert_int_equal(
+		    hv_hsm_unwrap(h, w[i].version, (const uint8_t *)aad,
+		        strlen(aad), w[i].b, w[i].len, &tmp, &err),
+		    HV_OK);
 		wrap_ok(h, 0, aad, tmp, &nw[i]);
 		hv_secret_free(&tmp);
 		assert_int_equal(nw[i].version, v);
@@ -463,8 +473,9 @@ test_rewrap(void **state)
 	for (i = 0; i < 4; i++) {
 		snprintf(aad, sizeof(aad), "ws|c%d|1", i);
 		unwrap_eq(h, &nw[i], aad, dek[i]);
-		assert_int_equal(unwrap_rc(h, w[i].version, aad, w[i].b,
-		    w[i].len, &tmp), HV_E_NOT_FOUND);
+		assert_int_equal(
+		    unwrap_rc(h, w[i].version, aad, w[i].b, w[i].len, &tmp),
+		    HV_E_NOT_FOUND);
 		assert_null(tmp);
 		hv_secret_free(&dek[i]);
 	}
@@ -474,9 +485,9 @@ test_rewrap(void **state)
 static void
 test_disabled_refuses(void **state)
 {
-	static const enum hv_kek_state s[] = { HV_KEK_DISABLED, HV_KEK_ACTIVE };
+	static const enum hv_kek_state s[] = {HV_KEK_DISABLED, HV_KEK_ACTIVE};
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek, *got = NULL;
 	struct wrapped w1, w2;
 	uint8_t out[HV_WRAPPED_MAX];
@@ -495,11 +506,12 @@ test_disabled_refuses(void **state)
 	assert_int_equal(hv_hsm_kek_disable(h, 1, &err), HV_OK);
 	assert_int_equal(hv_hsm_kek_disable(h, 1, &err), HV_OK);
 	kek_states(h, s, 2);
-	assert_int_equal(unwrap_rc(h, 1, "d|1", w1.b, w1.len, &got),
-	    HV_E_NOT_FOUND);
+	assert_int_equal(
+	    unwrap_rc(h, 1, "d|1", w1.b, w1.len, &got), HV_E_NOT_FOUND);
 	assert_null(got);
 	assert_int_equal(hv_hsm_wrap(h, 1, (const uint8_t *)"d|1", 3, dek, out,
-	    &len, NULL, &err), HV_E_NOT_FOUND);
+	                     &len, NULL, &err),
+	    HV_E_NOT_FOUND);
 	/* The active version is unaffected. */
 	wrap_ok(h, 0, "d|2", dek, &w2);
 	assert_int_equal(w2.version, 2);
@@ -512,7 +524,7 @@ static void
 test_hmac(void **state)
 {
 	struct hv_hsm *h, *other = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	uint8_t a[HV_HMAC_LEN], b[HV_HMAC_LEN], c[HV_HMAC_LEN];
 	uint8_t big_mac[HV_HMAC_LEN];
 	static uint8_t big[4096];
@@ -522,13 +534,13 @@ test_hmac(void **state)
 	for (i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)i;
 	h = open_fresh();
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"hv_sk_abc", 9, a,
-	    &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"hv_sk_abc", 9, b,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"hv_sk_abc", 9, a, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"hv_sk_abc", 9, b, &err), HV_OK);
 	assert_memory_equal(a, b, HV_HMAC_LEN);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"hv_sk_abd", 9, c,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"hv_sk_abd", 9, c, &err), HV_OK);
 	assert_memory_not_equal(a, c, HV_HMAC_LEN);
 	hmac_ok(h, big, sizeof(big), big_mac);
 	hmac_ok(h, big, sizeof(big), c);
@@ -538,16 +550,18 @@ test_hmac(void **state)
 		uint32_t v;
 
 		assert_int_equal(hv_hsm_kek_create(h, &v, &err), HV_OK);
-		assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"hv_sk_abc",
-		    9, c, &err), HV_OK);
+		assert_int_equal(
+		    hv_hsm_hmac(h, (const uint8_t *)"hv_sk_abc", 9, c, &err),
+		    HV_OK);
 		assert_memory_equal(a, c, HV_HMAC_LEN);
 	}
 	ks_close(&h);
 	/* Another key store's HMAC key gives another answer. */
 	assert_int_equal(open_ns(++cur->seq, &other, &err), HV_OK);
 	assert_int_equal(hv_hsm_ensure_keys(other, true, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(other, (const uint8_t *)"hv_sk_abc", 9,
-	    c, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(other, (const uint8_t *)"hv_sk_abc", 9, c, &err),
+	    HV_OK);
 	assert_memory_not_equal(a, c, HV_HMAC_LEN);
 	ks_close(&other);
 }
@@ -557,7 +571,7 @@ static void
 test_hmac_empty(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	uint8_t a[HV_HMAC_LEN], e[HV_HMAC_LEN], n[HV_HMAC_LEN];
 
 	(void)state;
@@ -565,8 +579,8 @@ test_hmac_empty(void **state)
 	hmac_ok(h, "", 0, e);
 	hmac_ok(h, NULL, 0, n);
 	assert_memory_equal(e, n, HV_HMAC_LEN);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"x", 1, a, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"x", 1, a, &err), HV_OK);
 	assert_memory_not_equal(a, e, HV_HMAC_LEN);
 	ks_close(&h);
 }
@@ -575,11 +589,11 @@ static void
 test_random(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
-	uint8_t a[200], b[200], zero[200] = { 0 };
+	struct hv_err err = {0};
+	uint8_t a[200], b[200], zero[200] = {0};
 
 	(void)state;
-	h = open_cur();		/* no keys needed */
+	h = open_cur(); /* no keys needed */
 	assert_int_equal(hv_hsm_random(h, a, sizeof(a), &err), HV_OK);
 	assert_int_equal(hv_hsm_random(h, b, sizeof(b), &err), HV_OK);
 	assert_memory_not_equal(a, zero, sizeof(a));
@@ -593,10 +607,10 @@ test_random(void **state)
 static void
 test_persistence(void **state)
 {
-	static const enum hv_kek_state s[] = { HV_KEK_DISABLED, HV_KEK_RETIRED,
-		HV_KEK_ACTIVE };
+	static const enum hv_kek_state s[] = {
+	    HV_KEK_DISABLED, HV_KEK_RETIRED, HV_KEK_ACTIVE};
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek;
 	struct wrapped w2, w3;
 	uint8_t m1[HV_HMAC_LEN], m2[HV_HMAC_LEN];
@@ -610,8 +624,8 @@ test_persistence(void **state)
 	assert_int_equal(hv_hsm_kek_create(h, &v, &err), HV_OK);
 	wrap_ok(h, 0, "p|2", dek, &w3);
 	assert_int_equal(hv_hsm_kek_disable(h, 1, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"x", 1, m1, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"x", 1, m1, &err), HV_OK);
 	ks_close(&h);
 	if (cur->kind == KS_TPM)
 		assert_int_equal(hv_swtpm_restart(&cur->tpm), 0);
@@ -620,8 +634,8 @@ test_persistence(void **state)
 	kek_states(h, s, 3);
 	unwrap_eq(h, &w2, "p|1", dek);
 	unwrap_eq(h, &w3, "p|2", dek);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"x", 1, m2, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"x", 1, m2, &err), HV_OK);
 	assert_memory_equal(m1, m2, HV_HMAC_LEN);
 	hv_secret_free(&dek);
 	ks_close(&h);
@@ -633,7 +647,7 @@ static void
 test_reconnect(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_hsm_status st;
 	struct hv_secret *dek;
 	struct wrapped w, w2;
@@ -650,8 +664,8 @@ test_reconnect(void **state)
 	h = open_fresh();
 	dek = random_dek(h);
 	wrap_ok(h, 0, "rc|1", dek, &w);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"y", 1, m1, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"y", 1, m1, &err), HV_OK);
 	for (round = 0; round < 2; round++) {
 		if (cur->kind == KS_TPM) {
 			/* Crash (SIGKILL), then a clean restart. */
@@ -662,13 +676,14 @@ test_reconnect(void **state)
 			assert_int_equal(hv_swtpm_resume(&cur->tpm), 0);
 		} else {
 #ifdef HAVE_P11_TEST
-			hv_p11_test_break(h, round == 0 ?
-			    HV_P11_BREAK_FINALIZE : HV_P11_BREAK_SESSIONS);
+			hv_p11_test_break(h,
+			    round == 0 ? HV_P11_BREAK_FINALIZE
+			               : HV_P11_BREAK_SESSIONS);
 #endif
 		}
 		unwrap_eq(h, &w, "rc|1", dek);
-		assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"y", 1, m2,
-		    &err), HV_OK);
+		assert_int_equal(
+		    hv_hsm_hmac(h, (const uint8_t *)"y", 1, m2, &err), HV_OK);
 		assert_memory_equal(m1, m2, HV_HMAC_LEN);
 		wrap_ok(h, 0, "rc|2", dek, &w2);
 		unwrap_eq(h, &w2, "rc|2", dek);
@@ -687,7 +702,7 @@ static void
 test_outage(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek, *got = NULL;
 	struct wrapped w;
 	uint8_t m[HV_HMAC_LEN], out[HV_WRAPPED_MAX], r[16];
@@ -703,13 +718,15 @@ test_outage(void **state)
 	dek = random_dek(h);
 	wrap_ok(h, 0, "o|1", dek, &w);
 	hv_swtpm_stop(&cur->tpm);
-	assert_int_equal(hv_hsm_unwrap(h, w.version, (const uint8_t *)"o|1",
-	    3, w.b, w.len, &got, &err), HV_E_KEYSTORE);
+	assert_int_equal(hv_hsm_unwrap(h, w.version, (const uint8_t *)"o|1", 3,
+	                     w.b, w.len, &got, &err),
+	    HV_E_KEYSTORE);
 	assert_null(got);
 	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"o|1", 3, dek, out,
-	    &len, NULL, &err), HV_E_KEYSTORE);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"o", 1, m, &err),
+	                     &len, NULL, &err),
 	    HV_E_KEYSTORE);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"o", 1, m, &err), HV_E_KEYSTORE);
 	assert_int_equal(hv_hsm_random(h, r, sizeof(r), &err), HV_E_KEYSTORE);
 	assert_int_equal(hv_swtpm_resume(&cur->tpm), 0);
 	for (i = 0; i < 50; i++) {
@@ -724,7 +741,7 @@ test_outage(void **state)
 }
 
 #define CONC_THREADS 4
-#define CONC_ROUNDS 25
+#define CONC_ROUNDS  25
 
 struct conc {
 	struct hv_hsm *h;
@@ -737,7 +754,7 @@ static void *
 conc_main(void *arg)
 {
 	struct conc *c = arg;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek = NULL, *got = NULL;
 	uint8_t w[HV_WRAPPED_MAX], mac[HV_HMAC_LEN];
 	char aad[48];
@@ -747,8 +764,8 @@ conc_main(void *arg)
 
 	for (i = 0; i < CONC_ROUNDS; i++) {
 		dek = hv_secret_new(HV_DEK_LEN);
-		if (dek == NULL || hv_hsm_random(c->h, dek->buf, HV_DEK_LEN,
-		    &err) != HV_OK) {
+		if (dek == NULL ||
+		    hv_hsm_random(c->h, dek->buf, HV_DEK_LEN, &err) != HV_OK) {
 			c->failures++;
 			hv_secret_free(&dek);
 			continue;
@@ -756,15 +773,16 @@ conc_main(void *arg)
 		snprintf(aad, sizeof(aad), "t%d|c%d|1", c->id, i);
 		len = 0;
 		if (hv_hsm_wrap(c->h, 0, (const uint8_t *)aad, strlen(aad), dek,
-		    w, &len, &v, &err) != HV_OK ||
+		        w, &len, &v, &err) != HV_OK ||
 		    hv_hsm_unwrap(c->h, v, (const uint8_t *)aad, strlen(aad), w,
-		    len, &got, &err) != HV_OK ||
+		        len, &got, &err) != HV_OK ||
 		    memcmp(got->buf, dek->buf, HV_DEK_LEN) != 0)
 			c->failures++;
 		hv_secret_free(&got);
 		hv_secret_free(&dek);
 		if (hv_hsm_hmac(c->h, (const uint8_t *)"shared", 6, mac,
-		    &err) != HV_OK || memcmp(mac, c->mac_want, HV_HMAC_LEN) != 0)
+		        &err) != HV_OK ||
+		    memcmp(mac, c->mac_want, HV_HMAC_LEN) != 0)
 			c->failures++;
 		if (c->id == 0 && i == CONC_ROUNDS / 2 &&
 		    hv_hsm_kek_create(c->h, &v, &err) != HV_OK)
@@ -777,7 +795,7 @@ static void
 test_concurrency(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct conc c[CONC_THREADS];
 	pthread_t th[CONC_THREADS];
 	uint8_t want[HV_HMAC_LEN];
@@ -785,12 +803,12 @@ test_concurrency(void **state)
 
 	(void)state;
 	h = open_fresh();
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"shared", 6, want,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"shared", 6, want, &err), HV_OK);
 	for (i = 0; i < CONC_THREADS; i++) {
-		c[i] = (struct conc){ .h = h, .id = i, .mac_want = want };
-		assert_int_equal(pthread_create(&th[i], NULL, conc_main, &c[i]),
-		    0);
+		c[i] = (struct conc){.h = h, .id = i, .mac_want = want};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, conc_main, &c[i]), 0);
 	}
 	for (i = 0; i < CONC_THREADS; i++) {
 		pthread_join(th[i], NULL);
@@ -861,21 +879,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_ensure_keys),
-		T(test_round_trip),
-		T(test_aad_binding),
-		T(test_tamper),
-		T(test_kek_rotation),
-		T(test_old_version_unwraps),
-		T(test_rewrap),
-		T(test_disabled_refuses),
-		T(test_hmac),
-		T(test_hmac_empty),
-		T(test_random),
-		T(test_persistence),
-		T(test_reconnect),
-		T(test_outage),
-		T(test_concurrency),
+	    T(test_ensure_keys),
+	    T(test_round_trip),
+	    T(test_aad_binding),
+	    T(test_tamper),
+	    T(test_kek_rotation),
+	    T(test_old_version_unwraps),
+	    T(test_rewrap),
+	    T(test_disabled_refuses),
+	    T(test_hmac),
+	    T(test_hmac_empty),
+	    T(test_random),
+	    T(test_persistence),
+	    T(test_reconnect),
+	    T(test_outage),
+	    T(test_concurrency),
 	};
 	const char *only = getenv("HV_KEYSTORE_ONLY");
 	int failed = 0;
@@ -886,7 +904,7 @@ main(void)
 		failed += cmocka_run_group_tests_name("keystore_pkcs11", tests,
 		    group_setup_p11, group_teardown_p11);
 	if (only == NULL || strcmp(only, "tpm") == 0)
-		failed += cmocka_run_group_tests_name("keystore_tpm", tests,
-		    group_setup_tpm, group_teardown_tpm);
+		failed += cmocka_run_group_tests_name(
+		    "keystore_tpm", tests, group_setup_tpm, group_teardown_tpm);
 	return failed;
 }

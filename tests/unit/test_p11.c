@@ -47,7 +47,7 @@ static int
 setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	assert_non_null(f);
 	hv_test_token_new(&f->tok, "hvp11");
@@ -74,7 +74,7 @@ static struct hv_secret *
 new_dek(struct hv_hsm *h)
 {
 	struct hv_secret *d = hv_secret_new(HV_DEK_LEN);
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	assert_non_null(d);
 	assert_int_equal(hv_hsm_random(h, d->buf, d->len, &err), HV_OK);
@@ -85,18 +85,19 @@ static void
 wrap1(struct hv_hsm *h, uint32_t v, const char *aad,
     const struct hv_secret *dek, uint8_t *out, size_t *n)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	assert_int_equal(hv_hsm_wrap(h, v, (const uint8_t *)aad, strlen(aad),
-	    dek, out, n, NULL, &err), HV_OK);
+	                     dek, out, n, NULL, &err),
+	    HV_OK);
 }
 
 static enum hv_rc
 unwrap1(struct hv_hsm *h, uint32_t v, const char *aad, const uint8_t *in,
     size_t n, struct hv_secret **out, struct hv_err *err)
 {
-	return hv_hsm_unwrap(h, v, (const uint8_t *)aad, strlen(aad), in, n,
-	    out, err);
+	return hv_hsm_unwrap(
+	    h, v, (const uint8_t *)aad, strlen(aad), in, n, out, err);
 }
 
 static void
@@ -107,10 +108,11 @@ test_round_trip(void **state)
 	uint8_t w[HV_WRAPPED_MAX], w2[HV_WRAPPED_MAX];
 	size_t n = 0, n2 = 0;
 	uint32_t used = 0;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
-	assert_int_equal(hv_hsm_wrap(f->h, 0, (const uint8_t *)AAD,
-	    strlen(AAD), dek, w, &n, &used, &err), HV_OK);
+	assert_int_equal(hv_hsm_wrap(f->h, 0, (const uint8_t *)AAD, strlen(AAD),
+	                     dek, w, &n, &used, &err),
+	    HV_OK);
 	assert_int_equal(used, 1);
 	assert_int_equal(n, 61);
 	assert_int_equal(w[0], 0x01);
@@ -139,15 +141,14 @@ test_aad_mismatch(void **state)
 	struct hv_secret *dek = new_dek(f->h), *back = NULL;
 	uint8_t w[HV_WRAPPED_MAX];
 	size_t n = 0;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	wrap1(f->h, 1, AAD, dek, w, &n);
-	assert_int_equal(unwrap1(f->h, 1, "ws-1|cred-1|2", w, n, &back, &err),
-	    HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap1(f->h, 1, "ws-1|cred-1|2", w, n, &back, &err), HV_E_CRYPTO);
 	assert_null(back);
 	assert_non_null(strstr(err.msg, "C_Decrypt"));
-	assert_int_equal(unwrap1(f->h, 1, "", w, n, &back, &err),
-	    HV_E_CRYPTO);
+	assert_int_equal(unwrap1(f->h, 1, "", w, n, &back, &err), HV_E_CRYPTO);
 	assert_null(back);
 	/* Still fine afterwards (the failed operation left no state). */
 	assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
@@ -162,10 +163,10 @@ test_tamper(void **state)
 	struct hv_secret *dek = new_dek(f->h), *back = NULL;
 	uint8_t w[HV_WRAPPED_MAX], t[HV_WRAPPED_MAX];
 	size_t n = 0, i;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	/* format byte, IV, ciphertext, tag: first, middle and last byte of
 	 * each region. */
-	const size_t where[] = { 0, 1, 6, 12, 13, 30, 44, 45, 52, 60 };
+	const size_t where[] = {0, 1, 6, 12, 13, 30, 44, 45, 52, 60};
 
 	wrap1(f->h, 1, AAD, dek, w, &n);
 	assert_int_equal(n, 61);
@@ -175,20 +176,20 @@ test_tamper(void **state)
 		for (bit = 0; bit < 8; bit += 7) {
 			memcpy(t, w, n);
 			t[where[i]] ^= (uint8_t)(1u << bit);
-			assert_int_equal(unwrap1(f->h, 1, AAD, t, n, &back,
-			    &err), HV_E_CRYPTO);
+			assert_int_equal(
+			    unwrap1(f->h, 1, AAD, t, n, &back, &err),
+			    HV_E_CRYPTO);
 			assert_null(back);
 		}
 	}
 	/* Truncated and extended. */
-	assert_int_equal(unwrap1(f->h, 1, AAD, w, n - 1, &back, &err),
-	    HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap1(f->h, 1, AAD, w, n - 1, &back, &err), HV_E_CRYPTO);
 	memcpy(t, w, n);
 	t[n] = 0;
-	assert_int_equal(unwrap1(f->h, 1, AAD, t, n + 1, &back, &err),
-	    HV_E_CRYPTO);
-	assert_int_equal(unwrap1(f->h, 1, AAD, w, 0, &back, &err),
-	    HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap1(f->h, 1, AAD, t, n + 1, &back, &err), HV_E_CRYPTO);
+	assert_int_equal(unwrap1(f->h, 1, AAD, w, 0, &back, &err), HV_E_CRYPTO);
 	assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
 	hv_secret_free(&back);
 	hv_secret_free(&dek);
@@ -203,10 +204,10 @@ test_kek_versions(void **state)
 	uint8_t w1[HV_WRAPPED_MAX], w2[HV_WRAPPED_MAX];
 	size_t n = 0, n1 = 0, n2 = 0;
 	uint32_t v = 0, used = 0;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
-	assert_int_equal(hv_hsm_kek_list(f->h, k, HV_KEK_MAX_VERSIONS, &n,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_kek_list(f->h, k, HV_KEK_MAX_VERSIONS, &n, &err), HV_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(k[0].version, 1);
 	assert_int_equal(k[0].state, HV_KEK_ACTIVE);
@@ -214,46 +215,47 @@ test_kek_versions(void **state)
 
 	assert_int_equal(hv_hsm_kek_create(f->h, &v, &err), HV_OK);
 	assert_int_equal(v, 2);
-	assert_int_equal(hv_hsm_kek_list(f->h, k, HV_KEK_MAX_VERSIONS, &n,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_kek_list(f->h, k, HV_KEK_MAX_VERSIONS, &n, &err), HV_OK);
 	assert_int_equal(n, 2);
 	assert_int_equal(k[0].version, 1);
 	assert_int_equal(k[0].state, HV_KEK_RETIRED);
 	assert_int_equal(k[1].version, 2);
 	assert_int_equal(k[1].state, HV_KEK_ACTIVE);
-	assert_int_equal(hv_hsm_wrap(f->h, 0, (const uint8_t *)AAD,
-	    strlen(AAD), dek, w2, &n2, &used, &err), HV_OK);
+	assert_int_equal(hv_hsm_wrap(f->h, 0, (const uint8_t *)AAD, strlen(AAD),
+	                     dek, w2, &n2, &used, &err),
+	    HV_OK);
 	assert_int_equal(used, 2);
 
 	/* Wrapped by v1, unwrapped with v2: fails; and the reverse. */
-	assert_int_equal(unwrap1(f->h, 2, AAD, w1, n1, &back, &err),
-	    HV_E_CRYPTO);
-	assert_int_equal(unwrap1(f->h, 1, AAD, w2, n2, &back, &err),
-	    HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap1(f->h, 2, AAD, w1, n1, &back, &err), HV_E_CRYPTO);
+	assert_int_equal(
+	    unwrap1(f->h, 1, AAD, w2, n2, &back, &err), HV_E_CRYPTO);
 	assert_null(back);
 	/* Retired still unwraps. */
 	assert_int_equal(unwrap1(f->h, 1, AAD, w1, n1, &back, &err), HV_OK);
 	hv_secret_free(&back);
 	/* Unknown version. */
-	assert_int_equal(unwrap1(f->h, 9, AAD, w1, n1, &back, &err),
-	    HV_E_NOT_FOUND);
+	assert_int_equal(
+	    unwrap1(f->h, 9, AAD, w1, n1, &back, &err), HV_E_NOT_FOUND);
 
 	/* The active one cannot be disabled. */
 	assert_int_equal(hv_hsm_kek_disable(f->h, 2, &err), HV_E_CONFLICT);
 	assert_int_equal(hv_hsm_kek_disable(f->h, 7, &err), HV_E_NOT_FOUND);
 	assert_int_equal(hv_hsm_kek_disable(f->h, 1, &err), HV_OK);
 	assert_int_equal(hv_hsm_kek_disable(f->h, 1, &err), HV_OK);
-	assert_int_equal(hv_hsm_kek_list(f->h, k, HV_KEK_MAX_VERSIONS, &n,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_kek_list(f->h, k, HV_KEK_MAX_VERSIONS, &n, &err), HV_OK);
 	assert_int_equal(n, 2);
 	assert_int_equal(k[0].state, HV_KEK_DISABLED);
 	assert_int_equal(k[1].state, HV_KEK_ACTIVE);
 	/* Disabled: refuses unwrap and wrap, in this process at once. */
-	assert_int_not_equal(unwrap1(f->h, 1, AAD, w1, n1, &back, &err),
-	    HV_OK);
+	assert_int_not_equal(unwrap1(f->h, 1, AAD, w1, n1, &back, &err), HV_OK);
 	assert_null(back);
 	assert_int_not_equal(hv_hsm_wrap(f->h, 1, (const uint8_t *)AAD,
-	    strlen(AAD), dek, w1, &n1, NULL, &err), HV_OK);
+	                         strlen(AAD), dek, w1, &n1, NULL, &err),
+	    HV_OK);
 	assert_int_equal(unwrap1(f->h, 2, AAD, w2, n2, &back, &err), HV_OK);
 	hv_secret_free(&back);
 
@@ -268,21 +270,21 @@ test_hmac(void **state)
 {
 	struct fx *f = *state;
 	uint8_t a[HV_HMAC_LEN], b[HV_HMAC_LEN], c[HV_HMAC_LEN];
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_test_token t2;
 	struct hv_hsm_config cfg2;
 	struct hv_hsm *h2 = NULL;
 
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"abc", 3, a,
-	    &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"abc", 3, b,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"abc", 3, a, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"abc", 3, b, &err), HV_OK);
 	assert_memory_equal(a, b, HV_HMAC_LEN);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"abd", 3, c,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"abd", 3, c, &err), HV_OK);
 	assert_memory_not_equal(a, c, HV_HMAC_LEN);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"", 0, c, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"", 0, c, &err), HV_OK);
 
 	/* Another token's key gives another MAC. */
 	hv_hsm_close(&f->h);
@@ -291,16 +293,16 @@ test_hmac(void **state)
 	cfg2.p11_token = t2.uri;
 	assert_int_equal(hv_hsm_open(&cfg2, &h2, &err), HV_OK);
 	assert_int_equal(hv_hsm_ensure_keys(h2, true, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(h2, (const uint8_t *)"abc", 3, c, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h2, (const uint8_t *)"abc", 3, c, &err), HV_OK);
 	assert_memory_not_equal(a, c, HV_HMAC_LEN);
 	hv_hsm_close(&h2);
 	hv_test_token_destroy(&t2);
 	/* Back to the first token: same MAC as before (the key persisted). */
 	setenv("SOFTHSM2_CONF", f->tok.conf, 1);
 	assert_int_equal(hv_hsm_open(&f->cfg, &f->h, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"abc", 3, c,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"abc", 3, c, &err), HV_OK);
 	assert_memory_equal(a, c, HV_HMAC_LEN);
 }
 
@@ -312,7 +314,7 @@ test_persist(void **state)
 	uint8_t w[HV_WRAPPED_MAX];
 	size_t n = 0;
 	uint32_t v = 0;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	assert_int_equal(hv_hsm_kek_create(f->h, &v, &err), HV_OK);
 	wrap1(f->h, 2, AAD, dek, w, &n);
@@ -330,7 +332,7 @@ test_empty_token(void **state)
 {
 	struct hv_test_token t;
 	struct fx f;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	uint8_t m[HV_HMAC_LEN];
 
 	(void)state;
@@ -339,19 +341,17 @@ test_empty_token(void **state)
 	snprintf(f.uri, sizeof(f.uri), "%s", t.uri);
 	cfg_for(&f, HV_TEST_PIN);
 	assert_int_equal(hv_hsm_open(&f.cfg, &f.h, &err), HV_OK);
-	assert_int_equal(hv_hsm_ensure_keys(f.h, false, &err),
-	    HV_E_NOT_FOUND);
+	assert_int_equal(hv_hsm_ensure_keys(f.h, false, &err), HV_E_NOT_FOUND);
 	assert_non_null(strstr(err.msg, "hsmvault init"));
-	assert_int_equal(hv_hsm_hmac(f.h, (const uint8_t *)"x", 1, m, &err),
-	    HV_E_NOT_FOUND);
+	assert_int_equal(
+	    hv_hsm_hmac(f.h, (const uint8_t *)"x", 1, m, &err), HV_E_NOT_FOUND);
 	assert_int_equal(hv_hsm_ensure_keys(f.h, true, &err), HV_OK);
 	assert_int_equal(hv_hsm_ensure_keys(f.h, false, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(f.h, (const uint8_t *)"x", 1, m, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f.h, (const uint8_t *)"x", 1, m, &err), HV_OK);
 	hv_hsm_close(&f.h);
 	hv_test_token_destroy(&t);
 }
-
 
 /* Handles and session copies are cached; the periodic re-read of the key
  * list (every 2 s) keeps them when nothing changed. */
@@ -364,14 +364,14 @@ test_cache(void **state)
 	uint8_t w[HV_WRAPPED_MAX];
 	size_t n = 0;
 	int i;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	wrap1(f->h, 1, AAD, dek, w, &n);
 	hv_p11_test_stats(f->h, &a);
 	for (i = 0; i < 200; i++) {
 		wrap1(f->h, 1, AAD, dek, w, &n);
-		assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err),
-		    HV_OK);
+		assert_int_equal(
+		    unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
 		hv_secret_free(&back);
 	}
 	hv_p11_test_stats(f->h, &b);
@@ -415,10 +415,12 @@ direct_open(struct direct *d, const char *label)
 			break;
 	}
 	assert_true(i < n);
-	assert_int_equal(d->fn->C_OpenSession(slots[i],
-	    CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &d->s), CKR_OK);
-	rv = d->fn->C_Login(d->s, CKU_USER, (CK_UTF8CHAR_PTR)HV_TEST_PIN,
-	    strlen(HV_TEST_PIN));
+	assert_int_equal(
+	    d->fn->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION,
+	        NULL, NULL, &d->s),
+	    CKR_OK);
+	rv = d->fn->C_Login(
+	    d->s, CKU_USER, (CK_UTF8CHAR_PTR)HV_TEST_PIN, strlen(HV_TEST_PIN));
 	/* Login state is per process: the backend may have logged in. */
 	assert_true(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN);
 }
@@ -438,8 +440,8 @@ direct_find(struct direct *d, const char *label, CK_BBOOL token,
     CK_OBJECT_HANDLE *out, CK_ULONG max)
 {
 	CK_ATTRIBUTE t[] = {
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_TOKEN, &token, sizeof(token) },
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_TOKEN, &token, sizeof(token)},
 	};
 	CK_ULONG n = 0;
 
@@ -453,7 +455,7 @@ static CK_BBOOL
 attr_bool(struct direct *d, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
 {
 	CK_BBOOL v = 0xff;
-	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
+	CK_ATTRIBUTE a = {type, &v, sizeof(v)};
 
 	assert_int_equal(d->fn->C_GetAttributeValue(d->s, o, &a, 1), CKR_OK);
 	assert_true(v == CK_TRUE || v == CK_FALSE);
@@ -464,7 +466,7 @@ static CK_ULONG
 attr_ulong(struct direct *d, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
 {
 	CK_ULONG v = 0;
-	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
+	CK_ATTRIBUTE a = {type, &v, sizeof(v)};
 
 	assert_int_equal(d->fn->C_GetAttributeValue(d->s, o, &a, 1), CKR_OK);
 	return v;
@@ -475,9 +477,9 @@ static void
 check_protected(struct direct *d, CK_OBJECT_HANDLE o)
 {
 	uint8_t buf[64];
-	CK_ATTRIBUTE a = { CKA_VALUE, buf, sizeof(buf) };
+	CK_ATTRIBUTE a = {CKA_VALUE, buf, sizeof(buf)};
 	CK_BBOOL tru = CK_TRUE;
-	CK_ATTRIBUTE ex = { CKA_EXTRACTABLE, &tru, sizeof(tru) };
+	CK_ATTRIBUTE ex = {CKA_EXTRACTABLE, &tru, sizeof(tru)};
 
 	assert_true(attr_bool(d, o, CKA_SENSITIVE));
 	assert_false(attr_bool(d, o, CKA_EXTRACTABLE));
@@ -489,10 +491,10 @@ check_protected(struct direct *d, CK_OBJECT_HANDLE o)
 	assert_false(attr_bool(d, o, CKA_DERIVE));
 	assert_int_equal(attr_ulong(d, o, CKA_CLASS), CKO_SECRET_KEY);
 	assert_int_equal(attr_ulong(d, o, CKA_VALUE_LEN), 32);
-	assert_int_not_equal(d->fn->C_GetAttributeValue(d->s, o, &a, 1),
-	    CKR_OK);
-	assert_int_not_equal(d->fn->C_SetAttributeValue(d->s, o, &ex, 1),
-	    CKR_OK);
+	assert_int_not_equal(
+	    d->fn->C_GetAttributeValue(d->s, o, &a, 1), CKR_OK);
+	assert_int_not_equal(
+	    d->fn->C_SetAttributeValue(d->s, o, &ex, 1), CKR_OK);
 	assert_false(attr_bool(d, o, CKA_EXTRACTABLE));
 }
 
@@ -503,18 +505,18 @@ test_attributes(void **state)
 	struct direct d;
 	CK_OBJECT_HANDLE o[8];
 	uint8_t id[64];
-	CK_ATTRIBUTE ida = { CKA_ID, id, sizeof(id) };
+	CK_ATTRIBUTE ida = {CKA_ID, id, sizeof(id)};
 	struct hv_secret *dek = new_dek(f->h), *back = NULL;
 	uint8_t w[HV_WRAPPED_MAX], m[HV_HMAC_LEN];
 	size_t n = 0, i;
 	uint32_t v;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	/* Make session copies exist, then look at everything. */
 	wrap1(f->h, 1, AAD, dek, w, &n);
 	assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err), HV_OK);
 	direct_open(&d, f->tok.label);
 
 	assert_int_equal(direct_find(&d, "hsmvault-kek-1", CK_TRUE, o, 8), 1);
@@ -525,14 +527,13 @@ test_attributes(void **state)
 	assert_true(attr_bool(&d, o[0], CKA_DECRYPT));
 	assert_false(attr_bool(&d, o[0], CKA_SIGN));
 	assert_false(attr_bool(&d, o[0], CKA_VERIFY));
-	assert_int_equal(d.fn->C_GetAttributeValue(d.s, o[0], &ida, 1),
-	    CKR_OK);
+	assert_int_equal(d.fn->C_GetAttributeValue(d.s, o[0], &ida, 1), CKR_OK);
 	assert_true(ida.ulValueLen > 0);
 
 	assert_int_equal(direct_find(&d, "hsmvault-hmac", CK_TRUE, o, 8), 1);
 	check_protected(&d, o[0]);
-	assert_int_equal(attr_ulong(&d, o[0], CKA_KEY_TYPE),
-	    CKK_GENERIC_SECRET);
+	assert_int_equal(
+	    attr_ulong(&d, o[0], CKA_KEY_TYPE), CKK_GENERIC_SECRET);
 	assert_true(attr_bool(&d, o[0], CKA_SIGN));
 	assert_true(attr_bool(&d, o[0], CKA_VERIFY));
 	assert_false(attr_bool(&d, o[0], CKA_ENCRYPT));
@@ -554,15 +555,15 @@ test_attributes(void **state)
 	assert_int_equal(hv_hsm_kek_create(f->h, &v, &err), HV_OK);
 	assert_int_equal(hv_hsm_kek_disable(f->h, 1, &err), HV_OK);
 	assert_int_equal(direct_find(&d, "hsmvault-kek-1", CK_TRUE, o, 8), 0);
-	assert_int_equal(direct_find(&d, "hsmvault-kek-1-disabled", CK_TRUE,
-	    o, 8), 1);
+	assert_int_equal(
+	    direct_find(&d, "hsmvault-kek-1-disabled", CK_TRUE, o, 8), 1);
 	assert_false(attr_bool(&d, o[0], CKA_ENCRYPT));
 	assert_false(attr_bool(&d, o[0], CKA_DECRYPT));
 	{
 		/* The token itself refuses it, for any application. */
-		uint8_t iv[12] = { 0 };
-		CK_GCM_PARAMS g = { iv, 12, 96, NULL, 0, 128 };
-		CK_MECHANISM mech = { CKM_AES_GCM, &g, sizeof(g) };
+		uint8_t iv[12] = {0};
+		CK_GCM_PARAMS g = {iv, 12, 96, NULL, 0, 128};
+		CK_MECHANISM mech = {CKM_AES_GCM, &g, sizeof(g)};
 
 		assert_int_equal(d.fn->C_DecryptInit(d.s, &mech, o[0]),
 		    CKR_KEY_FUNCTION_NOT_PERMITTED);
@@ -586,16 +587,16 @@ test_disable_elsewhere(void **state)
 	CK_BBOOL fls = CK_FALSE;
 	const char *lab = "hsmvault-kek-1-disabled";
 	CK_ATTRIBUTE t[] = {
-		{ CKA_LABEL, (void *)lab, strlen(lab) },
-		{ CKA_DECRYPT, &fls, sizeof(fls) },
-		{ CKA_ENCRYPT, &fls, sizeof(fls) },
+	    {CKA_LABEL, (void *)lab, strlen(lab)},
+	    {CKA_DECRYPT, &fls, sizeof(fls)},
+	    {CKA_ENCRYPT, &fls, sizeof(fls)},
 	};
 	struct hv_secret *dek = new_dek(f->h), *back = NULL;
 	struct hv_kek_info k[4];
 	uint8_t w[HV_WRAPPED_MAX];
 	size_t n = 0, nk = 0;
 	uint32_t v;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	int i;
 
 	assert_int_equal(hv_hsm_kek_create(f->h, &v, &err), HV_OK);
@@ -659,7 +660,7 @@ static void
 open_wrong_pin(void *arg)
 {
 	struct pin_run *r = arg;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_hsm *h = NULL;
 
 	cfg_for(r->f, "11112222");
@@ -674,7 +675,7 @@ static void
 test_wrong_pin(void **state)
 {
 	struct fx *f = *state;
-	struct pin_run r = { f, HV_OK, HV_OK };
+	struct pin_run r = {f, HV_OK, HV_OK};
 	struct direct d;
 	CK_TOKEN_INFO ti;
 	CK_SLOT_ID slots[8];
@@ -700,39 +701,42 @@ test_pin_changed(void **state)
 	struct direct d;
 	struct hv_p11_test_stats st0, st1, st2;
 	uint8_t m[HV_HMAC_LEN];
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	int i;
 
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err), HV_OK);
 	hv_p11_test_stats(f->h, &st0);
 	assert_int_equal(st0.logins, 1);
 	direct_open(&d, f->tok.label);
-	assert_int_equal(d.fn->C_SetPIN(d.s, (CK_UTF8CHAR_PTR)HV_TEST_PIN,
-	    strlen(HV_TEST_PIN), (CK_UTF8CHAR_PTR)"99998888", 8), CKR_OK);
+	assert_int_equal(
+	    d.fn->C_SetPIN(d.s, (CK_UTF8CHAR_PTR)HV_TEST_PIN,
+	        strlen(HV_TEST_PIN), (CK_UTF8CHAR_PTR) "99998888", 8),
+	    CKR_OK);
 	assert_int_equal(d.fn->C_Logout(d.s), CKR_OK);
 	direct_close(&d);
 	hv_p11_test_break(f->h, HV_P11_BREAK_SESSIONS);
 
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
-	    HV_E_PIN);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err), HV_E_PIN);
 	hv_p11_test_stats(f->h, &st1);
 	assert_int_equal(st1.logins, 2);
 	/* Not retried, not even after the breaker window. */
 	for (i = 0; i < 5; i++)
-		assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m,
-		    &err), HV_E_PIN);
+		assert_int_equal(
+		    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
+		    HV_E_PIN);
 	usleep(1200 * 1000);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
-	    HV_E_PIN);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err), HV_E_PIN);
 	hv_p11_test_stats(f->h, &st2);
 	assert_int_equal(st2.logins, 2);
 	/* A new open with the new PIN works. */
 	hv_hsm_close(&f->h);
 	cfg_for(f, "99998888");
 	assert_int_equal(hv_hsm_open(&f->cfg, &f->h, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err), HV_OK);
 	cfg_for(f, HV_TEST_PIN);
 }
 
@@ -741,7 +745,7 @@ test_pin_changed(void **state)
 
 struct worker {
 	struct hv_hsm *h;
-	atomic_bool *busy;	/* keep working while true (disturb runs) */
+	atomic_bool *busy; /* keep working while true (disturb runs) */
 	int id;
 	int errors;
 	char msg[HV_ERR_MSG_MAX];
@@ -760,7 +764,7 @@ worker_main(void *arg)
 	int i;
 
 	for (i = 0; dek != NULL && (i < 500 || atomic_load(w->busy)); i++) {
-		struct hv_err err = { 0 };
+		struct hv_err err = {0};
 		enum hv_rc rc = HV_OK;
 
 		snprintf(aad, sizeof(aad), "ws|%d|%d", w->id, i);
@@ -780,15 +784,15 @@ worker_main(void *arg)
 			hv_secret_free(&back);
 			break;
 		case 2:
-			rc = hv_hsm_hmac(w->h, (uint8_t *)aad, strlen(aad), m,
-			    &err);
+			rc = hv_hsm_hmac(
+			    w->h, (uint8_t *)aad, strlen(aad), m, &err);
 			break;
 		case 3:
 			rc = hv_hsm_random(w->h, rnd, sizeof(rnd), &err);
 			break;
 		case 4:
-			rc = hv_hsm_kek_list(w->h, k, HV_KEK_MAX_VERSIONS,
-			    &nk, &err);
+			rc = hv_hsm_kek_list(
+			    w->h, k, HV_KEK_MAX_VERSIONS, &nk, &err);
 			break;
 		}
 		if (rc != HV_OK) {
@@ -805,7 +809,7 @@ run_workers(struct hv_hsm *h, int nthreads, bool disturb)
 {
 	pthread_t th[8];
 	struct worker w[8];
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	atomic_bool busy = disturb;
 	uint32_t v;
 	int i;
@@ -815,8 +819,8 @@ run_workers(struct hv_hsm *h, int nthreads, bool disturb)
 		w[i].busy = &busy;
 		w[i].h = h;
 		w[i].id = i;
-		assert_int_equal(pthread_create(&th[i], NULL, worker_main,
-		    &w[i]), 0);
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
 	}
 	if (disturb) {
 		usleep(20000);
@@ -841,7 +845,7 @@ test_threads(void **state)
 {
 	struct fx *f = *state;
 	struct hv_p11_test_stats st;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	/* Fewer sessions than threads: the pool makes threads wait. */
 	hv_hsm_close(&f->h);
@@ -879,7 +883,7 @@ test_recover_finalize(void **state)
 	struct hv_p11_test_stats st;
 	uint8_t w[HV_WRAPPED_MAX], m[HV_HMAC_LEN];
 	size_t n = 0;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	wrap1(f->h, 1, AAD, dek, w, &n);
 	/* The module is finalized behind the backend's back. */
@@ -892,8 +896,8 @@ test_recover_finalize(void **state)
 	assert_int_equal(st.logins, 2);
 	/* Its sessions are closed behind its back. */
 	hv_p11_test_break(f->h, HV_P11_BREAK_SESSIONS);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err), HV_OK);
 	hv_p11_test_stats(f->h, &st);
 	assert_int_equal(st.reconnects, 2);
 	hv_secret_free(&dek);
@@ -908,7 +912,7 @@ test_outage_breaker(void **state)
 	struct hv_p11_test_stats ps;
 	uint8_t w[HV_WRAPPED_MAX], m[HV_HMAC_LEN];
 	size_t n = 0;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	double t0, dt;
 	int i;
 
@@ -921,7 +925,8 @@ test_outage_breaker(void **state)
 
 	/* The token goes away. */
 	assert_int_equal(hv_test_sh("mv '%s/tokens' '%s/tokens.away'",
-	    f->tok.dir, f->tok.dir), 0);
+	                     f->tok.dir, f->tok.dir),
+	    0);
 	t0 = ms_now();
 	assert_int_equal(hv_hsm_probe(f->h, &st, &err), HV_E_KEYSTORE);
 	dt = ms_now() - t0;
@@ -932,15 +937,16 @@ test_outage_breaker(void **state)
 	/* The breaker is open: every kind of call fails at once. */
 	for (i = 0; i < 20; i++) {
 		t0 = ms_now();
-		assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err),
-		    HV_E_KEYSTORE);
+		assert_int_equal(
+		    unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_E_KEYSTORE);
 		assert_int_equal(hv_hsm_wrap(f->h, 0, (const uint8_t *)AAD,
-		    strlen(AAD), dek, w + 100, &n, NULL, &err),
+		                     strlen(AAD), dek, w + 100, &n, NULL, &err),
 		    HV_E_KEYSTORE);
-		assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m,
-		    &err), HV_E_KEYSTORE);
-		assert_int_equal(hv_hsm_random(f->h, m, sizeof(m), &err),
+		assert_int_equal(
+		    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
 		    HV_E_KEYSTORE);
+		assert_int_equal(
+		    hv_hsm_random(f->h, m, sizeof(m), &err), HV_E_KEYSTORE);
 		dt = ms_now() - t0;
 		assert_true(dt < 20.0);
 	}
@@ -949,19 +955,20 @@ test_outage_breaker(void **state)
 	/* After the window, one quick try (half open), still failing. */
 	usleep(1100 * 1000);
 	t0 = ms_now();
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
-	    HV_E_KEYSTORE);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err), HV_E_KEYSTORE);
 	assert_true(ms_now() - t0 < 100.0);
 
 	/* The token comes back: calls succeed again without a reopen. */
 	assert_int_equal(hv_test_sh("mv '%s/tokens.away' '%s/tokens'",
-	    f->tok.dir, f->tok.dir), 0);
+	                     f->tok.dir, f->tok.dir),
+	    0);
 	usleep(1100 * 1000);
 	assert_int_equal(unwrap1(f->h, 1, AAD, w, n, &back, &err), HV_OK);
 	assert_memory_equal(back->buf, dek->buf, HV_DEK_LEN);
 	hv_secret_free(&back);
-	assert_int_equal(hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m, &err), HV_OK);
 	assert_int_equal(hv_hsm_probe(f->h, &st, &err), HV_OK);
 	assert_true(st.reachable);
 	assert_true(st.reconnects >= 1);
@@ -984,7 +991,7 @@ test_uri(void **state)
 	CK_OBJECT_HANDLE o[4];
 	char uri[256];
 	size_t nk = 0;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	/* object= sets the label prefix; prefixes are independent. */
 	snprintf(uri, sizeof(uri), "%s;object=team-a", f->tok.uri);
@@ -1005,8 +1012,7 @@ test_uri(void **state)
 	    f->tok.label);
 	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_OK);
 	hv_hsm_close(&h2);
-	snprintf(uri, sizeof(uri), "pkcs11:model=Other;token=%s",
-	    f->tok.label);
+	snprintf(uri, sizeof(uri), "pkcs11:model=Other;token=%s", f->tok.label);
 	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_KEYSTORE);
 	assert_non_null(strstr(err.msg, "no token matches"));
 	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_KEYSTORE);
@@ -1014,8 +1020,7 @@ test_uri(void **state)
 	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_KEYSTORE);
 	c.p11_token = "http://example";
 	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_CONFIG);
-	snprintf(uri, sizeof(uri), "%s?pin-value=%s", f->tok.uri,
-	    HV_TEST_PIN);
+	snprintf(uri, sizeof(uri), "%s?pin-value=%s", f->tok.uri, HV_TEST_PIN);
 	c.p11_token = uri;
 	assert_int_equal(hv_hsm_open(&c, &h2, &err), HV_E_CONFIG);
 	assert_null(strstr(err.msg, HV_TEST_PIN));
@@ -1039,7 +1044,7 @@ test_proxy(void **state)
 	struct hv_secret *dek = new_dek(f->h), *back = NULL;
 	uint8_t w[HV_WRAPPED_MAX];
 	size_t n = 0;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	if (access("/usr/share/p11-kit/modules/softhsm2.module", R_OK) != 0 &&
 	    access("/etc/pkcs11/modules/softhsm2.module", R_OK) != 0) {
@@ -1065,32 +1070,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_aad_mismatch, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_kek_versions, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_hmac, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_persist, setup, teardown),
-		cmocka_unit_test(test_empty_token),
-		cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_attributes, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_disable_elsewhere, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_wrong_pin, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_pin_changed, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_recover_finalize, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_outage_breaker, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_uri, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_proxy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_aad_mismatch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_kek_versions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hmac, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_persist, setup, teardown),
+	    cmocka_unit_test(test_empty_token),
+	    cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_attributes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_disable_elsewhere, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_pin, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pin_changed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_recover_finalize, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_outage_breaker, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_uri, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_proxy, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -44,9 +44,9 @@
 
 #define MODULE_GLOB "/usr/lib/*/pkcs11/libtpm2_pkcs11.so"
 #define TABRMD_GLOB "/usr/lib/*/libtss2-tcti-tabrmd.so.0"
-#define TOKEN "hvtpm2"
-#define USER_PIN "87654321"
-#define SO_PIN "12345678"
+#define TOKEN       "hvtpm2"
+#define USER_PIN    "87654321"
+#define SO_PIN      "12345678"
 
 static struct hv_swtpm tpm;
 static char dir[300];
@@ -119,8 +119,10 @@ group_setup(void **state)
 		skip_all("tpm2-pkcs11 module (libtpm2-pkcs11-1)");
 	if (!find_path(TABRMD_GLOB, lib, sizeof(lib)))
 		skip_all("tabrmd tcti (libtss2-tcti-tabrmd0)");
-	if (hv_test_sh("command -v tpm2_ptool >/dev/null && command -v "
-	    "tpm2-abrmd >/dev/null && command -v dbus-daemon >/dev/null") != 0)
+	if (hv_test_sh(
+	        "command -v tpm2_ptool >/dev/null && command -v "
+	        "tpm2-abrmd >/dev/null && command -v dbus-daemon >/dev/null") !=
+	    0)
 		skip_all("tpm2_ptool, tpm2-abrmd or dbus-daemon");
 	hv_swtpm_start(&tpm);
 	snprintf(dir, sizeof(dir), "%s/hvt2p.XXXXXX", tmp ? tmp : "/tmp");
@@ -134,8 +136,8 @@ group_setup(void **state)
 	snprintf(addr, sizeof(addr), "--address=unix:path=%s", bus);
 	snprintf(log, sizeof(log), "%s/dbus.log", dir);
 	{
-		char *argv[] = { "dbus-daemon", "--session", "--nofork", addr,
-			NULL };
+		char *argv[] = {
+		    "dbus-daemon", "--session", "--nofork", addr, NULL};
 
 		dbus_pid = spawn(argv, log);
 	}
@@ -146,8 +148,8 @@ group_setup(void **state)
 	snprintf(tcti, sizeof(tcti), "--tcti=%s", tpm.tcti);
 	snprintf(log, sizeof(log), "%s/abrmd.log", dir);
 	{
-		char *argv[] = { "tpm2-abrmd", "--session", "--allow-root",
-			"--flush-all", tcti, NULL };
+		char *argv[] = {"tpm2-abrmd", "--session", "--allow-root",
+		    "--flush-all", tcti, NULL};
 
 		abrmd_pid = spawn(argv, log);
 	}
@@ -166,14 +168,17 @@ group_setup(void **state)
 	mkdir(store, 0700);
 	setenv("TPM2_PKCS11_STORE", store, 1);
 	/* Keys come from tpm2_ptool: the module cannot generate them. */
-	if (hv_test_sh("cd '%s' && tpm2_ptool init >ptool.log 2>&1 && "
-	    "tpm2_ptool addtoken --pid=1 --label=" TOKEN " --sopin=" SO_PIN
-	    " --userpin=" USER_PIN " >>ptool.log 2>&1 && "
-	    "tpm2_ptool addkey --label=" TOKEN " --key-label=hsmvault-kek-1 "
-	    "--userpin=" USER_PIN " --algorithm=aes256 >>ptool.log 2>&1 && "
-	    "tpm2_ptool addkey --label=" TOKEN " --key-label=hsmvault-hmac "
-	    "--userpin=" USER_PIN " --algorithm=hmac:sha256 >>ptool.log 2>&1",
-	    dir) != 0) {
+	if (hv_test_sh(
+	        "cd '%s' && tpm2_ptool init >ptool.log 2>&1 && "
+	        "tpm2_ptool addtoken --pid=1 --label=" TOKEN " --sopin=" SO_PIN
+	        " --userpin=" USER_PIN " >>ptool.log 2>&1 && "
+	        "tpm2_ptool addkey --label=" TOKEN
+	        " --key-label=hsmvault-kek-1 "
+	        "--userpin=" USER_PIN " --algorithm=aes256 >>ptool.log 2>&1 && "
+	        "tpm2_ptool addkey --label=" TOKEN " --key-label=hsmvault-hmac "
+	        "--userpin=" USER_PIN
+	        " --algorithm=hmac:sha256 >>ptool.log 2>&1",
+	        dir) != 0) {
 		fprintf(stderr, "tpm2_ptool failed (see %s/ptool.log)\n", dir);
 		return -1;
 	}
@@ -197,14 +202,14 @@ open_token(const char *uri)
 {
 	char data[400];
 	struct hv_hsm_config cfg = {
-		.keystore = "pkcs11",
-		.p11_module = module,
-		.p11_token = uri,
-		.p11_pin = USER_PIN,
-		.data_dir = data,
+	    .keystore = "pkcs11",
+	    .p11_module = module,
+	    .p11_token = uri,
+	    .p11_pin = USER_PIN,
+	    .data_dir = data,
 	};
 	struct hv_hsm *h = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc;
 
 	snprintf(data, sizeof(data), "%s/data", dir);
@@ -220,21 +225,21 @@ static void
 test_hmac_random_probe(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_hsm_status st;
 	uint8_t a[HV_HMAC_LEN], b[HV_HMAC_LEN], c[HV_HMAC_LEN], r[64];
-	uint8_t zero[64] = { 0 };
+	uint8_t zero[64] = {0};
 
 	(void)state;
 	h = open_token("pkcs11:token=" TOKEN);
 	assert_int_equal(hv_hsm_ensure_keys(h, false, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"hv_sk_x", 7, a,
-	    &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"hv_sk_x", 7, b,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"hv_sk_x", 7, a, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"hv_sk_x", 7, b, &err), HV_OK);
 	assert_memory_equal(a, b, HV_HMAC_LEN);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"hv_sk_y", 7, c,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"hv_sk_y", 7, c, &err), HV_OK);
 	assert_memory_not_equal(a, c, HV_HMAC_LEN);
 	assert_int_equal(hv_hsm_random(h, r, sizeof(r), &err), HV_OK);
 	assert_memory_not_equal(r, zero, sizeof(r));
@@ -250,7 +255,7 @@ static void
 test_wrap_mechanism_missing(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek = hv_secret_new(HV_DEK_LEN);
 	uint8_t out[HV_WRAPPED_MAX];
 	size_t len = 0;
@@ -259,8 +264,8 @@ test_wrap_mechanism_missing(void **state)
 	(void)state;
 	assert_non_null(dek);
 	h = open_token("pkcs11:token=" TOKEN);
-	rc = hv_hsm_wrap(h, 0, (const uint8_t *)"a|b|1", 5, dek, out, &len,
-	    NULL, &err);
+	rc = hv_hsm_wrap(
+	    h, 0, (const uint8_t *)"a|b|1", 5, dek, out, &len, NULL, &err);
 	fprintf(stderr, "wrap through tpm2-pkcs11: %s\n", err.msg);
 	assert_int_not_equal(rc, HV_OK);
 	assert_int_not_equal(rc, HV_E_CRYPTO);
@@ -274,7 +279,7 @@ static void
 test_keygen_unsupported(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc;
 
 	(void)state;
@@ -292,14 +297,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hmac_random_probe),
-		cmocka_unit_test(test_wrap_mechanism_missing),
-		cmocka_unit_test(test_keygen_unsupported),
+	    cmocka_unit_test(test_hmac_random_probe),
+	    cmocka_unit_test(test_wrap_mechanism_missing),
+	    cmocka_unit_test(test_keygen_unsupported),
 	};
 
 	hv_log_set_level(HV_LOG_ERROR);
 	setenv("TSS2_LOG", "all+none", 0);
 	setenv("TPM2_PKCS11_LOG_LEVEL", "0", 0);
-	return cmocka_run_group_tests_name("p11_tpm2pkcs11", tests,
-	    group_setup, group_teardown);
+	return cmocka_run_group_tests_name(
+	    "p11_tpm2pkcs11", tests, group_setup, group_teardown);
 }

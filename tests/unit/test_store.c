@@ -21,18 +21,18 @@
 static struct hv_test_db db;
 
 static const struct hv_stmt test_stmts[] = {
-	{ "t_ws_insert", "INSERT INTO workspaces (id, name) VALUES ($1, $2)",
-	    2 },
-	{ "t_ws_count", "SELECT count(*) FROM workspaces", 0 },
-	{ "t_ws_count_name", "SELECT count(*) FROM workspaces WHERE name = $1",
-	    1 },
-	{ "t_pid", "SELECT pg_backend_pid()", 0 },
-	{ "t_cred_insert", "INSERT INTO credentials (id, workspace_id, "
-	    "service, name, auth_type, scope, injection, created_by) VALUES "
-	    "($1, $2, 'http', 'n', 'bearer', 'workspace', '{}', 'test')", 2 },
-	{ "t_bytea", "SELECT $1::bytea", 1 },
-	{ "t_migr_count", "SELECT count(*) FROM hv_migrations", 0 },
-	{ "t_sleep", "SELECT pg_sleep($1::float8)", 1 },
+    {"t_ws_insert", "INSERT INTO workspaces (id, name) VALUES ($1, $2)", 2},
+    {"t_ws_count", "SELECT count(*) FROM workspaces", 0},
+    {"t_ws_count_name", "SELECT count(*) FROM workspaces WHERE name = $1", 1},
+    {"t_pid", "SELECT pg_backend_pid()", 0},
+    {"t_cred_insert",
+        "INSERT INTO credentials (id, workspace_id, "
+        "service, name, auth_type, scope, injection, created_by) VALUES "
+        "($1, $2, 'http', 'n', 'bearer', 'workspace', '{}', 'test')",
+        2},
+    {"t_bytea", "SELECT $1::bytea", 1},
+    {"t_migr_count", "SELECT count(*) FROM hv_migrations", 0},
+    {"t_sleep", "SELECT pg_sleep($1::float8)", 1},
 };
 
 static double
@@ -48,14 +48,15 @@ static long
 count_query(struct hv_store *s, const char *stmt, int n, const char *p1)
 {
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r = NULL;
-	const char *p[1] = { p1 };
+	const char *p[1] = {p1};
 	long v;
 
 	assert_int_equal(hv_store_acquire(s, &c, &err), HV_OK);
-	assert_int_equal(hv_store_exec(c, stmt, n, n > 0 ? p : NULL, NULL,
-	    NULL, false, &r, &err), HV_OK);
+	assert_int_equal(hv_store_exec(c, stmt, n, n > 0 ? p : NULL, NULL, NULL,
+	                     false, &r, &err),
+	    HV_OK);
 	v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	hv_store_release(s, &c);
@@ -66,7 +67,7 @@ static struct hv_store *
 open_store(unsigned int size)
 {
 	struct hv_store *s = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc = hv_store_open(db.url, size, &s, &err);
 
 	if (rc != HV_OK)
@@ -78,12 +79,13 @@ static int
 group_setup(void **state)
 {
 	struct hv_store *s;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	(void)state;
 	hv_test_db_new(&db, "store");
-	hv_store_register(test_stmts, sizeof(test_stmts) / sizeof(test_stmts[0]));
+	hv_store_register(
+	    test_stmts, sizeof(test_stmts) / sizeof(test_stmts[0]));
 	s = open_store(4);
 	if (hv_store_migrate(s, &rep, &err) != HV_OK) {
 		fprintf(stderr, "migrate: %s\n", err.msg);
@@ -106,18 +108,19 @@ static void
 test_migrate_twice(void **state)
 {
 	struct hv_store *s = open_store(2);
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	(void)state;
 	/* group setup applied everything: a second run applies nothing */
 	assert_int_equal(hv_store_migrate(s, &rep, &err), HV_OK);
 	assert_int_equal(json_array_size(json_object_get(rep, "applied")), 0);
-	assert_int_equal(json_integer_value(json_object_get(rep,
-	    "schema_version")), hv_migrations[hv_migrations_count - 1].version);
+	assert_int_equal(
+	    json_integer_value(json_object_get(rep, "schema_version")),
+	    hv_migrations[hv_migrations_count - 1].version);
 	json_decref(rep);
-	assert_int_equal(count_query(s, "t_migr_count", 0, NULL),
-	    (long)hv_migrations_count);
+	assert_int_equal(
+	    count_query(s, "t_migr_count", 0, NULL), (long)hv_migrations_count);
 	hv_store_close(&s);
 }
 
@@ -132,7 +135,7 @@ migr_thread(void *p)
 {
 	struct migr_arg *a = p;
 	struct hv_store *s = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	a->rc = hv_store_open(a->url, 1, &s, &err);
@@ -140,8 +143,8 @@ migr_thread(void *p)
 		return NULL;
 	a->rc = hv_store_migrate(s, &rep, &err);
 	if (a->rc == HV_OK)
-		a->applied = (long)json_array_size(json_object_get(rep,
-		    "applied"));
+		a->applied =
+		    (long)json_array_size(json_object_get(rep, "applied"));
 	else
 		fprintf(stderr, "migrate: %s\n", err.msg);
 	json_decref(rep);
@@ -181,54 +184,63 @@ test_exec_and_errors(void **state)
 {
 	struct hv_store *s = open_store(2);
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r = NULL;
 	const char *p[2];
-	const char bin[4] = { 0, 1, 2, (char)0xff };
-	const int len[1] = { 4 };
-	const int fmt[1] = { 1 };
-	const char *bp[1] = { bin };
+	const char bin[4] = {0, 1, 2, (char)0xff};
+	const int len[1] = {4};
+	const int fmt[1] = {1};
+	const char *bp[1] = {bin};
 
 	(void)state;
 	assert_int_equal(hv_store_acquire(s, &c, &err), HV_OK);
 	p[0] = "00000000-0000-4000-8000-000000000001";
 	p[1] = "exec-ws";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	/* unique violation -> conflict, naming the constraint not the value */
 	p[0] = "00000000-0000-4000-8000-000000000002";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_E_CONFLICT);
+	                     false, NULL, &err),
+	    HV_E_CONFLICT);
 	assert_non_null(strstr(err.msg, "workspaces_name_key"));
 	assert_null(strstr(err.msg, "exec-ws"));
 	/* check violation -> invalid */
 	p[1] = "";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_E_INVALID);
+	                     false, NULL, &err),
+	    HV_E_INVALID);
 	/* bad uuid syntax -> invalid, without echoing the value */
 	p[0] = "not-a-uuid-secretish";
 	p[1] = "x";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_E_INVALID);
+	                     false, NULL, &err),
+	    HV_E_INVALID);
 	assert_null(strstr(err.msg, "secretish"));
 	/* foreign key violation -> invalid */
 	p[0] = "00000000-0000-4000-8000-0000000000aa";
 	p[1] = "00000000-0000-4000-8000-0000000000bb";
 	assert_int_equal(hv_store_exec(c, "t_cred_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_E_INVALID);
+	                     false, NULL, &err),
+	    HV_E_INVALID);
 	/* SQL metacharacters are data, never SQL */
 	p[0] = "00000000-0000-4000-8000-000000000003";
 	p[1] = "x'); DROP TABLE workspaces; --";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	/* unknown statement and wrong arity are our bugs */
-	assert_int_equal(hv_store_exec(c, "t_nope", 0, NULL, NULL, NULL, false,
-	    NULL, &err), HV_E_INTERNAL);
-	assert_int_equal(hv_store_exec(c, "t_ws_count", 1, p, NULL, NULL, false,
-	    NULL, &err), HV_E_INTERNAL);
+	assert_int_equal(
+	    hv_store_exec(c, "t_nope", 0, NULL, NULL, NULL, false, NULL, &err),
+	    HV_E_INTERNAL);
+	assert_int_equal(
+	    hv_store_exec(c, "t_ws_count", 1, p, NULL, NULL, false, NULL, &err),
+	    HV_E_INTERNAL);
 	/* binary parameters and results round-trip */
-	assert_int_equal(hv_store_exec(c, "t_bytea", 1, bp, len, fmt, true, &r,
-	    &err), HV_OK);
+	assert_int_equal(
+	    hv_store_exec(c, "t_bytea", 1, bp, len, fmt, true, &r, &err),
+	    HV_OK);
 	assert_int_equal(PQgetlength(r, 0, 0), 4);
 	assert_memory_equal(PQgetvalue(r, 0, 0), bin, 4);
 	PQclear(r);
@@ -243,7 +255,7 @@ test_transactions(void **state)
 {
 	struct hv_store *s = open_store(2);
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	const char *p[2];
 
 	(void)state;
@@ -254,39 +266,44 @@ test_transactions(void **state)
 	p[0] = "00000000-0000-4000-8000-000000000010";
 	p[1] = "tx-rolled-back";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	hv_store_rollback(c);
 	/* a failed statement aborts the transaction; commit reports it */
 	assert_int_equal(hv_store_begin(c, &err), HV_OK);
 	p[1] = "tx-aborted";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	p[1] = "";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_E_INVALID);
+	                     false, NULL, &err),
+	    HV_E_INVALID);
 	assert_int_not_equal(hv_store_commit(c, &err), HV_OK);
 	/* release with an open transaction rolls it back */
 	assert_int_equal(hv_store_begin(c, &err), HV_OK);
 	p[1] = "tx-released";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	hv_store_release(s, &c);
 	/* commit keeps */
 	assert_int_equal(hv_store_acquire(s, &c, &err), HV_OK);
 	assert_int_equal(hv_store_begin(c, &err), HV_OK);
 	p[1] = "tx-committed";
 	assert_int_equal(hv_store_exec(c, "t_ws_insert", 2, p, NULL, NULL,
-	    false, NULL, &err), HV_OK);
+	                     false, NULL, &err),
+	    HV_OK);
 	assert_int_equal(hv_store_commit(c, &err), HV_OK);
 	assert_int_equal(hv_store_commit(c, &err), HV_E_INTERNAL);
 	hv_store_release(s, &c);
-	assert_int_equal(count_query(s, "t_ws_count_name", 1,
-	    "tx-rolled-back"), 0);
+	assert_int_equal(
+	    count_query(s, "t_ws_count_name", 1, "tx-rolled-back"), 0);
 	assert_int_equal(count_query(s, "t_ws_count_name", 1, "tx-aborted"), 0);
-	assert_int_equal(count_query(s, "t_ws_count_name", 1, "tx-released"),
-	    0);
-	assert_int_equal(count_query(s, "t_ws_count_name", 1, "tx-committed"),
-	    1);
+	assert_int_equal(
+	    count_query(s, "t_ws_count_name", 1, "tx-released"), 0);
+	assert_int_equal(
+	    count_query(s, "t_ws_count_name", 1, "tx-committed"), 1);
 	hv_store_close(&s);
 }
 
@@ -304,25 +321,24 @@ pool_thread(void *p)
 
 	for (i = 0; i < 100; i++) {
 		struct hv_conn *c = NULL;
-		struct hv_err err = { 0 };
+		struct hv_err err = {0};
 		char id[40], name[40];
-		const char *pp[2] = { id, name };
+		const char *pp[2] = {id, name};
 
 		if (hv_store_acquire(a->s, &c, &err) != HV_OK) {
 			fprintf(stderr, "acquire: %s\n", err.msg);
 			continue;
 		}
-		snprintf(id, sizeof(id),
-		    "00000000-0000-4000-9%03d-%012d", a->id, i);
+		snprintf(
+		    id, sizeof(id), "00000000-0000-4000-9%03d-%012d", a->id, i);
 		snprintf(name, sizeof(name), "pool-%d-%d", a->id, i);
 		if (hv_store_begin(c, &err) == HV_OK &&
 		    hv_store_exec(c, "t_ws_insert", 2, pp, NULL, NULL, false,
-		    NULL, &err) == HV_OK &&
+		        NULL, &err) == HV_OK &&
 		    hv_store_commit(c, &err) == HV_OK)
 			a->ok++;
 		else
-			fprintf(stderr, "pool thread %d: %s\n", a->id,
-			    err.msg);
+			fprintf(stderr, "pool thread %d: %s\n", a->id, err.msg);
 		hv_store_release(a->s, &c);
 	}
 	return NULL;
@@ -339,8 +355,8 @@ test_pool_threads(void **state)
 	long before = count_query(s, "t_ws_count", 0, NULL);
 	int i;
 
-	struct hv_conn *held[3] = { NULL, NULL, NULL };
-	struct hv_err err = { 0 };
+	struct hv_conn *held[3] = {NULL, NULL, NULL};
+	struct hv_err err = {0};
 
 	(void)state;
 	/* hold every slot while the threads start: they must wait */
@@ -371,12 +387,13 @@ test_pool_threads(void **state)
 static long
 backend_pid(struct hv_conn *c)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r = NULL;
 	long pid;
 
-	assert_int_equal(hv_store_exec(c, "t_pid", 0, NULL, NULL, NULL, false,
-	    &r, &err), HV_OK);
+	assert_int_equal(
+	    hv_store_exec(c, "t_pid", 0, NULL, NULL, NULL, false, &r, &err),
+	    HV_OK);
 	pid = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	return pid;
@@ -402,8 +419,8 @@ terminate(long pid)
 {
 	char sql[128];
 
-	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%ld, 5000)",
-	    pid);
+	snprintf(
+	    sql, sizeof(sql), "SELECT pg_terminate_backend(%ld, 5000)", pid);
 	admin_sql(sql);
 }
 
@@ -413,7 +430,7 @@ test_killed_connection(void **state)
 {
 	struct hv_store *s = open_store(1);
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_store_stats st;
 	long pid, pid2;
 
@@ -436,8 +453,9 @@ test_killed_connection(void **state)
 	/* killed inside a transaction: that transaction fails, next works */
 	assert_int_equal(hv_store_begin(c, &err), HV_OK);
 	terminate(backend_pid(c));
-	assert_int_equal(hv_store_exec(c, "t_pid", 0, NULL, NULL, NULL, false,
-	    NULL, &err), HV_E_DATABASE);
+	assert_int_equal(
+	    hv_store_exec(c, "t_pid", 0, NULL, NULL, NULL, false, NULL, &err),
+	    HV_E_DATABASE);
 	hv_store_release(s, &c);
 	assert_int_equal(hv_store_acquire(s, &c, &err), HV_OK);
 	(void)backend_pid(c);
@@ -453,14 +471,16 @@ test_database_down(void **state)
 	struct hv_test_db d2;
 	struct hv_store *s = NULL;
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char sql[256];
 	double t0;
 
 	(void)state;
 	t0 = now_s();
 	assert_int_equal(hv_store_open("host=/nonexistent-hv-socket-dir "
-	    "dbname=x", 2, &s, &err), HV_E_DATABASE);
+	                               "dbname=x",
+	                     2, &s, &err),
+	    HV_E_DATABASE);
 	assert_null(s);
 	assert_true(now_s() - t0 < 2.0);
 	assert_int_equal(hv_store_open("", 2, &s, &err), HV_E_CONFIG);
@@ -472,14 +492,17 @@ test_database_down(void **state)
 	/* not migrated yet: the message says what to do */
 	assert_int_equal(hv_store_acquire(s, &c, &err), HV_OK);
 	assert_int_equal(hv_store_exec(c, "t_ws_count", 0, NULL, NULL, NULL,
-	    false, NULL, &err), HV_E_DATABASE);
+	                     false, NULL, &err),
+	    HV_E_DATABASE);
 	assert_non_null(strstr(err.msg, "hsmvault init"));
 	hv_store_release(s, &c);
 	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false",
 	    d2.name);
 	admin_sql(sql);
-	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid, 5000) "
-	    "FROM pg_stat_activity WHERE datname = '%s'", d2.name);
+	snprintf(sql, sizeof(sql),
+	    "SELECT pg_terminate_backend(pid, 5000) "
+	    "FROM pg_stat_activity WHERE datname = '%s'",
+	    d2.name);
 	admin_sql(sql);
 	t0 = now_s();
 	assert_int_equal(hv_store_ping(s, &err), HV_E_DATABASE);
@@ -505,7 +528,7 @@ wait_thread(void *p)
 {
 	struct hold_arg *a = p;
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	double t0 = now_s();
 
 	a->rc = hv_store_acquire(a->s, &c, &err);
@@ -521,8 +544,8 @@ test_pool_wait(void **state)
 {
 	struct hv_store *s = open_store(1);
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
-	struct hold_arg a = { .s = s, .rc = HV_E_INTERNAL };
+	struct hv_err err = {0};
+	struct hold_arg a = {.s = s, .rc = HV_E_INTERNAL};
 	pthread_t th;
 
 	(void)state;
@@ -542,7 +565,7 @@ test_statement_timeout(void **state)
 {
 	struct hv_store *s = open_store(1);
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r;
 
 	(void)state;
@@ -562,15 +585,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_migrate_twice),
-		cmocka_unit_test(test_migrate_concurrent),
-		cmocka_unit_test(test_exec_and_errors),
-		cmocka_unit_test(test_transactions),
-		cmocka_unit_test(test_pool_threads),
-		cmocka_unit_test(test_killed_connection),
-		cmocka_unit_test(test_database_down),
-		cmocka_unit_test(test_pool_wait),
-		cmocka_unit_test(test_statement_timeout),
+	    cmocka_unit_test(test_migrate_twice),
+	    cmocka_unit_test(test_migrate_concurrent),
+	    cmocka_unit_test(test_exec_and_errors),
+	    cmocka_unit_test(test_transactions),
+	    cmocka_unit_test(test_pool_threads),
+	    cmocka_unit_test(test_killed_connection),
+	    cmocka_unit_test(test_database_down),
+	    cmocka_unit_test(test_pool_wait),
+	    cmocka_unit_test(test_statement_timeout),
 	};
 
 	if (getenv("HV_TEST_PG_URL") == NULL)

@@ -50,11 +50,11 @@ open_tpm(const char *tcti, const char *dir, unsigned int breaker_ms,
     unsigned int retry_max, struct hv_hsm **h, struct hv_err *err)
 {
 	struct hv_hsm_config cfg = {
-		.keystore = "tpm",
-		.tpm_tcti = tcti,
-		.data_dir = dir,
-		.breaker_ms = breaker_ms,
-		.retry_max = retry_max,
+	    .keystore = "tpm",
+	    .tpm_tcti = tcti,
+	    .data_dir = dir,
+	    .breaker_ms = breaker_ms,
+	    .retry_max = retry_max,
 	};
 
 	return hv_hsm_open(&cfg, h, err);
@@ -64,7 +64,7 @@ static struct hv_hsm *
 open_ok(const char *dir)
 {
 	struct hv_hsm *h = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	enum hv_rc rc;
 
 	rc = open_tpm(tpm.tcti, dir, 200, 3, &h, &err);
@@ -78,7 +78,7 @@ static struct hv_hsm *
 open_init(char *dir, size_t cap)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	new_dir(dir, cap);
 	h = open_ok(dir);
@@ -104,8 +104,10 @@ transient_count(void)
 	int n = 0;
 	const char *p;
 
-	if (hv_test_sh_out(out, sizeof(out), "TPM2TOOLS_TCTI='%s' "
-	    "tpm2_getcap handles-transient 2>/dev/null", tpm.tcti) != 0)
+	if (hv_test_sh_out(out, sizeof(out),
+	        "TPM2TOOLS_TCTI='%s' "
+	        "tpm2_getcap handles-transient 2>/dev/null",
+	        tpm.tcti) != 0)
 		return -1;
 	for (p = out; (p = strstr(p, "0x80")) != NULL; p++)
 		n++;
@@ -133,21 +135,20 @@ static void
 test_open_errors(void **state)
 {
 	struct hv_hsm *h = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char dir[300], tcti[128];
 
 	(void)state;
 	new_dir(dir, sizeof(dir));
-	assert_int_equal(open_tpm(tpm.tcti, NULL, 0, 0, &h, &err),
-	    HV_E_CONFIG);
+	assert_int_equal(open_tpm(tpm.tcti, NULL, 0, 0, &h, &err), HV_E_CONFIG);
 	assert_null(h);
 	/* A port nothing listens on: one the kernel just handed out. */
-	snprintf(tcti, sizeof(tcti), "swtpm:host=127.0.0.1,port=%u",
-	    closed_port());
+	snprintf(
+	    tcti, sizeof(tcti), "swtpm:host=127.0.0.1,port=%u", closed_port());
 	assert_int_equal(open_tpm(tcti, dir, 0, 1, &h, &err), HV_E_KEYSTORE);
 	assert_null(h);
-	assert_int_equal(open_tpm("nosuchtcti:x", dir, 0, 1, &h, &err),
-	    HV_E_KEYSTORE);
+	assert_int_equal(
+	    open_tpm("nosuchtcti:x", dir, 0, 1, &h, &err), HV_E_KEYSTORE);
 	assert_null(h);
 }
 
@@ -155,11 +156,11 @@ static void
 test_ensure_keys_and_files(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_kek_info keks[4];
 	char dir[300], path[400], meta[512];
-	const char *files[] = { "tpm-keys.meta", "tpm-hmac.blob",
-		"tpm-kek-1.blob" };
+	const char *files[] = {
+	    "tpm-keys.meta", "tpm-hmac.blob", "tpm-kek-1.blob"};
 	struct stat st;
 	size_t n = 0, i;
 	FILE *f;
@@ -200,7 +201,7 @@ static void
 test_wrap_format_and_garbage(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek = dek_fill(7), *back = NULL;
 	uint8_t w1[HV_WRAPPED_MAX], w2[HV_WRAPPED_MAX], mix[HV_WRAPPED_MAX];
 	uint8_t junk[200];
@@ -211,38 +212,47 @@ test_wrap_format_and_garbage(void **state)
 	(void)state;
 	h = open_init(dir, sizeof(dir));
 	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"a", 1, dek, w1,
-	    &l1, &used, &err), HV_OK);
+	                     &l1, &used, &err),
+	    HV_OK);
 	assert_int_equal(used, 1);
 	assert_true(l1 > 100 && l1 <= HV_WRAPPED_MAX);
 	assert_memory_equal(w1, "HVT1", 4);
 	/* Wrapping is randomized: the same DEK and AAD differ each time. */
 	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"a", 1, dek, w2,
-	    &l2, NULL, &err), HV_OK);
+	                     &l2, NULL, &err),
+	    HV_OK);
 	assert_int_equal(l1, l2);
 	assert_memory_not_equal(w1, w2, l1);
 	/* Unknown version, empty, short, junk. */
-	assert_int_equal(hv_hsm_unwrap(h, 9, (const uint8_t *)"a", 1, w1, l1,
-	    &back, &err), HV_E_NOT_FOUND);
-	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, w1, 0,
-	    &back, &err), HV_E_CRYPTO);
-	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, w1, 20,
-	    &back, &err), HV_E_CRYPTO);
+	assert_int_equal(
+	    hv_hsm_unwrap(h, 9, (const uint8_t *)"a", 1, w1, l1, &back, &err),
+	    HV_E_NOT_FOUND);
+	assert_int_equal(
+	    hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, w1, 0, &back, &err),
+	    HV_E_CRYPTO);
+	assert_int_equal(
+	    hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, w1, 20, &back, &err),
+	    HV_E_CRYPTO);
 	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, w1,
-	    l1 - 1, &back, &err), HV_E_CRYPTO);
+	                     l1 - 1, &back, &err),
+	    HV_E_CRYPTO);
 	memset(junk, 0x41, sizeof(junk));
 	memcpy(junk, "HVT1", 4);
 	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, junk,
-	    sizeof(junk), &back, &err), HV_E_CRYPTO);
+	                     sizeof(junk), &back, &err),
+	    HV_E_CRYPTO);
 	/* Public area of one wrapped DEK with the private area of another. */
 	pub_len = 4 + 2 + ((size_t)w1[4] << 8 | w1[5]);
 	memcpy(mix, w1, pub_len);
 	memcpy(mix + pub_len, w2 + pub_len, l2 - pub_len);
-	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, mix, l1,
-	    &back, &err), HV_E_CRYPTO);
+	assert_int_equal(
+	    hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, mix, l1, &back, &err),
+	    HV_E_CRYPTO);
 	assert_null(back);
 	/* And the genuine ones still work after all that. */
-	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, w2, l2,
-	    &back, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_unwrap(h, 1, (const uint8_t *)"a", 1, w2, l2, &back, &err),
+	    HV_OK);
 	assert_memory_equal(back->buf, dek->buf, HV_DEK_LEN);
 	hv_secret_free(&back);
 	hv_secret_free(&dek);
@@ -252,10 +262,10 @@ test_wrap_format_and_garbage(void **state)
 static void
 test_hmac_lengths(void **state)
 {
-	static const size_t lens[] = { 0, 1, 1023, 1024, 1025, 3000, 5000 };
+	static const size_t lens[] = {0, 1, 1023, 1024, 1025, 3000, 5000};
 	uint8_t msg[5000], mac[7][HV_HMAC_LEN], again[HV_HMAC_LEN];
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char dir[300];
 	size_t i, j;
 
@@ -264,10 +274,10 @@ test_hmac_lengths(void **state)
 		msg[i] = (uint8_t)(i * 7 + 3);
 	h = open_init(dir, sizeof(dir));
 	for (i = 0; i < 7; i++) {
-		assert_int_equal(hv_hsm_hmac(h, msg, lens[i], mac[i], &err),
-		    HV_OK);
-		assert_int_equal(hv_hsm_hmac(h, msg, lens[i], again, &err),
-		    HV_OK);
+		assert_int_equal(
+		    hv_hsm_hmac(h, msg, lens[i], mac[i], &err), HV_OK);
+		assert_int_equal(
+		    hv_hsm_hmac(h, msg, lens[i], again, &err), HV_OK);
 		assert_memory_equal(mac[i], again, HV_HMAC_LEN);
 		for (j = 0; j < i; j++)
 			assert_memory_not_equal(mac[i], mac[j], HV_HMAC_LEN);
@@ -279,10 +289,10 @@ test_hmac_lengths(void **state)
 static void
 test_random_lengths(void **state)
 {
-	static const size_t lens[] = { 1, 31, 32, 33, 48, 1000 };
-	uint8_t a[1000], b[1000], zero[1000] = { 0 };
+	static const size_t lens[] = {1, 31, 32, 33, 48, 1000};
+	uint8_t a[1000], b[1000], zero[1000] = {0};
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char dir[300];
 	size_t i;
 
@@ -308,7 +318,7 @@ static void
 test_slots_under_load(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek[3], *back = NULL;
 	uint8_t w[3][HV_WRAPPED_MAX], mac[HV_HMAC_LEN], rw[HV_WRAPPED_MAX];
 	size_t wl[3], rwl = 0;
@@ -325,24 +335,29 @@ test_slots_under_load(void **state)
 		}
 		dek[k] = dek_fill((uint8_t)(0x10 + k));
 		assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"x", 1,
-		    dek[k], w[k], &wl[k], &used, &err), HV_OK);
+		                     dek[k], w[k], &wl[k], &used, &err),
+		    HV_OK);
 		assert_int_equal(used, (uint32_t)k + 1);
 	}
 	for (i = 0; i < 60; i++) {
 		k = (i * 7) % 3;
-		assert_int_equal(hv_hsm_unwrap(h, (uint32_t)k + 1,
-		    (const uint8_t *)"x", 1, w[k], wl[k], &back, &err), HV_OK);
+		assert_int_equal(
+		    hv_hsm_unwrap(h, (uint32_t)k + 1, (const uint8_t *)"x", 1,
+		        w[k], wl[k], &back, &err),
+		    HV_OK);
 		assert_memory_equal(back->buf, dek[k]->buf, HV_DEK_LEN);
 		hv_secret_free(&back);
-		assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"m", 1, mac,
-		    &err), HV_OK);
+		assert_int_equal(
+		    hv_hsm_hmac(h, (const uint8_t *)"m", 1, mac, &err), HV_OK);
 		if (i % 10 == 0) {
 			/* Re-wrap (rewrap's pattern): the active version 3. */
 			assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"y",
-			    1, dek[0], rw, &rwl, &used, &err), HV_OK);
+			                     1, dek[0], rw, &rwl, &used, &err),
+			    HV_OK);
 			assert_int_equal(used, 3);
-			assert_int_equal(hv_hsm_unwrap(h, 3,
-			    (const uint8_t *)"y", 1, rw, rwl, &back, &err),
+			assert_int_equal(
+			    hv_hsm_unwrap(h, 3, (const uint8_t *)"y", 1, rw,
+			        rwl, &back, &err),
 			    HV_OK);
 			assert_memory_equal(back->buf, dek[0]->buf, HV_DEK_LEN);
 			hv_secret_free(&back);
@@ -359,7 +374,7 @@ static void
 test_stale_objects_flushed(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek = dek_fill(3), *back = NULL;
 	uint8_t w[HV_WRAPPED_MAX], mac[HV_HMAC_LEN];
 	size_t wl = 0;
@@ -369,25 +384,27 @@ test_stale_objects_flushed(void **state)
 
 	(void)state;
 	h = open_init(dir, sizeof(dir));
-	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"s", 1, dek, w,
-	    &wl, NULL, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_wrap(h, 0, (const uint8_t *)"s", 1, dek, w, &wl, NULL, &err),
+	    HV_OK);
 	hv_hsm_close(&h);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		h = open_ok(dir);
 		if (hv_hsm_unwrap(h, 1, (const uint8_t *)"s", 1, w, wl, &back,
-		    &err) != HV_OK ||
+		        &err) != HV_OK ||
 		    hv_hsm_hmac(h, (const uint8_t *)"m", 1, mac, &err) != HV_OK)
 			_exit(2);
-		_exit(0);	/* no close: the objects stay loaded */
+		_exit(0); /* no close: the objects stay loaded */
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	assert_true(transient_count() >= 2);
 	h = open_ok(dir);
-	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"s", 1, w, wl,
-	    &back, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_unwrap(h, 1, (const uint8_t *)"s", 1, w, wl, &back, &err),
+	    HV_OK);
 	assert_memory_equal(back->buf, dek->buf, HV_DEK_LEN);
 	hv_secret_free(&back);
 	hv_secret_free(&dek);
@@ -400,7 +417,7 @@ static void
 test_restart_recovers(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_hsm_status st;
 	struct hv_secret *dek = dek_fill(9), *back = NULL;
 	uint8_t w[HV_WRAPPED_MAX], m1[HV_HMAC_LEN], m2[HV_HMAC_LEN];
@@ -409,23 +426,25 @@ test_restart_recovers(void **state)
 
 	(void)state;
 	h = open_init(dir, sizeof(dir));
-	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"r", 1, dek, w,
-	    &wl, NULL, &err), HV_OK);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"r", 1, m1, &err),
+	assert_int_equal(
+	    hv_hsm_wrap(h, 0, (const uint8_t *)"r", 1, dek, w, &wl, NULL, &err),
 	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"r", 1, m1, &err), HV_OK);
 	assert_int_equal(hv_swtpm_restart(&tpm), 0);
-	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"r", 1, w, wl,
-	    &back, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_unwrap(h, 1, (const uint8_t *)"r", 1, w, wl, &back, &err),
+	    HV_OK);
 	assert_memory_equal(back->buf, dek->buf, HV_DEK_LEN);
 	hv_secret_free(&back);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"r", 1, m2, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"r", 1, m2, &err), HV_OK);
 	assert_memory_equal(m1, m2, HV_HMAC_LEN);
 	/* A crash this time (SIGKILL): same story. */
 	hv_swtpm_kill(&tpm);
 	assert_int_equal(hv_swtpm_resume(&tpm), 0);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"r", 1, m2, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"r", 1, m2, &err), HV_OK);
 	assert_memory_equal(m1, m2, HV_HMAC_LEN);
 	assert_int_equal(hv_hsm_probe(h, &st, &err), HV_OK);
 	assert_true(st.reachable);
@@ -442,7 +461,7 @@ static void
 test_reset_needs_startup(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	uint8_t m1[HV_HMAC_LEN], m2[HV_HMAC_LEN];
 	char dir[300];
 
@@ -452,13 +471,15 @@ test_reset_needs_startup(void **state)
 		return;
 	}
 	h = open_init(dir, sizeof(dir));
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"z", 1, m1, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"z", 1, m1, &err), HV_OK);
 	/* Re-initialize the TPM (_TPM_Init): it now needs Startup. */
 	assert_int_equal(hv_test_sh("swtpm_ioctl --tcp 127.0.0.1:%u -i "
-	    ">/dev/null", tpm.port + 1), 0);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"z", 1, m2, &err),
-	    HV_OK);
+	                            ">/dev/null",
+	                     tpm.port + 1),
+	    0);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"z", 1, m2, &err), HV_OK);
 	assert_memory_equal(m1, m2, HV_HMAC_LEN);
 	hv_hsm_close(&h);
 }
@@ -467,7 +488,7 @@ static void
 test_breaker_fails_fast(void **state)
 {
 	struct hv_hsm *h = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_hsm_status st;
 	uint8_t mac[HV_HMAC_LEN], rnd[8];
 	uint64_t t0, dt;
@@ -479,21 +500,21 @@ test_breaker_fails_fast(void **state)
 	assert_int_equal(open_tpm(tpm.tcti, dir, 300, 3, &h, &err), HV_OK);
 	assert_int_equal(hv_hsm_ensure_keys(h, true, &err), HV_OK);
 	hv_swtpm_stop(&tpm);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"b", 1, mac, &err),
-	    HV_E_KEYSTORE);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"b", 1, mac, &err), HV_E_KEYSTORE);
 	t0 = ms_now();
 	for (i = 0; i < 100; i++)
-		assert_int_equal(hv_hsm_random(h, rnd, sizeof(rnd), &err),
-		    HV_E_KEYSTORE);
+		assert_int_equal(
+		    hv_hsm_random(h, rnd, sizeof(rnd), &err), HV_E_KEYSTORE);
 	dt = ms_now() - t0;
-	assert_true(dt < 100);		/* 100 calls: no reconnect each */
+	assert_true(dt < 100); /* 100 calls: no reconnect each */
 	assert_non_null(strstr(err.msg, "unreachable"));
 	assert_int_equal(hv_hsm_probe(h, &st, &err), HV_E_KEYSTORE);
 	assert_false(st.reachable);
 	assert_int_equal(hv_swtpm_resume(&tpm), 0);
 	usleep(350 * 1000);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"b", 1, mac, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"b", 1, mac, &err), HV_OK);
 	assert_int_equal(hv_hsm_probe(h, &st, &err), HV_OK);
 	assert_true(st.reachable);
 	hv_hsm_close(&h);
@@ -504,7 +525,7 @@ static void
 test_hung_tpm_times_out(void **state)
 {
 	struct hv_hsm *h = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	uint8_t mac[HV_HMAC_LEN];
 	uint64_t t0, dt;
 	char dir[300];
@@ -515,19 +536,19 @@ test_hung_tpm_times_out(void **state)
 	assert_int_equal(hv_hsm_ensure_keys(h, true, &err), HV_OK);
 	hv_swtpm_pause(&tpm);
 	t0 = ms_now();
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"h", 1, mac, &err),
-	    HV_E_KEYSTORE);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"h", 1, mac, &err), HV_E_KEYSTORE);
 	dt = ms_now() - t0;
 	assert_true(dt >= 4000 && dt < 15000);
 	/* Breaker open: at once. */
 	t0 = ms_now();
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"h", 1, mac, &err),
-	    HV_E_KEYSTORE);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"h", 1, mac, &err), HV_E_KEYSTORE);
 	assert_true(ms_now() - t0 < 50);
 	hv_swtpm_continue(&tpm);
 	usleep(250 * 1000);
-	assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)"h", 1, mac, &err),
-	    HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(h, (const uint8_t *)"h", 1, mac, &err), HV_OK);
 	hv_hsm_close(&h);
 }
 
@@ -537,15 +558,15 @@ test_other_tpm_refused(void **state)
 {
 	struct hv_swtpm other;
 	struct hv_hsm *h = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	char dir[300];
 
 	(void)state;
 	h = open_init(dir, sizeof(dir));
 	hv_hsm_close(&h);
 	hv_swtpm_start(&other);
-	assert_int_equal(open_tpm(other.tcti, dir, 0, 0, &h, &err),
-	    HV_E_CONFIG);
+	assert_int_equal(
+	    open_tpm(other.tcti, dir, 0, 0, &h, &err), HV_E_CONFIG);
 	assert_non_null(strstr(err.msg, "owner seed"));
 	assert_null(h);
 	hv_swtpm_destroy(&other);
@@ -556,7 +577,7 @@ static void
 test_metadata_changes(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_kek_info keks[4];
 	struct hv_secret *dek = dek_fill(5), *back = NULL;
 	uint8_t w[HV_WRAPPED_MAX];
@@ -566,25 +587,33 @@ test_metadata_changes(void **state)
 
 	(void)state;
 	h = open_init(dir, sizeof(dir));
-	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"m", 1, dek, w,
-	    &wl, NULL, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_wrap(h, 0, (const uint8_t *)"m", 1, dek, w, &wl, NULL, &err),
+	    HV_OK);
 	assert_int_equal(hv_hsm_kek_create(h, &v, &err), HV_OK);
-	assert_int_equal(hv_test_sh("cd '%s' && sed 's/^kek 1 enabled$/kek 1 "
-	    "disabled/' tpm-keys.meta > m.new && mv m.new tpm-keys.meta", dir),
+	assert_int_equal(
+	    hv_test_sh(
+	        "cd '%s' && sed 's/^kek 1 enabled$/kek 1 "
+	        "disabled/' tpm-keys.meta > m.new && mv m.new tpm-keys.meta",
+	        dir),
 	    0);
 	assert_int_equal(hv_hsm_kek_list(h, keks, 4, &n, &err), HV_OK);
 	assert_int_equal(n, 2);
 	assert_int_equal(keks[0].state, HV_KEK_DISABLED);
 	assert_int_equal(keks[1].state, HV_KEK_ACTIVE);
-	assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)"m", 1, w, wl,
-	    &back, &err), HV_E_NOT_FOUND);
+	assert_int_equal(
+	    hv_hsm_unwrap(h, 1, (const uint8_t *)"m", 1, w, wl, &back, &err),
+	    HV_E_NOT_FOUND);
 	assert_null(back);
 	/* A corrupt file is a configuration error, not a crash. */
 	assert_int_equal(hv_test_sh("cd '%s' && printf 'kek one on\\n' > "
-	    "m.new && mv m.new tpm-keys.meta", dir), 0);
+	                            "m.new && mv m.new tpm-keys.meta",
+	                     dir),
+	    0);
 	assert_int_equal(hv_hsm_kek_list(h, keks, 4, &n, &err), HV_E_CONFIG);
-	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)"m", 1, dek, w,
-	    &wl, NULL, &err), HV_E_CONFIG);
+	assert_int_equal(
+	    hv_hsm_wrap(h, 0, (const uint8_t *)"m", 1, dek, w, &wl, NULL, &err),
+	    HV_E_CONFIG);
 	hv_secret_free(&dek);
 	hv_hsm_close(&h);
 }
@@ -594,11 +623,11 @@ static void
 test_bench(void **state)
 {
 	struct hv_hsm *h;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_secret *dek = dek_fill(1), *back = NULL;
 	uint8_t w[HV_WRAPPED_MAX], mac[HV_HMAC_LEN], rnd[32];
 	const char *aad = "00000000-0000-0000-0000-000000000000|"
-	    "11111111-1111-1111-1111-111111111111|1";
+	                  "11111111-1111-1111-1111-111111111111|1";
 	size_t wl = 0, alen = strlen(aad);
 	uint64_t t0;
 	double dt;
@@ -613,37 +642,41 @@ test_bench(void **state)
 	}
 	h = open_init(dir, sizeof(dir));
 	assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)aad, alen, dek, w,
-	    &wl, NULL, &err), HV_OK);
+	                     &wl, NULL, &err),
+	    HV_OK);
 	t0 = ms_now();
 	for (i = 0; i < n; i++)
 		assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)aad, alen,
-		    dek, w, &wl, NULL, &err), HV_OK);
+		                     dek, w, &wl, NULL, &err),
+		    HV_OK);
 	dt = (double)(ms_now() - t0) / 1000.0;
-	fprintf(stderr, "bench wrap:   %8.0f/s  %6.0f us\n", n / dt,
-	    dt * 1e6 / n);
+	fprintf(
+	    stderr, "bench wrap:   %8.0f/s  %6.0f us\n", n / dt, dt * 1e6 / n);
 	t0 = ms_now();
 	for (i = 0; i < n; i++) {
 		assert_int_equal(hv_hsm_unwrap(h, 1, (const uint8_t *)aad, alen,
-		    w, wl, &back, &err), HV_OK);
+		                     w, wl, &back, &err),
+		    HV_OK);
 		hv_secret_free(&back);
 	}
 	dt = (double)(ms_now() - t0) / 1000.0;
-	fprintf(stderr, "bench unwrap: %8.0f/s  %6.0f us\n", n / dt,
-	    dt * 1e6 / n);
+	fprintf(
+	    stderr, "bench unwrap: %8.0f/s  %6.0f us\n", n / dt, dt * 1e6 / n);
 	t0 = ms_now();
 	for (i = 0; i < n; i++)
-		assert_int_equal(hv_hsm_hmac(h, (const uint8_t *)aad, alen, mac,
-		    &err), HV_OK);
-	dt = (double)(ms_now() - t0) / 1000.0;
-	fprintf(stderr, "bench hmac:   %8.0f/s  %6.0f us\n", n / dt,
-	    dt * 1e6 / n);
-	t0 = ms_now();
-	for (i = 0; i < n; i++)
-		assert_int_equal(hv_hsm_random(h, rnd, sizeof(rnd), &err),
+		assert_int_equal(
+		    hv_hsm_hmac(h, (const uint8_t *)aad, alen, mac, &err),
 		    HV_OK);
 	dt = (double)(ms_now() - t0) / 1000.0;
-	fprintf(stderr, "bench random: %8.0f/s  %6.0f us (32 bytes)\n",
-	    n / dt, dt * 1e6 / n);
+	fprintf(
+	    stderr, "bench hmac:   %8.0f/s  %6.0f us\n", n / dt, dt * 1e6 / n);
+	t0 = ms_now();
+	for (i = 0; i < n; i++)
+		assert_int_equal(
+		    hv_hsm_random(h, rnd, sizeof(rnd), &err), HV_OK);
+	dt = (double)(ms_now() - t0) / 1000.0;
+	fprintf(stderr, "bench random: %8.0f/s  %6.0f us (32 bytes)\n", n / dt,
+	    dt * 1e6 / n);
 	/* Alternating two KEK versions: a Load (and primary) per switch. */
 	{
 		uint8_t w2[HV_WRAPPED_MAX];
@@ -652,20 +685,24 @@ test_bench(void **state)
 
 		assert_int_equal(hv_hsm_kek_create(h, &v, &err), HV_OK);
 		assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)aad, alen,
-		    dek, w2, &wl2, NULL, &err), HV_OK);
+		                     dek, w2, &wl2, NULL, &err),
+		    HV_OK);
 		t0 = ms_now();
 		for (i = 0; i < n / 2; i++) {
-			assert_int_equal(hv_hsm_unwrap(h, 1,
-			    (const uint8_t *)aad, alen, w, wl, &back, &err),
+			assert_int_equal(
+			    hv_hsm_unwrap(h, 1, (const uint8_t *)aad, alen, w,
+			        wl, &back, &err),
 			    HV_OK);
 			hv_secret_free(&back);
-			assert_int_equal(hv_hsm_wrap(h, 0,
-			    (const uint8_t *)aad, alen, dek, w2, &wl2, NULL,
-			    &err), HV_OK);
+			assert_int_equal(hv_hsm_wrap(h, 0, (const uint8_t *)aad,
+			                     alen, dek, w2, &wl2, NULL, &err),
+			    HV_OK);
 		}
 		dt = (double)(ms_now() - t0) / 1000.0;
-		fprintf(stderr, "bench rewrap: %8.0f/s  %6.0f us (unwrap v1 "
-		    "+ wrap v2)\n", (n / 2) / dt, dt * 1e6 / (n / 2));
+		fprintf(stderr,
+		    "bench rewrap: %8.0f/s  %6.0f us (unwrap v1 "
+		    "+ wrap v2)\n",
+		    (n / 2) / dt, dt * 1e6 / (n / 2));
 	}
 	hv_secret_free(&dek);
 	hv_hsm_close(&h);
@@ -692,24 +729,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open_errors),
-		cmocka_unit_test(test_ensure_keys_and_files),
-		cmocka_unit_test(test_wrap_format_and_garbage),
-		cmocka_unit_test(test_hmac_lengths),
-		cmocka_unit_test(test_random_lengths),
-		cmocka_unit_test(test_slots_under_load),
-		cmocka_unit_test(test_stale_objects_flushed),
-		cmocka_unit_test(test_restart_recovers),
-		cmocka_unit_test(test_reset_needs_startup),
-		cmocka_unit_test(test_breaker_fails_fast),
-		cmocka_unit_test(test_hung_tpm_times_out),
-		cmocka_unit_test(test_other_tpm_refused),
-		cmocka_unit_test(test_metadata_changes),
-		cmocka_unit_test(test_bench),
+	    cmocka_unit_test(test_open_errors),
+	    cmocka_unit_test(test_ensure_keys_and_files),
+	    cmocka_unit_test(test_wrap_format_and_garbage),
+	    cmocka_unit_test(test_hmac_lengths),
+	    cmocka_unit_test(test_random_lengths),
+	    cmocka_unit_test(test_slots_under_load),
+	    cmocka_unit_test(test_stale_objects_flushed),
+	    cmocka_unit_test(test_restart_recovers),
+	    cmocka_unit_test(test_reset_needs_startup),
+	    cmocka_unit_test(test_breaker_fails_fast),
+	    cmocka_unit_test(test_hung_tpm_times_out),
+	    cmocka_unit_test(test_other_tpm_refused),
+	    cmocka_unit_test(test_metadata_changes),
+	    cmocka_unit_test(test_bench),
 	};
 
 	/* TSS2 logs its own errors to stderr; the expected ones are noise. */
 	setenv("TSS2_LOG", "all+none", 0);
-	return cmocka_run_group_tests_name("tpm", tests, group_setup,
-	    group_teardown);
+	return cmocka_run_group_tests_name(
+	    "tpm", tests, group_setup, group_teardown);
 }

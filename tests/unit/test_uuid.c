@@ -13,28 +13,28 @@ static void
 test_valid(void **state)
 {
 	static const char *const good[] = {
-		"00000000-0000-0000-0000-000000000000",
-		"123e4567-e89b-12d3-a456-426614174000",
-		"123E4567-E89B-12D3-A456-426614174000",
-		"aBcDeF01-2345-6789-abcd-EF0123456789",
-		"ffffffff-ffff-ffff-ffff-ffffffffffff",
+	    "00000000-0000-0000-0000-000000000000",
+	    "123e4567-e89b-12d3-a456-426614174000",
+	    "123E4567-E89B-12D3-A456-426614174000",
+	    "aBcDeF01-2345-6789-abcd-EF0123456789",
+	    "ffffffff-ffff-ffff-ffff-ffffffffffff",
 	};
 	static const char *const bad[] = {
-		"",
-		"123e4567-e89b-12d3-a456-42661417400",	 /* 35 chars */
-		"123e4567-e89b-12d3-a456-4266141740000", /* 37 chars */
-		"123e4567e89b12d3a456426614174000",	 /* no hyphens */
-		"{123e4567-e89b-12d3-a456-426614174000}",
-		"urn:uuid:123e4567-e89b-12d3-a456-426614174000",
-		" 123e4567-e89b-12d3-a456-426614174000",
-		"123e4567-e89b-12d3-a456-426614174000 ",
-		"123e4567-e89b-12d3-a456-42661417400g",
-		"123e4567-e89b-12d3-a456_426614174000",
-		"123e4567-e89b-12d3a-456-426614174000",
-		"123e4567-e89b-12d3-a456-4266141740\n0",
-		"123e4567-e89b-12d3-a456-42661417400\xc3\xa9",
-		"'; DROP TABLE credentials; --------",
-		"------------------------------------",
+	    "",
+	    "123e4567-e89b-12d3-a456-42661417400",   /* 35 chars */
+	    "123e4567-e89b-12d3-a456-4266141740000", /* 37 chars */
+	    "123e4567e89b12d3a456426614174000",      /* no hyphens */
+	    "{123e4567-e89b-12d3-a456-426614174000}",
+	    "urn:uuid:123e4567-e89b-12d3-a456-426614174000",
+	    " 123e4567-e89b-12d3-a456-426614174000",
+	    "123e4567-e89b-12d3-a456-426614174000 ",
+	    "123e4567-e89b-12d3-a456-42661417400g",
+	    "123e4567-e89b-12d3-a456_426614174000",
+	    "123e4567-e89b-12d3a-456-426614174000",
+	    "123e4567-e89b-12d3-a456-4266141740\n0",
+	    "123e4567-e89b-12d3-a456-42661417400\xc3\xa9",
+	    "'; DROP TABLE credentials; --------",
+	    "------------------------------------",
 	};
 	size_t i;
 
@@ -52,8 +52,22 @@ static void
 test_parse_format(void **state)
 {
 	static const uint8_t want[16] = {
-		0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3,
-		0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0x00,
+	    0x12,
+	    0x3e,
+	    0x45,
+	    0x67,
+	    0xe8,
+	    0x9b,
+	    0x12,
+	    0xd3,
+	    0xa4,
+	    0x56,
+	    0x42,
+	    0x66,
+	    0x14,
+	    0x17,
+	    0x40,
+	    0x00,
 	};
 	uint8_t b[16], keep[16];
 	char s[HV_UUID_STR];
@@ -69,8 +83,8 @@ test_parse_format(void **state)
 	assert_false(hv_uuid_parse("123e4567-e89b-12d3-a456-42661417400", b));
 	assert_false(hv_uuid_parse(NULL, b));
 	assert_memory_equal(b, keep, 16);
-	assert_true(hv_uuid_normalize("ABCDEF01-2345-6789-ABCD-EF0123456789",
-	    s));
+	assert_true(
+	    hv_uuid_normalize("ABCDEF01-2345-6789-ABCD-EF0123456789", s));
 	assert_string_equal(s, "abcdef01-2345-6789-abcd-ef0123456789");
 	assert_false(hv_uuid_normalize("nope", s));
 	assert_string_equal(s, "");
@@ -88,11 +102,11 @@ test_new(void **state)
 		assert_int_equal(hv_uuid_new(a), HV_OK);
 		assert_int_equal(strlen(a), 36);
 		assert_true(hv_uuid_valid(a));
-		assert_int_equal(a[14], '4');	/* version 4 */
+		assert_int_equal(a[14], '4');           /* version 4 */
 		assert_non_null(strchr("89ab", a[19])); /* RFC 4122 variant */
 		assert_true(hv_uuid_parse(a, raw));
 		hv_uuid_format(raw, b);
-		assert_string_equal(a, b);	/* lowercase, round trip */
+		assert_string_equal(a, b); /* lowercase, round trip */
 	}
 	assert_int_equal(hv_uuid_new(b), HV_OK);
 	assert_string_not_equal(a, b);
@@ -102,9 +116,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid),
-		cmocka_unit_test(test_parse_format),
-		cmocka_unit_test(test_new),
+	    cmocka_unit_test(test_valid),
+	    cmocka_unit_test(test_parse_format),
+	    cmocka_unit_test(test_new),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
