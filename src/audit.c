@@ -18,13 +18,31 @@
  *
  * Genesis: the prev_mac of a chain's first row is
  *   HMAC(field("hsmvault/audit/genesis/v1") || be32(chain)).
+ *
+ * Appending (docs/audit.md, docs/performance.md). Each chain's head (seq,
+ * mac, time of its last row) is remembered here after every append. The
+ * fast path builds the next row from that remembered head and writes it
+ * with one compare-and-swap statement: the head row moves only if it
+ * still is what we remembered (seq and mac), and the audit row is
+ * inserted only if it moved. When another writer got there first (another
+ * instance on the same chain, a rolled-back transaction, a fresh process)
+ * nothing is written and the slow path takes over in the same
+ * transaction: lock the head (SELECT ... FOR UPDATE), chain onto it,
+ * insert. Either way a row is chained onto the head as it is in the
+ * database, under that row's lock, so chains never fork; the fast path
+ * only saves the head read (one round trip and the lock wait). A row's
+ * `at` is this process's clock, never before the chain's previous row
+ * (the slow path uses the database clock, same rule), so each chain's
+ * times are monotonic.
  */
 #include "audit.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -38,17 +56,41 @@
 #define VERIFY_PAGE_N 1000
 #define NFIELDS 14
 
+/* A chain's head as this process last wrote or read it. */
+struct head {
+	bool known;
+	long long seq;
+	uint8_t mac[HV_HMAC_LEN];
+	int64_t at_us;		/* time of the head row, microseconds */
+};
+
 struct hv_audit {
 	struct hv_hsm *hsm;
 	unsigned int chains;
 	unsigned int offset;
+	pthread_mutex_t mu;
+	struct head *heads;	/* [chains], under mu */
+	unsigned long fast, locked;	/* appends, under mu */
 };
 
 static const struct hv_stmt audit_stmts[] = {
+	/* the row's time: the database clock, never before the head row */
 	{ "audit_head_lock",
-	    "SELECT seq, head_mac, to_char(clock_timestamp() AT TIME ZONE "
-	    "'UTC', " TS_FMT ") FROM audit_chains WHERE chain = $1 "
-	    "FOR UPDATE", 1 },
+	    "SELECT h.seq, h.head_mac, to_char(greatest(clock_timestamp(), "
+	    "(SELECT l.at FROM audit_log l WHERE l.chain = h.chain AND "
+	    "l.seq = h.seq)) AT TIME ZONE 'UTC', " TS_FMT ") FROM "
+	    "audit_chains h WHERE h.chain = $1 FOR UPDATE", 1 },
+	/* the fast path: move the head only from the remembered one */
+	{ "audit_append_cas",
+	    "WITH up AS (UPDATE audit_chains SET seq = $2::bigint, "
+	    "head_mac = $14::bytea WHERE chain = $1::integer AND "
+	    "seq = $2::bigint - 1 AND head_mac = $13::bytea RETURNING chain) "
+	    "INSERT INTO audit_log (chain, seq, at, workspace_id, actor_id, "
+	    "actor_name, action, credential_id, outcome, request_id, "
+	    "remote_addr, detail, prev_mac, mac) SELECT chain, $2::bigint, "
+	    "$3::timestamptz, $4::uuid, $5::uuid, $6::text, $7::text, "
+	    "$8::uuid, $9::text, $10::text, $11::text, $12::text, $13::bytea, "
+	    "$14::bytea FROM up RETURNING id", 14 },
 	{ "audit_chain_create",
 	    "INSERT INTO audit_chains (chain, seq, head_mac) VALUES ($1, 0, $2) "
 	    "ON CONFLICT (chain) DO NOTHING", 2 },
@@ -94,6 +136,12 @@ hv_audit_new(struct hv_hsm *hsm, unsigned int chains, struct hv_audit **out,
 	a = hv_calloc(1, sizeof(*a));
 	if (a == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	a->heads = hv_calloc(chains, sizeof(*a->heads));
+	if (a->heads == NULL) {
+		hv_free(a);
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	}
+	pthread_mutex_init(&a->mu, NULL);
 	a->hsm = hsm;
 	a->chains = chains;
 	/*
@@ -110,6 +158,8 @@ hv_audit_free(struct hv_audit **a)
 {
 	if (a == NULL || *a == NULL)
 		return;
+	pthread_mutex_destroy(&(*a)->mu);
+	hv_free((*a)->heads);
 	hv_free(*a);
 	*a = NULL;
 }
@@ -289,44 +339,207 @@ norm_uuid(const char *in, char out[HV_UUID_STR], const char **res)
 	return true;
 }
 
-enum hv_rc
-hv_audit_append(struct hv_audit *a, struct hv_conn *c,
-    const struct hv_audit_event *ev, struct hv_err *err)
+/* "YYYY-MM-DDTHH:MM:SS.ffffffZ" of us microseconds since the epoch. */
+static bool
+fmt_at(int64_t us, char *out, size_t cap)
 {
-	char ws[HV_UUID_STR], actor[HV_UUID_STR], cred[HV_UUID_STR];
-	char chs[16], seqs[24], at[40];
-	uint8_t prev[HV_HMAC_LEN], mac[HV_HMAC_LEN];
-	const char *p[14];
-	int len[14] = { 0 }, fmt[14] = { 0 };
-	struct row row;
-	PGresult *r = NULL;
-	unsigned int chain;
-	long long seq;
-	enum hv_rc rc;
-	int tries;
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	int n;
 
+	if (gmtime_r(&t, &tm) == NULL)
+		return false;
+	n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+	return n > 0 && (size_t)n < cap;
+}
+
+/* The inverse of fmt_at (the database's to_char of the same format). */
+static bool
+parse_at(const char *s, int64_t *us)
+{
+	struct tm tm;
+	int y, mo, d, h, mi, sec;
+	long frac;
+	char z;
+
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%6ld%c", &y, &mo, &d, &h, &mi,
+	    &sec, &frac, &z) != 8 || z != 'Z')
+		return false;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	*us = (int64_t)timegm(&tm) * 1000000 + frac;
+	return true;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+remember(struct hv_audit *a, unsigned int chain, long long seq,
+    const uint8_t mac[HV_HMAC_LEN], int64_t at_us, bool fast)
+{
+	pthread_mutex_lock(&a->mu);
+	if (fast)
+		a->fast++;
+	else
+		a->locked++;
+	a->heads[chain].known = true;
+	a->heads[chain].seq = seq;
+	memcpy(a->heads[chain].mac, mac, HV_HMAC_LEN);
+	a->heads[chain].at_us = at_us;
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void
+forget(struct hv_audit *a, unsigned int chain)
+{
+	pthread_mutex_lock(&a->mu);
+	a->heads[chain].known = false;
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* An event checked and normalized into row fields. */
+struct prepared {
+	char ws[HV_UUID_STR], actor[HV_UUID_STR], cred[HV_UUID_STR];
+	struct row row;
+	unsigned int chain;
+};
+
+static enum hv_rc
+prepare(struct hv_audit *a, struct hv_conn *c, const struct hv_audit_event *ev,
+    struct prepared *pr, struct hv_err *err)
+{
 	if (ev->action == NULL || ev->outcome == NULL)
 		return hv_err_set(err, HV_E_INTERNAL,
 		    "audit: action and outcome are required");
-	memset(&row, 0, sizeof(row));
-	if (!norm_uuid(ev->workspace_id, ws, &row.f[0]) ||
-	    !norm_uuid(ev->actor_id, actor, &row.f[1]) ||
-	    !norm_uuid(ev->credential_id, cred, &row.f[4]))
+	memset(pr, 0, sizeof(*pr));
+	if (!norm_uuid(ev->workspace_id, pr->ws, &pr->row.f[0]) ||
+	    !norm_uuid(ev->actor_id, pr->actor, &pr->row.f[1]) ||
+	    !norm_uuid(ev->credential_id, pr->cred, &pr->row.f[4]))
 		return hv_err_set(err, HV_E_INVALID, "audit: invalid id");
-	row.f[2] = ev->actor_name;
-	row.f[3] = ev->action;
-	row.f[5] = ev->outcome;
-	row.f[6] = ev->request_id;
-	row.f[7] = ev->remote_addr;
-	row.f[8] = ev->detail;
-
+	pr->row.f[2] = ev->actor_name;
+	pr->row.f[3] = ev->action;
+	pr->row.f[5] = ev->outcome;
+	pr->row.f[6] = ev->request_id;
+	pr->row.f[7] = ev->remote_addr;
+	pr->row.f[8] = ev->detail;
 	/*
 	 * One chain per pool slot: a transaction that appends twice stays
-	 * on one head lock, so two transactions can never take two heads in
-	 * opposite orders.
+	 * on one chain, so two transactions can never take two heads in
+	 * opposite orders; with audit_chains >= db_pool, no two transactions
+	 * of this process ever share a head.
 	 */
-	chain = (hv_conn_slot(c) + a->offset) % a->chains;
-	snprintf(chs, sizeof(chs), "%u", chain);
+	pr->chain = (hv_conn_slot(c) + a->offset) % a->chains;
+	return HV_OK;
+}
+
+/* The 14 parameters of audit_insert / audit_append_cas. */
+static void
+params_of(const struct row *row, const char *chs, const char *seqs,
+    const uint8_t *prev, const uint8_t *mac, const char **p, int *len,
+    int *fmt)
+{
+	int i;
+
+	for (i = 0; i < 14; i++)
+		len[i] = fmt[i] = 0;
+	p[0] = chs;
+	p[1] = seqs;
+	p[2] = row->at;
+	for (i = 0; i < 9; i++)
+		p[3 + i] = row->f[i];
+	p[12] = (const char *)prev;
+	p[13] = (const char *)mac;
+	len[12] = len[13] = HV_HMAC_LEN;
+	fmt[12] = fmt[13] = 1;
+}
+
+/*
+ * The fast path. *done is true when the row was written (and, outside a
+ * transaction, committed); false with HV_OK when the remembered head was
+ * stale or unknown and nothing was written.
+ */
+static enum hv_rc
+append_fast(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
+    bool autocommit, bool *done, struct hv_err *err)
+{
+	struct head h;
+	char chs[16], seqs[24], at[40];
+	uint8_t mac[HV_HMAC_LEN];
+	const char *p[14];
+	int len[14], fmt[14];
+	PGresult *r = NULL;
+	int64_t at_us;
+	enum hv_rc rc;
+
+	*done = false;
+	pthread_mutex_lock(&a->mu);
+	h = a->heads[pr->chain];
+	pthread_mutex_unlock(&a->mu);
+	if (!h.known)
+		return HV_OK;
+	at_us = now_us();
+	if (at_us < h.at_us)
+		at_us = h.at_us;
+	if (!fmt_at(at_us, at, sizeof(at)))
+		return hv_err_set(err, HV_E_INTERNAL, "audit: clock");
+	pr->row.chain = pr->chain;
+	pr->row.seq = h.seq + 1;
+	pr->row.at = at;
+	pr->row.prev_mac = h.mac;
+	rc = row_mac(a, &pr->row, mac, err);
+	if (rc != HV_OK)
+		return rc;
+	snprintf(chs, sizeof(chs), "%u", pr->chain);
+	snprintf(seqs, sizeof(seqs), "%lld", pr->row.seq);
+	params_of(&pr->row, chs, seqs, h.mac, mac, p, len, fmt);
+	/* autocommit: a lost connection must not replay a committed row */
+	rc = autocommit ?
+	    hv_store_exec_once(c, "audit_append_cas", 14, p, len, fmt, false,
+	    &r, err) :
+	    hv_store_exec(c, "audit_append_cas", 14, p, len, fmt, false, &r,
+	    err);
+	if (rc != HV_OK) {
+		forget(a, pr->chain);
+		return hv_err_prefix(err, "audit");
+	}
+	if (PQntuples(r) == 1) {
+		remember(a, pr->chain, pr->row.seq, mac, at_us, true);
+		*done = true;
+	}
+	PQclear(r);
+	return HV_OK;
+}
+
+/* The slow path: lock the head, chain onto it, insert (in a transaction). */
+static enum hv_rc
+append_locked(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
+    struct hv_err *err)
+{
+	char chs[16], seqs[24], at[40];
+	uint8_t prev[HV_HMAC_LEN], mac[HV_HMAC_LEN];
+	const char *p[14];
+	int len[14], fmt[14];
+	PGresult *r = NULL;
+	long long seq;
+	int64_t at_us;
+	enum hv_rc rc;
+	int tries;
+
+	snprintf(chs, sizeof(chs), "%u", pr->chain);
 	p[0] = chs;
 	for (tries = 0;; tries++) {
 		rc = hv_store_exec(c, "audit_head_lock", 1, p, NULL, NULL,
@@ -338,7 +551,7 @@ hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 		/* A chain added to the configuration since init. */
 		PQclear(r);
 		r = NULL;
-		rc = create_chain(a, c, chain, err);
+		rc = create_chain(a, c, pr->chain, err);
 		if (rc != HV_OK)
 			goto out;
 	}
@@ -346,13 +559,13 @@ hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 	    PQgetlength(r, 0, 2) <= 0 ||
 	    (size_t)PQgetlength(r, 0, 2) >= sizeof(at)) {
 		rc = hv_err_set(err, HV_E_DATABASE,
-		    "audit: chain %u head is missing or malformed", chain);
+		    "audit: chain %u head is missing or malformed", pr->chain);
 		goto out;
 	}
 	seq = get_i64(r, 0, 0);
 	if (seq < 0) {
 		rc = hv_err_set(err, HV_E_DATABASE,
-		    "audit: chain %u head is malformed", chain);
+		    "audit: chain %u head is malformed", pr->chain);
 		goto out;
 	}
 	seq++;
@@ -361,41 +574,52 @@ hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 	at[PQgetlength(r, 0, 2)] = '\0';
 	PQclear(r);
 	r = NULL;
+	if (!parse_at(at, &at_us)) {
+		rc = hv_err_set(err, HV_E_DATABASE,
+		    "audit: unexpected time format from the database");
+		goto out;
+	}
 
-	row.chain = chain;
-	row.seq = seq;
-	row.at = at;
-	row.prev_mac = prev;
-	rc = row_mac(a, &row, mac, err);
+	pr->row.chain = pr->chain;
+	pr->row.seq = seq;
+	pr->row.at = at;
+	pr->row.prev_mac = prev;
+	rc = row_mac(a, &pr->row, mac, err);
 	if (rc != HV_OK)
 		goto out;
-
 	snprintf(seqs, sizeof(seqs), "%lld", seq);
-	p[1] = seqs;
-	p[2] = at;
-	p[3] = row.f[0];
-	p[4] = row.f[1];
-	p[5] = row.f[2];
-	p[6] = row.f[3];
-	p[7] = row.f[4];
-	p[8] = row.f[5];
-	p[9] = row.f[6];
-	p[10] = row.f[7];
-	p[11] = row.f[8];
-	p[12] = (const char *)prev;
-	p[13] = (const char *)mac;
-	len[12] = len[13] = HV_HMAC_LEN;
-	fmt[12] = fmt[13] = 1;
+	params_of(&pr->row, chs, seqs, prev, mac, p, len, fmt);
 	rc = hv_store_exec(c, "audit_insert", 14, p, len, fmt, false, &r, err);
 	if (rc != HV_OK) {
 		hv_err_prefix(err, "audit");
 		goto out;
 	}
-	if (PQntuples(r) != 1)
+	if (PQntuples(r) != 1) {
 		rc = hv_err_set(err, HV_E_DATABASE,
-		    "audit: chain %u head not updated", chain);
+		    "audit: chain %u head not updated", pr->chain);
+		goto out;
+	}
+	remember(a, pr->chain, seq, mac, at_us, false);
 out:
+	if (rc != HV_OK)
+		forget(a, pr->chain);
 	PQclear(r);
+	return rc;
+}
+
+enum hv_rc
+hv_audit_append(struct hv_audit *a, struct hv_conn *c,
+    const struct hv_audit_event *ev, struct hv_err *err)
+{
+	struct prepared pr;
+	bool done = false;
+	enum hv_rc rc;
+
+	rc = prepare(a, c, ev, &pr, err);
+	if (rc == HV_OK)
+		rc = append_fast(a, c, &pr, false, &done, err);
+	if (rc == HV_OK && !done)
+		rc = append_locked(a, c, &pr, err);
 	return rc;
 }
 
@@ -404,20 +628,37 @@ hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
     const struct hv_audit_event *ev, struct hv_err *err)
 {
 	struct hv_conn *c = NULL;
+	struct prepared pr;
+	bool done = false;
 	enum hv_rc rc;
 
 	rc = hv_store_acquire(s, &c, err);
 	if (rc != HV_OK)
 		return rc;
-	rc = hv_store_begin(c, err);
+	rc = prepare(a, c, ev, &pr, err);
+	/* one statement, its own transaction: one round trip */
 	if (rc == HV_OK)
-		rc = hv_audit_append(a, c, ev, err);
-	if (rc == HV_OK)
-		rc = hv_store_commit(c, err);
-	else
-		hv_store_rollback(c);
+		rc = append_fast(a, c, &pr, true, &done, err);
+	if (rc == HV_OK && !done) {
+		rc = hv_store_begin(c, err);
+		if (rc == HV_OK)
+			rc = append_locked(a, c, &pr, err);
+		if (rc == HV_OK)
+			rc = hv_store_commit(c, err);
+		else
+			hv_store_rollback(c);
+	}
 	hv_store_release(s, &c);
 	return rc;
+}
+
+void
+hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked)
+{
+	pthread_mutex_lock(&a->mu);
+	*fast = a->fast;
+	*locked = a->locked;
+	pthread_mutex_unlock(&a->mu);
 }
 
 /* The first problem found, kept when it has the lowest row id so far. */

@@ -54,6 +54,7 @@ static const struct key keys[] = {
 	    offsetof(struct hv_cfg, allow_private_targets) },
 	U(dek_cache_size),
 	U(dek_cache_ttl_ms),
+	U(dek_cache_max_uses),
 	U(audit_chains),
 	U(upstream_timeout_ms),
 	{ "upstream_max_response", K_SIZE,
@@ -81,7 +82,8 @@ hv_cfg_init(struct hv_cfg *c)
 	c->max_body = 1024 * 1024;
 	c->dek_cache_size = 1024;
 	c->dek_cache_ttl_ms = 60000;
-	c->audit_chains = 4;
+	c->dek_cache_max_uses = 10000;
+	c->audit_chains = 16;	/* >= db_pool: no shared head (audit.c) */
 	c->upstream_timeout_ms = 30000;
 	c->upstream_max_response = 4 * 1024 * 1024;
 }

@@ -10,10 +10,16 @@
  * indexed by registry position says what is prepared there.
  *
  * PQexec is used only for constant strings compiled into the binary:
- * BEGIN/COMMIT/ROLLBACK, the session settings, and the text of the
- * embedded migrations (multi-statement files, which the extended protocol
- * cannot run). Everything that carries a value goes through
- * PQexecPrepared with parameters.
+ * COMMIT/ROLLBACK, the session settings, and the text of the embedded
+ * migrations (multi-statement files, which the extended protocol cannot
+ * run). Everything that carries a value goes through PQexecPrepared with
+ * parameters.
+ *
+ * Round trips (docs/performance.md): hv_store_begin() sends nothing; its
+ * BEGIN goes out in one libpq pipeline with the transaction's first
+ * statement (and that statement's Prepare, on first use), so a
+ * transaction costs one round trip less. A transaction that runs no
+ * statement never reaches the server.
  */
 #include "store.h"
 
@@ -66,6 +72,8 @@ struct hv_conn {
 	unsigned int slot;
 	bool busy;
 	bool in_tx;
+	const char *begin_sql;	/* BEGIN not sent yet: goes with the next
+				   statement; NULL once sent */
 	unsigned char prepared[MAX_STMTS / 8];
 };
 
@@ -158,6 +166,14 @@ find_stmt(const char *name)
 		if (reg[i].hash == h && strcmp(reg[i].st->name, name) == 0)
 			return (long)i;
 	return -1;
+}
+
+const char *
+hv_store_statement_sql(const char *name)
+{
+	long idx = find_stmt(name);
+
+	return idx < 0 ? NULL : reg[idx].st->sql;
 }
 
 /* The first line of a libpq message, without the trailing newline. */
@@ -404,6 +420,7 @@ hv_store_acquire(struct hv_store *s, struct hv_conn **out, struct hv_err *err)
 	}
 	c->busy = true;
 	c->in_tx = false;
+	c->begin_sql = NULL;
 	s->in_use++;
 	s->acquires++;
 	pthread_mutex_unlock(&s->mu);
@@ -503,6 +520,101 @@ reset_conn(struct hv_conn *c, struct hv_err *err)
 	return conn_ready(c, err);
 }
 
+/*
+ * The pending BEGIN, the Prepare of statement idx when this connection has
+ * not prepared it yet, and the statement itself, in one pipeline: one
+ * round trip. Every result is read up to the pipeline's sync point, so the
+ * connection leaves pipeline mode whatever failed. Not retried: the
+ * caller's transaction is lost with a lost connection, as it would be
+ * after a separate BEGIN.
+ */
+static enum hv_rc
+exec_with_begin(struct hv_conn *c, long idx, int n, const char *const *values,
+    const int *lengths, const int *formats, bool binary_result,
+    PGresult **res, struct hv_err *err)
+{
+	const struct hv_stmt *st = reg[idx].st;
+	unsigned char bit = (unsigned char)(1u << (idx % 8));
+	bool prep = (c->prepared[idx / 8] & bit) == 0;
+	PGresult *r, *stmt_res = NULL;
+	enum hv_rc rc = HV_OK;
+	int step = 0, nsteps = prep ? 3 : 2, guard;
+	char m[160];
+
+	if (PQenterPipelineMode(c->pg) != 1 ||
+	    PQsendQueryParams(c->pg, c->begin_sql, 0, NULL, NULL, NULL, NULL,
+	    0) != 1 ||
+	    (prep && PQsendPrepare(c->pg, st->name, st->sql, st->nparams,
+	    NULL) != 1) ||
+	    PQsendQueryPrepared(c->pg, st->name, n, values, lengths, formats,
+	    binary_result ? 1 : 0) != 1 ||
+	    PQpipelineSync(c->pg) != 1) {
+		pg_msg(m, sizeof(m), PQerrorMessage(c->pg));
+		rc = hv_err_set(err, HV_E_DATABASE, "%s: %s", st->name, m);
+		goto drain;
+	}
+	c->begin_sql = NULL;
+	/* one result (then NULL) per command, then the sync point */
+	while (step < nsteps) {
+		ExecStatusType es;
+
+		r = PQgetResult(c->pg);
+		if (r == NULL) {
+			if (PQstatus(c->pg) != CONNECTION_OK)
+				break;
+			continue;	/* end of one command's results */
+		}
+		es = PQresultStatus(r);
+		if (rc == HV_OK && es != PGRES_COMMAND_OK &&
+		    es != PGRES_TUPLES_OK)
+			rc = result_error(c, step == 0 ? "begin" : st->name,
+			    es == PGRES_PIPELINE_ABORTED ? NULL : r, err);
+		if (step == nsteps - 1 && rc == HV_OK)
+			stmt_res = r;
+		else
+			PQclear(r);
+		if (prep && step == 1 && es == PGRES_COMMAND_OK)
+			c->prepared[idx / 8] |= bit;
+		step++;
+	}
+drain:
+	/* up to the sync point, then out of pipeline mode */
+	for (guard = 0; guard < 64 && PQstatus(c->pg) == CONNECTION_OK &&
+	    PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF; guard++) {
+		r = PQgetResult(c->pg);
+		if (r != NULL) {
+			bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+
+			PQclear(r);
+			if (sync && PQexitPipelineMode(c->pg) != 1)
+				break;
+			continue;
+		}
+		if (PQexitPipelineMode(c->pg) == 1)
+			break;
+	}
+	if (PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF) {
+		/* unusable: the next acquire resets it */
+		if (rc == HV_OK)
+			rc = hv_err_set(err, HV_E_DATABASE, "%s: pipeline "
+			    "did not complete", st->name);
+		PQfinish(c->pg);
+		c->pg = NULL;
+	} else if (rc == HV_OK && step < nsteps) {
+		rc = hv_err_set(err, HV_E_DATABASE, "%s: connection lost",
+		    st->name);
+	}
+	if (rc != HV_OK) {
+		PQclear(stmt_res);
+		return rc;
+	}
+	if (res != NULL)
+		*res = stmt_res;
+	else
+		PQclear(stmt_res);
+	return HV_OK;
+}
+
 static enum hv_rc
 exec_once(struct hv_conn *c, long idx, int n, const char *const *values,
     const int *lengths, const int *formats, bool binary_result,
@@ -513,6 +625,12 @@ exec_once(struct hv_conn *c, long idx, int n, const char *const *values,
 	ExecStatusType es;
 	unsigned char bit = (unsigned char)(1u << (idx % 8));
 
+	if (c->pg == NULL)
+		return hv_err_set(err, HV_E_DATABASE, "%s: connection lost",
+		    st->name);
+	if (c->begin_sql != NULL)
+		return exec_with_begin(c, idx, n, values, lengths, formats,
+		    binary_result, res, err);
 	if ((c->prepared[idx / 8] & bit) == 0) {
 		r = PQprepare(c->pg, st->name, st->sql, st->nparams, NULL);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -540,10 +658,10 @@ exec_once(struct hv_conn *c, long idx, int n, const char *const *values,
 	return HV_OK;
 }
 
-enum hv_rc
-hv_store_exec(struct hv_conn *c, const char *name, int n,
+static enum hv_rc
+exec_named(struct hv_conn *c, const char *name, int n,
     const char *const *values, const int *lengths, const int *formats,
-    bool binary_result, PGresult **res, struct hv_err *err)
+    bool binary_result, bool may_retry, PGresult **res, struct hv_err *err)
 {
 	long idx = find_stmt(name);
 	enum hv_rc rc;
@@ -563,13 +681,32 @@ hv_store_exec(struct hv_conn *c, const char *name, int n,
 	 * are reads or idempotent updates. Inside one, the transaction is
 	 * lost and the caller fails.
 	 */
-	if (rc == HV_E_DATABASE && !c->in_tx && conn_lost(c)) {
+	if (rc == HV_E_DATABASE && may_retry && !c->in_tx && c->pg != NULL &&
+	    conn_lost(c)) {
 		if (reset_conn(c, err) != HV_OK)
 			return HV_E_DATABASE;
 		rc = exec_once(c, idx, n, values, lengths, formats,
 		    binary_result, res, err);
 	}
 	return rc;
+}
+
+enum hv_rc
+hv_store_exec(struct hv_conn *c, const char *name, int n,
+    const char *const *values, const int *lengths, const int *formats,
+    bool binary_result, PGresult **res, struct hv_err *err)
+{
+	return exec_named(c, name, n, values, lengths, formats,
+	    binary_result, true, res, err);
+}
+
+enum hv_rc
+hv_store_exec_once(struct hv_conn *c, const char *name, int n,
+    const char *const *values, const int *lengths, const int *formats,
+    bool binary_result, PGresult **res, struct hv_err *err)
+{
+	return exec_named(c, name, n, values, lengths, formats,
+	    binary_result, false, res, err);
 }
 
 static enum hv_rc
@@ -584,23 +721,15 @@ exec_simple(struct hv_conn *c, const char *sql, struct hv_err *err)
 	return rc;
 }
 
+/* Open a transaction; BEGIN travels with the next statement. */
 static enum hv_rc
 begin_with(struct hv_conn *c, const char *sql, struct hv_err *err)
 {
-	enum hv_rc rc;
-
 	if (c->in_tx)
 		return hv_err_set(err, HV_E_INTERNAL, "transaction already open");
-	rc = exec_simple(c, sql, err);
-	/* BEGIN is always safe to retry on a fresh connection. */
-	if (rc == HV_E_DATABASE && conn_lost(c)) {
-		if (reset_conn(c, err) != HV_OK)
-			return HV_E_DATABASE;
-		rc = exec_simple(c, sql, err);
-	}
-	if (rc == HV_OK)
-		c->in_tx = true;
-	return rc;
+	c->in_tx = true;
+	c->begin_sql = sql;
+	return HV_OK;
 }
 
 enum hv_rc
@@ -624,6 +753,17 @@ hv_store_commit(struct hv_conn *c, struct hv_err *err)
 
 	if (!c->in_tx)
 		return hv_err_set(err, HV_E_INTERNAL, "no transaction open");
+	if (c->begin_sql != NULL) {
+		/* no statement ran: nothing reached the server */
+		c->begin_sql = NULL;
+		c->in_tx = false;
+		return HV_OK;
+	}
+	if (c->pg == NULL) {
+		c->in_tx = false;
+		return hv_err_set(err, HV_E_DATABASE, "commit: connection "
+		    "lost");
+	}
 	r = PQexec(c->pg, "COMMIT");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK)
 		rc = result_error(c, "commit", r, err);
@@ -642,6 +782,7 @@ hv_store_rollback(struct hv_conn *c)
 	PGresult *r;
 
 	c->in_tx = false;
+	c->begin_sql = NULL;
 	if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK)
 		return;
 	if (PQtransactionStatus(c->pg) == PQTRANS_IDLE)

@@ -75,6 +75,10 @@ unsigned int hv_conn_slot(const struct hv_conn *c);
 enum hv_rc hv_store_connect_raw(struct hv_store *s, PGconn **out,
     struct hv_err *err) __attribute__((warn_unused_result));
 
+/*
+ * Open a transaction. Nothing is sent yet: BEGIN goes to the server in one
+ * round trip with the next hv_store_exec() on c (see store.c).
+ */
 enum hv_rc hv_store_begin(struct hv_conn *c, struct hv_err *err);
 /* A REPEATABLE READ, READ ONLY transaction: one consistent snapshot. */
 enum hv_rc hv_store_begin_snapshot(struct hv_conn *c, struct hv_err *err);
@@ -91,6 +95,22 @@ void hv_store_rollback(struct hv_conn *c);
  * the rest (message from PQerrorMessage, never the parameters).
  */
 enum hv_rc hv_store_exec(struct hv_conn *c, const char *name, int n,
+    const char *const *values, const int *lengths, const int *formats,
+    bool binary_result, PGresult **res, struct hv_err *err)
+    __attribute__((warn_unused_result));
+
+/*
+ * The SQL text of registered statement `name` (static storage), or NULL.
+ * For tools that must run exactly what the server runs (bench/).
+ */
+const char *hv_store_statement_sql(const char *name);
+
+/*
+ * hv_store_exec() without its one retry on a fresh connection: for a
+ * statement that writes outside a transaction (autocommit), whose effect
+ * may have committed before the connection was lost.
+ */
+enum hv_rc hv_store_exec_once(struct hv_conn *c, const char *name, int n,
     const char *const *values, const int *lengths, const int *formats,
     bool binary_result, PGresult **res, struct hv_err *err)
     __attribute__((warn_unused_result));

@@ -466,6 +466,7 @@ hv_vault_close(struct hv_vault **vp)
 		return;
 	v = *vp;
 	cache_stop(v);
+	hv_dekcache_free(&v->dekcache);
 	hv_catalog_free(&v->catalog);
 	hv_audit_free(&v->audit);
 	hv_hsm_close(&v->hsm);
@@ -524,6 +525,20 @@ hv_vault_open(const struct hv_cfg *cfg, bool create_keys,
 	if (rc != HV_OK)
 		goto fail;
 	rc = hv_audit_new(v->hsm, cfg->audit_chains, &v->audit, err);
+	if (rc != HV_OK)
+		goto fail;
+	if (cfg->audit_chains < cfg->db_pool)
+		hv_log_warn("audit_chains (%u) is below db_pool (%u): "
+		    "connections will share audit chain heads and wait for "
+		    "each other", cfg->audit_chains, cfg->db_pool);
+	if (cfg->dek_cache_size > 0 && cfg->dek_cache_ttl_ms == 0) {
+		rc = hv_err_set(err, HV_E_CONFIG, "dek_cache_ttl_ms must be "
+		    "above 0 while dek_cache_size is (or set dek_cache_size "
+		    "to 0)");
+		goto fail;
+	}
+	rc = hv_dekcache_new(cfg->dek_cache_size, cfg->dek_cache_ttl_ms,
+	    cfg->dek_cache_max_uses, &v->dekcache, err);
 	if (rc != HV_OK)
 		goto fail;
 	rc = hv_catalog_load(cfg->catalog, cfg, &v->catalog, err);

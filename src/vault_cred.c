@@ -24,11 +24,14 @@
  * deployment-wide `organization` credential can be used everywhere but
  * edited only by its owners.
  *
- * DEK cache seam: every decryption goes through open_version(); a cache
- * of unwrapped DEKs (cfg dek_cache_size / dek_cache_ttl_ms) belongs there
- * (hv_envelope_unwrap_dek on a miss, hv_envelope_open_dek always), with
- * forget_versions() dropping entries when a credential is deleted. Today
- * both are direct calls without a cache.
+ * DEK cache: every decryption goes through open_version(), which looks
+ * the DEK up in v->dekcache (src/dekcache.h; cfg dek_cache_size,
+ * dek_cache_ttl_ms, dek_cache_max_uses) under a key made of the ids, the
+ * version, the KEK version and the wrapped bytes just read, unwraps in the
+ * key store only on a miss (hv_envelope_unwrap_dek) and always decrypts
+ * in process (hv_envelope_open_dek). forget_versions() drops a
+ * credential's DEKs after a rotate, revoke or delete has committed. With
+ * dek_cache_size 0 every open unwraps in the key store.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -98,12 +101,34 @@ enum col {
 };
 
 static const struct hv_stmt cred_stmts[] = {
-	{ "cred_insert",
-	  "INSERT INTO credentials (id, workspace_id, service, name, "
-	  "auth_type, scope, owner_user, notes, injection, status, version, "
-	  "base_url, expires_at, created_by) VALUES ($1::uuid, $2::uuid, $3, "
-	  "$4, $5, $6, $7, $8, $9::jsonb, 'active', 1, $10, "
-	  "$11::timestamptz, $12) RETURNING " COLS, 12 },
+	/* create and duplicate: the credential and its version 1, one trip */
+	{ "cred_create",
+	  "WITH c AS (INSERT INTO credentials (id, workspace_id, service, "
+	  "name, auth_type, scope, owner_user, notes, injection, status, "
+	  "version, base_url, expires_at, created_by) VALUES ($1::uuid, "
+	  "$2::uuid, $3, $4, $5, $6, $7, $8, $9::jsonb, 'active', 1, $10, "
+	  "$11::timestamptz, $12) RETURNING " COLS "), "
+	  "v AS (INSERT INTO credential_versions (credential_id, version, "
+	  "kek_version, wrapped_dek, nonce, ciphertext) SELECT $1::uuid, 1, "
+	  "$13::integer, $14::bytea, $15::bytea, $16::bytea FROM c) "
+	  "SELECT * FROM c", 16 },
+	/*
+	 * reveal and use: the row and its current version in one snapshot
+	 * and one round trip (text results: bytea as \x hex)
+	 */
+	{ "cred_get_secret",
+	  "SELECT " COLS ", v.kek_version, v.wrapped_dek, v.nonce, "
+	  "v.ciphertext FROM credentials LEFT JOIN LATERAL (SELECT "
+	  "kek_version, wrapped_dek, nonce, ciphertext FROM "
+	  "credential_versions cv WHERE cv.credential_id = credentials.id "
+	  "AND cv.version = credentials.version) v ON true WHERE "
+	  "credentials.id = $1::uuid", 1 },
+	/* record_use: lock and update in one statement (access checked after;
+	 * a refusal rolls it back) */
+	{ "cred_use_update",
+	  "UPDATE credentials SET last_used_at = now(), status = CASE WHEN "
+	  "$2::text IS NULL OR status = 'revoked' THEN status ELSE $2::text "
+	  "END WHERE id = $1::uuid RETURNING " COLS, 2 },
 	{ "cred_version_insert",
 	  "INSERT INTO credential_versions (credential_id, version, "
 	  "kek_version, wrapped_dek, nonce, ciphertext) VALUES ($1::uuid, "
@@ -129,10 +154,6 @@ static const struct hv_stmt cred_stmts[] = {
 	{ "cred_set_status",
 	  "UPDATE credentials SET status = $2, updated_at = now() "
 	  "WHERE id = $1::uuid RETURNING " COLS, 2 },
-	{ "cred_used",
-	  "UPDATE credentials SET last_used_at = now(), status = CASE WHEN "
-	  "$2::text IS NULL OR status = 'revoked' THEN status ELSE $2::text "
-	  "END WHERE id = $1::uuid", 2 },
 	{ "cred_delete_versions",
 	  "DELETE FROM credential_versions WHERE credential_id = $1::uuid",
 	  1 },
@@ -974,11 +995,15 @@ audit_tx(struct hv_vault *v, struct hv_conn *c, const struct hv_principal *p,
 /* ------------------------------------------------------------------ */
 /* Envelope I/O                                                        */
 
+/*
+ * After a committed rotate, revoke or delete: no cached DEK of cred_id
+ * outlives it here. (Other instances hold theirs at most
+ * dek_cache_ttl_ms; see docs/performance.md for why that is safe.)
+ */
 static void
-forget_versions(const char *cred_id)
+forget_versions(struct hv_vault *v, const char *cred_id)
 {
-	/* DEK cache seam: drop every cached DEK of cred_id here. */
-	(void)cred_id;
+	hv_dekcache_forget(v->dekcache, cred_id);
 }
 
 /* Insert the sealed version row. */
@@ -1033,8 +1058,133 @@ be32(const char *p)
 }
 
 /*
+ * Decrypt env, version `ver` of credential (ws, id), into a JSON object
+ * (*secret, new). The one place where DEKs are unwrapped: from the DEK
+ * cache when it holds this (ids, version, KEK version, wrapped bytes),
+ * else in the key store. gen is hv_dekcache_gen() taken before env was
+ * read from the database.
+ */
+static enum hv_rc
+open_env(struct hv_vault *v, const char *ws, const char *id, uint32_t ver,
+    const struct hv_envelope *env, uint64_t gen, json_t **secret,
+    struct hv_err *err)
+{
+	struct hv_dekcache_key key;
+	struct hv_secret *pt = NULL, *dek = NULL;
+	bool cached = false;
+	enum hv_rc rc;
+
+	if (v->dekcache != NULL) {
+		rc = hv_dekcache_key(ws, id, ver, env->kek_version,
+		    env->wrapped, env->wrapped_len, &key, err);
+		if (rc != HV_OK)
+			return rc;
+		cached = hv_dekcache_get(v->dekcache, &key, &dek);
+	}
+	if (!cached) {
+		rc = hv_envelope_unwrap_dek(v->hsm, ws, id, ver, env->wrapped,
+		    env->wrapped_len, env->kek_version, &dek, err);
+		if (rc != HV_OK)
+			return rc;
+	}
+	rc = hv_envelope_open_dek(dek, ws, id, ver, env, &pt, err);
+	/* cached only once it opened the payload it belongs to */
+	if (rc == HV_OK && !cached && v->dekcache != NULL)
+		hv_dekcache_put(v->dekcache, &key, dek, gen);
+	if (rc == HV_OK)
+		rc = secret_parse(pt, secret, err);
+	hv_secret_free(&dek);
+	hv_secret_free(&pt);
+	return rc;
+}
+
+static bool
+parse_version(const char *version, uint32_t *out)
+{
+	unsigned long ver;
+	char *end = NULL;
+
+	errno = 0;
+	ver = strtoul(version, &end, 10);
+	if (errno != 0 || end == NULL || *end != '\0' || ver == 0 ||
+	    ver > UINT32_MAX)
+		return false;
+	*out = (uint32_t)ver;
+	return true;
+}
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* A text-format bytea ("\x" hex) into out (cap bytes); false if bad. */
+static bool
+bytea_text(const char *s, size_t n, uint8_t *out, size_t cap, size_t *len)
+{
+	size_t i;
+
+	if (n < 2 || s[0] != '\\' || s[1] != 'x' || (n - 2) % 2 != 0 ||
+	    (n - 2) / 2 > cap)
+		return false;
+	for (i = 0; i < (n - 2) / 2; i++) {
+		int hi = hexval(s[2 + 2 * i]), lo = hexval(s[3 + 2 * i]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	*len = (n - 2) / 2;
+	return true;
+}
+
+/*
+ * env from the text columns c0..c0+3 (kek_version, wrapped_dek, nonce,
+ * ciphertext) of row 0 of r, as cred_get_secret returns them.
+ */
+static enum hv_rc
+env_from_text(const PGresult *r, int c0, struct hv_envelope *env,
+    struct hv_err *err)
+{
+	size_t wl = 0, nl = 0, cl = 0, tl;
+	uint32_t kek;
+
+	if (PQgetisnull(r, 0, c0) || PQgetisnull(r, 0, c0 + 1))
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "credential has no row for its current version");
+	tl = (size_t)PQgetlength(r, 0, c0 + 3);
+	if (!parse_version(PQgetvalue(r, 0, c0), &kek) ||
+	    !bytea_text(PQgetvalue(r, 0, c0 + 1),
+	    (size_t)PQgetlength(r, 0, c0 + 1), env->wrapped,
+	    sizeof(env->wrapped), &wl) || wl < 1 ||
+	    !bytea_text(PQgetvalue(r, 0, c0 + 2),
+	    (size_t)PQgetlength(r, 0, c0 + 2), env->nonce, sizeof(env->nonce),
+	    &nl) || nl != HV_ENVELOPE_NONCE_LEN || tl < 4)
+		return hv_err_set(err, HV_E_CRYPTO,
+		    "stored credential version is malformed");
+	env->kek_version = kek;
+	env->wrapped_len = wl;
+	env->ct = hv_malloc((tl - 2) / 2);
+	if (env->ct == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	if (!bytea_text(PQgetvalue(r, 0, c0 + 3), tl, env->ct, (tl - 2) / 2,
+	    &cl) || cl < 1)
+		return hv_err_set(err, HV_E_CRYPTO,
+		    "stored credential version is malformed");
+	env->ct_len = cl;
+	return HV_OK;
+}
+
+/*
  * Load and decrypt version `version` of credential (ws, id) into a JSON
- * object (*secret, new). The one place where DEKs are unwrapped.
+ * object (*secret, new), reading the version row on c.
  */
 static enum hv_rc
 open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
@@ -1042,21 +1192,19 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 {
 	const char *params[2] = { id, version };
 	struct hv_envelope env;
-	struct hv_secret *pt = NULL;
 	PGresult *r = NULL;
-	unsigned long ver;
-	char *end = NULL;
+	uint64_t gen;
+	uint32_t ver;
 	enum hv_rc rc;
 	int wl, nl, cl;
 
 	hv_envelope_init(&env);
-	errno = 0;
-	ver = strtoul(version, &end, 10);
-	if (errno != 0 || end == NULL || *end != '\0' || ver == 0 ||
-	    ver > UINT32_MAX) {
+	if (!parse_version(version, &ver)) {
 		rc = hv_err_set(err, HV_E_INTERNAL, "bad version number");
 		goto out;
 	}
+	/* before the read: a forget() after it voids our put */
+	gen = hv_dekcache_gen(v->dekcache);
 	rc = hv_store_exec(c, "cred_version_get", 2, params, NULL, NULL, true,
 	    &r, err);
 	if (rc != HV_OK)
@@ -1086,16 +1234,39 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 	}
 	memcpy(env.ct, PQgetvalue(r, 0, 3), (size_t)cl);
 	env.ct_len = (size_t)cl;
-	/* DEK cache seam: unwrap_dek (cached) + open_dek would go here. */
-	rc = hv_envelope_open(v->hsm, ws, id, (uint32_t)ver, &env, &pt, err);
-	if (rc != HV_OK)
-		goto out;
-	rc = secret_parse(pt, secret, err);
+	rc = open_env(v, ws, id, ver, &env, gen, secret, err);
 out:
-	hv_secret_free(&pt);
 	hv_envelope_release(&env);
 	PQclear(r);
 	return rc;
+}
+
+/*
+ * Insert credential params[0..11] (cred_insert's order) and its version 1
+ * sealed in env, in one statement; *r gets the credential row (COLS).
+ */
+static enum hv_rc
+insert_credential(struct hv_conn *c, const char *const *cred_params,
+    const struct hv_envelope *env, PGresult **r, struct hv_err *err)
+{
+	const char *params[16];
+	int lengths[16] = { 0 }, formats[16] = { 0 };
+	char kek[16];
+	int i;
+
+	for (i = 0; i < 12; i++)
+		params[i] = cred_params[i];
+	(void)snprintf(kek, sizeof(kek), "%" PRIu32, env->kek_version);
+	params[12] = kek;
+	params[13] = (const char *)env->wrapped;
+	lengths[13] = (int)env->wrapped_len;
+	params[14] = (const char *)env->nonce;
+	lengths[14] = HV_ENVELOPE_NONCE_LEN;
+	params[15] = (const char *)env->ct;
+	lengths[15] = (int)env->ct_len;
+	formats[13] = formats[14] = formats[15] = 1;
+	return hv_store_exec(c, "cred_create", 16, params, lengths, formats,
+	    false, r, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1272,11 +1443,7 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 	params[9] = base_url;
 	params[10] = expires;
 	params[11] = created_by(p);
-	rc = hv_store_exec(c, "cred_insert", 12, params, NULL, NULL, false, &r,
-	    err);
-	if (rc != HV_OK)
-		goto out;
-	rc = insert_version(c, id, 1, &env, err);
+	rc = insert_credential(c, params, &env, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = audit_tx(v, c, p, ctx, p->workspace_id, "credential.create", id,
@@ -1966,6 +2133,8 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	rc = finish_change(c, r2, out, err);
+	if (rc == HV_OK)
+		forget_versions(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2019,6 +2188,8 @@ hv_vault_cred_revoke(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	rc = finish_change(c, res, out, err);
+	if (rc == HV_OK && revoke)
+		forget_versions(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2128,11 +2299,7 @@ hv_vault_cred_duplicate(struct hv_vault *v, const struct hv_principal *p,
 	params[9] = val(r, 0, C_BASE_URL);
 	params[10] = val(r, 0, C_EXPIRES);
 	params[11] = created_by(p);
-	rc = hv_store_exec(c, "cred_insert", 12, params, NULL, NULL, false, &r2,
-	    err);
-	if (rc != HV_OK)
-		goto out;
-	rc = insert_version(c, nid, 1, &env, err);
+	rc = insert_credential(c, params, &env, &r2, err);
 	if (rc != HV_OK)
 		goto out;
 	/* One row on each credential's own audit trail. */
@@ -2193,7 +2360,7 @@ hv_vault_cred_delete(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = hv_store_commit(c, err);
 	if (rc == HV_OK)
-		forget_versions(idn);
+		forget_versions(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2204,23 +2371,56 @@ out:
 /* ------------------------------------------------------------------ */
 /* Reveal, open for use, record use                                    */
 
-/* Read the row of id with access checked (no lock, no transaction). */
+/*
+ * The row of id (normalized into idn) with its current version's
+ * envelope columns, access checked, in one statement (no lock, no
+ * transaction); the connection is back in the pool before any key store
+ * work. *gen is the DEK cache generation from before the read. *r (the
+ * caller's to PQclear) may be set even on error.
+ */
 static enum hv_rc
-read_checked(struct hv_vault *v, const struct hv_principal *p,
-    const char *id, char idn[HV_UUID_STR], struct hv_conn **c, PGresult **r,
+read_secret_row(struct hv_vault *v, const struct hv_principal *p,
+    const char *id, char idn[HV_UUID_STR], uint64_t *gen, PGresult **r,
     struct hv_err *err)
 {
+	struct hv_conn *c = NULL;
+	const char *params[1] = { idn };
 	enum hv_rc rc;
 
 	if (!hv_uuid_normalize(id, idn))
 		return not_found(err);
-	rc = hv_store_acquire(v->store, c, err);
+	*gen = hv_dekcache_gen(v->dekcache);
+	rc = hv_store_acquire(v->store, &c, err);
 	if (rc != HV_OK)
 		return rc;
-	rc = fetch_row(*c, "cred_get", idn, r, err);
+	rc = hv_store_exec(c, "cred_get_secret", 1, params, NULL, NULL, false,
+	    r, err);
+	hv_store_release(v->store, &c);
 	if (rc != HV_OK)
 		return rc;
+	if (PQnfields(*r) != C_NCOLS + 4)
+		return hv_err_set(err, HV_E_INTERNAL, "cred_get_secret: "
+		    "unexpected columns");
+	if (PQntuples(*r) != 1)
+		return not_found(err);
 	return check_access(p, *r, false, err);
+}
+
+/* Decrypt the envelope of row 0 of r, as read by read_secret_row(). */
+static enum hv_rc
+open_row(struct hv_vault *v, const PGresult *r, const char *idn,
+    struct hv_envelope *env, uint64_t gen, json_t **secret,
+    struct hv_err *err)
+{
+	uint32_t ver;
+	enum hv_rc rc;
+
+	if (!parse_version(val(r, 0, C_VERSION), &ver))
+		return hv_err_set(err, HV_E_INTERNAL, "bad version number");
+	rc = env_from_text(r, C_NCOLS, env, err);
+	if (rc != HV_OK)
+		return rc;
+	return open_env(v, val(r, 0, C_WS), idn, ver, env, gen, secret, err);
 }
 
 enum hv_rc
@@ -2231,20 +2431,21 @@ hv_vault_cred_reveal(struct hv_vault *v, const struct hv_principal *p,
 	char idn[HV_UUID_STR];
 	char ws[HV_UUID_STR] = "";
 	struct hv_audit_event ev;
-	struct hv_conn *c = NULL;
+	struct hv_envelope env;
 	PGresult *r = NULL;
 	json_t *sec = NULL, *o = NULL;
+	uint64_t gen = 0;
 	enum hv_rc rc;
 
+	hv_envelope_init(&env);
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_REVEAL, ctx, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = read_checked(v, p, id, idn, &c, &r, err);
+	rc = read_secret_row(v, p, id, idn, &gen, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	(void)snprintf(ws, sizeof(ws), "%s", val(r, 0, C_WS));
-	rc = open_version(v, c, ws, idn, val(r, 0, C_VERSION), &sec, err);
-	hv_store_release(v->store, &c);
+	rc = open_row(v, r, idn, &env, gen, &sec, err);
 	if (rc != HV_OK) {
 		struct hv_err e2 = { 0 };
 
@@ -2273,10 +2474,9 @@ hv_vault_cred_reveal(struct hv_vault *v, const struct hv_principal *p,
 	*out = o;
 	o = NULL;
 out:
-	if (c != NULL)
-		hv_store_release(v->store, &c);
 	json_decref(o);
 	json_decref(sec);
+	hv_envelope_release(&env);
 	PQclear(r);
 	return rc;
 }
@@ -2287,15 +2487,17 @@ hv_vault_cred_open_for_use(struct hv_vault *v, const struct hv_principal *p,
     json_t **secret, struct hv_err *err)
 {
 	char idn[HV_UUID_STR];
-	struct hv_conn *c = NULL;
+	struct hv_envelope env;
 	PGresult *r = NULL;
 	json_t *sec = NULL, *m = NULL;
+	uint64_t gen = 0;
 	enum hv_rc rc;
 
+	hv_envelope_init(&env);
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_USE, ctx, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = read_checked(v, p, id, idn, &c, &r, err);
+	rc = read_secret_row(v, p, id, idn, &gen, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (strcmp(val(r, 0, C_STATUS_RAW), "revoked") == 0) {
@@ -2307,8 +2509,7 @@ hv_vault_cred_open_for_use(struct hv_vault *v, const struct hv_principal *p,
 		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 		goto out;
 	}
-	rc = open_version(v, c, val(r, 0, C_WS), idn, val(r, 0, C_VERSION),
-	    &sec, err);
+	rc = open_row(v, r, idn, &env, gen, &sec, err);
 	if (rc != HV_OK)
 		goto out;
 	*meta = m;
@@ -2316,10 +2517,9 @@ hv_vault_cred_open_for_use(struct hv_vault *v, const struct hv_principal *p,
 	m = NULL;
 	sec = NULL;
 out:
-	if (c != NULL)
-		hv_store_release(v->store, &c);
 	json_decref(m);
 	json_decref(sec);
+	hv_envelope_release(&env);
 	PQclear(r);
 	return rc;
 }
@@ -2358,16 +2558,18 @@ hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
 	rc = hv_store_begin(c, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = fetch_row(c, "cred_lock", idn, &r, err);
-	if (rc != HV_OK)
-		goto out;
-	rc = check_access(p, r, false, err);
-	if (rc != HV_OK)
-		goto out;
+	/* lock and update at once; a refused access rolls the update back */
 	params[0] = idn;
 	params[1] = new_status;
-	rc = hv_store_exec(c, "cred_used", 2, params, NULL, NULL, false, NULL,
-	    err);
+	rc = hv_store_exec(c, "cred_use_update", 2, params, NULL, NULL, false,
+	    &r, err);
+	if (rc != HV_OK)
+		goto out;
+	if (PQnfields(r) != C_NCOLS || PQntuples(r) != 1) {
+		rc = not_found(err);
+		goto out;
+	}
+	rc = check_access(p, r, false, err);
 	if (rc != HV_OK)
 		goto out;
 	fill_event(&ev, p, ctx, val(r, 0, C_WS), action, idn,

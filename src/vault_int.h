@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "catalog.h"
 #include "cfg.h"
+#include "dekcache.h"
 #include "hsm.h"
 #include "store.h"
 #include "vault.h"
@@ -20,6 +21,7 @@ struct hv_vault {
 	struct hv_catalog *catalog;
 	struct hv_audit *audit;
 	void *apikey_cache;		/* owned by vault.c */
+	struct hv_dekcache *dekcache;	/* NULL: off; used by vault_cred.c */
 };
 
 /* Register the statement tables of every vault module (once). */
