@@ -96,7 +96,7 @@ load_module(const char *path)
 		die("C_Initialize", rv);
 }
 
-static void
+static bool
 find_slot(const char *label)
 {
 	CK_SLOT_ID slots[64];
@@ -120,11 +120,10 @@ find_slot(const char *label)
 			;
 		if (k == sizeof(ti.label)) {
 			slot = slots[i];
-			return;
+			return true;
 		}
 	}
-	fprintf(stderr, "hv-p11rate: no token labelled '%s'\n", label);
-	exit(1);
+	return false;
 }
 
 static CK_OBJECT_HANDLE
@@ -268,12 +267,31 @@ run_process(const char *module, const char *token, const char *pin,
 	struct worker *ws;
 	CK_SESSION_HANDLE ls;
 	CK_OBJECT_HANDLE obj;
+	CK_C_INITIALIZE_ARGS ia;
 	unsigned long total = 0;
 	int i, tries;
 	CK_RV rv;
 
+	/*
+	 * SoftHSM2 reads its token directory at C_Initialize; a token file
+	 * that another process is rewriting at that moment (a login in the
+	 * server) is skipped. Look again a few times before giving up.
+	 */
 	load_module(module);
-	find_slot(token);
+	for (tries = 0; !find_slot(token); tries++) {
+		if (tries == 20) {
+			fprintf(stderr, "hv-p11rate: no token labelled '%s'\n",
+			    token);
+			exit(1);
+		}
+		(void)fn->C_Finalize(NULL);
+		usleep(50000);
+		memset(&ia, 0, sizeof(ia));
+		ia.flags = CKF_OS_LOCKING_OK;
+		rv = fn->C_Initialize(&ia);
+		if (rv != CKR_OK)
+			die("C_Initialize", rv);
+	}
 	rv = fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
 	    NULL, &ls);
 	if (rv != CKR_OK)
