@@ -932,20 +932,33 @@ fetch_row(struct hv_conn *c, const char *stmt, const char *id,
  * own workspace (403) of row 0 of r.
  */
 static enum hv_rc
-check_access(const struct hv_principal *p, const PGresult *r, bool change,
+check_access(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const PGresult *r, bool change,
     struct hv_err *err)
 {
+	/*
+	 * A refusal of something the key can see is a denied request: it
+	 * gets its auth.denied row (in a transaction of its own, so that it
+	 * stays when the caller's transaction rolls back). What the key
+	 * cannot see is answered 404 like a credential that does not exist.
+	 */
 	if (!hv_vault_visible(p, val(r, 0, C_WS), val(r, 0, C_SCOPE),
 	    val(r, 0, C_OWNER)))
 		return not_found(err);
-	if (!hv_vault_allowed(p, val(r, 0, C_ID)))
+	if (!hv_vault_allowed(p, val(r, 0, C_ID))) {
+		(void)hv_vault_deny(v, p, ctx, val(r, 0, C_ID),
+		    "credential not in the api key's allow-list");
 		return hv_err_set(err, HV_E_FORBIDDEN,
 		    "credential is outside this key's allow-list");
+	}
 	if (change && !is_admin(p) &&
-	    strcmp(val(r, 0, C_WS), p->workspace_id) != 0)
+	    strcmp(val(r, 0, C_WS), p->workspace_id) != 0) {
+		(void)hv_vault_deny(v, p, ctx, val(r, 0, C_ID),
+		    "change of another workspace's credential");
 		return hv_err_set(err, HV_E_FORBIDDEN,
 		    "credential belongs to another workspace; only its own "
 		    "workspace can change it");
+	}
 	return HV_OK;
 }
 
@@ -1786,7 +1799,7 @@ hv_vault_cred_get(struct hv_vault *v, const struct hv_principal *p,
 	hv_store_release(v->store, &c);
 	if (rc != HV_OK)
 		return rc;
-	rc = check_access(p, r, false, err);
+	rc = check_access(v, p, ctx, r, false, err);
 	if (rc == HV_OK) {
 		o = row_json(r, 0);
 		if (o == NULL)
@@ -1808,7 +1821,7 @@ hv_vault_cred_get(struct hv_vault *v, const struct hv_principal *p,
  */
 static enum hv_rc
 begin_change(struct hv_vault *v, const struct hv_principal *p,
-    const char *id, char idn[HV_UUID_STR], struct hv_conn **c, PGresult **r,
+    const struct hv_reqctx *ctx, const char *id, char idn[HV_UUID_STR], struct hv_conn **c, PGresult **r,
     struct hv_err *err)
 {
 	enum hv_rc rc;
@@ -1824,7 +1837,7 @@ begin_change(struct hv_vault *v, const struct hv_principal *p,
 	rc = fetch_row(*c, "cred_lock", idn, r, err);
 	if (rc != HV_OK)
 		return rc;
-	return check_access(p, *r, true, err);
+	return check_access(v, p, ctx, *r, true, err);
 }
 
 static enum hv_rc
@@ -1936,7 +1949,7 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 	}
 	inj = json_object_get(body, "injection");
 
-	rc = begin_change(v, p, id, idn, &c, &r, err);
+	rc = begin_change(v, p, ctx, id, idn, &c, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = check_version(r, ev, err);
@@ -2081,7 +2094,7 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 		expires = expires_buf;
 	}
 
-	rc = begin_change(v, p, id, idn, &c, &r, err);
+	rc = begin_change(v, p, ctx, id, idn, &c, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = check_version(r, ev, err);
@@ -2162,7 +2175,7 @@ hv_vault_cred_revoke(struct hv_vault *v, const struct hv_principal *p,
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_WRITE, ctx, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = begin_change(v, p, id, idn, &c, &r, err);
+	rc = begin_change(v, p, ctx, id, idn, &c, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	res = r;
@@ -2262,7 +2275,7 @@ hv_vault_cred_duplicate(struct hv_vault *v, const struct hv_principal *p,
 	 * The source row is locked so that a concurrent rotate or delete
 	 * cannot slip between reading its version and copying it.
 	 */
-	rc = begin_change(v, p, id, idn, &c, &r, err);
+	rc = begin_change(v, p, ctx, id, idn, &c, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	ws = val(r, 0, C_WS);
@@ -2341,7 +2354,7 @@ hv_vault_cred_delete(struct hv_vault *v, const struct hv_principal *p,
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_WRITE, ctx, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = begin_change(v, p, id, idn, &c, &r, err);
+	rc = begin_change(v, p, ctx, id, idn, &c, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	params[0] = idn;
@@ -2380,7 +2393,7 @@ out:
  */
 static enum hv_rc
 read_secret_row(struct hv_vault *v, const struct hv_principal *p,
-    const char *id, char idn[HV_UUID_STR], uint64_t *gen, PGresult **r,
+    const struct hv_reqctx *ctx, const char *id, char idn[HV_UUID_STR], uint64_t *gen, PGresult **r,
     struct hv_err *err)
 {
 	struct hv_conn *c = NULL;
@@ -2403,7 +2416,7 @@ read_secret_row(struct hv_vault *v, const struct hv_principal *p,
 		    "unexpected columns");
 	if (PQntuples(*r) != 1)
 		return not_found(err);
-	return check_access(p, *r, false, err);
+	return check_access(v, p, ctx, *r, false, err);
 }
 
 /* Decrypt the envelope of row 0 of r, as read by read_secret_row(). */
@@ -2441,7 +2454,7 @@ hv_vault_cred_reveal(struct hv_vault *v, const struct hv_principal *p,
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_REVEAL, ctx, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = read_secret_row(v, p, id, idn, &gen, &r, err);
+	rc = read_secret_row(v, p, ctx, id, idn, &gen, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	(void)snprintf(ws, sizeof(ws), "%s", val(r, 0, C_WS));
@@ -2497,7 +2510,7 @@ hv_vault_cred_open_for_use(struct hv_vault *v, const struct hv_principal *p,
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_USE, ctx, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = read_secret_row(v, p, id, idn, &gen, &r, err);
+	rc = read_secret_row(v, p, ctx, id, idn, &gen, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (strcmp(val(r, 0, C_STATUS_RAW), "revoked") == 0) {
@@ -2569,7 +2582,7 @@ hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
 		rc = not_found(err);
 		goto out;
 	}
-	rc = check_access(p, r, false, err);
+	rc = check_access(v, p, ctx, r, false, err);
 	if (rc != HV_OK)
 		goto out;
 	fill_event(&ev, p, ctx, val(r, 0, C_WS), action, idn,

@@ -359,6 +359,7 @@ test_allow_list(void **state)
 {
 	char other[64], key[160], body[400], path[160];
 	struct hv_httpc_resp r;
+	long denied;
 
 	(void)state;
 	hv_test_make_cred(&S, S.admin_key,
@@ -376,6 +377,7 @@ test_allow_list(void **state)
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", cred_id);
 	expect("GET", path, key, NULL, 200);
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", other);
+	denied = hv_test_count_rows(&S, "auth_denied");
 	assert_int_equal(get(key, path, &r), 403);
 	assert_string_equal(hv_httpc_error_code(&r), "forbidden");
 	hv_httpc_resp_free(&r);
@@ -387,6 +389,8 @@ test_allow_list(void **state)
 	expect("POST", path, key, "{\"path\":\"/v1/balance\"}", 403);
 	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", other);
 	expect("DELETE", path, key, NULL, 403);
+	/* every one of the five refusals left its auth.denied row */
+	assert_int_equal(hv_test_count_rows(&S, "auth_denied") - denied, 5);
 	assert_int_equal(get(S.admin_key, path, &r), 200); /* still there */
 	hv_httpc_resp_free(&r);
 }

@@ -129,7 +129,10 @@ counts(struct counts *c)
 {
 	c->creds = count("SELECT count(*) FROM credentials", NULL);
 	c->versions = count("SELECT count(*) FROM credential_versions", NULL);
-	c->audit = count("SELECT count(*) FROM audit_log", NULL);
+	/* refusals are audited (auth.denied); only other rows are state */
+	c->audit = count("SELECT count(*) FROM audit_log "
+	                 "WHERE action <> 'auth.denied'",
+	    NULL);
 }
 
 static void
