@@ -48,11 +48,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		return MHD_YES;
 	}
 	if (*upload_size != 0) {
-		*upload_size = 0;	/* dropped */
+		*upload_size = 0; /* dropped */
 		return MHD_YES;
 	}
-	r = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
-	    MHD_RESPMEM_MUST_COPY);
+	r = MHD_create_response_from_buffer(
+	    sizeof(body) - 1, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (r == NULL)
 		return MHD_NO;
 	(void)MHD_add_response_header(r, "Content-Type", "application/json");
@@ -98,7 +98,8 @@ main(int argc, char **argv)
 			break;
 	}
 	if (i != argc || port == 0) {
-		fprintf(stderr, "usage: hv-httpd0 --port N [--threads N] "
+		fprintf(stderr,
+		    "usage: hv-httpd0 --port N [--threads N] "
 		    "[--pidfile F]\n");
 		return 2;
 	}
@@ -116,26 +117,25 @@ main(int argc, char **argv)
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-	    MHD_USE_ERROR_LOG;
+	flags =
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
 		flags |= MHD_USE_EPOLL;
 	if (threads > 1)
 		d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL,
 		    on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		    (size_t)(64 * 1024), MHD_OPTION_CONNECTION_TIMEOUT,
-		    (unsigned int)30, MHD_OPTION_THREAD_POOL_SIZE,
-		    (unsigned int)threads, MHD_OPTION_END);
+		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
+		    MHD_OPTION_END);
 	else
 		d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL,
 		    on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		    (size_t)(64 * 1024), MHD_OPTION_CONNECTION_TIMEOUT,
-		    (unsigned int)30, MHD_OPTION_END);
+		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+		    MHD_OPTION_END);
 	if (d == NULL) {
-		fprintf(stderr, "hv-httpd0: cannot listen on port %ld\n",
-		    port);
+		fprintf(stderr, "hv-httpd0: cannot listen on port %ld\n", port);
 		return 1;
 	}
 	if (pidfile != NULL) {

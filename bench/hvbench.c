@@ -93,7 +93,7 @@ num_arg(const char *s, long lo, long hi)
 static void
 load_cfg(struct hv_cfg *cfg, const char *path)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	int lvl;
 
 	hv_cfg_init(cfg);
@@ -134,10 +134,11 @@ seed_body(long i)
 
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		memset(rnd, (int)(i & 0xff), sizeof(rnd));
-	(void)snprintf(name, sizeof(name), "bench %07ld tag-%03ld", i,
-	    i % 100);
-	(void)snprintf(notes, sizeof(notes), "benchmark credential %ld of "
-	    "team %ld; rotated quarterly", i, i % 37);
+	(void)snprintf(name, sizeof(name), "bench %07ld tag-%03ld", i, i % 100);
+	(void)snprintf(notes, sizeof(notes),
+	    "benchmark credential %ld of "
+	    "team %ld; rotated quarterly",
+	    i, i % 37);
 	memcpy(key, "sk_test_", 8);
 	for (k = 0; k < sizeof(rnd); k++)
 		key[8 + k] = abc[rnd[k] % (sizeof(abc) - 1)];
@@ -151,11 +152,11 @@ static void *
 seed_worker(void *arg)
 {
 	struct seed_ctx *s = arg;
-	struct hv_reqctx ctx = { "bench-seed", "local" };
+	struct hv_reqctx ctx = {"bench-seed", "local"};
 
 	for (;;) {
 		long i = atomic_fetch_add(&s->next, 1);
-		struct hv_err err = { 0 };
+		struct hv_err err = {0};
 		json_t *body, *out = NULL;
 
 		if (i >= s->count)
@@ -163,10 +164,10 @@ seed_worker(void *arg)
 		body = seed_body(i);
 		if (body == NULL ||
 		    hv_vault_cred_create(s->v, &s->p, &ctx, body, &out, &err) !=
-		    HV_OK) {
+		        HV_OK) {
 			if (atomic_fetch_add(&s->failed, 1) < 5)
-				fprintf(stderr, "hv-bench: create: %s\n",
-				    err.msg);
+				fprintf(
+				    stderr, "hv-bench: create: %s\n", err.msg);
 			json_decref(body);
 			continue;
 		}
@@ -184,7 +185,7 @@ static void
 cmd_seed(const struct args *a)
 {
 	struct hv_cfg cfg;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct seed_ctx s;
 	pthread_t th[MAX_THREADS];
 	double t0, t1;
@@ -220,8 +221,8 @@ cmd_seed(const struct args *a)
 	t1 = now_s();
 	fclose(s.out);
 	printf("{\"created\":%ld,\"failed\":%ld,\"seconds\":%.3f,"
-	    "\"rate\":%.0f}\n", s.count - atomic_load(&s.failed),
-	    atomic_load(&s.failed), t1 - t0,
+	       "\"rate\":%.0f}\n",
+	    s.count - atomic_load(&s.failed), atomic_load(&s.failed), t1 - t0,
 	    (double)(s.count - atomic_load(&s.failed)) / (t1 - t0));
 	hv_principal_release(&s.p);
 	hv_vault_close(&s.v);
@@ -237,10 +238,10 @@ static void
 cmd_keys(const struct args *a)
 {
 	struct hv_cfg cfg;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
 	struct hv_principal p;
-	struct hv_reqctx ctx = { "bench-keys", "local" };
+	struct hv_reqctx ctx = {"bench-keys", "local"};
 	FILE *f;
 	long i;
 	int fd;
@@ -271,10 +272,10 @@ cmd_keys(const struct args *a)
 		    "all");
 		if (body == NULL ||
 		    hv_vault_apikey_create(v, &p, &ctx, body, &out, &err) !=
-		    HV_OK)
+		        HV_OK)
 			fail("apikey create", &err);
-		fprintf(f, "%s\n",
-		    json_string_value(json_object_get(out, "key")));
+		fprintf(
+		    f, "%s\n", json_string_value(json_object_get(out, "key")));
 		json_decref(out);
 		json_decref(body);
 	}
@@ -306,10 +307,10 @@ static void
 cmd_auth(const struct args *a)
 {
 	struct hv_cfg cfg;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
 	struct hv_principal p;
-	struct hv_reqctx ctx = { "bench-auth", "local" };
+	struct hv_reqctx ctx = {"bench-auth", "local"};
 	char header[600], key_id[HV_UUID_STR];
 	char *key;
 	double t0, t, hit_s, miss_s;
@@ -353,9 +354,9 @@ cmd_auth(const struct args *a)
 	} while (t - t0 < (double)a->seconds);
 	miss_s = t - t0;
 	printf("{\"hit_rate\":%.0f,\"hit_us\":%.2f,\"miss_rate\":%.0f,"
-	    "\"miss_us\":%.2f}\n", (double)nhit / hit_s,
-	    hit_s * 1e6 / (double)nhit, (double)nmiss / miss_s,
-	    miss_s * 1e6 / (double)nmiss);
+	       "\"miss_us\":%.2f}\n",
+	    (double)nhit / hit_s, hit_s * 1e6 / (double)nhit,
+	    (double)nmiss / miss_s, miss_s * 1e6 / (double)nmiss);
 	hv_mem_zero(header, sizeof(header));
 	hv_vault_close(&v);
 	hv_cfg_release(&cfg);
@@ -380,7 +381,7 @@ struct loop {
 	char first_err[sizeof(((struct hv_err *)0)->msg)];
 };
 
-#define WS_ID "6f1d2c3b-4a59-4e68-8f77-0a1b2c3d4e5f"
+#define WS_ID   "6f1d2c3b-4a59-4e68-8f77-0a1b2c3d4e5f"
 #define CRED_ID "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f60"
 
 static enum hv_rc
@@ -404,8 +405,8 @@ loop_once(struct loop *l, struct hv_err *err)
 		dek = hv_secret_new(HV_DEK_LEN);
 		if (dek == NULL)
 			return hv_err_set(err, HV_E_NOMEM, "out of memory");
-		rc = hv_envelope_aad(HV_AAD_DEK, WS_ID, CRED_ID, 1, aad,
-		    &aad_len, err);
+		rc = hv_envelope_aad(
+		    HV_AAD_DEK, WS_ID, CRED_ID, 1, aad, &aad_len, err);
 		if (rc == HV_OK)
 			rc = hv_hsm_wrap(l->hsm, 0, aad, aad_len, dek, out,
 			    &out_len, NULL, err);
@@ -431,8 +432,8 @@ loop_once(struct loop *l, struct hv_err *err)
 			if (rc != HV_OK)
 				return rc;
 		}
-		rc = hv_envelope_open_dek(dek, WS_ID, CRED_ID, 1, l->env, &pt,
-		    err);
+		rc = hv_envelope_open_dek(
+		    dek, WS_ID, CRED_ID, 1, l->env, &pt, err);
 		if (rc == HV_OK && !hit && l->cache != NULL)
 			hv_dekcache_put(l->cache, &k, dek, gen);
 		hv_secret_free(&dek);
@@ -448,7 +449,7 @@ loop_worker(void *arg)
 	struct loop *l = arg;
 
 	while (!atomic_load_explicit(&l->stop, memory_order_relaxed)) {
-		struct hv_err err = { 0 };
+		struct hv_err err = {0};
 
 		if (loop_once(l, &err) != HV_OK) {
 			if (atomic_fetch_add(&l->failed, 1) == 0)
@@ -464,10 +465,9 @@ loop_worker(void *arg)
 static void
 cmd_loop(const struct args *a, bool open_mode)
 {
-	static const char *const names[] = { "unwrap", "wrap", "hmac",
-		"random" };
+	static const char *const names[] = {"unwrap", "wrap", "hmac", "random"};
 	struct hv_cfg cfg;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_vault *v = NULL;
 	struct hv_envelope env;
 	struct hv_secret *pt = NULL;
@@ -485,7 +485,8 @@ cmd_loop(const struct args *a, bool open_mode)
 			if (a->op != NULL && strcmp(a->op, names[i]) == 0)
 				break;
 		if (i == 4) {
-			fprintf(stderr, "hv-bench hsm: --op unwrap|wrap|hmac|"
+			fprintf(stderr,
+			    "hv-bench hsm: --op unwrap|wrap|hmac|"
 			    "random\n");
 			exit(2);
 		}
@@ -500,16 +501,16 @@ cmd_loop(const struct args *a, bool open_mode)
 	if (pt == NULL)
 		fail("memory", NULL);
 	memset(pt->buf, 'x', pt->len);
-	if (hv_envelope_seal(l.hsm, WS_ID, CRED_ID, 1, pt, &env, &err) !=
-	    HV_OK)
+	if (hv_envelope_seal(l.hsm, WS_ID, CRED_ID, 1, pt, &env, &err) != HV_OK)
 		fail("seal", &err);
 	hv_secret_free(&pt);
 	memcpy(l.wrapped, env.wrapped, env.wrapped_len);
 	l.wrapped_len = env.wrapped_len;
 	l.kek = env.kek_version;
 	l.env = &env;
-	if (open_mode && hv_dekcache_new((unsigned int)a->cache, 60000, 0,
-	    &l.cache, &err) != HV_OK)
+	if (open_mode &&
+	    hv_dekcache_new((unsigned int)a->cache, 60000, 0, &l.cache, &err) !=
+	        HV_OK)
 		fail("dek cache", &err);
 	atomic_init(&l.stop, false);
 	atomic_init(&l.ops, 0);
@@ -528,13 +529,14 @@ cmd_loop(const struct args *a, bool open_mode)
 		    atomic_load(&l.failed), l.first_err);
 		exit(1);
 	}
-	printf("{\"op\":\"%s\",\"threads\":%ld,\"cache\":%ld,\"ops\":%ld,"
+	printf(
+	    "{\"op\":\"%s\",\"threads\":%ld,\"cache\":%ld,\"ops\":%ld,"
 	    "\"seconds\":%.3f,\"rate\":%.0f,\"us_per_op_per_thread\":%.2f}\n",
-	    open_mode ? "open" : names[l.op], a->threads, open_mode ?
-	    a->cache : 0L, atomic_load(&l.ops), t1 - t0,
+	    open_mode ? "open" : names[l.op], a->threads,
+	    open_mode ? a->cache : 0L, atomic_load(&l.ops), t1 - t0,
 	    (double)atomic_load(&l.ops) / (t1 - t0),
 	    (t1 - t0) * 1e6 * (double)a->threads /
-	    (double)(atomic_load(&l.ops) > 0 ? atomic_load(&l.ops) : 1));
+	        (double)(atomic_load(&l.ops) > 0 ? atomic_load(&l.ops) : 1));
 	hv_dekcache_free(&l.cache);
 	hv_envelope_release(&env);
 	hv_vault_close(&v);
@@ -547,7 +549,8 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: hv-bench seed --config F --count N [--threads T] --ids OUT\n"
+	    "usage: hv-bench seed --config F --count N [--threads T] --ids "
+	    "OUT\n"
 	    "       hv-bench keys --config F --count N --out FILE\n"
 	    "       hv-bench auth --config F --key-file K [--seconds S]\n"
 	    "       hv-bench hsm --config F --op unwrap|wrap|hmac|random "
@@ -561,7 +564,7 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-	struct args a = { .threads = 1, .seconds = 3, .cache = 0 };
+	struct args a = {.threads = 1, .seconds = 3, .cache = 0};
 	const char *verb;
 	int i;
 

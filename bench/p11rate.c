@@ -34,11 +34,11 @@
 
 #include <p11-kit/pkcs11.h>
 
-#define DEK_LEN 32
-#define IV_LEN 12
-#define TAG_LEN 16
-#define AAD_LEN 52
-#define MSG_LEN 320
+#define DEK_LEN     32
+#define IV_LEN      12
+#define TAG_LEN     16
+#define AAD_LEN     52
+#define MSG_LEN     320
 #define MAX_THREADS 64
 
 enum op { OP_UNWRAP, OP_WRAP, OP_HMAC, OP_RANDOM };
@@ -67,8 +67,8 @@ static unsigned char msg[MSG_LEN];
 static void
 die(const char *what, CK_RV rv)
 {
-	fprintf(stderr, "hv-p11rate: %s failed: 0x%lx\n", what,
-	    (unsigned long)rv);
+	fprintf(
+	    stderr, "hv-p11rate: %s failed: 0x%lx\n", what, (unsigned long)rv);
 	exit(1);
 }
 
@@ -113,8 +113,7 @@ find_slot(const char *label)
 
 		if (fn->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
 			continue;
-		if (ll > sizeof(ti.label) ||
-		    memcmp(ti.label, label, ll) != 0)
+		if (ll > sizeof(ti.label) || memcmp(ti.label, label, ll) != 0)
 			continue;
 		for (k = ll; k < sizeof(ti.label) && ti.label[k] == ' '; k++)
 			;
@@ -129,7 +128,7 @@ find_slot(const char *label)
 static CK_OBJECT_HANDLE
 find_key(CK_SESSION_HANDLE s, const char *label)
 {
-	CK_ATTRIBUTE t[1] = { { CKA_LABEL, (void *)label, strlen(label) } };
+	CK_ATTRIBUTE t[1] = {{CKA_LABEL, (void *)label, strlen(label)}};
 	CK_OBJECT_HANDLE h = 0;
 	CK_ULONG n = 0;
 	CK_RV rv;
@@ -140,20 +139,21 @@ find_key(CK_SESSION_HANDLE s, const char *label)
 	rv = fn->C_FindObjects(s, &h, 1, &n);
 	(void)fn->C_FindObjectsFinal(s);
 	if (rv != CKR_OK || n != 1) {
-		fprintf(stderr, "hv-p11rate: key '%s' not found (run "
-		    "hsmvault init first)\n", label);
+		fprintf(stderr,
+		    "hv-p11rate: key '%s' not found (run "
+		    "hsmvault init first)\n",
+		    label);
 		exit(1);
 	}
 	return h;
 }
 
 static CK_RV
-gcm(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, unsigned char *iv,
-    bool enc, unsigned char *in, CK_ULONG in_len, unsigned char *out,
-    CK_ULONG *out_len)
+gcm(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, unsigned char *iv, bool enc,
+    unsigned char *in, CK_ULONG in_len, unsigned char *out, CK_ULONG *out_len)
 {
 	CK_GCM_PARAMS p;
-	CK_MECHANISM m = { CKM_AES_GCM, &p, sizeof(p) };
+	CK_MECHANISM m = {CKM_AES_GCM, &p, sizeof(p)};
 	CK_RV rv;
 
 	memset(&p, 0, sizeof(p));
@@ -179,7 +179,7 @@ static CK_RV
 one_op(struct worker *w)
 {
 	unsigned char out[64], dek[DEK_LEN];
-	CK_MECHANISM hm = { CKM_SHA256_HMAC, NULL, 0 };
+	CK_MECHANISM hm = {CKM_SHA256_HMAC, NULL, 0};
 	CK_ULONG n = sizeof(out);
 	CK_RV rv;
 
@@ -194,8 +194,8 @@ one_op(struct worker *w)
 		rv = fn->C_GenerateRandom(w->s, w->iv, IV_LEN);
 		if (rv == CKR_OK) {
 			memset(dek, 0x5a, sizeof(dek));
-			rv = gcm(w->s, w->key, w->iv, true, dek, DEK_LEN,
-			    out, &n);
+			rv = gcm(
+			    w->s, w->key, w->iv, true, dek, DEK_LEN, out, &n);
 		}
 		return rv;
 	case OP_HMAC:
@@ -232,13 +232,13 @@ static void
 prepare(struct worker *w, CK_OBJECT_HANDLE token_obj)
 {
 	CK_BBOOL f = CK_FALSE;
-	CK_ATTRIBUTE t[1] = { { CKA_TOKEN, &f, sizeof(f) } };
+	CK_ATTRIBUTE t[1] = {{CKA_TOKEN, &f, sizeof(f)}};
 	unsigned char dek[DEK_LEN];
 	CK_ULONG n = sizeof(w->wrapped);
 	CK_RV rv;
 
-	rv = fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-	    NULL, &w->s);
+	rv = fn->C_OpenSession(
+	    slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &w->s);
 	if (rv != CKR_OK)
 		die("C_OpenSession", rv);
 	w->key = token_obj;
@@ -261,8 +261,8 @@ prepare(struct worker *w, CK_OBJECT_HANDLE token_obj)
 
 /* One process: login, threads, run; returns the count of operations. */
 static unsigned long
-run_process(const char *module, const char *token, const char *pin,
-    int threads, double seconds)
+run_process(const char *module, const char *token, const char *pin, int threads,
+    double seconds)
 {
 	struct worker *ws;
 	CK_SESSION_HANDLE ls;
@@ -292,14 +292,14 @@ run_process(const char *module, const char *token, const char *pin,
 		if (rv != CKR_OK)
 			die("C_Initialize", rv);
 	}
-	rv = fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-	    NULL, &ls);
+	rv = fn->C_OpenSession(
+	    slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &ls);
 	if (rv != CKR_OK)
 		die("C_OpenSession", rv);
 	/* concurrent logins from several processes sometimes fail at once */
 	for (tries = 0;; tries++) {
-		rv = fn->C_Login(ls, CKU_USER, (CK_UTF8CHAR_PTR)pin,
-		    strlen(pin));
+		rv = fn->C_Login(
+		    ls, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
 		if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
 			break;
 		if (rv == CKR_PIN_INCORRECT || tries == 20)
@@ -436,8 +436,8 @@ main(int argc, char **argv)
 			unsigned long n;
 
 			close(fds[p][0]);
-			n = run_process(module, token, pin, (int)threads,
-			    (double)seconds);
+			n = run_process(
+			    module, token, pin, (int)threads, (double)seconds);
 			if (write(fds[p][1], &n, sizeof(n)) != sizeof(n))
 				_exit(1);
 			_exit(0);
@@ -459,12 +459,13 @@ main(int argc, char **argv)
 		total += n;
 	}
 	printf("{\"op\":\"%s\",\"threads\":%ld,\"procs\":%ld,\"ops\":%lu,"
-	    "\"seconds\":%ld,\"rate\":%.0f,\"copies\":%s}\n", op, threads,
-	    procs, total, seconds, (double)total / (double)seconds,
+	       "\"seconds\":%ld,\"rate\":%.0f,\"copies\":%s}\n",
+	    op, threads, procs, total, seconds, (double)total / (double)seconds,
 	    token_key ? "false" : "true");
 	return 0;
 usage:
-	fprintf(stderr, "usage: hv-p11rate --module SO --token LABEL "
+	fprintf(stderr,
+	    "usage: hv-p11rate --module SO --token LABEL "
 	    "--pin-file F --op unwrap|wrap|hmac|random [--threads N] "
 	    "[--procs N] [--seconds S] [--prefix P] [--token-key]\n");
 	return 2;

@@ -11,7 +11,7 @@ HV_DEB_PACKAGES="build-essential cmake pkg-config git ca-certificates
  libp11-kit-dev p11-kit softhsm2 opensc libpq-dev postgresql postgresql-contrib
  libssl-dev openssl libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev
  libtss2-dev swtpm swtpm-tools tpm2-tools libcmocka-dev clang libclang-rt-14-dev
- procps iproute2 curl wrk
+ procps iproute2 curl wrk clang-format
  libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus"
 
 # Install whatever of HV_DEB_PACKAGES (plus "$@") is missing.

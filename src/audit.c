@@ -49,19 +49,19 @@
 #include "mem.h"
 #include "uuid.h"
 
-#define DOMAIN "hsmvault/audit/v1"
+#define DOMAIN         "hsmvault/audit/v1"
 #define GENESIS_DOMAIN "hsmvault/audit/genesis/v1"
-#define TS_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
-#define VERIFY_PAGE "1000"
-#define VERIFY_PAGE_N 1000
-#define NFIELDS 14
+#define TS_FMT         "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
+#define VERIFY_PAGE    "1000"
+#define VERIFY_PAGE_N  1000
+#define NFIELDS        14
 
 /* A chain's head as this process last wrote or read it. */
 struct head {
 	bool known;
 	long long seq;
 	uint8_t mac[HV_HMAC_LEN];
-	int64_t at_us;		/* time of the head row, microseconds */
+	int64_t at_us; /* time of the head row, microseconds */
 };
 
 struct hv_audit {
@@ -69,58 +69,64 @@ struct hv_audit {
 	unsigned int chains;
 	unsigned int offset;
 	pthread_mutex_t mu;
-	struct head *heads;	/* [chains], under mu */
-	unsigned long fast, locked;	/* appends, under mu */
+	struct head *heads;         /* [chains], under mu */
+	unsigned long fast, locked; /* appends, under mu */
 };
 
 static const struct hv_stmt audit_stmts[] = {
-	/* the row's time: the database clock, never before the head row */
-	{ "audit_head_lock",
-	    "SELECT h.seq, h.head_mac, to_char(greatest(clock_timestamp(), "
-	    "(SELECT l.at FROM audit_log l WHERE l.chain = h.chain AND "
-	    "l.seq = h.seq)) AT TIME ZONE 'UTC', " TS_FMT ") FROM "
-	    "audit_chains h WHERE h.chain = $1 FOR UPDATE", 1 },
-	/* the fast path: move the head only from the remembered one */
-	{ "audit_append_cas",
-	    "WITH up AS (UPDATE audit_chains SET seq = $2::bigint, "
-	    "head_mac = $14::bytea WHERE chain = $1::integer AND "
-	    "seq = $2::bigint - 1 AND head_mac = $13::bytea RETURNING chain) "
-	    "INSERT INTO audit_log (chain, seq, at, workspace_id, actor_id, "
-	    "actor_name, action, credential_id, outcome, request_id, "
-	    "remote_addr, detail, prev_mac, mac) SELECT chain, $2::bigint, "
-	    "$3::timestamptz, $4::uuid, $5::uuid, $6::text, $7::text, "
-	    "$8::uuid, $9::text, $10::text, $11::text, $12::text, $13::bytea, "
-	    "$14::bytea FROM up RETURNING id", 14 },
-	{ "audit_chain_create",
-	    "INSERT INTO audit_chains (chain, seq, head_mac) VALUES ($1, 0, $2) "
-	    "ON CONFLICT (chain) DO NOTHING", 2 },
-	{ "audit_insert",
-	    "WITH ins AS (INSERT INTO audit_log (chain, seq, at, workspace_id, "
-	    "actor_id, actor_name, action, credential_id, outcome, request_id, "
-	    "remote_addr, detail, prev_mac, mac) VALUES ($1, $2, "
-	    "$3::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-	    "RETURNING id) "
-	    "UPDATE audit_chains SET seq = $2, head_mac = $14 FROM ins "
-	    "WHERE chain = $1 RETURNING ins.id", 14 },
-	{ "audit_v_heads",
-	    "SELECT chain, seq, head_mac FROM audit_chains ORDER BY chain", 0 },
-	{ "audit_v_rows",
-	    "SELECT id, seq, to_char(at AT TIME ZONE 'UTC', " TS_FMT "), "
-	    "workspace_id::text, actor_id::text, actor_name, action, "
-	    "credential_id::text, outcome, request_id, remote_addr, detail, "
-	    "prev_mac, mac FROM audit_log WHERE chain = $1 AND seq > $2 "
-	    "ORDER BY seq LIMIT " VERIFY_PAGE, 2 },
-	{ "audit_v_orphans",
-	    "SELECT a.chain, min(a.id), count(*) FROM audit_log a "
-	    "LEFT JOIN audit_chains c ON c.chain = a.chain "
-	    "WHERE c.chain IS NULL GROUP BY a.chain ORDER BY 2", 0 },
+    /* the row's time: the database clock, never before the head row */
+    {"audit_head_lock",
+        "SELECT h.seq, h.head_mac, to_char(greatest(clock_timestamp(), "
+        "(SELECT l.at FROM audit_log l WHERE l.chain = h.chain AND "
+        "l.seq = h.seq)) AT TIME ZONE 'UTC', " TS_FMT ") FROM "
+        "audit_chains h WHERE h.chain = $1 FOR UPDATE",
+        1},
+    /* the fast path: move the head only from the remembered one */
+    {"audit_append_cas",
+        "WITH up AS (UPDATE audit_chains SET seq = $2::bigint, "
+        "head_mac = $14::bytea WHERE chain = $1::integer AND "
+        "seq = $2::bigint - 1 AND head_mac = $13::bytea RETURNING chain) "
+        "INSERT INTO audit_log (chain, seq, at, workspace_id, actor_id, "
+        "actor_name, action, credential_id, outcome, request_id, "
+        "remote_addr, detail, prev_mac, mac) SELECT chain, $2::bigint, "
+        "$3::timestamptz, $4::uuid, $5::uuid, $6::text, $7::text, "
+        "$8::uuid, $9::text, $10::text, $11::text, $12::text, $13::bytea, "
+        "$14::bytea FROM up RETURNING id",
+        14},
+    {"audit_chain_create",
+        "INSERT INTO audit_chains (chain, seq, head_mac) VALUES ($1, 0, $2) "
+        "ON CONFLICT (chain) DO NOTHING",
+        2},
+    {"audit_insert",
+        "WITH ins AS (INSERT INTO audit_log (chain, seq, at, workspace_id, "
+        "actor_id, actor_name, action, credential_id, outcome, request_id, "
+        "remote_addr, detail, prev_mac, mac) VALUES ($1, $2, "
+        "$3::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+        "RETURNING id) "
+        "UPDATE audit_chains SET seq = $2, head_mac = $14 FROM ins "
+        "WHERE chain = $1 RETURNING ins.id",
+        14},
+    {"audit_v_heads",
+        "SELECT chain, seq, head_mac FROM audit_chains ORDER BY chain", 0},
+    {"audit_v_rows",
+        "SELECT id, seq, to_char(at AT TIME ZONE 'UTC', " TS_FMT "), "
+        "workspace_id::text, actor_id::text, actor_name, action, "
+        "credential_id::text, outcome, request_id, remote_addr, detail, "
+        "prev_mac, mac FROM audit_log WHERE chain = $1 AND seq > $2 "
+        "ORDER BY seq LIMIT " VERIFY_PAGE,
+        2},
+    {"audit_v_orphans",
+        "SELECT a.chain, min(a.id), count(*) FROM audit_log a "
+        "LEFT JOIN audit_chains c ON c.chain = a.chain "
+        "WHERE c.chain IS NULL GROUP BY a.chain ORDER BY 2",
+        0},
 };
 
 void
 hv_audit_register(void)
 {
-	hv_store_register(audit_stmts,
-	    sizeof(audit_stmts) / sizeof(audit_stmts[0]));
+	hv_store_register(
+	    audit_stmts, sizeof(audit_stmts) / sizeof(audit_stmts[0]));
 }
 
 enum hv_rc
@@ -218,7 +224,7 @@ struct row {
 	unsigned int chain;
 	long long seq;
 	const char *at;
-	const char *f[9];	/* workspace_id .. detail, in schema order */
+	const char *f[9]; /* workspace_id .. detail, in schema order */
 	const uint8_t *prev_mac;
 };
 
@@ -226,7 +232,7 @@ static enum hv_rc
 row_mac(struct hv_audit *a, const struct row *r, uint8_t out[HV_HMAC_LEN],
     struct hv_err *err)
 {
-	struct canon c = { 0 };
+	struct canon c = {0};
 	char chain[16], seq[24];
 	bool ok;
 	size_t i;
@@ -296,8 +302,8 @@ create_chain(struct hv_audit *a, struct hv_conn *c, unsigned int chain,
 	uint8_t g[HV_HMAC_LEN];
 	char ch[16];
 	const char *p[2];
-	const int len[2] = { 0, HV_HMAC_LEN };
-	const int fmt[2] = { 0, 1 };
+	const int len[2] = {0, HV_HMAC_LEN};
+	const int fmt[2] = {0, 1};
 	enum hv_rc rc;
 
 	rc = genesis_mac(a, chain, g, err);
@@ -306,13 +312,12 @@ create_chain(struct hv_audit *a, struct hv_conn *c, unsigned int chain,
 	snprintf(ch, sizeof(ch), "%u", chain);
 	p[0] = ch;
 	p[1] = (const char *)g;
-	return hv_store_exec(c, "audit_chain_create", 2, p, len, fmt, false,
-	    NULL, err);
+	return hv_store_exec(
+	    c, "audit_chain_create", 2, p, len, fmt, false, NULL, err);
 }
 
 enum hv_rc
-hv_audit_init_chains(struct hv_audit *a, struct hv_conn *c,
-    struct hv_err *err)
+hv_audit_init_chains(struct hv_audit *a, struct hv_conn *c, struct hv_err *err)
 {
 	unsigned int i;
 	enum hv_rc rc;
@@ -350,8 +355,8 @@ fmt_at(int64_t us, char *out, size_t cap)
 	if (gmtime_r(&t, &tm) == NULL)
 		return false;
 	n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, (int)(us % 1000000));
 	return n > 0 && (size_t)n < cap;
 }
 
@@ -365,7 +370,8 @@ parse_at(const char *s, int64_t *us)
 	char z;
 
 	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%6ld%c", &y, &mo, &d, &h, &mi,
-	    &sec, &frac, &z) != 8 || z != 'Z')
+	        &sec, &frac, &z) != 8 ||
+	    z != 'Z')
 		return false;
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_year = y - 1900;
@@ -449,8 +455,7 @@ prepare(struct hv_audit *a, struct hv_conn *c, const struct hv_audit_event *ev,
 /* The 14 parameters of audit_insert / audit_append_cas. */
 static void
 params_of(const struct row *row, const char *chs, const char *seqs,
-    const uint8_t *prev, const uint8_t *mac, const char **p, int *len,
-    int *fmt)
+    const uint8_t *prev, const uint8_t *mac, const char **p, int *len, int *fmt)
 {
 	int i;
 
@@ -507,11 +512,10 @@ append_fast(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	snprintf(seqs, sizeof(seqs), "%lld", pr->row.seq);
 	params_of(&pr->row, chs, seqs, h.mac, mac, p, len, fmt);
 	/* autocommit: a lost connection must not replay a committed row */
-	rc = autocommit ?
-	    hv_store_exec_once(c, "audit_append_cas", 14, p, len, fmt, false,
-	    &r, err) :
-	    hv_store_exec(c, "audit_append_cas", 14, p, len, fmt, false, &r,
-	    err);
+	rc = autocommit ? hv_store_exec_once(c, "audit_append_cas", 14, p, len,
+	                      fmt, false, &r, err)
+	                : hv_store_exec(c, "audit_append_cas", 14, p, len, fmt,
+	                      false, &r, err);
 	if (rc != HV_OK) {
 		forget(a, pr->chain);
 		return hv_err_prefix(err, "audit");
@@ -542,8 +546,8 @@ append_locked(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	snprintf(chs, sizeof(chs), "%u", pr->chain);
 	p[0] = chs;
 	for (tries = 0;; tries++) {
-		rc = hv_store_exec(c, "audit_head_lock", 1, p, NULL, NULL,
-		    true, &r, err);
+		rc = hv_store_exec(
+		    c, "audit_head_lock", 1, p, NULL, NULL, true, &r, err);
 		if (rc != HV_OK)
 			goto out;
 		if (PQntuples(r) == 1 || tries == 1)
@@ -664,7 +668,7 @@ hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked)
 /* The first problem found, kept when it has the lowest row id so far. */
 struct finding {
 	bool set;
-	long long id;		/* -1: no row to name (missing tail) */
+	long long id; /* -1: no row to name (missing tail) */
 	unsigned int chain;
 	long long seq;
 	const char *problem;
@@ -673,8 +677,7 @@ struct finding {
 
 static void
 note(struct finding *best, unsigned long *nproblems, long long id,
-    unsigned int chain, long long seq, const char *problem,
-    const char *detail)
+    unsigned int chain, long long seq, const char *problem, const char *detail)
 {
 	bool better;
 
@@ -738,11 +741,11 @@ verify_chain(struct hv_audit *a, struct hv_conn *c, unsigned int chain,
 		goto out;
 	snprintf(chs, sizeof(chs), "%u", chain);
 	for (;;) {
-		const char *p[2] = { chs, afters };
+		const char *p[2] = {chs, afters};
 
 		snprintf(afters, sizeof(afters), "%lld", after);
-		rc = hv_store_exec(c, "audit_v_rows", 2, p, NULL, NULL, true,
-		    &r, err);
+		rc = hv_store_exec(
+		    c, "audit_v_rows", 2, p, NULL, NULL, true, &r, err);
 		if (rc != HV_OK)
 			goto out;
 		n = PQntuples(r);
@@ -774,15 +777,17 @@ verify_chain(struct hv_audit *a, struct hv_conn *c, unsigned int chain,
 				goto next;
 			}
 			if (seq > expected) {
-				snprintf(d, sizeof(d), "row(s) with seq %lld"
-				    "..%lld missing before this row", expected,
-				    seq - 1);
-				note(best, nproblems, id, chain, seq,
-				    "removed", d);
+				snprintf(d, sizeof(d),
+				    "row(s) with seq %lld"
+				    "..%lld missing before this row",
+				    expected, seq - 1);
+				note(best, nproblems, id, chain, seq, "removed",
+				    d);
 				bad = true;
 			} else if (seq < expected || id <= prev_id) {
 				note(best, nproblems, id, chain, seq,
-				    "reordered", "row is out of order in its "
+				    "reordered",
+				    "row is out of order in its "
 				    "chain");
 				bad = true;
 			}
@@ -795,14 +800,15 @@ verify_chain(struct hv_audit *a, struct hv_conn *c, unsigned int chain,
 				    "mac does not match the row");
 				bad = true;
 			}
-			if (!bad && !hv_ct_equal(rprev, prev_mac,
-			    HV_HMAC_LEN)) {
+			if (!bad &&
+			    !hv_ct_equal(rprev, prev_mac, HV_HMAC_LEN)) {
 				note(best, nproblems, id, chain, seq,
-				    "reordered", "prev_mac does not match the "
+				    "reordered",
+				    "prev_mac does not match the "
 				    "previous row");
 				bad = true;
 			}
-next:
+		next:
 			/* resynchronize on this row */
 			if (PQgetlength(r, i, 13) == HV_HMAC_LEN)
 				memcpy(prev_mac, rmac, HV_HMAC_LEN);
@@ -818,8 +824,10 @@ next:
 			break;
 	}
 	if (expected - 1 < head_seq) {
-		snprintf(d, sizeof(d), "chain head says seq %lld but the last "
-		    "row has seq %lld", head_seq, expected - 1);
+		snprintf(d, sizeof(d),
+		    "chain head says seq %lld but the last "
+		    "row has seq %lld",
+		    head_seq, expected - 1);
 		note(best, nproblems, -1, chain, expected, "removed", d);
 	} else if (expected - 1 > head_seq) {
 		snprintf(d, sizeof(d), "rows after the chain head (seq %lld)",
@@ -837,12 +845,12 @@ out:
 }
 
 enum hv_rc
-hv_audit_verify(struct hv_audit *a, struct hv_store *s, json_t **report,
-    struct hv_err *err)
+hv_audit_verify(
+    struct hv_audit *a, struct hv_store *s, json_t **report, struct hv_err *err)
 {
 	struct hv_conn *c = NULL;
 	PGresult *heads = NULL, *orph = NULL;
-	struct finding best = { 0 };
+	struct finding best = {0};
 	unsigned long rows = 0, nproblems = 0;
 	json_t *rep = NULL;
 	enum hv_rc rc;
@@ -855,8 +863,8 @@ hv_audit_verify(struct hv_audit *a, struct hv_store *s, json_t **report,
 	rc = hv_store_begin_snapshot(c, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = hv_store_exec(c, "audit_v_heads", 0, NULL, NULL, NULL, true,
-	    &heads, err);
+	rc = hv_store_exec(
+	    c, "audit_v_heads", 0, NULL, NULL, NULL, true, &heads, err);
 	if (rc != HV_OK)
 		goto out;
 	nh = PQntuples(heads);
@@ -864,21 +872,21 @@ hv_audit_verify(struct hv_audit *a, struct hv_store *s, json_t **report,
 		long ch = get_i32(heads, i, 0);
 		long long hs = get_i64(heads, i, 1);
 
-		if (ch < 0 || hs < 0 || PQgetlength(heads, i, 2) !=
-		    HV_HMAC_LEN) {
-			note(&best, &nproblems, -1, ch < 0 ? 0 :
-			    (unsigned int)ch, hs, "head mismatch",
+		if (ch < 0 || hs < 0 ||
+		    PQgetlength(heads, i, 2) != HV_HMAC_LEN) {
+			note(&best, &nproblems, -1,
+			    ch < 0 ? 0 : (unsigned int)ch, hs, "head mismatch",
 			    "malformed chain head");
 			continue;
 		}
 		rc = verify_chain(a, c, (unsigned int)ch, hs,
-		    (const uint8_t *)PQgetvalue(heads, i, 2), &rows,
-		    &nproblems, &best, err);
+		    (const uint8_t *)PQgetvalue(heads, i, 2), &rows, &nproblems,
+		    &best, err);
 		if (rc != HV_OK)
 			goto out;
 	}
-	rc = hv_store_exec(c, "audit_v_orphans", 0, NULL, NULL, NULL, true,
-	    &orph, err);
+	rc = hv_store_exec(
+	    c, "audit_v_orphans", 0, NULL, NULL, NULL, true, &orph, err);
 	if (rc != HV_OK)
 		goto out;
 	for (i = 0; i < PQntuples(orph); i++) {
@@ -887,26 +895,25 @@ hv_audit_verify(struct hv_audit *a, struct hv_store *s, json_t **report,
 		    (unsigned int)get_i32(orph, i, 0), 0, "unknown chain",
 		    "row of a chain that has no head");
 	}
-	rep = json_pack("{s:b,s:I,s:i,s:I}", "ok", !best.set,
-	    "rows", (json_int_t)rows, "chains", nh,
-	    "problems", (json_int_t)nproblems);
+	rep = json_pack("{s:b,s:I,s:i,s:I}", "ok", !best.set, "rows",
+	    (json_int_t)rows, "chains", nh, "problems", (json_int_t)nproblems);
 	if (rep == NULL) {
 		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 		goto out;
 	}
 	if (best.set) {
-		json_t *fb = json_pack("{s:o,s:i,s:I,s:s,s:s}",
-		    "id", best.id >= 0 ? json_integer(best.id) : json_null(),
-		    "chain", (int)best.chain, "seq", (json_int_t)best.seq,
-		    "problem", best.problem, "detail", best.detail);
+		json_t *fb = json_pack("{s:o,s:i,s:I,s:s,s:s}", "id",
+		    best.id >= 0 ? json_integer(best.id) : json_null(), "chain",
+		    (int)best.chain, "seq", (json_int_t)best.seq, "problem",
+		    best.problem, "detail", best.detail);
 
 		if (fb == NULL || json_object_set_new(rep, "first_bad", fb)) {
 			rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 			goto out;
 		}
 		hv_log_warn("audit: verify failed: %s at chain %u seq %lld "
-		    "(id %lld): %s", best.problem, best.chain, best.seq,
-		    best.id, best.detail);
+		            "(id %lld): %s",
+		    best.problem, best.chain, best.seq, best.id, best.detail);
 	}
 	*report = rep;
 	rep = NULL;
@@ -914,6 +921,6 @@ out:
 	json_decref(rep);
 	PQclear(heads);
 	PQclear(orph);
-	hv_store_release(s, &c);	/* ends the read-only transaction */
+	hv_store_release(s, &c); /* ends the read-only transaction */
 	return rc;
 }

@@ -69,8 +69,8 @@ enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
  * Appends since hv_audit_new(): *fast through a remembered chain head
  * (one statement), *locked through the head lock (fallback).
  */
-void hv_audit_stats(struct hv_audit *a, unsigned long *fast,
-    unsigned long *locked);
+void
+hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked);
 
 /*
  * Verify every chain. *report: {"ok": bool, "rows": n, "chains": k} and,

@@ -26,39 +26,45 @@ struct key {
 	size_t off;
 };
 
-#define S(f) { #f, K_STR, offsetof(struct hv_cfg, f) }
-#define U(f) { #f, K_UINT, offsetof(struct hv_cfg, f) }
+#define S(f)                                                                   \
+	{                                                                      \
+#f, K_STR, offsetof(struct hv_cfg, f)                          \
+	}
+#define U(f)                                                                   \
+	{                                                                      \
+#f, K_UINT, offsetof(struct hv_cfg, f)                         \
+	}
 
 static const struct key keys[] = {
-	S(database_url),
-	U(db_pool),
-	S(keystore),
-	S(pkcs11_module),
-	S(pkcs11_token),
-	S(pkcs11_pin_file),
-	U(pkcs11_sessions),
-	S(tpm_tcti),
-	S(softhsm2_conf),
-	S(listen),
-	S(data),
-	S(apikey_prefix),
-	S(log_level),
-	S(catalog),
-	S(tls_cert),
-	S(tls_key),
-	S(tls_client_ca),
-	S(metrics_listen),
-	U(threads),
-	{ "max_body", K_SIZE, offsetof(struct hv_cfg, max_body) },
-	{ "allow_private_targets", K_BOOL,
-	    offsetof(struct hv_cfg, allow_private_targets) },
-	U(dek_cache_size),
-	U(dek_cache_ttl_ms),
-	U(dek_cache_max_uses),
-	U(audit_chains),
-	U(upstream_timeout_ms),
-	{ "upstream_max_response", K_SIZE,
-	    offsetof(struct hv_cfg, upstream_max_response) },
+    S(database_url),
+    U(db_pool),
+    S(keystore),
+    S(pkcs11_module),
+    S(pkcs11_token),
+    S(pkcs11_pin_file),
+    U(pkcs11_sessions),
+    S(tpm_tcti),
+    S(softhsm2_conf),
+    S(listen),
+    S(data),
+    S(apikey_prefix),
+    S(log_level),
+    S(catalog),
+    S(tls_cert),
+    S(tls_key),
+    S(tls_client_ca),
+    S(metrics_listen),
+    U(threads),
+    {"max_body", K_SIZE, offsetof(struct hv_cfg, max_body)},
+    {"allow_private_targets", K_BOOL,
+        offsetof(struct hv_cfg, allow_private_targets)},
+    U(dek_cache_size),
+    U(dek_cache_ttl_ms),
+    U(dek_cache_max_uses),
+    U(audit_chains),
+    U(upstream_timeout_ms),
+    {"upstream_max_response", K_SIZE,
+        offsetof(struct hv_cfg, upstream_max_response)},
 };
 
 #undef S
@@ -83,7 +89,7 @@ hv_cfg_init(struct hv_cfg *c)
 	c->dek_cache_size = 1024;
 	c->dek_cache_ttl_ms = 60000;
 	c->dek_cache_max_uses = 10000;
-	c->audit_chains = 16;	/* >= db_pool: no shared head (audit.c) */
+	c->audit_chains = 16; /* >= db_pool: no shared head (audit.c) */
 	c->upstream_timeout_ms = 30000;
 	c->upstream_max_response = 4 * 1024 * 1024;
 }
@@ -133,8 +139,8 @@ parse_uint(const char *v, unsigned long long max, unsigned long long *out)
 }
 
 static enum hv_rc
-set_service(struct hv_cfg *c, const char *id, size_t idlen,
-    const char *value, struct hv_err *err)
+set_service(struct hv_cfg *c, const char *id, size_t idlen, const char *value,
+    struct hv_err *err)
 {
 	size_t i, j;
 	char *lid;
@@ -181,8 +187,8 @@ known_key(const char *norm)
 }
 
 enum hv_rc
-hv_cfg_set(struct hv_cfg *c, const char *key, const char *value,
-    struct hv_err *err)
+hv_cfg_set(
+    struct hv_cfg *c, const char *key, const char *value, struct hv_err *err)
 {
 	char norm[96];
 	size_t i, n = strlen(key);
@@ -191,10 +197,12 @@ hv_cfg_set(struct hv_cfg *c, const char *key, const char *value,
 	if (n == 0 || n >= sizeof(norm))
 		return hv_err_set(err, HV_E_CONFIG, "bad configuration key");
 	for (i = 0; i < n; i++)
-		norm[i] = key[i] == '-' ? '_' : (char)tolower((unsigned char)key[i]);
+		norm[i] =
+		    key[i] == '-' ? '_' : (char)tolower((unsigned char)key[i]);
 	norm[n] = '\0';
 	if (strcmp(norm, "pkcs11_pin") == 0)
-		return hv_err_set(err, HV_E_CONFIG, "the pin is read from "
+		return hv_err_set(err, HV_E_CONFIG,
+		    "the pin is read from "
 		    "HSMVAULT_PKCS11_PIN or pkcs11_pin_file only");
 	if (strncmp(norm, "service_", 8) == 0 && n > 17 &&
 	    strcmp(norm + n - 9, "_base_url") == 0)
@@ -211,14 +219,14 @@ hv_cfg_set(struct hv_cfg *c, const char *key, const char *value,
 			return HV_OK;
 		case K_UINT:
 			if (parse_uint(value, UINT_MAX, &u) != 0)
-				return hv_err_set(err, HV_E_CONFIG,
-				    "%s: not a number", norm);
+				return hv_err_set(
+				    err, HV_E_CONFIG, "%s: not a number", norm);
 			*(unsigned int *)p = (unsigned int)u;
 			return HV_OK;
 		case K_SIZE:
 			if (parse_uint(value, SIZE_MAX, &u) != 0)
-				return hv_err_set(err, HV_E_CONFIG,
-				    "%s: not a number", norm);
+				return hv_err_set(
+				    err, HV_E_CONFIG, "%s: not a number", norm);
 			*(size_t *)p = (size_t)u;
 			return HV_OK;
 		case K_BOOL:
@@ -231,13 +239,13 @@ hv_cfg_set(struct hv_cfg *c, const char *key, const char *value,
 			    strcmp(value, "no") == 0 || value[0] == '\0')
 				*(bool *)p = false;
 			else
-				return hv_err_set(err, HV_E_CONFIG,
-				    "%s: want 1 or 0", norm);
+				return hv_err_set(
+				    err, HV_E_CONFIG, "%s: want 1 or 0", norm);
 			return HV_OK;
 		}
 	}
-	return hv_err_set(err, HV_E_CONFIG, "unknown configuration key '%s'",
-	    norm);
+	return hv_err_set(
+	    err, HV_E_CONFIG, "unknown configuration key '%s'", norm);
 }
 
 static char *
@@ -319,7 +327,8 @@ hv_cfg_load_env(struct hv_cfg *c, struct hv_err *err)
 		memcpy(key, kv + 9, n);
 		key[n] = '\0';
 		/* PIN and config-file path are handled elsewhere */
-		if (strcmp(key, "PKCS11_PIN") == 0 || strcmp(key, "CONFIG") == 0)
+		if (strcmp(key, "PKCS11_PIN") == 0 ||
+		    strcmp(key, "CONFIG") == 0)
 			continue;
 		for (size_t i = 0; i < n; i++)
 			key[i] = (char)tolower((unsigned char)key[i]);
@@ -330,7 +339,8 @@ hv_cfg_load_env(struct hv_cfg *c, struct hv_err *err)
 		 */
 		if (!known_key(key)) {
 			hv_log_warn("ignoring unknown environment variable "
-				    "HSMVAULT_%.64s", key);
+			            "HSMVAULT_%.64s",
+			    key);
 			continue;
 		}
 		rc = hv_cfg_set(c, key, eq + 1, err);
@@ -352,15 +362,17 @@ hv_cfg_resolve_pin(struct hv_cfg *c, struct hv_err *err)
 	hv_secret_free(&c->pin);
 	if (env != NULL && env[0] != '\0') {
 		c->pin = hv_secret_from(env, strlen(env));
-		return c->pin ? HV_OK :
-		    hv_err_set(err, HV_E_NOMEM, "out of memory");
+		return c->pin ? HV_OK
+		              : hv_err_set(err, HV_E_NOMEM, "out of memory");
 	}
 	if (c->pkcs11_pin_file == NULL)
 		return HV_OK;
 	fd = open(c->pkcs11_pin_file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return hv_err_set(err, HV_E_CONFIG, "cannot open pin file "
-		    "'%s': %s", c->pkcs11_pin_file, strerror(errno));
+		return hv_err_set(err, HV_E_CONFIG,
+		    "cannot open pin file "
+		    "'%s': %s",
+		    c->pkcs11_pin_file, strerror(errno));
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0)
@@ -421,8 +433,8 @@ hv_cfg_write(const struct hv_cfg *c, const char *path, struct hv_err *err)
 			    *(const unsigned int *)p);
 			break;
 		case K_SIZE:
-			fprintf(f, "%s = %zu\n", keys[i].name,
-			    *(const size_t *)p);
+			fprintf(
+			    f, "%s = %zu\n", keys[i].name, *(const size_t *)p);
 			break;
 		case K_BOOL:
 			fprintf(f, "%s = %d\n", keys[i].name,

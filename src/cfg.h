@@ -23,39 +23,39 @@
 #define HV_CFG_MAX_SERVICES 64
 
 struct hv_cfg_service {
-	char *id;		/* lower-case catalog id */
+	char *id; /* lower-case catalog id */
 	char *base_url;
 };
 
 struct hv_cfg {
-	char *database_url;	/* libpq connection string */
-	unsigned int db_pool;	/* connections in the pool */
-	char *keystore;		/* "pkcs11" | "tpm" */
-	char *pkcs11_module;	/* NULL = p11-kit proxy */
-	char *pkcs11_token;	/* PKCS#11 URI */
+	char *database_url;   /* libpq connection string */
+	unsigned int db_pool; /* connections in the pool */
+	char *keystore;       /* "pkcs11" | "tpm" */
+	char *pkcs11_module;  /* NULL = p11-kit proxy */
+	char *pkcs11_token;   /* PKCS#11 URI */
 	char *pkcs11_pin_file;
-	struct hv_secret *pin;	/* resolved PIN, NULL when none */
+	struct hv_secret *pin; /* resolved PIN, NULL when none */
 	unsigned int pkcs11_sessions;
 	char *tpm_tcti;
-	char *softhsm2_conf;	/* exported as SOFTHSM2_CONF when unset */
-	char *listen;		/* host:port */
-	char *data;		/* data directory */
-	char *apikey_prefix;	/* default "hv_sk_" */
+	char *softhsm2_conf; /* exported as SOFTHSM2_CONF when unset */
+	char *listen;        /* host:port */
+	char *data;          /* data directory */
+	char *apikey_prefix; /* default "hv_sk_" */
 	char *log_level;
-	char *catalog;		/* service catalog JSON path */
+	char *catalog; /* service catalog JSON path */
 	char *tls_cert;
 	char *tls_key;
 	char *tls_client_ca;
-	char *metrics_listen;	/* open /metrics listener, optional */
-	unsigned int threads;	/* HTTP worker threads; 0 = 2 x cores */
-	size_t max_body;	/* bytes; default 1 MiB */
+	char *metrics_listen; /* open /metrics listener, optional */
+	unsigned int threads; /* HTTP worker threads; 0 = 2 x cores */
+	size_t max_body;      /* bytes; default 1 MiB */
 	bool allow_private_targets;
-	unsigned int dek_cache_size;	/* entries; 0 disables the cache */
+	unsigned int dek_cache_size; /* entries; 0 disables the cache */
 	unsigned int dek_cache_ttl_ms;
-	unsigned int dek_cache_max_uses; /* hits per unwrap; 0 = no limit */
-	unsigned int audit_chains;	/* parallel audit chains */
+	unsigned int dek_cache_max_uses;  /* hits per unwrap; 0 = no limit */
+	unsigned int audit_chains;        /* parallel audit chains */
 	unsigned int upstream_timeout_ms; /* test/use: whole provider call */
-	size_t upstream_max_response;	/* test/use: provider body cap */
+	size_t upstream_max_response;     /* test/use: provider body cap */
 	struct hv_cfg_service services[HV_CFG_MAX_SERVICES];
 	size_t n_services;
 };

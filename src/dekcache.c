@@ -19,7 +19,7 @@
 #include "hsm.h"
 #include "uuid.h"
 
-#define NIL (-1)
+#define NIL    (-1)
 #define DOMAIN "hsmvault/dekcache/v1"
 
 struct entry {
@@ -27,22 +27,22 @@ struct entry {
 	uint8_t cred[16];
 	uint64_t born_ms;
 	uint32_t uses;
-	int32_t hnext;		/* bucket chain, or free list */
-	int32_t newer, older;	/* recency list */
+	int32_t hnext;        /* bucket chain, or free list */
+	int32_t newer, older; /* recency list */
 	bool used;
 };
 
 struct hv_dekcache {
 	pthread_mutex_t mu;
 	unsigned int cap, ttl_ms, max_uses;
-	uint32_t mask;		/* buckets - 1 */
+	uint32_t mask; /* buckets - 1 */
 	struct entry *e;
 	int32_t *bucket;
 	int32_t free_head;
 	int32_t newest, oldest;
 	size_t n;
 	uint64_t gen;
-	struct hv_secret *keys;	/* cap * 32 bytes, locked */
+	struct hv_secret *keys; /* cap * 32 bytes, locked */
 	struct hv_dekcache_stats st;
 };
 
@@ -76,8 +76,10 @@ hv_dekcache_new(unsigned int max_entries, unsigned int ttl_ms,
 	if (max_entries == 0)
 		return HV_OK;
 	if (max_entries > HV_DEKCACHE_MAX_ENTRIES)
-		return hv_err_set(err, HV_E_CONFIG, "dek_cache_size: at most "
-		    "%u entries", HV_DEKCACHE_MAX_ENTRIES);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "dek_cache_size: at most "
+		    "%u entries",
+		    HV_DEKCACHE_MAX_ENTRIES);
 	while (nb < 2u * max_entries)
 		nb <<= 1;
 	c = hv_calloc(1, sizeof(*c));
@@ -117,7 +119,7 @@ hv_dekcache_free(struct hv_dekcache **cp)
 	if (cp == NULL || *cp == NULL)
 		return;
 	c = *cp;
-	hv_secret_free(&c->keys);	/* wipes every slot */
+	hv_secret_free(&c->keys); /* wipes every slot */
 	hv_free_wipe(c->e, (size_t)c->cap * sizeof(*c->e));
 	hv_free(c->bucket);
 	pthread_mutex_destroy(&c->mu);
@@ -135,7 +137,8 @@ hv_dekcache_key(const char *ws_id, const char *cred_id, uint32_t version,
 	size_t o = sizeof(DOMAIN);
 
 	if (wrapped_len > HV_WRAPPED_MAX)
-		return hv_err_set(err, HV_E_INVALID, "dek cache: wrapped dek "
+		return hv_err_set(err, HV_E_INVALID,
+		    "dek cache: wrapped dek "
 		    "too long");
 	memcpy(m, DOMAIN, sizeof(DOMAIN));
 	if (!hv_uuid_parse(ws_id, m + o) ||

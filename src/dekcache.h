@@ -48,16 +48,16 @@
 struct hv_dekcache;
 
 struct hv_dekcache_key {
-	uint8_t digest[32];	/* SHA-256 of the identity, see above */
-	uint8_t cred[16];	/* binary credential id */
+	uint8_t digest[32]; /* SHA-256 of the identity, see above */
+	uint8_t cred[16];   /* binary credential id */
 };
 
 struct hv_dekcache_stats {
 	unsigned long hits;
 	unsigned long misses;
-	unsigned long expired;	/* dropped at lookup: older than ttl */
-	unsigned long used_up;	/* dropped after max_uses hits */
-	unsigned long evicted;	/* dropped for room (least recently used) */
+	unsigned long expired;   /* dropped at lookup: older than ttl */
+	unsigned long used_up;   /* dropped after max_uses hits */
+	unsigned long evicted;   /* dropped for room (least recently used) */
 	unsigned long forgotten; /* dropped by forget() or clear() */
 	size_t entries;
 	size_t capacity;

@@ -36,8 +36,8 @@
 #include "log.h"
 #include "mem.h"
 
-#define MAX_STMTS 1024
-#define DEFAULT_POOL 8
+#define MAX_STMTS       1024
+#define DEFAULT_POOL    8
 #define ACQUIRE_WAIT_MS 5000
 /* Advisory lock key of the migration runner: "hvmigr" as a number. */
 #define MIGRATE_LOCK_KEY "7531468254417666"
@@ -72,7 +72,7 @@ struct hv_conn {
 	unsigned int slot;
 	bool busy;
 	bool in_tx;
-	const char *begin_sql;	/* BEGIN not sent yet: goes with the next
+	const char *begin_sql; /* BEGIN not sent yet: goes with the next
 				   statement; NULL once sent */
 	unsigned char prepared[MAX_STMTS / 8];
 };
@@ -88,15 +88,16 @@ struct hv_store {
 };
 
 static const struct hv_stmt store_stmts[] = {
-	{ "store_ping", "SELECT 1", 0 },
-	{ "store_migr_lock", "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY
-	    ")", 0 },
-	{ "store_migr_applied",
-	    "SELECT 1 FROM hv_migrations WHERE version = $1", 1 },
-	{ "store_migr_record",
-	    "INSERT INTO hv_migrations (version, name) VALUES ($1, $2)", 2 },
-	{ "store_migr_max", "SELECT coalesce(max(version), 0) FROM "
-	    "hv_migrations", 0 },
+    {"store_ping", "SELECT 1", 0},
+    {"store_migr_lock", "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")",
+        0},
+    {"store_migr_applied", "SELECT 1 FROM hv_migrations WHERE version = $1", 1},
+    {"store_migr_record",
+        "INSERT INTO hv_migrations (version, name) VALUES ($1, $2)", 2},
+    {"store_migr_max",
+        "SELECT coalesce(max(version), 0) FROM "
+        "hv_migrations",
+        0},
 };
 
 static uint32_t
@@ -119,7 +120,7 @@ hv_store_register(const struct hv_stmt *tbl, size_t n)
 	pthread_mutex_lock(&reg_mu);
 	for (i = 0; i < reg_ntables; i++)
 		if (reg_tables[i] == tbl)
-			goto out;	/* already known: idempotent */
+			goto out; /* already known: idempotent */
 	if (reg_ntables == sizeof(reg_tables) / sizeof(reg_tables[0])) {
 		hv_log_error("store: too many statement tables");
 		goto out;
@@ -198,12 +199,12 @@ connect_pg(const char *url)
 	 * Our defaults come first and the caller's string (expanded from
 	 * dbname) last, so that anything the URL sets wins.
 	 */
-	const char *const kw[] = { "connect_timeout", "keepalives",
-		"keepalives_idle", "keepalives_interval", "keepalives_count",
-		"tcp_user_timeout", "client_encoding",
-		"fallback_application_name", "dbname", NULL };
-	const char *const val[] = { "5", "1", "15", "5", "3", "15000",
-		"UTF8", "hsmvault", url, NULL };
+	const char *const kw[] = {"connect_timeout", "keepalives",
+	    "keepalives_idle", "keepalives_interval", "keepalives_count",
+	    "tcp_user_timeout", "client_encoding", "fallback_application_name",
+	    "dbname", NULL};
+	const char *const val[] = {
+	    "5", "1", "15", "5", "3", "15000", "UTF8", "hsmvault", url, NULL};
 
 	return PQconnectdbParams(kw, val, 1);
 }
@@ -276,7 +277,7 @@ conn_ready(struct hv_conn *c, struct hv_err *err)
 		return HV_OK;
 	}
 	if (PQstatus(c->pg) == CONNECTION_OK) {
-		struct pollfd pfd = { .fd = PQsocket(c->pg), .events = POLLIN };
+		struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLIN};
 
 		/*
 		 * An idle connection has nothing to read unless the server
@@ -301,8 +302,8 @@ conn_ready(struct hv_conn *c, struct hv_err *err)
 	PQreset(c->pg);
 	if (PQstatus(c->pg) != CONNECTION_OK) {
 		pg_msg(m, sizeof(m), PQerrorMessage(c->pg));
-		return hv_err_set(err, HV_E_DATABASE, "database unavailable: %s",
-		    m);
+		return hv_err_set(
+		    err, HV_E_DATABASE, "database unavailable: %s", m);
 	}
 	return session_setup(c->pg, err);
 }
@@ -319,8 +320,8 @@ hv_store_open(const char *url, unsigned int size, struct hv_store **out,
 
 	if (url == NULL || *url == '\0')
 		return hv_err_set(err, HV_E_CONFIG, "database_url not set");
-	hv_store_register(store_stmts,
-	    sizeof(store_stmts) / sizeof(store_stmts[0]));
+	hv_store_register(
+	    store_stmts, sizeof(store_stmts) / sizeof(store_stmts[0]));
 	if (size == 0)
 		size = DEFAULT_POOL;
 	if (size > 256)
@@ -446,8 +447,8 @@ hv_store_release(struct hv_store *s, struct hv_conn **cp)
 	if (cp == NULL || *cp == NULL)
 		return;
 	c = *cp;
-	if (c->pg != NULL && (c->in_tx ||
-	    PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+	if (c->pg != NULL &&
+	    (c->in_tx || PQtransactionStatus(c->pg) != PQTRANS_IDLE))
 		hv_store_rollback(c);
 	pthread_mutex_lock(&s->mu);
 	c->busy = false;
@@ -471,15 +472,15 @@ hv_conn_slot(const struct hv_conn *c)
 
 /* Map a failed result to an hv_rc; never copies parameter values. */
 static enum hv_rc
-result_error(struct hv_conn *c, const char *what, const PGresult *r,
-    struct hv_err *err)
+result_error(
+    struct hv_conn *c, const char *what, const PGresult *r, struct hv_err *err)
 {
-	const char *state = r != NULL ?
-	    PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	const char *cons = r != NULL ?
-	    PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
-	const char *prim = r != NULL ?
-	    PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *state =
+	    r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *cons =
+	    r != NULL ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+	const char *prim =
+	    r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	char m[160];
 
 	if (state == NULL || PQstatus(c->pg) != CONNECTION_OK) {
@@ -498,14 +499,18 @@ result_error(struct hv_conn *c, const char *what, const PGresult *r,
 		 * Data exceptions quote the offending value ("invalid input
 		 * syntax for type uuid: ..."): keep the code only.
 		 */
-		return hv_err_set(err, HV_E_INVALID, "%s: invalid value "
-		    "(sqlstate %s)", what, state);
+		return hv_err_set(err, HV_E_INVALID,
+		    "%s: invalid value "
+		    "(sqlstate %s)",
+		    what, state);
 	if (strcmp(state, "42P01") == 0)
-		return hv_err_set(err, HV_E_DATABASE, "%s: the schema is "
-		    "missing (run hsmvault init or hsmvault migrate)", what);
+		return hv_err_set(err, HV_E_DATABASE,
+		    "%s: the schema is "
+		    "missing (run hsmvault init or hsmvault migrate)",
+		    what);
 	pg_msg(m, sizeof(m), prim);
-	return hv_err_set(err, HV_E_DATABASE, "%s: %s (sqlstate %s)", what, m,
-	    state);
+	return hv_err_set(
+	    err, HV_E_DATABASE, "%s: %s (sqlstate %s)", what, m, state);
 }
 
 static bool
@@ -530,8 +535,8 @@ reset_conn(struct hv_conn *c, struct hv_err *err)
  */
 static enum hv_rc
 exec_with_begin(struct hv_conn *c, long idx, int n, const char *const *values,
-    const int *lengths, const int *formats, bool binary_result,
-    PGresult **res, struct hv_err *err)
+    const int *lengths, const int *formats, bool binary_result, PGresult **res,
+    struct hv_err *err)
 {
 	const struct hv_stmt *st = reg[idx].st;
 	unsigned char bit = (unsigned char)(1u << (idx % 8));
@@ -542,12 +547,13 @@ exec_with_begin(struct hv_conn *c, long idx, int n, const char *const *values,
 	char m[160];
 
 	if (PQenterPipelineMode(c->pg) != 1 ||
-	    PQsendQueryParams(c->pg, c->begin_sql, 0, NULL, NULL, NULL, NULL,
-	    0) != 1 ||
-	    (prep && PQsendPrepare(c->pg, st->name, st->sql, st->nparams,
-	    NULL) != 1) ||
+	    PQsendQueryParams(
+	        c->pg, c->begin_sql, 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+	    (prep &&
+	        PQsendPrepare(c->pg, st->name, st->sql, st->nparams, NULL) !=
+	            1) ||
 	    PQsendQueryPrepared(c->pg, st->name, n, values, lengths, formats,
-	    binary_result ? 1 : 0) != 1 ||
+	        binary_result ? 1 : 0) != 1 ||
 	    PQpipelineSync(c->pg) != 1) {
 		pg_msg(m, sizeof(m), PQerrorMessage(c->pg));
 		rc = hv_err_set(err, HV_E_DATABASE, "%s: %s", st->name, m);
@@ -562,7 +568,7 @@ exec_with_begin(struct hv_conn *c, long idx, int n, const char *const *values,
 		if (r == NULL) {
 			if (PQstatus(c->pg) != CONNECTION_OK)
 				break;
-			continue;	/* end of one command's results */
+			continue; /* end of one command's results */
 		}
 		es = PQresultStatus(r);
 		if (rc == HV_OK && es != PGRES_COMMAND_OK &&
@@ -580,7 +586,8 @@ exec_with_begin(struct hv_conn *c, long idx, int n, const char *const *values,
 drain:
 	/* up to the sync point, then out of pipeline mode */
 	for (guard = 0; guard < 64 && PQstatus(c->pg) == CONNECTION_OK &&
-	    PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF; guard++) {
+	     PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF;
+	     guard++) {
 		r = PQgetResult(c->pg);
 		if (r != NULL) {
 			bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
@@ -596,13 +603,15 @@ drain:
 	if (PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF) {
 		/* unusable: the next acquire resets it */
 		if (rc == HV_OK)
-			rc = hv_err_set(err, HV_E_DATABASE, "%s: pipeline "
-			    "did not complete", st->name);
+			rc = hv_err_set(err, HV_E_DATABASE,
+			    "%s: pipeline "
+			    "did not complete",
+			    st->name);
 		PQfinish(c->pg);
 		c->pg = NULL;
 	} else if (rc == HV_OK && step < nsteps) {
-		rc = hv_err_set(err, HV_E_DATABASE, "%s: connection lost",
-		    st->name);
+		rc = hv_err_set(
+		    err, HV_E_DATABASE, "%s: connection lost", st->name);
 	}
 	if (rc != HV_OK) {
 		PQclear(stmt_res);
@@ -617,8 +626,8 @@ drain:
 
 static enum hv_rc
 exec_once(struct hv_conn *c, long idx, int n, const char *const *values,
-    const int *lengths, const int *formats, bool binary_result,
-    PGresult **res, struct hv_err *err)
+    const int *lengths, const int *formats, bool binary_result, PGresult **res,
+    struct hv_err *err)
 {
 	const struct hv_stmt *st = reg[idx].st;
 	PGresult *r;
@@ -626,8 +635,8 @@ exec_once(struct hv_conn *c, long idx, int n, const char *const *values,
 	unsigned char bit = (unsigned char)(1u << (idx % 8));
 
 	if (c->pg == NULL)
-		return hv_err_set(err, HV_E_DATABASE, "%s: connection lost",
-		    st->name);
+		return hv_err_set(
+		    err, HV_E_DATABASE, "%s: connection lost", st->name);
 	if (c->begin_sql != NULL)
 		return exec_with_begin(c, idx, n, values, lengths, formats,
 		    binary_result, res, err);
@@ -673,8 +682,8 @@ exec_named(struct hv_conn *c, const char *name, int n,
 		return hv_err_set(err, HV_E_INTERNAL,
 		    "statement '%.64s' takes %d parameters, got %d", name,
 		    reg[idx].st->nparams, n);
-	rc = exec_once(c, idx, n, values, lengths, formats, binary_result, res,
-	    err);
+	rc = exec_once(
+	    c, idx, n, values, lengths, formats, binary_result, res, err);
 	/*
 	 * Outside a transaction a statement that met a dead connection is
 	 * retried once on a fresh one: our statements outside transactions
@@ -696,8 +705,8 @@ hv_store_exec(struct hv_conn *c, const char *name, int n,
     const char *const *values, const int *lengths, const int *formats,
     bool binary_result, PGresult **res, struct hv_err *err)
 {
-	return exec_named(c, name, n, values, lengths, formats,
-	    binary_result, true, res, err);
+	return exec_named(c, name, n, values, lengths, formats, binary_result,
+	    true, res, err);
 }
 
 enum hv_rc
@@ -705,8 +714,8 @@ hv_store_exec_once(struct hv_conn *c, const char *name, int n,
     const char *const *values, const int *lengths, const int *formats,
     bool binary_result, PGresult **res, struct hv_err *err)
 {
-	return exec_named(c, name, n, values, lengths, formats,
-	    binary_result, false, res, err);
+	return exec_named(c, name, n, values, lengths, formats, binary_result,
+	    false, res, err);
 }
 
 static enum hv_rc
@@ -726,7 +735,8 @@ static enum hv_rc
 begin_with(struct hv_conn *c, const char *sql, struct hv_err *err)
 {
 	if (c->in_tx)
-		return hv_err_set(err, HV_E_INTERNAL, "transaction already open");
+		return hv_err_set(
+		    err, HV_E_INTERNAL, "transaction already open");
 	c->in_tx = true;
 	c->begin_sql = sql;
 	return HV_OK;
@@ -741,8 +751,8 @@ hv_store_begin(struct hv_conn *c, struct hv_err *err)
 enum hv_rc
 hv_store_begin_snapshot(struct hv_conn *c, struct hv_err *err)
 {
-	return begin_with(c,
-	    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
+	return begin_with(
+	    c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", err);
 }
 
 enum hv_rc
@@ -761,7 +771,8 @@ hv_store_commit(struct hv_conn *c, struct hv_err *err)
 	}
 	if (c->pg == NULL) {
 		c->in_tx = false;
-		return hv_err_set(err, HV_E_DATABASE, "commit: connection "
+		return hv_err_set(err, HV_E_DATABASE,
+		    "commit: connection "
 		    "lost");
 	}
 	r = PQexec(c->pg, "COMMIT");
@@ -769,8 +780,8 @@ hv_store_commit(struct hv_conn *c, struct hv_err *err)
 		rc = result_error(c, "commit", r, err);
 	else if (strcmp(PQcmdStatus(r), "ROLLBACK") == 0)
 		/* COMMIT of an aborted transaction answers ROLLBACK. */
-		rc = hv_err_set(err, HV_E_DATABASE,
-		    "commit: transaction was aborted");
+		rc = hv_err_set(
+		    err, HV_E_DATABASE, "commit: transaction was aborted");
 	PQclear(r);
 	c->in_tx = false;
 	return rc;
@@ -825,7 +836,8 @@ hv_store_migrate(struct hv_store *s, json_t **report, struct hv_err *err)
 		    "CREATE TABLE IF NOT EXISTS hv_migrations ("
 		    " version integer PRIMARY KEY,"
 		    " name text NOT NULL,"
-		    " applied_at timestamptz NOT NULL DEFAULT now())", err);
+		    " applied_at timestamptz NOT NULL DEFAULT now())",
+		    err);
 	if (rc == HV_OK)
 		rc = hv_store_commit(c, err);
 	if (rc != HV_OK)
@@ -865,34 +877,36 @@ hv_store_migrate(struct hv_store *s, json_t **report, struct hv_err *err)
 
 			pg_msg(msg, sizeof(msg),
 			    PQresultErrorField(mr, PG_DIAG_MESSAGE_PRIMARY));
-			rc = hv_err_set(err, HV_E_DATABASE,
-			    "migration %s: %s", m->name, msg);
+			rc = hv_err_set(err, HV_E_DATABASE, "migration %s: %s",
+			    m->name, msg);
 			PQclear(mr);
 			goto out;
 		}
 		PQclear(mr);
-		rc = hv_store_exec(c, "store_migr_record", 2, p, NULL, NULL,
-		    false, NULL, err);
+		rc = hv_store_exec(
+		    c, "store_migr_record", 2, p, NULL, NULL, false, NULL, err);
 		if (rc == HV_OK)
 			rc = hv_store_commit(c, err);
 		if (rc != HV_OK)
 			goto out;
 		hv_log_info("store: applied migration %s", m->name);
-		if (json_array_append_new(applied, json_pack("{s:i,s:s}",
-		    "version", m->version, "name", m->name)) != 0) {
+		if (json_array_append_new(applied,
+		        json_pack("{s:i,s:s}", "version", m->version, "name",
+		            m->name)) != 0) {
 			rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 			goto out;
 		}
 	}
-	rc = hv_store_exec(c, "store_migr_max", 0, NULL, NULL, NULL, false,
-	    &r, err);
+	rc = hv_store_exec(
+	    c, "store_migr_max", 0, NULL, NULL, NULL, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	dbmax = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	if (hv_migrations_count > 0 &&
 	    dbmax > hv_migrations[hv_migrations_count - 1].version)
 		hv_log_warn("store: database schema %ld is newer than this "
-		    "binary knows", dbmax);
+		            "binary knows",
+		    dbmax);
 	json_object_set_new(rep, "applied", applied);
 	applied = NULL;
 	json_object_set_new(rep, "schema_version", json_integer(dbmax));
@@ -920,8 +934,8 @@ hv_store_ping(struct hv_store *s, struct hv_err *err)
 	rc = hv_store_acquire(s, &c, err);
 	if (rc != HV_OK)
 		return rc;
-	rc = hv_store_exec(c, "store_ping", 0, NULL, NULL, NULL, false, NULL,
-	    err);
+	rc = hv_store_exec(
+	    c, "store_ping", 0, NULL, NULL, NULL, false, NULL, err);
 	hv_store_release(s, &c);
 	return rc;
 }

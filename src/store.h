@@ -36,8 +36,8 @@ extern const struct hv_migration hv_migrations[];
 extern const size_t hv_migrations_count;
 
 struct hv_stmt {
-	const char *name;	/* unique across the program */
-	const char *sql;	/* $1..$n parameters */
+	const char *name; /* unique across the program */
+	const char *sql;  /* $1..$n parameters */
 	int nparams;
 };
 
@@ -52,9 +52,9 @@ void hv_store_register(const struct hv_stmt *tbl, size_t n);
  * Connects eagerly one connection to fail fast on a wrong URL; the others
  * connect on demand.
  */
-enum hv_rc hv_store_open(const char *url, unsigned int size,
-    struct hv_store **out, struct hv_err *err)
-    __attribute__((warn_unused_result));
+enum hv_rc
+hv_store_open(const char *url, unsigned int size, struct hv_store **out,
+    struct hv_err *err) __attribute__((warn_unused_result));
 void hv_store_close(struct hv_store **s);
 
 /* Take a connection (waits for a free one, at most a few seconds). */

@@ -34,56 +34,65 @@
 #include "mem.h"
 #include "uuid.h"
 
-#define CACHE_SLOTS 1024
+#define CACHE_SLOTS  1024
 #define OVERFLOW_MAX 256
 #define HEARTBEAT_MS 200
-#define FLUSH_MS 1000
+#define FLUSH_MS     1000
 /* Without a recent heartbeat a cached key is trusted this long. */
 #define FRESH_S 0.5
 /* With one, this long (keys change only by revocation, which notifies). */
 #define CACHE_MAX_S 60.0
 /* auth.denied rows for well-formed keys: a token bucket per instance. */
-#define DENY_RATE 50.0
+#define DENY_RATE  50.0
 #define DENY_BURST 200.0
 
 static const char *const scope_names[] = {
-	"credentials:read", "credentials:write", "credentials:use",
-	"credentials:reveal", "apikeys:read", "apikeys:write", "audit:read",
-	"admin",
+    "credentials:read",
+    "credentials:write",
+    "credentials:use",
+    "credentials:reveal",
+    "apikeys:read",
+    "apikeys:write",
+    "audit:read",
+    "admin",
 };
 #define NSCOPES (sizeof(scope_names) / sizeof(scope_names[0]))
 
 static const struct hv_stmt vault_stmts[] = {
-	{ "vault_key_by_hmac",
-	    "SELECT id::text, workspace_id::text, name, user_label, scopes, "
-	    "credential_ids, revoked_at IS NOT NULL, "
-	    "expires_at IS NOT NULL AND expires_at <= now(), "
-	    "coalesce((extract(epoch FROM expires_at) * 1000000)::bigint, 0) "
-	    "FROM api_keys WHERE key_hmac = $1", 1 },
-	{ "vault_last_used",
-	    "UPDATE api_keys SET last_used_at = now() "
-	    "WHERE id = ANY($1::uuid[])", 1 },
-	{ "vault_ws_find",
-	    "SELECT id::text FROM workspaces WHERE id::text = lower($1) "
-	    "OR name = $1 ORDER BY (id::text = lower($1)) DESC LIMIT 1", 1 },
-	{ "vault_ws_default",
-	    "SELECT id::text FROM workspaces ORDER BY (name = 'default') DESC, "
-	    "created_at, id LIMIT 1", 0 },
-	{ "vault_ws_init",
-	    "INSERT INTO workspaces (id, name) SELECT $1, 'default' "
-	    "WHERE NOT EXISTS (SELECT 1 FROM workspaces)", 1 },
-	{ "vault_ws_lock",
-	    "SELECT pg_advisory_xact_lock(7531468254417667)", 0 },
+    {"vault_key_by_hmac",
+        "SELECT id::text, workspace_id::text, name, user_label, scopes, "
+        "credential_ids, revoked_at IS NOT NULL, "
+        "expires_at IS NOT NULL AND expires_at <= now(), "
+        "coalesce((extract(epoch FROM expires_at) * 1000000)::bigint, 0) "
+        "FROM api_keys WHERE key_hmac = $1",
+        1},
+    {"vault_last_used",
+        "UPDATE api_keys SET last_used_at = now() "
+        "WHERE id = ANY($1::uuid[])",
+        1},
+    {"vault_ws_find",
+        "SELECT id::text FROM workspaces WHERE id::text = lower($1) "
+        "OR name = $1 ORDER BY (id::text = lower($1)) DESC LIMIT 1",
+        1},
+    {"vault_ws_default",
+        "SELECT id::text FROM workspaces ORDER BY (name = 'default') DESC, "
+        "created_at, id LIMIT 1",
+        0},
+    {"vault_ws_init",
+        "INSERT INTO workspaces (id, name) SELECT $1, 'default' "
+        "WHERE NOT EXISTS (SELECT 1 FROM workspaces)",
+        1},
+    {"vault_ws_lock", "SELECT pg_advisory_xact_lock(7531468254417667)", 0},
 };
 
 /* One verified key: the principal as of `fetched`. */
 struct centry {
 	bool used;
-	bool dirty;		/* last_used_at not yet written */
+	bool dirty; /* last_used_at not yet written */
 	uint8_t h[SHA256_DIGEST_LENGTH];
 	struct hv_principal p;
-	int64_t expires_us;	/* 0: never */
-	double fetched;		/* monotonic seconds */
+	int64_t expires_us; /* 0: never */
+	double fetched;     /* monotonic seconds */
 };
 
 struct akcache {
@@ -92,9 +101,9 @@ struct akcache {
 	struct centry slots[CACHE_SLOTS];
 	char overflow[OVERFLOW_MAX][HV_UUID_STR]; /* dirty ids evicted */
 	size_t noverflow;
-	uint64_t gen;		/* bumped by every revocation seen */
+	uint64_t gen; /* bumped by every revocation seen */
 	bool listening;
-	double heartbeat_at;	/* monotonic time of the last heartbeat */
+	double heartbeat_at; /* monotonic time of the last heartbeat */
 	bool started, stop;
 	pthread_t th;
 	double deny_tokens, deny_at;
@@ -181,8 +190,8 @@ principal_copy(struct hv_principal *dst, const struct hv_principal *src)
 	*dst = *src;
 	dst->cred_ids = NULL;
 	if (src->n_cred_ids > 0) {
-		dst->cred_ids = hv_calloc(src->n_cred_ids,
-		    sizeof(*dst->cred_ids));
+		dst->cred_ids =
+		    hv_calloc(src->n_cred_ids, sizeof(*dst->cred_ids));
 		if (dst->cred_ids == NULL) {
 			memset(dst, 0, sizeof(*dst));
 			return false;
@@ -262,10 +271,11 @@ hv_vault_deny(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const char *cred_id, const char *detail)
 {
 	struct hv_audit_event ev;
-	struct hv_err e2 = { 0 };
+	struct hv_err e2 = {0};
 
-	hv_vault_event(&ev, p, ctx, p != NULL && p->workspace_id[0] != '\0' ?
-	    p->workspace_id : NULL, "auth.denied", cred_id, "denied", detail);
+	hv_vault_event(&ev, p, ctx,
+	    p != NULL && p->workspace_id[0] != '\0' ? p->workspace_id : NULL,
+	    "auth.denied", cred_id, "denied", detail);
 	if (hv_audit_append_alone(v->audit, v->store, &ev, &e2) != HV_OK)
 		hv_log_error("audit: cannot record auth.denied: %s", e2.msg);
 	return HV_E_FORBIDDEN;
@@ -294,17 +304,18 @@ hv_vault_require(struct hv_vault *v, const struct hv_principal *p,
 /* small parsers shared by the vault modules                          */
 
 enum hv_rc
-hv_vault_check_fields(const json_t *body, const char *const *allowed,
-    struct hv_err *err)
+hv_vault_check_fields(
+    const json_t *body, const char *const *allowed, struct hv_err *err)
 {
 	const char *k;
 	json_t *val;
 	size_t i;
 
 	if (!json_is_object(body))
-		return hv_err_set(err, HV_E_INVALID,
-		    "body must be a JSON object");
-	json_object_foreach((json_t *)body, k, val) {
+		return hv_err_set(
+		    err, HV_E_INVALID, "body must be a JSON object");
+	json_object_foreach((json_t *)body, k, val)
+	{
 		bool ok = false;
 
 		(void)val;
@@ -312,8 +323,8 @@ hv_vault_check_fields(const json_t *body, const char *const *allowed,
 			if (strcmp(k, allowed[i]) == 0)
 				ok = true;
 		if (!ok)
-			return hv_err_set(err, HV_E_INVALID,
-			    "unknown field '%.64s'", k);
+			return hv_err_set(
+			    err, HV_E_INVALID, "unknown field '%.64s'", k);
 	}
 	return HV_OK;
 }
@@ -329,7 +340,7 @@ hv_vault_text_ok(const json_t *v, size_t min, size_t max)
 	s = json_string_value(v);
 	n = json_string_length(v);
 	if (strlen(s) != n || n < min || n > max)
-		return false;	/* embedded NUL, or out of range */
+		return false; /* embedded NUL, or out of range */
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
@@ -354,11 +365,11 @@ digits(const char *s, int n, int *out)
 }
 
 enum hv_rc
-hv_vault_parse_time(const char *s, int64_t *epoch_us, struct hv_err *err,
-    const char *field)
+hv_vault_parse_time(
+    const char *s, int64_t *epoch_us, struct hv_err *err, const char *field)
 {
-	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
-		30, 31 };
+	static const int mdays[] = {
+	    31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	int y, mo, d, h, mi, sec, oh = 0, om = 0, dim;
 	int64_t frac = 0, scale = 1000000;
 	struct tm tm;
@@ -424,8 +435,10 @@ hv_vault_parse_time(const char *s, int64_t *epoch_us, struct hv_err *err,
 	*epoch_us = (int64_t)t * 1000000 + frac;
 	return HV_OK;
 bad:
-	return hv_err_set(err, HV_E_INVALID, "%s: not an RFC 3339 time "
-	    "(e.g. 2030-01-31T12:00:00Z)", field);
+	return hv_err_set(err, HV_E_INVALID,
+	    "%s: not an RFC 3339 time "
+	    "(e.g. 2030-01-31T12:00:00Z)",
+	    field);
 }
 
 /* ---------------------------------------------------------------- */
@@ -434,8 +447,8 @@ bad:
 void
 hv_vault_register_statements(void)
 {
-	hv_store_register(vault_stmts,
-	    sizeof(vault_stmts) / sizeof(vault_stmts[0]));
+	hv_store_register(
+	    vault_stmts, sizeof(vault_stmts) / sizeof(vault_stmts[0]));
 	hv_audit_register();
 	hv_vault_apikey_register();
 	hv_vault_admin_register();
@@ -504,8 +517,8 @@ open_hsm(const struct hv_cfg *cfg, struct hv_hsm **out, struct hv_err *err)
 }
 
 enum hv_rc
-hv_vault_open(const struct hv_cfg *cfg, bool create_keys,
-    struct hv_vault **out, struct hv_err *err)
+hv_vault_open(const struct hv_cfg *cfg, bool create_keys, struct hv_vault **out,
+    struct hv_err *err)
 {
 	struct hv_vault *v;
 	enum hv_rc rc;
@@ -528,11 +541,14 @@ hv_vault_open(const struct hv_cfg *cfg, bool create_keys,
 	if (rc != HV_OK)
 		goto fail;
 	if (cfg->audit_chains < cfg->db_pool)
-		hv_log_warn("audit_chains (%u) is below db_pool (%u): "
+		hv_log_warn(
+		    "audit_chains (%u) is below db_pool (%u): "
 		    "connections will share audit chain heads and wait for "
-		    "each other", cfg->audit_chains, cfg->db_pool);
+		    "each other",
+		    cfg->audit_chains, cfg->db_pool);
 	if (cfg->dek_cache_size > 0 && cfg->dek_cache_ttl_ms == 0) {
-		rc = hv_err_set(err, HV_E_CONFIG, "dek_cache_ttl_ms must be "
+		rc = hv_err_set(err, HV_E_CONFIG,
+		    "dek_cache_ttl_ms must be "
 		    "above 0 while dek_cache_size is (or set dek_cache_size "
 		    "to 0)");
 		goto fail;
@@ -552,8 +568,7 @@ fail:
 }
 
 enum hv_rc
-hv_vault_migrate(const struct hv_cfg *cfg, json_t **report,
-    struct hv_err *err)
+hv_vault_migrate(const struct hv_cfg *cfg, json_t **report, struct hv_err *err)
 {
 	struct hv_store *s = NULL;
 	enum hv_rc rc;
@@ -569,13 +584,13 @@ hv_vault_migrate(const struct hv_cfg *cfg, json_t **report,
 
 /* Make the "default" workspace when there is none; *id gets the default. */
 static enum hv_rc
-init_workspace(struct hv_vault *v, char id[HV_UUID_STR], bool *created,
-    struct hv_err *err)
+init_workspace(
+    struct hv_vault *v, char id[HV_UUID_STR], bool *created, struct hv_err *err)
 {
 	struct hv_conn *c = NULL;
 	PGresult *r = NULL;
 	char nid[HV_UUID_STR];
-	const char *p[1] = { nid };
+	const char *p[1] = {nid};
 	enum hv_rc rc;
 
 	*created = false;
@@ -587,18 +602,18 @@ init_workspace(struct hv_vault *v, char id[HV_UUID_STR], bool *created,
 	/* two concurrent inits would both see an empty table */
 	rc = hv_store_begin(c, err);
 	if (rc == HV_OK)
-		rc = hv_store_exec(c, "vault_ws_lock", 0, NULL, NULL, NULL,
-		    false, NULL, err);
+		rc = hv_store_exec(
+		    c, "vault_ws_lock", 0, NULL, NULL, NULL, false, NULL, err);
 	if (rc == HV_OK)
-		rc = hv_store_exec(c, "vault_ws_init", 1, p, NULL, NULL, false,
-		    &r, err);
+		rc = hv_store_exec(
+		    c, "vault_ws_init", 1, p, NULL, NULL, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	*created = strcmp(PQcmdTuples(r), "1") == 0;
 	PQclear(r);
 	r = NULL;
-	rc = hv_store_exec(c, "vault_ws_default", 0, NULL, NULL, NULL, false,
-	    &r, err);
+	rc = hv_store_exec(
+	    c, "vault_ws_default", 0, NULL, NULL, NULL, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQntuples(r) != 1) {
@@ -645,11 +660,10 @@ hv_vault_init(const struct hv_cfg *cfg, json_t **report, struct hv_err *err)
 	if (rc != HV_OK)
 		goto out;
 	rep = json_pack("{s:O,s:{s:s,s:s,s:I},s:i,s:{s:s,s:s,s:b}}",
-	    "migrations", mig,
-	    "keystore", "backend", st.backend, "token", st.token,
-	    "active_kek", (json_int_t)st.active_kek,
-	    "audit_chains", (int)(cfg->audit_chains ? cfg->audit_chains : 1),
-	    "workspace", "id", ws, "name", "default", "created", created);
+	    "migrations", mig, "keystore", "backend", st.backend, "token",
+	    st.token, "active_kek", (json_int_t)st.active_kek, "audit_chains",
+	    (int)(cfg->audit_chains ? cfg->audit_chains : 1), "workspace", "id",
+	    ws, "name", "default", "created", created);
 	if (rep == NULL) {
 		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 		goto out;
@@ -667,25 +681,25 @@ hv_principal_cli(struct hv_vault *v, const char *workspace_id,
 {
 	struct hv_conn *c = NULL;
 	PGresult *r = NULL;
-	const char *p[1] = { workspace_id };
+	const char *p[1] = {workspace_id};
 	enum hv_rc rc;
 
 	rc = hv_store_acquire(v->store, &c, err);
 	if (rc != HV_OK)
 		return rc;
 	if (workspace_id != NULL)
-		rc = hv_store_exec(c, "vault_ws_find", 1, p, NULL, NULL, false,
-		    &r, err);
+		rc = hv_store_exec(
+		    c, "vault_ws_find", 1, p, NULL, NULL, false, &r, err);
 	else
-		rc = hv_store_exec(c, "vault_ws_default", 0, NULL, NULL, NULL,
-		    false, &r, err);
+		rc = hv_store_exec(
+		    c, "vault_ws_default", 0, NULL, NULL, NULL, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQntuples(r) != 1) {
-		rc = workspace_id != NULL ?
-		    hv_err_set(err, HV_E_NOT_FOUND, "no such workspace") :
-		    hv_err_set(err, HV_E_NOT_FOUND,
-			"no workspace (run hsmvault init)");
+		rc = workspace_id != NULL
+		    ? hv_err_set(err, HV_E_NOT_FOUND, "no such workspace")
+		    : hv_err_set(err, HV_E_NOT_FOUND,
+		          "no workspace (run hsmvault init)");
 		goto out;
 	}
 	memset(out, 0, sizeof(*out));
@@ -802,7 +816,7 @@ flush_last_used(struct hv_vault *v)
 	char *arr = NULL;
 	size_t n = 0, i, cap = (CACHE_SLOTS + OVERFLOW_MAX) * HV_UUID_STR + 3;
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	const char *p[1];
 
 	arr = hv_malloc(cap);
@@ -835,9 +849,9 @@ flush_last_used(struct hv_vault *v)
 		p[0] = arr;
 		if (hv_store_acquire(v->store, &c, &err) == HV_OK) {
 			if (hv_store_exec(c, "vault_last_used", 1, p, NULL,
-			    NULL, false, NULL, &err) != HV_OK)
-				hv_log_warn("api keys: last_used_at: %s",
-				    err.msg);
+			        NULL, false, NULL, &err) != HV_OK)
+				hv_log_warn(
+				    "api keys: last_used_at: %s", err.msg);
 			hv_store_release(v->store, &c);
 		} else {
 			hv_log_warn("api keys: last_used_at: %s", err.msg);
@@ -864,7 +878,7 @@ static PGconn *
 listener_connect(struct hv_vault *v)
 {
 	struct akcache *k = cache_of(v);
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGconn *pg = NULL;
 	PGresult *r;
 
@@ -872,7 +886,8 @@ listener_connect(struct hv_vault *v)
 		hv_log_warn("api keys: revocation listener: %s", err.msg);
 		return NULL;
 	}
-	r = PQexec(pg, "SET application_name = 'hsmvault-listener'; "
+	r = PQexec(pg,
+	    "SET application_name = 'hsmvault-listener'; "
 	    "LISTEN " HV_REVOKE_CHANNEL);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		hv_log_warn("api keys: LISTEN failed");
@@ -929,7 +944,7 @@ bg_main(void *arg)
 			pthread_mutex_unlock(&k->mu);
 			if (!ok) {
 				hv_log_warn("api keys: revocation listener "
-				    "lost its connection");
+				            "lost its connection");
 				PQfinish(pg);
 				pg = NULL;
 				next_beat = mono_now() + 0.2;
@@ -942,8 +957,8 @@ bg_main(void *arg)
 			next_flush = mono_now() + FLUSH_MS / 1000.0;
 		}
 		if (pg != NULL) {
-			struct pollfd pfd = { .fd = PQsocket(pg),
-				.events = POLLIN };
+			struct pollfd pfd = {
+			    .fd = PQsocket(pg), .events = POLLIN};
 			int wait = (int)((next_beat - mono_now()) * 1000.0);
 
 			if (wait < 1)
@@ -994,7 +1009,7 @@ cache_start(struct hv_vault *v)
 
 	k = __atomic_load_n(&v->apikey_cache, __ATOMIC_ACQUIRE);
 	if (k != NULL)
-		return k;	/* the hot path takes no global lock */
+		return k; /* the hot path takes no global lock */
 	pthread_mutex_lock(&cache_init_mu);
 	k = v->apikey_cache;
 	if (k != NULL)
@@ -1014,7 +1029,7 @@ cache_start(struct hv_vault *v)
 	__atomic_store_n(&v->apikey_cache, k, __ATOMIC_RELEASE);
 	if (pthread_create(&k->th, NULL, bg_main, v) != 0) {
 		hv_log_error("api keys: cannot start the cache thread; "
-		    "caching off");
+		             "caching off");
 		pthread_mutex_lock(&k->mu);
 		k->started = false;
 		pthread_mutex_unlock(&k->mu);
@@ -1058,8 +1073,9 @@ cache_get(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
 	pthread_mutex_lock(&k->mu);
 	if (!k->started)
 		goto out;
-	max_age = (k->listening && now - k->heartbeat_at < FRESH_S) ?
-	    CACHE_MAX_S : FRESH_S;
+	max_age = (k->listening && now - k->heartbeat_at < FRESH_S)
+	    ? CACHE_MAX_S
+	    : FRESH_S;
 	if (!e->used || !hv_ct_equal(e->h, h, SHA256_DIGEST_LENGTH))
 		goto out;
 	if (now - e->fetched >= max_age ||
@@ -1115,8 +1131,8 @@ mark_used(struct akcache *k, const char *key_id)
 {
 	pthread_mutex_lock(&k->mu);
 	if (k->noverflow < OVERFLOW_MAX)
-		snprintf(k->overflow[k->noverflow++], HV_UUID_STR, "%s",
-		    key_id);
+		snprintf(
+		    k->overflow[k->noverflow++], HV_UUID_STR, "%s", key_id);
 	pthread_mutex_unlock(&k->mu);
 }
 
@@ -1158,7 +1174,8 @@ deny_budget(struct akcache *k)
 		k->deny_tokens -= 1.0;
 	else if (k->deny_suppressed++ % 1000 == 0)
 		hv_log_warn("api keys: auth.denied audit rows rate-limited "
-		    "(%lu suppressed)", k->deny_suppressed);
+		            "(%lu suppressed)",
+		    k->deny_suppressed);
 	pthread_mutex_unlock(&k->mu);
 	return ok;
 }
@@ -1169,7 +1186,7 @@ deny_unknown(struct hv_vault *v, struct akcache *k,
     const char *detail)
 {
 	struct hv_audit_event ev;
-	struct hv_err e2 = { 0 };
+	struct hv_err e2 = {0};
 
 	if (k != NULL && !deny_budget(k))
 		return;
@@ -1246,8 +1263,7 @@ parse_uuid_array(const char *s, struct hv_principal *p)
 
 enum hv_rc
 hv_vault_authenticate(struct hv_vault *v, const char *header,
-    const struct hv_reqctx *ctx, struct hv_principal *out,
-    struct hv_err *err)
+    const struct hv_reqctx *ctx, struct hv_principal *out, struct hv_err *err)
 {
 	uint8_t h[SHA256_DIGEST_LENGTH], mac[HV_HMAC_LEN];
 	struct akcache *k;
@@ -1255,7 +1271,7 @@ hv_vault_authenticate(struct hv_vault *v, const char *header,
 	struct hv_conn *c = NULL;
 	PGresult *r = NULL;
 	const char *key, *p[1];
-	const int len[1] = { HV_HMAC_LEN }, fmt[1] = { 1 };
+	const int len[1] = {HV_HMAC_LEN}, fmt[1] = {1};
 	int64_t exp_us;
 	uint64_t gen = 0;
 	double fetched;
@@ -1291,8 +1307,8 @@ hv_vault_authenticate(struct hv_vault *v, const char *header,
 	if (rc != HV_OK)
 		goto out;
 	p[0] = (const char *)mac;
-	rc = hv_store_exec(c, "vault_key_by_hmac", 1, p, len, fmt, false, &r,
-	    err);
+	rc = hv_store_exec(
+	    c, "vault_key_by_hmac", 1, p, len, fmt, false, &r, err);
 	hv_store_release(v->store, &c);
 	if (rc != HV_OK)
 		goto out;
@@ -1311,15 +1327,15 @@ hv_vault_authenticate(struct hv_vault *v, const char *header,
 	    strcmp(PQgetvalue(r, 0, 7), "t") == 0) {
 		bool revoked = strcmp(PQgetvalue(r, 0, 6), "t") == 0;
 
-		deny_unknown(v, k, &pr, ctx, revoked ? "revoked api key" :
-		    "expired api key");
+		deny_unknown(v, k, &pr, ctx,
+		    revoked ? "revoked api key" : "expired api key");
 		rc = hv_err_set(err, HV_E_UNAUTHORIZED, "%s api key",
 		    revoked ? "revoked" : "expired");
 		goto out;
 	}
 	if (!parse_scopes(PQgetvalue(r, 0, 4), &pr.scopes)) {
-		rc = hv_err_set(err, HV_E_INTERNAL, "api key %s: bad scopes",
-		    pr.key_id);
+		rc = hv_err_set(
+		    err, HV_E_INTERNAL, "api key %s: bad scopes", pr.key_id);
 		goto out;
 	}
 	pr.all_credentials = PQgetisnull(r, 0, 5);

@@ -25,77 +25,116 @@
 #define LIST_MAX     200
 #define ALLOW_MAX    1000
 
-static const struct hv_stmt
-    apikey_stmts[] =
-        {
-            {"apikey_ws_exists", "SELECT 1 FROM workspaces WHERE id = $1::uuid",
-                1},
-            {"apikey_insert",
-                "INSERT INTO api_keys (id, workspace_id, name, user_label, "
-                "scopes, "
-                "credential_ids, key_hmac, expires_at, created_by) VALUES "
-                "($1::uuid, "
-                "$2::uuid, $3, $4, $5::text[], $6::uuid[], $7, "
-                "$8::timestamptz, $9) "
-                "RETURNING " HV_SQL_TS("created_at") ", " HV_SQL_TS(
-                    "expires_at"),
-                9},
-            {"apikey_list",
-                "SELECT id::text, name, user_label, scopes, "
-                "credential_ids, " HV_SQL_TS("created_at") ", " HV_SQL_TS("expi"
-                                                                          "res_"
-                                                                          "at") ", " HV_SQL_TS(
-                    "revoked_at") ", " HV_SQL_TS("last_used_at") ", "
-                                                                 "created_by, "
-                                                                 "workspace_id:"
-                                                                 ":text, "
-                                                                 "(extract("
-                                                                 "epoch FROM "
-                                                                 "created_at) "
-                                                                 "* "
-                                                                 "1000000)::"
-                                                                 "bigint, "
-                                                                 "expires_at "
-                                                                 "IS NOT NULL "
-                                                                 "AND "
-                                                                 "expires_at "
-                                                                 "<= now() "
-                                                                 "FROM "
-                                                                 "api_keys "
-                                                                 "WHERE "
-                                                                 "($1::uuid IS "
-                                                                 "NULL OR "
-                                                                 "workspace_id "
-                                                                 "= $1::uuid) "
-                                                                 "AND "
-                                                                 "($2::bigint "
-                                                                 "IS NULL "
-                                                                 "OR "
-                                                                 "(created_at, "
-                                                                 "id) > "
-                                                                 "('epoch'::"
-                                                                 "timestamptz "
-                                                                 "+ $2::bigint "
-                                                                 "* "
-                                                                 "interval '1 "
-                                                                 "microsecond',"
-                                                                 " $3::uuid)) "
-                                                                 "ORDER BY "
-                                                                 "created_at, "
-                                                                 "id LIMIT "
-                                                                 "$4::integer",
-                4},
-            {"apikey_revoke",
-                "UPDATE api_keys SET revoked_at = now() WHERE id = $1::uuid "
-                "AND ($2::uuid IS NULL OR workspace_id = $2::uuid) "
-                "AND revoked_at IS NULL RETURNING workspace_id::text",
-                2},
-            {"apikey_find",
-                "SELECT workspace_id::text FROM api_keys WHERE id = $1::uuid "
-                "AND ($2::uuid IS NULL OR workspace_id = $2::uuid)",
-                2},
-            {"apikey_notify", "SELECT pg_notify('" HV_REVOKE_CHANNEL "', $1)",
-                1},
+static const struct hv_stmt apikey_stmts[] = {
+    {"apikey_ws_exists", "SELECT 1 FROM workspaces WHERE id = $1::uuid", 1},
+    {"apikey_insert",
+        "INSERT INTO api_keys (id, workspace_id, name, user_label, "
+        "scopes, "
+        "credential_ids, key_hmac, expires_at, created_by) VALUES "
+        "($1::uuid, "
+        "$2::uuid, $3, $4, $5::text[], $6::uuid[], $7, "
+        "$8::timestamptz, $9) "
+        "RETURNING " HV_SQL_TS("created_at") ", " HV_SQL_TS("expires_at"),
+        9},
+    {"apikey_list",
+        "SELECT id::text, name, user_label, scopes, "
+        "credential_ids, " HV_SQL_TS("created_at") ", " HV_SQL_TS(
+            "expi"
+            "res_"
+            "at") ", " HV_SQL_TS("revoked_at") ", " HV_SQL_TS("last_used_"
+                                                              "at") ", "
+                                                                    "create"
+                                                                    "d_by, "
+                                                                    "worksp"
+                                                                    "ace_"
+                                                                    "id:"
+                                                                    ":text,"
+                                                                    " "
+                                                                    "(extra"
+                                                                    "ct("
+                                                                    "epoch "
+                                                                    "FROM "
+                                                                    "create"
+                                                                    "d_at) "
+                                                                    "* "
+                                                                    "100000"
+                                                                    "0)::"
+                                                                    "bigint"
+                                                                    ", "
+                                                                    "expire"
+                                                                    "s_at "
+                                                                    "IS "
+                                                                    "NOT "
+                                                                    "NULL "
+                                                                    "AND "
+                                                                    "expire"
+                                                                    "s_at "
+                                                                    "<= "
+                                                                    "now() "
+                                                                    "FROM "
+                                                                    "api_"
+                                                                    "keys "
+                                                                    "WHERE "
+                                                                    "($1::"
+                                                                    "uuid "
+                                                                    "IS "
+                                                                    "NULL "
+                                                                    "OR "
+                                                                    "worksp"
+                                                                    "ace_"
+                                                                    "id "
+                                                                    "= "
+                                                                    "$1::"
+                                                                    "uuid) "
+                                                                    "AND "
+                                                                    "($2::"
+                                                                    "bigint"
+                                                                    " "
+                                                                    "IS "
+                                                                    "NULL "
+                                                                    "OR "
+                                                                    "(creat"
+                                                                    "ed_at,"
+                                                                    " "
+                                                                    "id) > "
+                                                                    "('"
+                                                                    "epoch'"
+                                                                    "::"
+                                                                    "timest"
+                                                                    "amptz "
+                                                                    "+ "
+                                                                    "$2::"
+                                                                    "bigint"
+                                                                    " "
+                                                                    "* "
+                                                                    "interv"
+                                                                    "al '1 "
+                                                                    "micros"
+                                                                    "econd'"
+                                                                    ","
+                                                                    " $3::"
+                                                                    "uuid))"
+                                                                    " "
+                                                                    "ORDER "
+                                                                    "BY "
+                                                                    "create"
+                                                                    "d_at, "
+                                                                    "id "
+                                                                    "LIMIT "
+                                                                    "$4::"
+                                                                    "intege"
+                                                                    "r",
+        4},
+    {"apikey_revoke",
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1::uuid "
+        "AND ($2::uuid IS NULL OR workspace_id = $2::uuid) "
+        "AND revoked_at IS NULL RETURNING workspace_id::text",
+        2},
+    {"apikey_find",
+        "SELECT workspace_id::text FROM api_keys WHERE id = $1::uuid "
+        "AND ($2::uuid IS NULL OR workspace_id = $2::uuid)",
+        2},
+    {"apikey_notify", "SELECT pg_notify('" HV_REVOKE_CHANNEL "', $1)", 1},
 };
 
 void

@@ -47,35 +47,37 @@
 #include "vault_int.h"
 
 /* Limits (docs/credentials.md). Characters are Unicode code points. */
-#define NAME_MAX_CHARS 200
-#define NOTES_MAX_CHARS 10000
-#define SERVICE_MAX_CHARS 64
-#define URL_MAX_BYTES 2048
+#define NAME_MAX_CHARS         200
+#define NOTES_MAX_CHARS        10000
+#define SERVICE_MAX_CHARS      64
+#define URL_MAX_BYTES          2048
 #define SECRET_VALUE_MAX_BYTES 16384
-#define SECRET_MAX_BYTES 65536
-#define HEADERS_MAX 32
-#define HEADER_NAME_MAX 128
-#define QUERY_MAX_CHARS 200
-#define LIST_DEFAULT 50
-#define LIST_MAX 200
-#define CURSOR_MAX 128
+#define SECRET_MAX_BYTES       65536
+#define HEADERS_MAX            32
+#define HEADER_NAME_MAX        128
+#define QUERY_MAX_CHARS        200
+#define LIST_DEFAULT           50
+#define LIST_MAX               200
+#define CURSOR_MAX             128
 
 /* Timestamps leave the database as RFC 3339 UTC with microseconds. */
-#define TS(col) \
-	"to_char(" col " AT TIME ZONE 'UTC', " \
+#define TS(col)                                                                \
+	"to_char(" col " AT TIME ZONE 'UTC', "                                 \
 	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 /* An active credential past its expires_at reads as expired. */
-#define STATUS_EXPR \
-	"(CASE WHEN status = 'active' AND expires_at IS NOT NULL " \
+#define STATUS_EXPR                                                            \
+	"(CASE WHEN status = 'active' AND expires_at IS NOT NULL "             \
 	"AND expires_at <= now() THEN 'expired' ELSE status END)"
 
 /* The columns of every credential row we read; see enum col. */
-#define COLS \
-	"id::text, workspace_id::text, service, name, auth_type, scope, " \
-	"owner_user, notes, injection::text, " STATUS_EXPR ", status, " \
-	"version, base_url, " TS("expires_at") ", " TS("created_at") ", " \
-	TS("updated_at") ", " TS("last_used_at") ", created_by, " \
-	"(extract(epoch FROM created_at) * 1000000)::bigint"
+#define COLS                                                                   \
+	"id::text, workspace_id::text, service, name, auth_type, scope, "      \
+	"owner_user, notes, injection::text, " STATUS_EXPR ", status, "        \
+	"version, base_url, " TS("expires_at") ", " TS("created_at") ", " TS(  \
+	    "updated_at") ", " TS("last_used_at") ", created_by, "             \
+	                                          "(extract(epoch FROM "       \
+	                                          "created_at) * "             \
+	                                          "1000000)::bigint"
 
 enum col {
 	C_ID,
@@ -87,8 +89,8 @@ enum col {
 	C_OWNER,
 	C_NOTES,
 	C_INJECTION,
-	C_STATUS,	/* effective (expired computed) */
-	C_STATUS_RAW,	/* as stored */
+	C_STATUS,     /* effective (expired computed) */
+	C_STATUS_RAW, /* as stored */
 	C_VERSION,
 	C_BASE_URL,
 	C_EXPIRES,
@@ -101,101 +103,107 @@ enum col {
 };
 
 static const struct hv_stmt cred_stmts[] = {
-	/* create and duplicate: the credential and its version 1, one trip */
-	{ "cred_create",
-	  "WITH c AS (INSERT INTO credentials (id, workspace_id, service, "
-	  "name, auth_type, scope, owner_user, notes, injection, status, "
-	  "version, base_url, expires_at, created_by) VALUES ($1::uuid, "
-	  "$2::uuid, $3, $4, $5, $6, $7, $8, $9::jsonb, 'active', 1, $10, "
-	  "$11::timestamptz, $12) RETURNING " COLS "), "
-	  "v AS (INSERT INTO credential_versions (credential_id, version, "
-	  "kek_version, wrapped_dek, nonce, ciphertext) SELECT $1::uuid, 1, "
-	  "$13::integer, $14::bytea, $15::bytea, $16::bytea FROM c) "
-	  "SELECT * FROM c", 16 },
-	/*
+    /* create and duplicate: the credential and its version 1, one trip */
+    {"cred_create",
+        "WITH c AS (INSERT INTO credentials (id, workspace_id, service, "
+        "name, auth_type, scope, owner_user, notes, injection, status, "
+        "version, base_url, expires_at, created_by) VALUES ($1::uuid, "
+        "$2::uuid, $3, $4, $5, $6, $7, $8, $9::jsonb, 'active', 1, $10, "
+        "$11::timestamptz, $12) RETURNING " COLS "), "
+        "v AS (INSERT INTO credential_versions (credential_id, version, "
+        "kek_version, wrapped_dek, nonce, ciphertext) SELECT $1::uuid, 1, "
+        "$13::integer, $14::bytea, $15::bytea, $16::bytea FROM c) "
+        "SELECT * FROM c",
+        16},
+    /*
 	 * reveal and use: the row and its current version in one snapshot
 	 * and one round trip (text results: bytea as \x hex)
 	 */
-	{ "cred_get_secret",
-	  "SELECT " COLS ", v.kek_version, v.wrapped_dek, v.nonce, "
-	  "v.ciphertext FROM credentials LEFT JOIN LATERAL (SELECT "
-	  "kek_version, wrapped_dek, nonce, ciphertext FROM "
-	  "credential_versions cv WHERE cv.credential_id = credentials.id "
-	  "AND cv.version = credentials.version) v ON true WHERE "
-	  "credentials.id = $1::uuid", 1 },
-	/* record_use: lock and update in one statement (access checked after;
+    {"cred_get_secret",
+        "SELECT " COLS ", v.kek_version, v.wrapped_dek, v.nonce, "
+        "v.ciphertext FROM credentials LEFT JOIN LATERAL (SELECT "
+        "kek_version, wrapped_dek, nonce, ciphertext FROM "
+        "credential_versions cv WHERE cv.credential_id = credentials.id "
+        "AND cv.version = credentials.version) v ON true WHERE "
+        "credentials.id = $1::uuid",
+        1},
+    /* record_use: lock and update in one statement (access checked after;
 	 * a refusal rolls it back) */
-	{ "cred_use_update",
-	  "UPDATE credentials SET last_used_at = now(), status = CASE WHEN "
-	  "$2::text IS NULL OR status = 'revoked' THEN status ELSE $2::text "
-	  "END WHERE id = $1::uuid RETURNING " COLS, 2 },
-	{ "cred_version_insert",
-	  "INSERT INTO credential_versions (credential_id, version, "
-	  "kek_version, wrapped_dek, nonce, ciphertext) VALUES ($1::uuid, "
-	  "$2::integer, $3::integer, $4::bytea, $5::bytea, $6::bytea)", 6 },
-	{ "cred_get",
-	  "SELECT " COLS " FROM credentials WHERE id = $1::uuid", 1 },
-	{ "cred_lock",
-	  "SELECT " COLS " FROM credentials WHERE id = $1::uuid FOR UPDATE",
-	  1 },
-	{ "cred_version_get",
-	  "SELECT kek_version, wrapped_dek, nonce, ciphertext FROM "
-	  "credential_versions WHERE credential_id = $1::uuid AND "
-	  "version = $2::integer", 2 },
-	{ "cred_update",
-	  "UPDATE credentials SET name = $2, notes = $3, scope = $4, "
-	  "owner_user = $5, injection = $6::jsonb, updated_at = now() "
-	  "WHERE id = $1::uuid RETURNING " COLS, 6 },
-	{ "cred_rotate",
-	  "UPDATE credentials SET version = $2::integer, base_url = $3, "
-	  "expires_at = $4::timestamptz, status = CASE WHEN status = "
-	  "'revoked' THEN status ELSE 'active' END, updated_at = now() "
-	  "WHERE id = $1::uuid RETURNING " COLS, 4 },
-	{ "cred_set_status",
-	  "UPDATE credentials SET status = $2, updated_at = now() "
-	  "WHERE id = $1::uuid RETURNING " COLS, 2 },
-	{ "cred_delete_versions",
-	  "DELETE FROM credential_versions WHERE credential_id = $1::uuid",
-	  1 },
-	{ "cred_delete",
-	  "DELETE FROM credentials WHERE id = $1::uuid", 1 },
-	/*
+    {"cred_use_update",
+        "UPDATE credentials SET last_used_at = now(), status = CASE WHEN "
+        "$2::text IS NULL OR status = 'revoked' THEN status ELSE $2::text "
+        "END WHERE id = $1::uuid RETURNING " COLS,
+        2},
+    {"cred_version_insert",
+        "INSERT INTO credential_versions (credential_id, version, "
+        "kek_version, wrapped_dek, nonce, ciphertext) VALUES ($1::uuid, "
+        "$2::integer, $3::integer, $4::bytea, $5::bytea, $6::bytea)",
+        6},
+    {"cred_get", "SELECT " COLS " FROM credentials WHERE id = $1::uuid", 1},
+    {"cred_lock",
+        "SELECT " COLS " FROM credentials WHERE id = $1::uuid FOR UPDATE", 1},
+    {"cred_version_get",
+        "SELECT kek_version, wrapped_dek, nonce, ciphertext FROM "
+        "credential_versions WHERE credential_id = $1::uuid AND "
+        "version = $2::integer",
+        2},
+    {"cred_update",
+        "UPDATE credentials SET name = $2, notes = $3, scope = $4, "
+        "owner_user = $5, injection = $6::jsonb, updated_at = now() "
+        "WHERE id = $1::uuid RETURNING " COLS,
+        6},
+    {"cred_rotate",
+        "UPDATE credentials SET version = $2::integer, base_url = $3, "
+        "expires_at = $4::timestamptz, status = CASE WHEN status = "
+        "'revoked' THEN status ELSE 'active' END, updated_at = now() "
+        "WHERE id = $1::uuid RETURNING " COLS,
+        4},
+    {"cred_set_status",
+        "UPDATE credentials SET status = $2, updated_at = now() "
+        "WHERE id = $1::uuid RETURNING " COLS,
+        2},
+    {"cred_delete_versions",
+        "DELETE FROM credential_versions WHERE credential_id = $1::uuid", 1},
+    {"cred_delete", "DELETE FROM credentials WHERE id = $1::uuid", 1},
+    /*
 	 * Visibility in SQL mirrors hv_vault_visible() (rows are checked
 	 * again in C) so that pages are full; each filter is off when its
 	 * parameter is NULL. The search is strpos over lower(): no pattern
 	 * language, so % and _ in q are plain characters.
 	 */
-	{ "cred_list",
-	  "SELECT " COLS " FROM credentials WHERE "
-	  "($1::boolean OR scope = 'organization' OR "
-	  "(workspace_id = $2::uuid AND (scope = 'workspace' OR "
-	  "(scope = 'personal' AND owner_user = $3::text)))) "
-	  "AND ($4::uuid[] IS NULL OR id = ANY($4::uuid[])) "
-	  "AND ($5::text IS NULL OR strpos(lower(name), lower($5::text)) > 0 "
-	  "OR strpos(lower(service), lower($5::text)) > 0 "
-	  "OR strpos(lower(notes), lower($5::text)) > 0) "
-	  "AND ($6::text IS NULL OR scope = $6::text) "
-	  "AND ($7::text IS NULL OR auth_type = $7::text) "
-	  "AND ($8::text IS NULL OR " STATUS_EXPR " = $8::text) "
-	  "AND ($9::text IS NULL OR service = $9::text) "
-	  "AND ($10::bigint IS NULL OR (created_at, id) > "
-	  "('epoch'::timestamptz + $10::bigint * interval '1 microsecond', "
-	  "$11::uuid)) "
-	  "ORDER BY created_at, id LIMIT $12::integer", 12 },
+    {"cred_list",
+        "SELECT " COLS " FROM credentials WHERE "
+        "($1::boolean OR scope = 'organization' OR "
+        "(workspace_id = $2::uuid AND (scope = 'workspace' OR "
+        "(scope = 'personal' AND owner_user = $3::text)))) "
+        "AND ($4::uuid[] IS NULL OR id = ANY($4::uuid[])) "
+        "AND ($5::text IS NULL OR strpos(lower(name), lower($5::text)) > 0 "
+        "OR strpos(lower(service), lower($5::text)) > 0 "
+        "OR strpos(lower(notes), lower($5::text)) > 0) "
+        "AND ($6::text IS NULL OR scope = $6::text) "
+        "AND ($7::text IS NULL OR auth_type = $7::text) "
+        "AND ($8::text IS NULL OR " STATUS_EXPR " = $8::text) "
+        "AND ($9::text IS NULL OR service = $9::text) "
+        "AND ($10::bigint IS NULL OR (created_at, id) > "
+        "('epoch'::timestamptz + $10::bigint * interval '1 microsecond', "
+        "$11::uuid)) "
+        "ORDER BY created_at, id LIMIT $12::integer",
+        12},
 };
 
 void
 hv_vault_cred_register(void)
 {
-	hv_store_register(cred_stmts, sizeof(cred_stmts) / sizeof(cred_stmts[0]));
+	hv_store_register(
+	    cred_stmts, sizeof(cred_stmts) / sizeof(cred_stmts[0]));
 }
 
-static const char *const auth_types[] = { "api_key", "bearer", "basic",
-	"oauth2", "custom_headers", NULL };
-static const char *const scopes[] = { "personal", "workspace",
-	"organization", NULL };
-static const char *const statuses[] = { "active", "expired", "failing",
-	"revoked", NULL };
+static const char *const auth_types[] = {
+    "api_key", "bearer", "basic", "oauth2", "custom_headers", NULL};
+static const char *const scopes[] = {
+    "personal", "workspace", "organization", NULL};
+static const char *const statuses[] = {
+    "active", "expired", "failing", "revoked", NULL};
 
 static bool
 in_set(const char *s, const char *const *set)
@@ -246,7 +254,8 @@ only_fields(const json_t *obj, const char *const *allowed, const char *in,
 	char list[128] = "";
 	size_t i, o = 0;
 
-	json_object_foreach((json_t *)obj, k, val) {
+	json_object_foreach((json_t *)obj, k, val)
+	{
 		(void)val;
 		if (in_set(k, allowed))
 			continue;
@@ -261,8 +270,10 @@ only_fields(const json_t *obj, const char *const *allowed, const char *in,
 				break;
 			o += (size_t)n;
 		}
-		return hv_err_set(err, HV_E_INVALID, "unknown field in '%s' "
-		    "(allowed: %s)", in, list);
+		return hv_err_set(err, HV_E_INVALID,
+		    "unknown field in '%s' "
+		    "(allowed: %s)",
+		    in, list);
 	}
 	return HV_OK;
 }
@@ -320,9 +331,9 @@ utf8_valid(const char *str, size_t n)
 }
 
 enum str_kind {
-	STR_LINE,	/* one line of text: no control characters */
-	STR_TEXT,	/* free text: newlines and tabs allowed, may be empty */
-	STR_SECRET,	/* secret value: no control characters but tab */
+	STR_LINE,   /* one line of text: no control characters */
+	STR_TEXT,   /* free text: newlines and tabs allowed, may be empty */
+	STR_SECRET, /* secret value: no control characters but tab */
 };
 
 /*
@@ -330,9 +341,8 @@ enum str_kind {
  * JSON null give *out NULL unless required. Messages name the field only.
  */
 static enum hv_rc
-want_string(const json_t *val, const char *what, bool required,
-    size_t max, bool max_is_bytes, enum str_kind kind, const char **out,
-    struct hv_err *err)
+want_string(const json_t *val, const char *what, bool required, size_t max,
+    bool max_is_bytes, enum str_kind kind, const char **out, struct hv_err *err)
 {
 	const char *s;
 	size_t n, i;
@@ -340,21 +350,21 @@ want_string(const json_t *val, const char *what, bool required,
 	*out = NULL;
 	if (val == NULL || json_is_null(val)) {
 		if (required)
-			return hv_err_set(err, HV_E_INVALID,
-			    "'%s' is required", what);
+			return hv_err_set(
+			    err, HV_E_INVALID, "'%s' is required", what);
 		return HV_OK;
 	}
 	if (!json_is_string(val))
-		return hv_err_set(err, HV_E_INVALID, "'%s' must be a string",
-		    what);
+		return hv_err_set(
+		    err, HV_E_INVALID, "'%s' must be a string", what);
 	s = json_string_value(val);
 	n = json_string_length(val);
 	if (strlen(s) != n)
 		return hv_err_set(err, HV_E_INVALID,
 		    "'%s' must not contain NUL characters", what);
 	if (n == 0 && kind != STR_TEXT)
-		return hv_err_set(err, HV_E_INVALID, "'%s' must not be empty",
-		    what);
+		return hv_err_set(
+		    err, HV_E_INVALID, "'%s' must not be empty", what);
 	if ((max_is_bytes ? n : utf8_chars(s, n)) > max)
 		return hv_err_set(err, HV_E_INVALID,
 		    "'%s' is too long (at most %zu %s)", what, max,
@@ -397,9 +407,9 @@ is_token(const char *s, size_t max)
 static bool
 forbidden_header(const char *name)
 {
-	static const char *const bad[] = { "host", "content-length",
-		"transfer-encoding", "connection", "upgrade", "te", "trailer",
-		"keep-alive", "proxy-connection", "expect", NULL };
+	static const char *const bad[] = {"host", "content-length",
+	    "transfer-encoding", "connection", "upgrade", "te", "trailer",
+	    "keep-alive", "proxy-connection", "expect", NULL};
 	size_t i;
 
 	for (i = 0; bad[i] != NULL; i++)
@@ -438,18 +448,18 @@ num(const char *s, size_t n)
 static bool
 rfc3339(const char *s, char *out, size_t cap)
 {
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
-		30, 31 };
+	static const int mdays[] = {
+	    31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	size_t n = strlen(s), i;
 	int y, mo, d, h, mi, se, maxd;
 	const char *p;
 
 	if (n < 20 || n >= cap || n > 64)
 		return false;
-	if (!digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) ||
-	    s[7] != '-' || !digits(s + 8, 2) || (s[10] != 'T' &&
-	    s[10] != 't') || !digits(s + 11, 2) || s[13] != ':' ||
-	    !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
+	if (!digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
+	    !digits(s + 8, 2) || (s[10] != 'T' && s[10] != 't') ||
+	    !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) ||
+	    s[16] != ':' || !digits(s + 17, 2))
 		return false;
 	y = num(s, 4);
 	mo = num(s + 5, 2);
@@ -457,8 +467,7 @@ rfc3339(const char *s, char *out, size_t cap)
 	h = num(s + 11, 2);
 	mi = num(s + 14, 2);
 	se = num(s + 17, 2);
-	if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 ||
-	    se > 60)
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 60)
 		return false;
 	maxd = mdays[mo - 1];
 	if (mo == 2 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
@@ -522,14 +531,14 @@ check_url(const struct hv_vault *v, const char *url, const char *what,
 
 	if (n > URL_MAX_BYTES || n + 1 > cap)
 		return hv_err_set(err, HV_E_INVALID,
-		    "'%s' is too long (at most %d bytes)", what,
-		    URL_MAX_BYTES);
+		    "'%s' is too long (at most %d bytes)", what, URL_MAX_BYTES);
 	for (i = 0; i < n; i++)
 		if ((unsigned char)url[i] <= 0x20 ||
 		    (unsigned char)url[i] >= 0x7f)
 			return hv_err_set(err, HV_E_INVALID,
 			    "'%s' must be a URL of printable ASCII "
-			    "characters without spaces", what);
+			    "characters without spaces",
+			    what);
 	if (strncasecmp(url, "https://", 8) == 0) {
 		https = true;
 		slen = 8;
@@ -543,18 +552,18 @@ check_url(const struct hv_vault *v, const char *url, const char *what,
 	auth = url + slen;
 	end = auth + strcspn(auth, "/?#");
 	if (memchr(auth, '@', (size_t)(end - auth)) != NULL)
-		return hv_err_set(err, HV_E_INVALID,
-		    "'%s' must not contain user info", what);
+		return hv_err_set(
+		    err, HV_E_INVALID, "'%s' must not contain user info", what);
 	if (strchr(url, '#') != NULL)
 		return hv_err_set(err, HV_E_INVALID,
 		    "'%s' must not contain a fragment", what);
 	if (strchr(url, '?') != NULL)
-		return hv_err_set(err, HV_E_INVALID,
-		    "'%s' must not contain a query", what);
+		return hv_err_set(
+		    err, HV_E_INVALID, "'%s' must not contain a query", what);
 	if (end == auth || !hv_url_host(url, host, sizeof(host)) ||
 	    host[0] == '\0')
-		return hv_err_set(err, HV_E_INVALID, "'%s' has no valid host",
-		    what);
+		return hv_err_set(
+		    err, HV_E_INVALID, "'%s' has no valid host", what);
 	/* Host characters and an optional numeric port 1..65535. */
 	{
 		const char *hp = auth, *port = NULL;
@@ -600,11 +609,12 @@ check_url(const struct hv_vault *v, const char *url, const char *what,
 				    "'%s' has an invalid port", what);
 		}
 	}
-	if (!https && !(v->cfg->allow_private_targets &&
-	    is_loopback_host(host)))
+	if (!https &&
+	    !(v->cfg->allow_private_targets && is_loopback_host(host)))
 		return hv_err_set(err, HV_E_INVALID,
 		    "'%s' must use https (http is allowed only for loopback "
-		    "hosts when allow_private_targets is on)", what);
+		    "hosts when allow_private_targets is on)",
+		    what);
 	memcpy(out, url, n + 1);
 	while (n > (size_t)(end - url) && out[n - 1] == '/')
 		out[--n] = '\0';
@@ -617,16 +627,15 @@ check_url(const struct hv_vault *v, const char *url, const char *what,
  * an object of string values under valid names).
  */
 static enum hv_rc
-check_secret(const struct hv_vault *v, const json_t *sec,
-    const char *auth_type, struct hv_err *err)
+check_secret(const struct hv_vault *v, const json_t *sec, const char *auth_type,
+    struct hv_err *err)
 {
-	static const char *const f_api_key[] = { "key", NULL };
-	static const char *const f_bearer[] = { "token", NULL };
-	static const char *const f_basic[] = { "username", "password", NULL };
-	static const char *const f_oauth2[] = { "access_token",
-		"refresh_token", "client_id", "client_secret", "token_url",
-		"expires_at", NULL };
-	static const char *const f_headers[] = { "headers", NULL };
+	static const char *const f_api_key[] = {"key", NULL};
+	static const char *const f_bearer[] = {"token", NULL};
+	static const char *const f_basic[] = {"username", "password", NULL};
+	static const char *const f_oauth2[] = {"access_token", "refresh_token",
+	    "client_id", "client_secret", "token_url", "expires_at", NULL};
+	static const char *const f_headers[] = {"headers", NULL};
 	const char *const *fields;
 	const char *k, *s;
 	json_t *val;
@@ -637,8 +646,8 @@ check_secret(const struct hv_vault *v, const json_t *sec,
 	if (sec == NULL)
 		return hv_err_set(err, HV_E_INVALID, "'secret' is required");
 	if (!json_is_object(sec))
-		return hv_err_set(err, HV_E_INVALID,
-		    "'secret' must be an object");
+		return hv_err_set(
+		    err, HV_E_INVALID, "'secret' must be an object");
 	if (strcmp(auth_type, "api_key") == 0) {
 		fields = f_api_key;
 		req = 1;
@@ -664,8 +673,8 @@ check_secret(const struct hv_vault *v, const json_t *sec,
 		const json_t *h = json_object_get(sec, "headers");
 
 		if (h == NULL || json_is_null(h))
-			return hv_err_set(err, HV_E_INVALID,
-			    "'secret.headers' is required");
+			return hv_err_set(
+			    err, HV_E_INVALID, "'secret.headers' is required");
 		if (!json_is_object(h))
 			return hv_err_set(err, HV_E_INVALID,
 			    "'secret.headers' must be an object");
@@ -675,8 +684,10 @@ check_secret(const struct hv_vault *v, const json_t *sec,
 		if (json_object_size(h) > HEADERS_MAX)
 			return hv_err_set(err, HV_E_INVALID,
 			    "'secret.headers' has too many entries (at most "
-			    "%d)", HEADERS_MAX);
-		json_object_foreach((json_t *)h, k, val) {
+			    "%d)",
+			    HEADERS_MAX);
+		json_object_foreach((json_t *)h, k, val)
+		{
 			if (!is_token(k, HEADER_NAME_MAX))
 				return hv_err_set(err, HV_E_INVALID,
 				    "'secret.headers' has an invalid header "
@@ -694,8 +705,8 @@ check_secret(const struct hv_vault *v, const json_t *sec,
 	}
 	for (i = 0; fields[i] != NULL; i++) {
 		(void)snprintf(what, sizeof(what), "secret.%s", fields[i]);
-		rc = want_string(json_object_get(sec, fields[i]), what,
-		    i < req, SECRET_VALUE_MAX_BYTES, true, STR_SECRET, &s, err);
+		rc = want_string(json_object_get(sec, fields[i]), what, i < req,
+		    SECRET_VALUE_MAX_BYTES, true, STR_SECRET, &s, err);
 		if (rc != HV_OK)
 			return rc;
 		if (s == NULL)
@@ -729,8 +740,7 @@ check_secret(const struct hv_vault *v, const json_t *sec,
  * so no heap copy of the plaintext is ever made by us.
  */
 static enum hv_rc
-secret_serialize(const json_t *sec, struct hv_secret **out,
-    struct hv_err *err)
+secret_serialize(const json_t *sec, struct hv_secret **out, struct hv_err *err)
 {
 	const size_t flags = JSON_COMPACT | JSON_SORT_KEYS;
 	struct hv_secret *s = NULL;
@@ -748,8 +758,8 @@ secret_serialize(const json_t *sec, struct hv_secret **out,
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
 	if (json_dumpb(sec, (char *)s->buf, n, flags) != n) {
 		hv_secret_free(&s);
-		return hv_err_set(err, HV_E_INTERNAL,
-		    "secret serialization changed size");
+		return hv_err_set(
+		    err, HV_E_INTERNAL, "secret serialization changed size");
 	}
 	*out = s;
 	return HV_OK;
@@ -762,14 +772,14 @@ secret_parse(const struct hv_secret *pt, json_t **out, struct hv_err *err)
 	json_error_t jerr;
 	json_t *j;
 
-	j = json_loadb((const char *)pt->buf, pt->len, JSON_REJECT_DUPLICATES,
-	    &jerr);
+	j = json_loadb(
+	    (const char *)pt->buf, pt->len, JSON_REJECT_DUPLICATES, &jerr);
 	/* jansson's error text may quote the input: wipe it unread. */
 	hv_mem_zero(&jerr, sizeof(jerr));
 	if (j == NULL || !json_is_object(j)) {
 		json_decref(j);
-		return hv_err_set(err, HV_E_CRYPTO,
-		    "decrypted secret is not a JSON object");
+		return hv_err_set(
+		    err, HV_E_CRYPTO, "decrypted secret is not a JSON object");
 	}
 	*out = j;
 	return HV_OK;
@@ -805,8 +815,8 @@ check_injection(const json_t *inj, const char *auth_type, struct hv_err *err)
 	enum hv_rc rc;
 
 	if (!json_is_object(inj))
-		return hv_err_set(err, HV_E_INVALID,
-		    "'injection' must be an object");
+		return hv_err_set(
+		    err, HV_E_INVALID, "'injection' must be an object");
 	rc = hv_injection_check(inj, auth_type, err);
 	if (rc != HV_OK && err != NULL)
 		err->rc = HV_E_INVALID;
@@ -815,8 +825,8 @@ check_injection(const json_t *inj, const char *auth_type, struct hv_err *err)
 
 /* expected_version: a positive integer, or absent/null (-1). */
 static enum hv_rc
-body_expected_version(const json_t *body, long header_ev, long *ev,
-    struct hv_err *err)
+body_expected_version(
+    const json_t *body, long header_ev, long *ev, struct hv_err *err)
 {
 	const json_t *j = json_object_get(body, "expected_version");
 	long bv = -1;
@@ -870,26 +880,19 @@ row_json(const PGresult *r, int row)
 		return NULL;
 	}
 	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:I, s:s?, "
-	    "s:s?, s:s, s:s, s:s?, s:s}",
-	    "id", val(r, row, C_ID),
-	    "workspace_id", val(r, row, C_WS),
-	    "service", val(r, row, C_SERVICE),
-	    "name", val(r, row, C_NAME),
-	    "auth_type", val(r, row, C_AUTH),
-	    "scope", val(r, row, C_SCOPE),
-	    "injection", inj,
-	    "status", val(r, row, C_STATUS),
-	    "version", (json_int_t)ver,
-	    "base_url", val(r, row, C_BASE_URL),
-	    "expires_at", val(r, row, C_EXPIRES),
-	    "created_at", val(r, row, C_CREATED),
-	    "updated_at", val(r, row, C_UPDATED),
-	    "last_used_at", val(r, row, C_LAST_USED),
-	    "created_by", val(r, row, C_CREATED_BY));
+	              "s:s?, s:s, s:s, s:s?, s:s}",
+	    "id", val(r, row, C_ID), "workspace_id", val(r, row, C_WS),
+	    "service", val(r, row, C_SERVICE), "name", val(r, row, C_NAME),
+	    "auth_type", val(r, row, C_AUTH), "scope", val(r, row, C_SCOPE),
+	    "injection", inj, "status", val(r, row, C_STATUS), "version",
+	    (json_int_t)ver, "base_url", val(r, row, C_BASE_URL), "expires_at",
+	    val(r, row, C_EXPIRES), "created_at", val(r, row, C_CREATED),
+	    "updated_at", val(r, row, C_UPDATED), "last_used_at",
+	    val(r, row, C_LAST_USED), "created_by", val(r, row, C_CREATED_BY));
 	if (o == NULL)
 		return NULL;
-	if (json_object_set_new(o, "notes",
-	    json_string(val(r, row, C_NOTES))) != 0) {
+	if (json_object_set_new(
+	        o, "notes", json_string(val(r, row, C_NOTES))) != 0) {
 		json_decref(o);
 		return NULL;
 	}
@@ -904,10 +907,10 @@ not_found(struct hv_err *err)
 
 /* Run a one-id statement expected to return one credential row. */
 static enum hv_rc
-fetch_row(struct hv_conn *c, const char *stmt, const char *id,
-    PGresult **out, struct hv_err *err)
+fetch_row(struct hv_conn *c, const char *stmt, const char *id, PGresult **out,
+    struct hv_err *err)
 {
-	const char *params[1] = { id };
+	const char *params[1] = {id};
 	PGresult *r = NULL;
 	enum hv_rc rc;
 
@@ -916,8 +919,8 @@ fetch_row(struct hv_conn *c, const char *stmt, const char *id,
 		return rc;
 	if (PQnfields(r) != C_NCOLS) {
 		PQclear(r);
-		return hv_err_set(err, HV_E_INTERNAL, "%s: unexpected columns",
-		    stmt);
+		return hv_err_set(
+		    err, HV_E_INTERNAL, "%s: unexpected columns", stmt);
 	}
 	if (PQntuples(r) != 1) {
 		PQclear(r);
@@ -942,8 +945,8 @@ check_access(struct hv_vault *v, const struct hv_principal *p,
 	 * stays when the caller's transaction rolls back). What the key
 	 * cannot see is answered 404 like a credential that does not exist.
 	 */
-	if (!hv_vault_visible(p, val(r, 0, C_WS), val(r, 0, C_SCOPE),
-	    val(r, 0, C_OWNER)))
+	if (!hv_vault_visible(
+	        p, val(r, 0, C_WS), val(r, 0, C_SCOPE), val(r, 0, C_OWNER)))
 		return not_found(err);
 	if (!hv_vault_allowed(p, val(r, 0, C_ID))) {
 		(void)hv_vault_deny(v, p, ctx, val(r, 0, C_ID),
@@ -1026,8 +1029,8 @@ insert_version(struct hv_conn *c, const char *id, uint32_t version,
 {
 	char ver[16], kek[16];
 	const char *params[6];
-	int lengths[6] = { 0, 0, 0, 0, 0, 0 };
-	int formats[6] = { 0, 0, 0, 1, 1, 1 };
+	int lengths[6] = {0, 0, 0, 0, 0, 0};
+	int formats[6] = {0, 0, 0, 1, 1, 1};
 
 	(void)snprintf(ver, sizeof(ver), "%" PRIu32, version);
 	(void)snprintf(kek, sizeof(kek), "%" PRIu32, env->kek_version);
@@ -1163,8 +1166,8 @@ bytea_text(const char *s, size_t n, uint8_t *out, size_t cap, size_t *len)
  * ciphertext) of row 0 of r, as cred_get_secret returns them.
  */
 static enum hv_rc
-env_from_text(const PGresult *r, int c0, struct hv_envelope *env,
-    struct hv_err *err)
+env_from_text(
+    const PGresult *r, int c0, struct hv_envelope *env, struct hv_err *err)
 {
 	size_t wl = 0, nl = 0, cl = 0, tl;
 	uint32_t kek;
@@ -1175,22 +1178,25 @@ env_from_text(const PGresult *r, int c0, struct hv_envelope *env,
 	tl = (size_t)PQgetlength(r, 0, c0 + 3);
 	if (!parse_version(PQgetvalue(r, 0, c0), &kek) ||
 	    !bytea_text(PQgetvalue(r, 0, c0 + 1),
-	    (size_t)PQgetlength(r, 0, c0 + 1), env->wrapped,
-	    sizeof(env->wrapped), &wl) || wl < 1 ||
+	        (size_t)PQgetlength(r, 0, c0 + 1), env->wrapped,
+	        sizeof(env->wrapped), &wl) ||
+	    wl < 1 ||
 	    !bytea_text(PQgetvalue(r, 0, c0 + 2),
-	    (size_t)PQgetlength(r, 0, c0 + 2), env->nonce, sizeof(env->nonce),
-	    &nl) || nl != HV_ENVELOPE_NONCE_LEN || tl < 4)
-		return hv_err_set(err, HV_E_CRYPTO,
-		    "stored credential version is malformed");
+	        (size_t)PQgetlength(r, 0, c0 + 2), env->nonce,
+	        sizeof(env->nonce), &nl) ||
+	    nl != HV_ENVELOPE_NONCE_LEN || tl < 4)
+		return hv_err_set(
+		    err, HV_E_CRYPTO, "stored credential version is malformed");
 	env->kek_version = kek;
 	env->wrapped_len = wl;
 	env->ct = hv_malloc((tl - 2) / 2);
 	if (env->ct == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
-	if (!bytea_text(PQgetvalue(r, 0, c0 + 3), tl, env->ct, (tl - 2) / 2,
-	    &cl) || cl < 1)
-		return hv_err_set(err, HV_E_CRYPTO,
-		    "stored credential version is malformed");
+	if (!bytea_text(
+	        PQgetvalue(r, 0, c0 + 3), tl, env->ct, (tl - 2) / 2, &cl) ||
+	    cl < 1)
+		return hv_err_set(
+		    err, HV_E_CRYPTO, "stored credential version is malformed");
 	env->ct_len = cl;
 	return HV_OK;
 }
@@ -1203,7 +1209,7 @@ static enum hv_rc
 open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
     const char *id, const char *version, json_t **secret, struct hv_err *err)
 {
-	const char *params[2] = { id, version };
+	const char *params[2] = {id, version};
 	struct hv_envelope env;
 	PGresult *r = NULL;
 	uint64_t gen;
@@ -1218,8 +1224,8 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 	}
 	/* before the read: a forget() after it voids our put */
 	gen = hv_dekcache_gen(v->dekcache);
-	rc = hv_store_exec(c, "cred_version_get", 2, params, NULL, NULL, true,
-	    &r, err);
+	rc = hv_store_exec(
+	    c, "cred_version_get", 2, params, NULL, NULL, true, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQntuples(r) != 1) {
@@ -1232,8 +1238,8 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 	cl = PQgetlength(r, 0, 3);
 	if (PQgetlength(r, 0, 0) != 4 || wl < 1 || wl > HV_WRAPPED_MAX ||
 	    nl != HV_ENVELOPE_NONCE_LEN || cl < 1) {
-		rc = hv_err_set(err, HV_E_CRYPTO,
-		    "stored credential version is malformed");
+		rc = hv_err_set(
+		    err, HV_E_CRYPTO, "stored credential version is malformed");
 		goto out;
 	}
 	env.kek_version = be32(PQgetvalue(r, 0, 0));
@@ -1263,7 +1269,7 @@ insert_credential(struct hv_conn *c, const char *const *cred_params,
     const struct hv_envelope *env, PGresult **r, struct hv_err *err)
 {
 	const char *params[16];
-	int lengths[16] = { 0 }, formats[16] = { 0 };
+	int lengths[16] = {0}, formats[16] = {0};
 	char kek[16];
 	int i;
 
@@ -1278,8 +1284,8 @@ insert_credential(struct hv_conn *c, const char *const *cred_params,
 	params[15] = (const char *)env->ct;
 	lengths[15] = (int)env->ct_len;
 	formats[13] = formats[14] = formats[15] = 1;
-	return hv_store_exec(c, "cred_create", 16, params, lengths, formats,
-	    false, r, err);
+	return hv_store_exec(
+	    c, "cred_create", 16, params, lengths, formats, false, r, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1290,9 +1296,9 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const json_t *body, json_t **out,
     struct hv_err *err)
 {
-	static const char *const fields[] = { "service", "name", "auth_type",
-		"scope", "notes", "secret", "injection", "expires_at",
-		"base_url", NULL };
+	static const char *const fields[] = {"service", "name", "auth_type",
+	    "scope", "notes", "secret", "injection", "expires_at", "base_url",
+	    NULL};
 	const char *service, *name, *auth_type, *scope, *notes, *expires,
 	    *base_url;
 	const struct hv_service *svc;
@@ -1311,8 +1317,8 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	if (!json_is_object(body)) {
-		rc = hv_err_set(err, HV_E_INVALID,
-		    "body must be a JSON object");
+		rc =
+		    hv_err_set(err, HV_E_INVALID, "body must be a JSON object");
 		goto out;
 	}
 	rc = only_fields(body, fields, NULL, err);
@@ -1325,25 +1331,29 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	svc = hv_catalog_find(v->catalog, service);
 	if (svc == NULL) {
-		rc = hv_err_set(err, HV_E_INVALID, "unknown 'service' (see "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "unknown 'service' (see "
 		    "GET /v1/services; \"http\" for a generic HTTP API)");
 		goto out;
 	}
 
-	rc = want_string(json_object_get(body, "auth_type"), "auth_type",
-	    false, 32, true, STR_LINE, &auth_type, err);
+	rc = want_string(json_object_get(body, "auth_type"), "auth_type", false,
+	    32, true, STR_LINE, &auth_type, err);
 	if (rc != HV_OK)
 		goto out;
 	if (auth_type == NULL)
 		auth_type = hv_service_default_auth_type(svc);
 	if (!in_set(auth_type, auth_types)) {
-		rc = hv_err_set(err, HV_E_INVALID, "'auth_type' must be one of "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'auth_type' must be one of "
 		    "api_key, bearer, basic, oauth2, custom_headers");
 		goto out;
 	}
 	if (!hv_service_supports(svc, auth_type)) {
-		rc = hv_err_set(err, HV_E_INVALID, "'auth_type' %s is not "
-		    "supported by service %s", auth_type, hv_service_id(svc));
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'auth_type' %s is not "
+		    "supported by service %s",
+		    auth_type, hv_service_id(svc));
 		goto out;
 	}
 
@@ -1359,12 +1369,14 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 	if (scope == NULL)
 		scope = "workspace";
 	if (!in_set(scope, scopes)) {
-		rc = hv_err_set(err, HV_E_INVALID, "'scope' must be one of "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'scope' must be one of "
 		    "personal, workspace, organization");
 		goto out;
 	}
 	if (strcmp(scope, "personal") == 0 && p->user[0] == '\0') {
-		rc = hv_err_set(err, HV_E_INVALID, "scope 'personal' needs an "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "scope 'personal' needs an "
 		    "API key with a user label");
 		goto out;
 	}
@@ -1380,8 +1392,10 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 	if (inj == NULL || json_is_null(inj)) {
 		inj = default_injection(svc, auth_type);
 		if (inj == NULL) {
-			rc = hv_err_set(err, HV_E_INTERNAL, "service %s has no "
-			    "injection for %s", hv_service_id(svc), auth_type);
+			rc = hv_err_set(err, HV_E_INTERNAL,
+			    "service %s has no "
+			    "injection for %s",
+			    hv_service_id(svc), auth_type);
 			goto out;
 		}
 	} else {
@@ -1396,7 +1410,8 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	if (expires != NULL) {
 		if (!rfc3339(expires, expires_buf, sizeof(expires_buf))) {
-			rc = hv_err_set(err, HV_E_INVALID, "'expires_at' must be "
+			rc = hv_err_set(err, HV_E_INVALID,
+			    "'expires_at' must be "
 			    "an RFC 3339 date-time");
 			goto out;
 		}
@@ -1413,8 +1428,10 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 			goto out;
 		base_url = url;
 	} else if (hv_service_is_generic(svc)) {
-		rc = hv_err_set(err, HV_E_INVALID, "'base_url' is required for "
-		    "service %s", hv_service_id(svc));
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'base_url' is required for "
+		    "service %s",
+		    hv_service_id(svc));
 		goto out;
 	}
 
@@ -1459,8 +1476,8 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 	rc = insert_credential(c, params, &env, &r, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = audit_tx(v, c, p, ctx, p->workspace_id, "credential.create", id,
-	    NULL, err);
+	rc = audit_tx(
+	    v, c, p, ctx, p->workspace_id, "credential.create", id, NULL, err);
 	if (rc != HV_OK)
 		goto out;
 	o = row_json(r, 0);
@@ -1475,7 +1492,7 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 	o = NULL;
 out:
 	if (c != NULL)
-		hv_store_release(v->store, &c);	/* rolls back if still open */
+		hv_store_release(v->store, &c); /* rolls back if still open */
 	json_decref(o);
 	PQclear(r);
 	json_text_free(inj_text);
@@ -1496,7 +1513,8 @@ b64u_encode(const unsigned char *in, size_t n, char *out, size_t cap)
 	uint32_t v;
 
 	for (i = 0; i + 3 <= n && o + 5 < cap; i += 3) {
-		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+		    in[i + 2];
 		out[o++] = b64u[v >> 18 & 63];
 		out[o++] = b64u[v >> 12 & 63];
 		out[o++] = b64u[v >> 6 & 63];
@@ -1548,16 +1566,16 @@ b64u_decode(const char *in, unsigned char *out, size_t cap, size_t *len)
 
 /* Cursor = base64url("<created_at µs>|<uuid>"). */
 static enum hv_rc
-cursor_decode(const char *cur, char *us, size_t us_cap,
-    char id[HV_UUID_STR], struct hv_err *err)
+cursor_decode(const char *cur, char *us, size_t us_cap, char id[HV_UUID_STR],
+    struct hv_err *err)
 {
 	unsigned char raw[CURSOR_MAX];
 	size_t n = 0, bar;
 	char *end = NULL;
 	long long t;
 
-	if (strlen(cur) > CURSOR_MAX || !b64u_decode(cur, raw,
-	    sizeof(raw) - 1, &n))
+	if (strlen(cur) > CURSOR_MAX ||
+	    !b64u_decode(cur, raw, sizeof(raw) - 1, &n))
 		goto bad;
 	raw[n] = '\0';
 	if (strlen((char *)raw) != n)
@@ -1630,7 +1648,7 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const struct hv_list_query *q, json_t **out,
     struct hv_err *err)
 {
-	const struct hv_list_query empty = { 0 };
+	const struct hv_list_query empty = {0};
 	char cur_us[32], cur_id[HV_UUID_STR], lim[16];
 	const char *params[12];
 	char *allow = NULL;
@@ -1649,16 +1667,20 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 		q = &empty;
 	limit = q->limit == 0 ? LIST_DEFAULT : q->limit;
 	if (limit > LIST_MAX) {
-		rc = hv_err_set(err, HV_E_INVALID, "'limit' must be between 1 "
-		    "and %d", LIST_MAX);
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'limit' must be between 1 "
+		    "and %d",
+		    LIST_MAX);
 		goto out;
 	}
 	if (q->q != NULL && q->q[0] != '\0') {
 		size_t l = strlen(q->q), k;
 
 		if (utf8_chars(q->q, l) > QUERY_MAX_CHARS) {
-			rc = hv_err_set(err, HV_E_INVALID, "'q' is too long (at "
-			    "most %d characters)", QUERY_MAX_CHARS);
+			rc = hv_err_set(err, HV_E_INVALID,
+			    "'q' is too long (at "
+			    "most %d characters)",
+			    QUERY_MAX_CHARS);
 			goto out;
 		}
 		if (!utf8_valid(q->q, l)) {
@@ -1667,35 +1689,39 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 		}
 		for (k = 0; k < l; k++)
 			if ((unsigned char)q->q[k] < 0x20) {
-				rc = hv_err_set(err, HV_E_INVALID, "'q' must not "
+				rc = hv_err_set(err, HV_E_INVALID,
+				    "'q' must not "
 				    "contain control characters");
 				goto out;
 			}
 		search = q->q;
 	}
 	if (q->scope != NULL && !in_set(q->scope, scopes)) {
-		rc = hv_err_set(err, HV_E_INVALID, "'scope' must be one of "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'scope' must be one of "
 		    "personal, workspace, organization");
 		goto out;
 	}
 	if (q->auth_type != NULL && !in_set(q->auth_type, auth_types)) {
-		rc = hv_err_set(err, HV_E_INVALID, "'auth_type' must be one of "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'auth_type' must be one of "
 		    "api_key, bearer, basic, oauth2, custom_headers");
 		goto out;
 	}
 	if (q->status != NULL && !in_set(q->status, statuses)) {
-		rc = hv_err_set(err, HV_E_INVALID, "'status' must be one of "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'status' must be one of "
 		    "active, expired, failing, revoked");
 		goto out;
 	}
-	if (q->service != NULL && hv_catalog_find(v->catalog, q->service) ==
-	    NULL) {
+	if (q->service != NULL &&
+	    hv_catalog_find(v->catalog, q->service) == NULL) {
 		rc = hv_err_set(err, HV_E_INVALID, "unknown 'service'");
 		goto out;
 	}
 	if (q->cursor != NULL && q->cursor[0] != '\0') {
-		rc = cursor_decode(q->cursor, cur_us, sizeof(cur_us), cur_id,
-		    err);
+		rc = cursor_decode(
+		    q->cursor, cur_us, sizeof(cur_us), cur_id, err);
 		if (rc != HV_OK)
 			goto out;
 	}
@@ -1719,8 +1745,8 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 	rc = hv_store_acquire(v->store, &c, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = hv_store_exec(c, "cred_list", 12, params, NULL, NULL, false, &r,
-	    err);
+	rc = hv_store_exec(
+	    c, "cred_list", 12, params, NULL, NULL, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	items = json_array();
@@ -1733,10 +1759,11 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 		json_t *it;
 
 		if (!hv_vault_visible(p, val(r, i, C_WS), val(r, i, C_SCOPE),
-		    val(r, i, C_OWNER))) {
+		        val(r, i, C_OWNER))) {
 			/* SQL and C disagree: fail safe, never show it. */
 			hv_log_warn("credential list: visibility mismatch for "
-			    "%s", val(r, i, C_ID));
+			            "%s",
+			    val(r, i, C_ID));
 			continue;
 		}
 		it = row_json(r, i);
@@ -1821,8 +1848,8 @@ hv_vault_cred_get(struct hv_vault *v, const struct hv_principal *p,
  */
 static enum hv_rc
 begin_change(struct hv_vault *v, const struct hv_principal *p,
-    const struct hv_reqctx *ctx, const char *id, char idn[HV_UUID_STR], struct hv_conn **c, PGresult **r,
-    struct hv_err *err)
+    const struct hv_reqctx *ctx, const char *id, char idn[HV_UUID_STR],
+    struct hv_conn **c, PGresult **r, struct hv_err *err)
 {
 	enum hv_rc rc;
 
@@ -1846,15 +1873,17 @@ check_version(const PGresult *r, long expected, struct hv_err *err)
 	if (expected < 0)
 		return HV_OK;
 	if (strtol(val(r, 0, C_VERSION), NULL, 10) != expected)
-		return hv_err_set(err, HV_E_CONFLICT, "credential is at version "
-		    "%s, not %ld", val(r, 0, C_VERSION), expected);
+		return hv_err_set(err, HV_E_CONFLICT,
+		    "credential is at version "
+		    "%s, not %ld",
+		    val(r, 0, C_VERSION), expected);
 	return HV_OK;
 }
 
 /* Commit and hand out the JSON of row 0 of r. */
 static enum hv_rc
-finish_change(struct hv_conn *c, const PGresult *r, json_t **out,
-    struct hv_err *err)
+finish_change(
+    struct hv_conn *c, const PGresult *r, json_t **out, struct hv_err *err)
 {
 	json_t *o = NULL;
 	enum hv_rc rc;
@@ -1882,8 +1911,8 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const char *id, const json_t *body,
     long expected_version, json_t **out, struct hv_err *err)
 {
-	static const char *const fields[] = { "name", "notes", "scope",
-		"injection", "expected_version", NULL };
+	static const char *const fields[] = {
+	    "name", "notes", "scope", "injection", "expected_version", NULL};
 	const char *name = NULL, *notes = NULL, *scope = NULL, *owner;
 	const json_t *inj, *j;
 	char idn[HV_UUID_STR];
@@ -1900,17 +1929,19 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	if (!json_is_object(body)) {
-		rc = hv_err_set(err, HV_E_INVALID,
-		    "body must be a JSON object");
+		rc =
+		    hv_err_set(err, HV_E_INVALID, "body must be a JSON object");
 		goto out;
 	}
 	if (json_object_get(body, "secret") != NULL) {
-		rc = hv_err_set(err, HV_E_INVALID, "'secret' cannot be edited; "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'secret' cannot be edited; "
 		    "use rotate (POST /v1/credentials/{id}/rotate)");
 		goto out;
 	}
 	if (json_object_get(body, "base_url") != NULL) {
-		rc = hv_err_set(err, HV_E_INVALID, "'base_url' is bound to the "
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'base_url' is bound to the "
 		    "secret and changes only with rotate");
 		goto out;
 	}
@@ -1929,20 +1960,21 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 	}
 	j = json_object_get(body, "notes");
 	has_notes = j != NULL;
-	rc = want_string(j, "notes", false, NOTES_MAX_CHARS, false, STR_TEXT,
-	    &notes, err);
+	rc = want_string(
+	    j, "notes", false, NOTES_MAX_CHARS, false, STR_TEXT, &notes, err);
 	if (rc != HV_OK)
 		goto out;
 	if (has_notes && notes == NULL)
-		notes = "";	/* null clears */
+		notes = ""; /* null clears */
 	j = json_object_get(body, "scope");
 	if (j != NULL) {
-		rc = want_string(j, "scope", true, 32, true, STR_LINE, &scope,
-		    err);
+		rc = want_string(
+		    j, "scope", true, 32, true, STR_LINE, &scope, err);
 		if (rc != HV_OK)
 			goto out;
 		if (!in_set(scope, scopes)) {
-			rc = hv_err_set(err, HV_E_INVALID, "'scope' must be one "
+			rc = hv_err_set(err, HV_E_INVALID,
+			    "'scope' must be one "
 			    "of personal, workspace, organization");
 			goto out;
 		}
@@ -1961,7 +1993,8 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 	if (scope != NULL && strcmp(scope, val(r, 0, C_SCOPE)) != 0) {
 		if (strcmp(scope, "personal") == 0) {
 			if (p->user[0] == '\0') {
-				rc = hv_err_set(err, HV_E_INVALID, "scope "
+				rc = hv_err_set(err, HV_E_INVALID,
+				    "scope "
 				    "'personal' needs an API key with a user "
 				    "label");
 				goto out;
@@ -1988,7 +2021,8 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 		svc = hv_catalog_find(v->catalog, val(r, 0, C_SERVICE));
 		inj = default_injection(svc, val(r, 0, C_AUTH));
 		if (inj == NULL) {
-			rc = hv_err_set(err, HV_E_INVALID, "service has no "
+			rc = hv_err_set(err, HV_E_INVALID,
+			    "service has no "
 			    "default injection; give one");
 			goto out;
 		}
@@ -2004,16 +2038,16 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 	params[3] = scope;
 	params[4] = owner;
 	params[5] = inj_text != NULL ? inj_text : val(r, 0, C_INJECTION);
-	rc = hv_store_exec(c, "cred_update", 6, params, NULL, NULL, false, &r2,
-	    err);
+	rc = hv_store_exec(
+	    c, "cred_update", 6, params, NULL, NULL, false, &r2, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQntuples(r2) != 1) {
 		rc = not_found(err);
 		goto out;
 	}
-	rc = audit_tx(v, c, p, ctx, val(r, 0, C_WS), "credential.update", idn,
-	    NULL, err);
+	rc = audit_tx(
+	    v, c, p, ctx, val(r, 0, C_WS), "credential.update", idn, NULL, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = finish_change(c, r2, out, err);
@@ -2034,8 +2068,8 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const char *id, const json_t *body,
     long expected_version, json_t **out, struct hv_err *err)
 {
-	static const char *const fields[] = { "secret", "base_url",
-		"expected_version", "expires_at", NULL };
+	static const char *const fields[] = {
+	    "secret", "base_url", "expected_version", "expires_at", NULL};
 	const json_t *sec, *bu, *ex;
 	const char *base_url = NULL, *expires = NULL;
 	char idn[HV_UUID_STR], url[URL_MAX_BYTES + 1], expires_buf[80];
@@ -2054,8 +2088,8 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	if (!json_is_object(body)) {
-		rc = hv_err_set(err, HV_E_INVALID,
-		    "body must be a JSON object");
+		rc =
+		    hv_err_set(err, HV_E_INVALID, "body must be a JSON object");
 		goto out;
 	}
 	rc = only_fields(body, fields, NULL, err);
@@ -2082,12 +2116,13 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 	}
 	ex = json_object_get(body, "expires_at");
 	if (ex != NULL && !json_is_null(ex)) {
-		rc = want_string(ex, "expires_at", true, 64, true, STR_LINE,
-		    &expires, err);
+		rc = want_string(
+		    ex, "expires_at", true, 64, true, STR_LINE, &expires, err);
 		if (rc != HV_OK)
 			goto out;
 		if (!rfc3339(expires, expires_buf, sizeof(expires_buf))) {
-			rc = hv_err_set(err, HV_E_INVALID, "'expires_at' must be "
+			rc = hv_err_set(err, HV_E_INVALID,
+			    "'expires_at' must be "
 			    "an RFC 3339 date-time");
 			goto out;
 		}
@@ -2108,8 +2143,10 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 		base_url = val(r, 0, C_BASE_URL);
 	svc = hv_catalog_find(v->catalog, val(r, 0, C_SERVICE));
 	if (base_url == NULL && (svc == NULL || hv_service_is_generic(svc))) {
-		rc = hv_err_set(err, HV_E_INVALID, "'base_url' is required for "
-		    "service %s", val(r, 0, C_SERVICE));
+		rc = hv_err_set(err, HV_E_INVALID,
+		    "'base_url' is required for "
+		    "service %s",
+		    val(r, 0, C_SERVICE));
 		goto out;
 	}
 	/* expires_at: absent keeps it, null clears it. */
@@ -2121,8 +2158,8 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	}
 	ver++;
-	rc = seal_secret(v, val(r, 0, C_WS), idn, (uint32_t)ver, sec, &env,
-	    err);
+	rc =
+	    seal_secret(v, val(r, 0, C_WS), idn, (uint32_t)ver, sec, &env, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = insert_version(c, idn, (uint32_t)ver, &env, err);
@@ -2133,16 +2170,16 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 	params[1] = newver;
 	params[2] = base_url;
 	params[3] = expires;
-	rc = hv_store_exec(c, "cred_rotate", 4, params, NULL, NULL, false, &r2,
-	    err);
+	rc = hv_store_exec(
+	    c, "cred_rotate", 4, params, NULL, NULL, false, &r2, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQntuples(r2) != 1) {
 		rc = not_found(err);
 		goto out;
 	}
-	rc = audit_tx(v, c, p, ctx, val(r, 0, C_WS), "credential.rotate", idn,
-	    NULL, err);
+	rc = audit_tx(
+	    v, c, p, ctx, val(r, 0, C_WS), "credential.rotate", idn, NULL, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = finish_change(c, r2, out, err);
@@ -2196,8 +2233,9 @@ hv_vault_cred_revoke(struct hv_vault *v, const struct hv_principal *p,
 		}
 		res = r2;
 	}
-	rc = audit_tx(v, c, p, ctx, val(r, 0, C_WS), revoke ?
-	    "credential.revoke" : "credential.unrevoke", idn, NULL, err);
+	rc = audit_tx(v, c, p, ctx, val(r, 0, C_WS),
+	    revoke ? "credential.revoke" : "credential.unrevoke", idn, NULL,
+	    err);
 	if (rc != HV_OK)
 		goto out;
 	rc = finish_change(c, res, out, err);
@@ -2242,7 +2280,7 @@ hv_vault_cred_duplicate(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const char *id, const json_t *body,
     json_t **out, struct hv_err *err)
 {
-	static const char *const fields[] = { "name", NULL };
+	static const char *const fields[] = {"name", NULL};
 	const char *name = NULL, *ws;
 	char idn[HV_UUID_STR], nid[HV_UUID_STR], detail[64];
 	char *defname = NULL;
@@ -2259,8 +2297,8 @@ hv_vault_cred_duplicate(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	if (body != NULL && !json_is_null(body)) {
 		if (!json_is_object(body)) {
-			rc = hv_err_set(err, HV_E_INVALID,
-			    "body must be a JSON object");
+			rc = hv_err_set(
+			    err, HV_E_INVALID, "body must be a JSON object");
 			goto out;
 		}
 		rc = only_fields(body, fields, NULL, err);
@@ -2317,13 +2355,13 @@ hv_vault_cred_duplicate(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	/* One row on each credential's own audit trail. */
 	(void)snprintf(detail, sizeof(detail), "copy %s", nid);
-	rc = audit_tx(v, c, p, ctx, ws, "credential.duplicate", idn, detail,
-	    err);
+	rc = audit_tx(
+	    v, c, p, ctx, ws, "credential.duplicate", idn, detail, err);
 	if (rc != HV_OK)
 		goto out;
 	(void)snprintf(detail, sizeof(detail), "copy of %s", idn);
-	rc = audit_tx(v, c, p, ctx, ws, "credential.duplicate", nid, detail,
-	    err);
+	rc = audit_tx(
+	    v, c, p, ctx, ws, "credential.duplicate", nid, detail, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = finish_change(c, r2, out, err);
@@ -2359,16 +2397,16 @@ hv_vault_cred_delete(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	params[0] = idn;
 	/* The wrapped DEKs go first, explicitly (not only by cascade). */
-	rc = hv_store_exec(c, "cred_delete_versions", 1, params, NULL, NULL,
-	    false, NULL, err);
+	rc = hv_store_exec(
+	    c, "cred_delete_versions", 1, params, NULL, NULL, false, NULL, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = hv_store_exec(c, "cred_delete", 1, params, NULL, NULL, false,
-	    NULL, err);
+	rc = hv_store_exec(
+	    c, "cred_delete", 1, params, NULL, NULL, false, NULL, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = audit_tx(v, c, p, ctx, val(r, 0, C_WS), "credential.delete", idn,
-	    NULL, err);
+	rc = audit_tx(
+	    v, c, p, ctx, val(r, 0, C_WS), "credential.delete", idn, NULL, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = hv_store_commit(c, err);
@@ -2393,11 +2431,11 @@ out:
  */
 static enum hv_rc
 read_secret_row(struct hv_vault *v, const struct hv_principal *p,
-    const struct hv_reqctx *ctx, const char *id, char idn[HV_UUID_STR], uint64_t *gen, PGresult **r,
-    struct hv_err *err)
+    const struct hv_reqctx *ctx, const char *id, char idn[HV_UUID_STR],
+    uint64_t *gen, PGresult **r, struct hv_err *err)
 {
 	struct hv_conn *c = NULL;
-	const char *params[1] = { idn };
+	const char *params[1] = {idn};
 	enum hv_rc rc;
 
 	if (!hv_uuid_normalize(id, idn))
@@ -2406,13 +2444,14 @@ read_secret_row(struct hv_vault *v, const struct hv_principal *p,
 	rc = hv_store_acquire(v->store, &c, err);
 	if (rc != HV_OK)
 		return rc;
-	rc = hv_store_exec(c, "cred_get_secret", 1, params, NULL, NULL, false,
-	    r, err);
+	rc = hv_store_exec(
+	    c, "cred_get_secret", 1, params, NULL, NULL, false, r, err);
 	hv_store_release(v->store, &c);
 	if (rc != HV_OK)
 		return rc;
 	if (PQnfields(*r) != C_NCOLS + 4)
-		return hv_err_set(err, HV_E_INTERNAL, "cred_get_secret: "
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "cred_get_secret: "
 		    "unexpected columns");
 	if (PQntuples(*r) != 1)
 		return not_found(err);
@@ -2422,8 +2461,7 @@ read_secret_row(struct hv_vault *v, const struct hv_principal *p,
 /* Decrypt the envelope of row 0 of r, as read by read_secret_row(). */
 static enum hv_rc
 open_row(struct hv_vault *v, const PGresult *r, const char *idn,
-    struct hv_envelope *env, uint64_t gen, json_t **secret,
-    struct hv_err *err)
+    struct hv_envelope *env, uint64_t gen, json_t **secret, struct hv_err *err)
 {
 	uint32_t ver;
 	enum hv_rc rc;
@@ -2460,15 +2498,15 @@ hv_vault_cred_reveal(struct hv_vault *v, const struct hv_principal *p,
 	(void)snprintf(ws, sizeof(ws), "%s", val(r, 0, C_WS));
 	rc = open_row(v, r, idn, &env, gen, &sec, err);
 	if (rc != HV_OK) {
-		struct hv_err e2 = { 0 };
+		struct hv_err e2 = {0};
 
 		/* Best effort: a failed reveal attempt is audited too. */
-		fill_event(&ev, p, ctx, ws, "credential.reveal", idn,
-		    "failure", hv_rc_code(rc));
+		fill_event(&ev, p, ctx, ws, "credential.reveal", idn, "failure",
+		    hv_rc_code(rc));
 		if (hv_audit_append_alone(v->audit, v->store, &ev, &e2) !=
 		    HV_OK)
-			hv_log_warn("reveal failure of %s not audited: %s",
-			    idn, e2.msg);
+			hv_log_warn("reveal failure of %s not audited: %s", idn,
+			    e2.msg);
 		goto out;
 	}
 	o = json_pack("{s:o}", "secret", sec);
@@ -2496,8 +2534,8 @@ out:
 
 enum hv_rc
 hv_vault_cred_open_for_use(struct hv_vault *v, const struct hv_principal *p,
-    const struct hv_reqctx *ctx, const char *id, json_t **meta,
-    json_t **secret, struct hv_err *err)
+    const struct hv_reqctx *ctx, const char *id, json_t **meta, json_t **secret,
+    struct hv_err *err)
 {
 	char idn[HV_UUID_STR];
 	struct hv_envelope env;
@@ -2549,14 +2587,17 @@ hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
 	PGresult *r = NULL;
 	enum hv_rc rc;
 
-	if (action == NULL || (strcmp(action, "credential.test") != 0 &&
-	    strcmp(action, "credential.use") != 0))
-		return hv_err_set(err, HV_E_INTERNAL, "record_use: action must "
+	if (action == NULL ||
+	    (strcmp(action, "credential.test") != 0 &&
+	        strcmp(action, "credential.use") != 0))
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "record_use: action must "
 		    "be credential.test or credential.use");
 	if (new_status != NULL && strcmp(new_status, "active") != 0 &&
 	    strcmp(new_status, "failing") != 0 &&
 	    strcmp(new_status, "expired") != 0)
-		return hv_err_set(err, HV_E_INTERNAL, "record_use: status must "
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "record_use: status must "
 		    "be active, failing or expired");
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_USE, ctx, err);
 	if (rc != HV_OK)
@@ -2574,8 +2615,8 @@ hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
 	/* lock and update at once; a refused access rolls the update back */
 	params[0] = idn;
 	params[1] = new_status;
-	rc = hv_store_exec(c, "cred_use_update", 2, params, NULL, NULL, false,
-	    &r, err);
+	rc = hv_store_exec(
+	    c, "cred_use_update", 2, params, NULL, NULL, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if (PQnfields(r) != C_NCOLS || PQntuples(r) != 1) {

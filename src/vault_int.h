@@ -15,18 +15,18 @@
 #include <stdint.h>
 
 struct hv_vault {
-	const struct hv_cfg *cfg;	/* borrowed */
+	const struct hv_cfg *cfg; /* borrowed */
 	struct hv_hsm *hsm;
 	struct hv_store *store;
 	struct hv_catalog *catalog;
 	struct hv_audit *audit;
-	void *apikey_cache;		/* owned by vault.c */
-	struct hv_dekcache *dekcache;	/* NULL: off; used by vault_cred.c */
+	void *apikey_cache;           /* owned by vault.c */
+	struct hv_dekcache *dekcache; /* NULL: off; used by vault_cred.c */
 };
 
 /* Register the statement tables of every vault module (once). */
 void hv_vault_register_statements(void);
-void hv_vault_cred_register(void);	/* vault_cred.c */
+void hv_vault_cred_register(void); /* vault_cred.c */
 
 /*
  * May principal p see credential row (workspace, scope, owner_user, id)?
@@ -37,13 +37,13 @@ void hv_vault_cred_register(void);	/* vault_cred.c */
 #define HV_REVOKE_CHANNEL "hv_apikey_revoked"
 
 /* Timestamps leave the database as RFC 3339 UTC with microseconds. */
-#define HV_SQL_TS(col) \
-	"to_char(" col " AT TIME ZONE 'UTC', " \
+#define HV_SQL_TS(col)                                                         \
+	"to_char(" col " AT TIME ZONE 'UTC', "                                 \
 	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
-void hv_vault_apikey_register(void);	/* vault_apikey.c */
-void hv_vault_admin_register(void);	/* vault_admin.c */
-void hv_vault_provider_register(void);	/* vault_provider.c */
+void hv_vault_apikey_register(void);   /* vault_apikey.c */
+void hv_vault_admin_register(void);    /* vault_admin.c */
+void hv_vault_provider_register(void); /* vault_provider.c */
 
 /* Every scope bit (what admin holds). */
 unsigned int hv_scope_all(void);
@@ -69,8 +69,8 @@ enum hv_rc hv_vault_deny(struct hv_vault *v, const struct hv_principal *p,
  * HV_E_INVALID naming the first key of body not in the NULL-terminated
  * allowed list (or when body is not an object).
  */
-enum hv_rc hv_vault_check_fields(const json_t *body,
-    const char *const *allowed, struct hv_err *err);
+enum hv_rc hv_vault_check_fields(
+    const json_t *body, const char *const *allowed, struct hv_err *err);
 
 /* A JSON string of min..max bytes without NUL or control characters. */
 bool hv_vault_text_ok(const json_t *v, size_t min, size_t max);
@@ -80,8 +80,8 @@ bool hv_vault_text_ok(const json_t *v, size_t min, size_t max);
  * offsets allowed) into microseconds since the epoch. HV_E_INVALID naming
  * `field` otherwise.
  */
-enum hv_rc hv_vault_parse_time(const char *s, int64_t *epoch_us,
-    struct hv_err *err, const char *field);
+enum hv_rc hv_vault_parse_time(
+    const char *s, int64_t *epoch_us, struct hv_err *err, const char *field);
 
 /* Drop key_id from this instance's verified-key cache. */
 void hv_vault_cache_evict(struct hv_vault *v, const char *key_id);

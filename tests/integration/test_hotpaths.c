@@ -35,19 +35,19 @@
 struct env {
 	struct hv_test_token tok;
 	struct hv_test_db db;
-	struct hv_cfg cfg;	/* dek_cache_size 64, one audit chain */
-	struct hv_cfg cfg0;	/* dek_cache_size 0 */
+	struct hv_cfg cfg;  /* dek_cache_size 64, one audit chain */
+	struct hv_cfg cfg0; /* dek_cache_size 0 */
 	struct hv_vault *v, *v2, *v0;
 	PGconn *pg;
 	struct hv_principal cli;
 };
 
 static struct env E;
-static const struct hv_reqctx CTX = { "req-hot", "127.0.0.1" };
+static const struct hv_reqctx CTX = {"req-hot", "127.0.0.1"};
 
 static const struct hv_stmt thp_stmts[] = {
-	{ "thp_pid", "SELECT pg_backend_pid()", 0 },
-	{ "thp_uuid", "SELECT $1::uuid", 1 },
+    {"thp_pid", "SELECT pg_backend_pid()", 0},
+    {"thp_uuid", "SELECT $1::uuid", 1},
 };
 
 static void
@@ -86,7 +86,7 @@ qlong(const char *sql)
 static void
 open_vault(struct hv_cfg *cfg, struct hv_vault **v)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	must(hv_vault_open(cfg, false, v, &err), &err, "open");
 }
@@ -94,7 +94,7 @@ open_vault(struct hv_cfg *cfg, struct hv_vault **v)
 static int
 setup(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *report = NULL;
 
 	(void)state;
@@ -104,7 +104,7 @@ setup(void **state)
 	hv_cfg_init(&E.cfg);
 	hv_test_cfg(&E.cfg, &E.tok, &E.db);
 	E.cfg.dek_cache_size = 64;
-	E.cfg.audit_chains = 1;	/* every append of both instances on one */
+	E.cfg.audit_chains = 1; /* every append of both instances on one */
 	E.cfg.db_pool = 2;
 	hv_cfg_init(&E.cfg0);
 	hv_test_cfg(&E.cfg0, &E.tok, &E.db);
@@ -144,7 +144,7 @@ teardown(void **state)
 static char *
 create(struct hv_vault *v, const char *key)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *body, *out = NULL;
 	char *id;
 
@@ -163,14 +163,14 @@ create(struct hv_vault *v, const char *key)
 static void
 reveal_is(struct hv_vault *v, const char *id, const char *key)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *out = NULL;
 	const char *got;
 
 	must(hv_vault_cred_reveal(v, &E.cli, &CTX, id, &out, &err), &err,
 	    "reveal");
-	got = json_string_value(json_object_get(json_object_get(out,
-	    "secret"), "key"));
+	got = json_string_value(
+	    json_object_get(json_object_get(out, "secret"), "key"));
 	assert_non_null(got);
 	assert_string_equal(got, key);
 	json_decref(out);
@@ -188,7 +188,7 @@ stats(struct hv_vault *v)
 static void
 test_dek_cache_reveal(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_dekcache_stats s0, s;
 	json_t *body, *out = NULL;
 	char *id;
@@ -197,18 +197,18 @@ test_dek_cache_reveal(void **state)
 	hv_dekcache_clear(E.v->dekcache);
 	id = create(E.v, "sk_test_first");
 	s0 = stats(E.v);
-	reveal_is(E.v, id, "sk_test_first");	/* miss: key store */
+	reveal_is(E.v, id, "sk_test_first"); /* miss: key store */
 	s = stats(E.v);
 	assert_int_equal(s.misses, s0.misses + 1);
 	assert_int_equal(s.entries, 1);
-	reveal_is(E.v, id, "sk_test_first");	/* hit */
+	reveal_is(E.v, id, "sk_test_first"); /* hit */
 	s = stats(E.v);
 	assert_int_equal(s.hits, s0.hits + 1);
 
 	/* rotate: a new DEK, and the old one is dropped at once */
 	body = json_pack("{s:{s:s}}", "secret", "key", "sk_test_second");
-	must(hv_vault_cred_rotate(E.v, &E.cli, &CTX, id, body, -1, &out,
-	    &err), &err, "rotate");
+	must(hv_vault_cred_rotate(E.v, &E.cli, &CTX, id, body, -1, &out, &err),
+	    &err, "rotate");
 	json_decref(out);
 	json_decref(body);
 	out = NULL;
@@ -234,8 +234,9 @@ test_dek_cache_reveal(void **state)
 	/* delete drops it, and the credential is gone */
 	must(hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err), &err, "delete");
 	assert_int_equal(stats(E.v).entries, 0);
-	assert_int_equal(hv_vault_cred_reveal(E.v, &E.cli, &CTX, id, &out,
-	    &err), HV_E_NOT_FOUND);
+	assert_int_equal(
+	    hv_vault_cred_reveal(E.v, &E.cli, &CTX, id, &out, &err),
+	    HV_E_NOT_FOUND);
 	free(id);
 }
 
@@ -243,18 +244,19 @@ test_dek_cache_reveal(void **state)
 static void
 test_dek_cache_other_instance(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *out = NULL;
 	char *id;
 
 	(void)state;
 	id = create(E.v, "sk_test_shared");
 	reveal_is(E.v2, id, "sk_test_shared");
-	reveal_is(E.v2, id, "sk_test_shared");	/* cached in v2 */
+	reveal_is(E.v2, id, "sk_test_shared"); /* cached in v2 */
 	must(hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err), &err, "delete");
 	/* v2 still holds the DEK, but nothing reaches it without a row */
-	assert_int_equal(hv_vault_cred_reveal(E.v2, &E.cli, &CTX, id, &out,
-	    &err), HV_E_NOT_FOUND);
+	assert_int_equal(
+	    hv_vault_cred_reveal(E.v2, &E.cli, &CTX, id, &out, &err),
+	    HV_E_NOT_FOUND);
 	assert_null(out);
 	free(id);
 }
@@ -262,7 +264,7 @@ test_dek_cache_other_instance(void **state)
 static void
 test_dek_cache_rewrap_and_tamper(void **state)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	struct hv_dekcache_stats s0;
 	json_t *out = NULL;
 	char sql[256], *id;
@@ -270,14 +272,14 @@ test_dek_cache_rewrap_and_tamper(void **state)
 	(void)state;
 	id = create(E.v, "sk_test_rewrap");
 	reveal_is(E.v, id, "sk_test_rewrap");
-	reveal_is(E.v, id, "sk_test_rewrap");	/* cached */
+	reveal_is(E.v, id, "sk_test_rewrap"); /* cached */
 	/* a new KEK and a rewrap: other wrapped bytes, another cache key */
 	must(hv_vault_kek_rotate(E.v, &E.cli, &CTX, &out, &err), &err,
 	    "kek rotate");
 	json_decref(out);
 	out = NULL;
-	must(hv_vault_rewrap(E.v, &E.cli, &CTX, 100, 0, NULL, NULL, &out,
-	    &err), &err, "rewrap");
+	must(hv_vault_rewrap(E.v, &E.cli, &CTX, 100, 0, NULL, NULL, &out, &err),
+	    &err, "rewrap");
 	json_decref(out);
 	out = NULL;
 	s0 = stats(E.v);
@@ -286,13 +288,16 @@ test_dek_cache_rewrap_and_tamper(void **state)
 	assert_int_equal(stats(E.v).hits, s0.hits);
 
 	/* a wrapped DEK altered in the database: no cached key serves it */
-	reveal_is(E.v, id, "sk_test_rewrap");	/* cached under the new bytes */
-	(void)snprintf(sql, sizeof(sql), "UPDATE credential_versions SET "
+	reveal_is(E.v, id, "sk_test_rewrap"); /* cached under the new bytes */
+	(void)snprintf(sql, sizeof(sql),
+	    "UPDATE credential_versions SET "
 	    "wrapped_dek = set_byte(wrapped_dek, 20, get_byte(wrapped_dek, "
-	    "20) # 255) WHERE credential_id = '%s'", id);
+	    "20) # 255) WHERE credential_id = '%s'",
+	    id);
 	free(q1(sql));
-	assert_int_equal(hv_vault_cred_reveal(E.v, &E.cli, &CTX, id, &out,
-	    &err), HV_E_CRYPTO);
+	assert_int_equal(
+	    hv_vault_cred_reveal(E.v, &E.cli, &CTX, id, &out, &err),
+	    HV_E_CRYPTO);
 	assert_null(out);
 	free(id);
 }
@@ -316,7 +321,7 @@ test_dek_cache_size_zero(void **state)
 static json_t *
 verify(void)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	json_t *rep = NULL;
 
 	must(hv_vault_audit_verify(E.v, &rep, &err), &err, "verify");
@@ -334,7 +339,7 @@ test_audit_fast_and_fallback(void **state)
 {
 	struct hv_audit_event ev;
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	unsigned long fast, locked, fast0, locked0, fast2, locked2;
 	long before, after;
 	json_t *rep;
@@ -348,8 +353,8 @@ test_audit_fast_and_fallback(void **state)
 	before = qlong("SELECT count(*) FROM audit_log");
 	for (i = 0; i < 10; i++) {
 		reveal_is(E.v, id, "sk_test_audit");
-		reveal_is(E.v, id, "sk_test_audit");	/* fast path */
-		reveal_is(E.v2, id, "sk_test_audit");	/* v2: stale head */
+		reveal_is(E.v, id, "sk_test_audit");  /* fast path */
+		reveal_is(E.v2, id, "sk_test_audit"); /* v2: stale head */
 	}
 	/* an append that rolls back: v's remembered head runs ahead */
 	memset(&ev, 0, sizeof(ev));
@@ -377,10 +382,12 @@ test_audit_fast_and_fallback(void **state)
 	assert_true(json_is_true(json_object_get(rep, "ok")));
 	json_decref(rep);
 	/* one chain; ids grow with seq; times never go back */
-	assert_int_equal(qlong("SELECT count(*) FROM (SELECT id, at, "
-	    "lag(id) OVER w AS pid, lag(at) OVER w AS pat FROM audit_log "
-	    "WINDOW w AS (PARTITION BY chain ORDER BY seq)) x "
-	    "WHERE id <= pid OR at < pat"), 0);
+	assert_int_equal(
+	    qlong("SELECT count(*) FROM (SELECT id, at, "
+	          "lag(id) OVER w AS pid, lag(at) OVER w AS pat FROM audit_log "
+	          "WINDOW w AS (PARTITION BY chain ORDER BY seq)) x "
+	          "WHERE id <= pid OR at < pat"),
+	    0);
 	free(id);
 }
 
@@ -396,15 +403,15 @@ test_audit_fast_path_tamper(void **state)
 	reveal_is(E.v, id, "sk_test_tamper");
 	reveal_is(E.v, id, "sk_test_tamper");
 	free(q1("UPDATE audit_log SET outcome = 'failure' WHERE id = "
-	    "(SELECT max(id) FROM audit_log)"));
+	        "(SELECT max(id) FROM audit_log)"));
 	rep = verify();
 	assert_false(json_is_true(json_object_get(rep, "ok")));
 	fb = json_object_get(rep, "first_bad");
-	assert_string_equal(json_string_value(json_object_get(fb, "problem")),
-	    "altered");
+	assert_string_equal(
+	    json_string_value(json_object_get(fb, "problem")), "altered");
 	json_decref(rep);
 	free(q1("UPDATE audit_log SET outcome = 'success' WHERE id = "
-	    "(SELECT max(id) FROM audit_log)"));
+	        "(SELECT max(id) FROM audit_log)"));
 	rep = verify();
 	assert_true(json_is_true(json_object_get(rep, "ok")));
 	json_decref(rep);
@@ -414,12 +421,12 @@ test_audit_fast_path_tamper(void **state)
 static long
 backend_pid(struct hv_conn *c)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	PGresult *r = NULL;
 	long pid;
 
-	must(hv_store_exec(c, "thp_pid", 0, NULL, NULL, NULL, false, &r,
-	    &err), &err, "pid");
+	must(hv_store_exec(c, "thp_pid", 0, NULL, NULL, NULL, false, &r, &err),
+	    &err, "pid");
 	pid = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	return pid;
@@ -431,13 +438,15 @@ terminate(long pid)
 	char sql[96];
 	int i;
 
-	(void)snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%ld)",
-	    pid);
+	(void)snprintf(
+	    sql, sizeof(sql), "SELECT pg_terminate_backend(%ld)", pid);
 	free(q1(sql));
 	/* wait until it is gone */
 	for (i = 0; i < 100; i++) {
-		(void)snprintf(sql, sizeof(sql), "SELECT count(*) FROM "
-		    "pg_stat_activity WHERE pid = %ld", pid);
+		(void)snprintf(sql, sizeof(sql),
+		    "SELECT count(*) FROM "
+		    "pg_stat_activity WHERE pid = %ld",
+		    pid);
 		if (qlong(sql) == 0)
 			return;
 		hv_test_sh("sleep 0.02");
@@ -449,9 +458,9 @@ test_store_begin_and_once(void **state)
 {
 	struct hv_store *s = hv_vault_store(E.v);
 	struct hv_conn *c = NULL;
-	struct hv_err err = { 0 };
-	const char *bad[1] = { "not-a-uuid" }, *good[1] = {
-		"00000000-0000-4000-8000-000000000001" };
+	struct hv_err err = {0};
+	const char *bad[1] = {"not-a-uuid"},
+	           *good[1] = {"00000000-0000-4000-8000-000000000001"};
 	PGresult *r = NULL;
 	long pid;
 
@@ -462,13 +471,14 @@ test_store_begin_and_once(void **state)
 	must(hv_store_commit(c, &err), &err, "commit");
 	/* the first statement (sent with BEGIN) fails: the transaction too */
 	must(hv_store_begin(c, &err), &err, "begin");
-	assert_int_equal(hv_store_exec(c, "thp_uuid", 1, bad, NULL, NULL,
-	    false, NULL, &err), HV_E_INVALID);
+	assert_int_equal(
+	    hv_store_exec(c, "thp_uuid", 1, bad, NULL, NULL, false, NULL, &err),
+	    HV_E_INVALID);
 	assert_int_not_equal(hv_store_commit(c, &err), HV_OK);
 	/* and the connection is fine afterwards, in and out of transactions */
 	must(hv_store_begin(c, &err), &err, "begin");
-	must(hv_store_exec(c, "thp_uuid", 1, good, NULL, NULL, false, &r,
-	    &err), &err, "uuid");
+	must(hv_store_exec(c, "thp_uuid", 1, good, NULL, NULL, false, &r, &err),
+	    &err, "uuid");
 	assert_string_equal(PQgetvalue(r, 0, 0), good[0]);
 	PQclear(r);
 	must(hv_store_commit(c, &err), &err, "commit");
@@ -476,13 +486,15 @@ test_store_begin_and_once(void **state)
 	/* killed while held: exec retries on a fresh connection ... */
 	pid = backend_pid(c);
 	terminate(pid);
-	must(hv_store_exec(c, "thp_uuid", 1, good, NULL, NULL, false, NULL,
-	    &err), &err, "retried");
+	must(hv_store_exec(
+	         c, "thp_uuid", 1, good, NULL, NULL, false, NULL, &err),
+	    &err, "retried");
 	assert_int_not_equal(backend_pid(c), pid);
 	/* ... exec_once does not (its write may have committed) */
 	terminate(backend_pid(c));
-	assert_int_equal(hv_store_exec_once(c, "thp_uuid", 1, good, NULL,
-	    NULL, false, NULL, &err), HV_E_DATABASE);
+	assert_int_equal(hv_store_exec_once(c, "thp_uuid", 1, good, NULL, NULL,
+	                     false, NULL, &err),
+	    HV_E_DATABASE);
 	hv_store_release(s, &c);
 	/* the pool heals on the next acquire */
 	must(hv_store_acquire(s, &c, &err), &err, "acquire");
@@ -494,13 +506,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_dek_cache_reveal),
-		cmocka_unit_test(test_dek_cache_other_instance),
-		cmocka_unit_test(test_dek_cache_rewrap_and_tamper),
-		cmocka_unit_test(test_dek_cache_size_zero),
-		cmocka_unit_test(test_audit_fast_and_fallback),
-		cmocka_unit_test(test_audit_fast_path_tamper),
-		cmocka_unit_test(test_store_begin_and_once),
+	    cmocka_unit_test(test_dek_cache_reveal),
+	    cmocka_unit_test(test_dek_cache_other_instance),
+	    cmocka_unit_test(test_dek_cache_rewrap_and_tamper),
+	    cmocka_unit_test(test_dek_cache_size_zero),
+	    cmocka_unit_test(test_audit_fast_and_fallback),
+	    cmocka_unit_test(test_audit_fast_path_tamper),
+	    cmocka_unit_test(test_store_begin_and_once),
 	};
 
 	if (getenv("HV_TEST_PG_URL") == NULL)

@@ -18,17 +18,17 @@
 #include "dekcache.h"
 #include "mem.h"
 
-#define WS "6f1d2c3b-4a59-4e68-8f77-0a1b2c3d4e5f"
-#define WS2 "6f1d2c3b-4a59-4e68-8f77-0a1b2c3d4e60"
-#define CRED "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f60"
+#define WS    "6f1d2c3b-4a59-4e68-8f77-0a1b2c3d4e5f"
+#define WS2   "6f1d2c3b-4a59-4e68-8f77-0a1b2c3d4e60"
+#define CRED  "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f60"
 #define CRED2 "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f61"
 
-static const uint8_t blob[61] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+static const uint8_t blob[61] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
 
 static void
 sleep_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -36,10 +36,11 @@ sleep_ms(long ms)
 static void
 mkkey(const char *cred, uint32_t ver, struct hv_dekcache_key *k)
 {
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
-	assert_int_equal(hv_dekcache_key(WS, cred, ver, 1, blob, sizeof(blob),
-	    k, &err), HV_OK);
+	assert_int_equal(
+	    hv_dekcache_key(WS, cred, ver, 1, blob, sizeof(blob), k, &err),
+	    HV_OK);
 }
 
 /* A DEK whose bytes say which key it belongs to. */
@@ -69,7 +70,7 @@ static struct hv_dekcache *
 mkcache(unsigned int n, unsigned int ttl, unsigned int uses)
 {
 	struct hv_dekcache *c = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	assert_int_equal(hv_dekcache_new(n, ttl, uses, &c, &err), HV_OK);
 	assert_non_null(c);
@@ -80,7 +81,7 @@ static void
 test_key(void **state)
 {
 	struct hv_dekcache_key a, b;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	uint8_t other[61];
 
 	(void)state;
@@ -93,32 +94,38 @@ test_key(void **state)
 	mkkey(CRED2, 1, &b);
 	assert_memory_not_equal(a.digest, b.digest, sizeof(a.digest));
 	assert_memory_not_equal(a.cred, b.cred, sizeof(a.cred));
-	assert_int_equal(hv_dekcache_key(WS2, CRED, 1, 1, blob, sizeof(blob),
-	    &b, &err), HV_OK);
+	assert_int_equal(
+	    hv_dekcache_key(WS2, CRED, 1, 1, blob, sizeof(blob), &b, &err),
+	    HV_OK);
 	assert_memory_not_equal(a.digest, b.digest, sizeof(a.digest));
-	assert_int_equal(hv_dekcache_key(WS, CRED, 1, 2, blob, sizeof(blob),
-	    &b, &err), HV_OK);
+	assert_int_equal(
+	    hv_dekcache_key(WS, CRED, 1, 2, blob, sizeof(blob), &b, &err),
+	    HV_OK);
 	assert_memory_not_equal(a.digest, b.digest, sizeof(a.digest));
 	/* a re-wrapped DEK (other bytes) is another key */
 	memcpy(other, blob, sizeof(other));
 	other[60] ^= 1;
-	assert_int_equal(hv_dekcache_key(WS, CRED, 1, 1, other, sizeof(other),
-	    &b, &err), HV_OK);
-	assert_memory_not_equal(a.digest, b.digest, sizeof(a.digest));
-	assert_int_equal(hv_dekcache_key(WS, CRED, 1, 1, blob, 60, &b, &err),
+	assert_int_equal(
+	    hv_dekcache_key(WS, CRED, 1, 1, other, sizeof(other), &b, &err),
 	    HV_OK);
+	assert_memory_not_equal(a.digest, b.digest, sizeof(a.digest));
+	assert_int_equal(
+	    hv_dekcache_key(WS, CRED, 1, 1, blob, 60, &b, &err), HV_OK);
 	assert_memory_not_equal(a.digest, b.digest, sizeof(a.digest));
 	/* case of the uuid text does not matter */
 	assert_int_equal(hv_dekcache_key("6F1D2C3B-4A59-4E68-8F77-0A1B2C3D4E5F",
-	    CRED, 1, 1, blob, sizeof(blob), &b, &err), HV_OK);
+	                     CRED, 1, 1, blob, sizeof(blob), &b, &err),
+	    HV_OK);
 	assert_memory_equal(a.digest, b.digest, sizeof(a.digest));
 	/* failures */
-	assert_int_equal(hv_dekcache_key("nope", CRED, 1, 1, blob,
-	    sizeof(blob), &b, &err), HV_E_INVALID);
-	assert_int_equal(hv_dekcache_key(WS, "x", 1, 1, blob, sizeof(blob),
-	    &b, &err), HV_E_INVALID);
-	assert_int_equal(hv_dekcache_key(WS, CRED, 1, 1, blob, 257, &b, &err),
+	assert_int_equal(
+	    hv_dekcache_key("nope", CRED, 1, 1, blob, sizeof(blob), &b, &err),
 	    HV_E_INVALID);
+	assert_int_equal(
+	    hv_dekcache_key(WS, "x", 1, 1, blob, sizeof(blob), &b, &err),
+	    HV_E_INVALID);
+	assert_int_equal(
+	    hv_dekcache_key(WS, CRED, 1, 1, blob, 257, &b, &err), HV_E_INVALID);
 }
 
 static void
@@ -134,10 +141,10 @@ test_hit_is_a_copy(void **state)
 	assert_false(hv_dekcache_get(c, &k, &got));
 	assert_null(got);
 	hv_dekcache_put(c, &k, d, hv_dekcache_gen(c));
-	hv_secret_free(&d);	/* the cache keeps its own copy */
+	hv_secret_free(&d); /* the cache keeps its own copy */
 	assert_true(hv_dekcache_get(c, &k, &got));
 	assert_dek(got, 7);
-	got->buf[0] ^= 0xff;	/* changing the copy changes nothing */
+	got->buf[0] ^= 0xff; /* changing the copy changes nothing */
 	assert_true(hv_dekcache_get(c, &k, &got2));
 	assert_dek(got2, 7);
 	assert_ptr_not_equal(got->buf, got2->buf);
@@ -164,7 +171,7 @@ test_hit_is_a_copy(void **state)
 	hv_secret_free(&got2);
 	hv_dekcache_free(&c);
 	assert_null(c);
-	hv_dekcache_free(&c);	/* NULL-safe */
+	hv_dekcache_free(&c); /* NULL-safe */
 }
 
 static void
@@ -316,7 +323,7 @@ test_size_zero(void **state)
 	struct hv_dekcache_key k;
 	struct hv_secret *d = mkdek(1), *got = NULL;
 	struct hv_dekcache_stats st;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 
 	(void)state;
 	assert_int_equal(hv_dekcache_new(0, 60000, 0, &c, &err), HV_OK);
@@ -341,12 +348,13 @@ test_failures(void **state)
 	struct hv_dekcache *c = NULL;
 	struct hv_dekcache_key k;
 	struct hv_secret *d = mkdek(2), *got = NULL;
-	struct hv_err err = { 0 };
+	struct hv_err err = {0};
 	long n;
 
 	(void)state;
-	assert_int_equal(hv_dekcache_new(HV_DEKCACHE_MAX_ENTRIES + 1, 1000, 0,
-	    &c, &err), HV_E_CONFIG);
+	assert_int_equal(
+	    hv_dekcache_new(HV_DEKCACHE_MAX_ENTRIES + 1, 1000, 0, &c, &err),
+	    HV_E_CONFIG);
 	assert_null(c);
 	/* every allocation of new() failing in turn */
 	for (n = 1; n <= 8; n++) {
@@ -376,15 +384,15 @@ test_failures(void **state)
 }
 
 /* Threads: random gets, puts and forgets; every hit has the right DEK. */
-#define NKEYS 64
+#define NKEYS    64
 #define NTHREADS 4
-#define ITERS 40000
+#define ITERS    40000
 
 static struct hv_dekcache *shared;
 static struct hv_dekcache_key keys[NKEYS];
-static const char *const creds[4] = { CRED, CRED2,
-	"0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f62",
-	"0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f63" };
+static const char *const creds[4] = {CRED, CRED2,
+    "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f62",
+    "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f63"};
 
 static void *
 hammer(void *arg)
@@ -434,7 +442,8 @@ test_threads(void **state)
 		mkkey(creds[i % 4], (uint32_t)(i / 4 + 1), &keys[i]);
 	for (i = 0; i < NTHREADS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, hammer,
-		    (void *)(uintptr_t)(i + 1)), 0);
+		                     (void *)(uintptr_t)(i + 1)),
+		    0);
 	for (i = 0; i < NTHREADS; i++) {
 		void *ret;
 
@@ -457,15 +466,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_key),
-		cmocka_unit_test(test_hit_is_a_copy),
-		cmocka_unit_test(test_expiry),
-		cmocka_unit_test(test_max_uses),
-		cmocka_unit_test(test_eviction_lru),
-		cmocka_unit_test(test_forget_and_gen),
-		cmocka_unit_test(test_size_zero),
-		cmocka_unit_test(test_failures),
-		cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_key),
+	    cmocka_unit_test(test_hit_is_a_copy),
+	    cmocka_unit_test(test_expiry),
+	    cmocka_unit_test(test_max_uses),
+	    cmocka_unit_test(test_eviction_lru),
+	    cmocka_unit_test(test_forget_and_gen),
+	    cmocka_unit_test(test_size_zero),
+	    cmocka_unit_test(test_failures),
+	    cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
