@@ -1205,6 +1205,36 @@ env_from_text(
  * Load and decrypt version `version` of credential (ws, id) into a JSON
  * object (*secret, new), reading the version row on c.
  */
+/*
+ * The envelope of a stored version: columns col..col+3 of row, fetched in
+ * binary, are kek_version (int4), wrapped_dek, nonce and ciphertext. Every
+ * length is checked before it is copied; env must be hv_envelope_init()ed
+ * and is released by the caller.
+ */
+enum hv_rc
+hv_vault_env_from_row(const PGresult *r, int row, int col,
+    struct hv_envelope *env, struct hv_err *err)
+{
+	int wl = PQgetlength(r, row, col + 1);
+	int nl = PQgetlength(r, row, col + 2);
+	int cl = PQgetlength(r, row, col + 3);
+
+	if (PQgetlength(r, row, col) != 4 || wl < 1 || wl > HV_WRAPPED_MAX ||
+	    nl != HV_ENVELOPE_NONCE_LEN || cl < 1)
+		return hv_err_set(
+		    err, HV_E_CRYPTO, "stored credential version is malformed");
+	env->kek_version = be32(PQgetvalue(r, row, col));
+	memcpy(env->wrapped, PQgetvalue(r, row, col + 1), (size_t)wl);
+	env->wrapped_len = (size_t)wl;
+	memcpy(env->nonce, PQgetvalue(r, row, col + 2), HV_ENVELOPE_NONCE_LEN);
+	env->ct = hv_malloc((size_t)cl);
+	if (env->ct == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	memcpy(env->ct, PQgetvalue(r, row, col + 3), (size_t)cl);
+	env->ct_len = (size_t)cl;
+	return HV_OK;
+}
+
 static enum hv_rc
 open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
     const char *id, const char *version, json_t **secret, struct hv_err *err)
@@ -1215,7 +1245,6 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 	uint64_t gen;
 	uint32_t ver;
 	enum hv_rc rc;
-	int wl, nl, cl;
 
 	hv_envelope_init(&env);
 	if (!parse_version(version, &ver)) {
@@ -1233,26 +1262,9 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 		    "credential has no row for its current version");
 		goto out;
 	}
-	wl = PQgetlength(r, 0, 1);
-	nl = PQgetlength(r, 0, 2);
-	cl = PQgetlength(r, 0, 3);
-	if (PQgetlength(r, 0, 0) != 4 || wl < 1 || wl > HV_WRAPPED_MAX ||
-	    nl != HV_ENVELOPE_NONCE_LEN || cl < 1) {
-		rc = hv_err_set(
-		    err, HV_E_CRYPTO, "stored credential version is malformed");
+	rc = hv_vault_env_from_row(r, 0, 0, &env, err);
+	if (rc != HV_OK)
 		goto out;
-	}
-	env.kek_version = be32(PQgetvalue(r, 0, 0));
-	memcpy(env.wrapped, PQgetvalue(r, 0, 1), (size_t)wl);
-	env.wrapped_len = (size_t)wl;
-	memcpy(env.nonce, PQgetvalue(r, 0, 2), HV_ENVELOPE_NONCE_LEN);
-	env.ct = hv_malloc((size_t)cl);
-	if (env.ct == NULL) {
-		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(env.ct, PQgetvalue(r, 0, 3), (size_t)cl);
-	env.ct_len = (size_t)cl;
 	rc = open_env(v, ws, id, ver, &env, gen, secret, err);
 out:
 	hv_envelope_release(&env);

@@ -8,6 +8,7 @@
 #include "catalog.h"
 #include "cfg.h"
 #include "dekcache.h"
+#include "envelope.h"
 #include "hsm.h"
 #include "store.h"
 #include "vault.h"
@@ -92,5 +93,14 @@ void hv_vault_cache_stats(struct hv_vault *v, unsigned long *hits,
 bool hv_vault_visible(const struct hv_principal *p, const char *workspace_id,
     const char *scope, const char *owner_user);
 bool hv_vault_allowed(const struct hv_principal *p, const char *cred_id);
+
+/*
+ * Parse the envelope of a stored credential version from columns
+ * col..col+3 (kek_version int4, wrapped_dek, nonce, ciphertext; binary
+ * result) of row r into env (hv_envelope_init()ed; the caller releases it).
+ * HV_E_CRYPTO when a length is wrong, HV_E_NOMEM. (vault_cred.c)
+ */
+enum hv_rc hv_vault_env_from_row(const PGresult *r, int row, int col,
+    struct hv_envelope *env, struct hv_err *err);
 
 #endif

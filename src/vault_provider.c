@@ -104,15 +104,6 @@ hv_vault_oauth_expiring(const json_t *secret, long skew_s, bool *can)
 
 /* ------------------------------------------------------------------ */
 
-static uint32_t
-be32(const char *p)
-{
-	const unsigned char *u = (const unsigned char *)p;
-
-	return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 |
-	    (uint32_t)u[2] << 8 | (uint32_t)u[3];
-}
-
 /* Decrypt version `ver` of (ws, id) into a JSON object. */
 static enum hv_rc
 open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
@@ -125,7 +116,6 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 	PGresult *r = NULL;
 	json_error_t jerr;
 	json_t *j = NULL;
-	int wl, nl, cl;
 	enum hv_rc rc;
 
 	hv_envelope_init(&env);
@@ -141,26 +131,9 @@ open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 		    "credential has no row for its current version");
 		goto out;
 	}
-	wl = PQgetlength(r, 0, 1);
-	nl = PQgetlength(r, 0, 2);
-	cl = PQgetlength(r, 0, 3);
-	if (PQgetlength(r, 0, 0) != 4 || wl < 1 || wl > HV_WRAPPED_MAX ||
-	    nl != HV_ENVELOPE_NONCE_LEN || cl < 1) {
-		rc = hv_err_set(
-		    err, HV_E_CRYPTO, "stored credential version is malformed");
+	rc = hv_vault_env_from_row(r, 0, 0, &env, err);
+	if (rc != HV_OK)
 		goto out;
-	}
-	env.kek_version = be32(PQgetvalue(r, 0, 0));
-	memcpy(env.wrapped, PQgetvalue(r, 0, 1), (size_t)wl);
-	env.wrapped_len = (size_t)wl;
-	memcpy(env.nonce, PQgetvalue(r, 0, 2), HV_ENVELOPE_NONCE_LEN);
-	env.ct = hv_malloc((size_t)cl);
-	if (env.ct == NULL) {
-		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(env.ct, PQgetvalue(r, 0, 3), (size_t)cl);
-	env.ct_len = (size_t)cl;
 	rc = hv_envelope_open(v->hsm, ws, id, ver, &env, &pt, err);
 	if (rc != HV_OK)
 		goto out;
