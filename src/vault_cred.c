@@ -24,7 +24,7 @@
  * deployment-wide `organization` credential can be used everywhere but
  * edited only by its owners.
  *
- * DEK cache: every decryption goes through open_version(), which looks
+ * DEK cache: every decryption goes through hv_vault_open_version(), which looks
  * the DEK up in v->dekcache (src/dekcache.h; cfg dek_cache_size,
  * dek_cache_ttl_ms, dek_cache_max_uses) under a key made of the ids, the
  * version, the KEK version and the wrapped bytes just read, unwraps in the
@@ -1022,9 +1022,9 @@ forget_versions(struct hv_vault *v, const char *cred_id)
 	hv_dekcache_forget(v->dekcache, cred_id);
 }
 
-/* Insert the sealed version row. */
-static enum hv_rc
-insert_version(struct hv_conn *c, const char *id, uint32_t version,
+/* Insert the sealed version row (vault_int.h). */
+enum hv_rc
+hv_vault_insert_version(struct hv_conn *c, const char *id, uint32_t version,
     const struct hv_envelope *env, struct hv_err *err)
 {
 	char ver[16], kek[16];
@@ -1047,9 +1047,9 @@ insert_version(struct hv_conn *c, const char *id, uint32_t version,
 	    formats, false, NULL, err);
 }
 
-/* Seal the secret object for (ws, id, version). */
-static enum hv_rc
-seal_secret(struct hv_vault *v, const char *ws, const char *id,
+/* Seal the secret object for (ws, id, version) (vault_int.h). */
+enum hv_rc
+hv_vault_seal_secret(struct hv_vault *v, const char *ws, const char *id,
     uint32_t version, const json_t *sec, struct hv_envelope *env,
     struct hv_err *err)
 {
@@ -1235,8 +1235,8 @@ hv_vault_env_from_row(const PGresult *r, int row, int col,
 	return HV_OK;
 }
 
-static enum hv_rc
-open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
+enum hv_rc
+hv_vault_open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
     const char *id, const char *version, json_t **secret, struct hv_err *err)
 {
 	const char *params[2] = {id, version};
@@ -1463,7 +1463,7 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	}
 	/* The key store works before any connection is held. */
-	rc = seal_secret(v, p->workspace_id, id, 1, sec, &env, err);
+	rc = hv_vault_seal_secret(v, p->workspace_id, id, 1, sec, &env, err);
 	if (rc != HV_OK)
 		goto out;
 
@@ -2170,11 +2170,11 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	}
 	ver++;
-	rc =
-	    seal_secret(v, val(r, 0, C_WS), idn, (uint32_t)ver, sec, &env, err);
+	rc = hv_vault_seal_secret(
+	    v, val(r, 0, C_WS), idn, (uint32_t)ver, sec, &env, err);
 	if (rc != HV_OK)
 		goto out;
-	rc = insert_version(c, idn, (uint32_t)ver, &env, err);
+	rc = hv_vault_insert_version(c, idn, (uint32_t)ver, &env, err);
 	if (rc != HV_OK)
 		goto out;
 	(void)snprintf(newver, sizeof(newver), "%lu", ver);
@@ -2329,7 +2329,8 @@ hv_vault_cred_duplicate(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	ws = val(r, 0, C_WS);
-	rc = open_version(v, c, ws, idn, val(r, 0, C_VERSION), &sec, err);
+	rc = hv_vault_open_version(
+	    v, c, ws, idn, val(r, 0, C_VERSION), &sec, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = hv_uuid_new(nid);
@@ -2337,7 +2338,7 @@ hv_vault_cred_duplicate(struct hv_vault *v, const struct hv_principal *p,
 		rc = hv_err_set(err, rc, "cannot make an id");
 		goto out;
 	}
-	rc = seal_secret(v, ws, nid, 1, sec, &env, err);
+	rc = hv_vault_seal_secret(v, ws, nid, 1, sec, &env, err);
 	json_decref(sec);
 	sec = NULL;
 	if (rc != HV_OK)

@@ -95,6 +95,25 @@ bool hv_vault_visible(const struct hv_principal *p, const char *workspace_id,
 bool hv_vault_allowed(const struct hv_principal *p, const char *cred_id);
 
 /*
+ * The one path for a credential version's secret (vault_cred.c), also used
+ * by the OAuth refresh in vault_provider.c:
+ * hv_vault_seal_secret serializes sec (compact, sorted keys; at most 64 KiB,
+ * else HV_E_INVALID) into locked memory and seals it under a new DEK;
+ * hv_vault_insert_version stores env as version `version` of id (inside the
+ * caller's transaction on c); hv_vault_open_version reads version `version`
+ * (decimal text) of (ws, id) and decrypts it into a new JSON object,
+ * through the DEK cache.
+ */
+enum hv_rc hv_vault_seal_secret(struct hv_vault *v, const char *ws,
+    const char *id, uint32_t version, const json_t *sec,
+    struct hv_envelope *env, struct hv_err *err);
+enum hv_rc hv_vault_insert_version(struct hv_conn *c, const char *id,
+    uint32_t version, const struct hv_envelope *env, struct hv_err *err);
+enum hv_rc
+hv_vault_open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
+    const char *id, const char *version, json_t **secret, struct hv_err *err);
+
+/*
  * Parse the envelope of a stored credential version from columns
  * col..col+3 (kek_version int4, wrapped_dek, nonce, ciphertext; binary
  * result) of row r into env (hv_envelope_init()ed; the caller releases it).

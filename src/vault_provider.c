@@ -30,8 +30,6 @@
 #include "uuid.h"
 #include "vault_int.h"
 
-#define SECRET_MAX_BYTES 65536
-
 enum pcol {
 	P_ID,
 	P_WS,
@@ -49,16 +47,6 @@ static const struct hv_stmt prov_stmts[] = {
         "version, auth_type FROM credentials WHERE id = $1::uuid "
         "FOR UPDATE",
         1},
-    {"prov_version_get",
-        "SELECT kek_version, wrapped_dek, nonce, ciphertext FROM "
-        "credential_versions WHERE credential_id = $1::uuid AND "
-        "version = $2::integer",
-        2},
-    {"prov_version_insert",
-        "INSERT INTO credential_versions (credential_id, version, "
-        "kek_version, wrapped_dek, nonce, ciphertext) VALUES ($1::uuid, "
-        "$2::integer, $3::integer, $4::bytea, $5::bytea, $6::bytea)",
-        6},
     {"prov_cred_bump",
         "UPDATE credentials SET version = $2::integer, updated_at = now() "
         "WHERE id = $1::uuid AND version = $3::integer",
@@ -103,111 +91,6 @@ hv_vault_oauth_expiring(const json_t *secret, long skew_s, bool *can)
 }
 
 /* ------------------------------------------------------------------ */
-
-/* Decrypt version `ver` of (ws, id) into a JSON object. */
-static enum hv_rc
-open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
-    const char *id, uint32_t ver, json_t **out, struct hv_err *err)
-{
-	char vs[16];
-	const char *params[2];
-	struct hv_envelope env;
-	struct hv_secret *pt = NULL;
-	PGresult *r = NULL;
-	json_error_t jerr;
-	json_t *j = NULL;
-	enum hv_rc rc;
-
-	hv_envelope_init(&env);
-	(void)snprintf(vs, sizeof(vs), "%" PRIu32, ver);
-	params[0] = id;
-	params[1] = vs;
-	rc = hv_store_exec(
-	    c, "prov_version_get", 2, params, NULL, NULL, true, &r, err);
-	if (rc != HV_OK)
-		goto out;
-	if (PQntuples(r) != 1) {
-		rc = hv_err_set(err, HV_E_INTERNAL,
-		    "credential has no row for its current version");
-		goto out;
-	}
-	rc = hv_vault_env_from_row(r, 0, 0, &env, err);
-	if (rc != HV_OK)
-		goto out;
-	rc = hv_envelope_open(v->hsm, ws, id, ver, &env, &pt, err);
-	if (rc != HV_OK)
-		goto out;
-	j = json_loadb(
-	    (const char *)pt->buf, pt->len, JSON_REJECT_DUPLICATES, &jerr);
-	hv_mem_zero(&jerr, sizeof(jerr)); /* may quote the plaintext */
-	if (j == NULL || !json_is_object(j)) {
-		json_decref(j);
-		rc = hv_err_set(
-		    err, HV_E_CRYPTO, "decrypted secret is not a JSON object");
-		goto out;
-	}
-	*out = j;
-out:
-	hv_secret_free(&pt);
-	hv_envelope_release(&env);
-	PQclear(r);
-	return rc;
-}
-
-/* Serialize (compact, sorted keys) into locked memory and seal. */
-static enum hv_rc
-seal_secret(struct hv_vault *v, const char *ws, const char *id, uint32_t ver,
-    const json_t *sec, struct hv_envelope *env, struct hv_err *err)
-{
-	const size_t flags = JSON_COMPACT | JSON_SORT_KEYS;
-	struct hv_secret *pt = NULL;
-	size_t n;
-	enum hv_rc rc;
-
-	n = json_dumpb(sec, NULL, 0, flags);
-	if (n == 0)
-		return hv_err_set(err, HV_E_NOMEM, "cannot serialize secret");
-	if (n > SECRET_MAX_BYTES)
-		return hv_err_set(err, HV_E_UPSTREAM,
-		    "refreshed secret is "
-		    "too large (at most %d bytes)",
-		    SECRET_MAX_BYTES);
-	pt = hv_secret_new(n);
-	if (pt == NULL)
-		return hv_err_set(err, HV_E_NOMEM, "out of memory");
-	if (json_dumpb(sec, (char *)pt->buf, n, flags) != n) {
-		hv_secret_free(&pt);
-		return hv_err_set(
-		    err, HV_E_INTERNAL, "secret serialization changed size");
-	}
-	rc = hv_envelope_seal(v->hsm, ws, id, ver, pt, env, err);
-	hv_secret_free(&pt);
-	return rc;
-}
-
-static enum hv_rc
-insert_version(struct hv_conn *c, const char *id, uint32_t ver,
-    const struct hv_envelope *env, struct hv_err *err)
-{
-	char vs[16], kek[16];
-	const char *params[6];
-	int lengths[6] = {0, 0, 0, 0, 0, 0};
-	int formats[6] = {0, 0, 0, 1, 1, 1};
-
-	(void)snprintf(vs, sizeof(vs), "%" PRIu32, ver);
-	(void)snprintf(kek, sizeof(kek), "%" PRIu32, env->kek_version);
-	params[0] = id;
-	params[1] = vs;
-	params[2] = kek;
-	params[3] = (const char *)env->wrapped;
-	lengths[3] = (int)env->wrapped_len;
-	params[4] = (const char *)env->nonce;
-	lengths[4] = HV_ENVELOPE_NONCE_LEN;
-	params[5] = (const char *)env->ct;
-	lengths[5] = (int)env->ct_len;
-	return hv_store_exec(c, "prov_version_insert", 6, params, lengths,
-	    formats, false, NULL, err);
-}
 
 enum hv_rc
 hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
@@ -277,7 +160,8 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	}
 	(void)snprintf(ws, sizeof(ws), "%s", PQgetvalue(r, 0, P_WS));
-	rc = open_version(v, c, ws, idn, (uint32_t)ver, &cur, err);
+	rc = hv_vault_open_version(
+	    v, c, ws, idn, PQgetvalue(r, 0, P_VERSION), &cur, err);
 	if (rc != HV_OK)
 		goto out;
 	if (!hv_vault_oauth_expiring(cur, skew_s, &can)) {
@@ -293,10 +177,14 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 		rc = hv_err_set(err, HV_E_INTERNAL, "refresh gave no secret");
 		goto out;
 	}
-	rc = seal_secret(v, ws, idn, (uint32_t)(ver + 1), next, &env, err);
+	rc = hv_vault_seal_secret(
+	    v, ws, idn, (uint32_t)(ver + 1), next, &env, err);
+	if (rc == HV_E_INVALID) /* what the provider sent, not the caller */
+		rc = hv_err_set(
+		    err, HV_E_UPSTREAM, "refreshed secret is too large");
 	if (rc != HV_OK)
 		goto out;
-	rc = insert_version(c, idn, (uint32_t)(ver + 1), &env, err);
+	rc = hv_vault_insert_version(c, idn, (uint32_t)(ver + 1), &env, err);
 	if (rc != HV_OK)
 		goto out;
 	(void)snprintf(oldv, sizeof(oldv), "%lu", ver);
