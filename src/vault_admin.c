@@ -178,19 +178,6 @@ out:
 	return rc;
 }
 
-/* Cursor: "<created_at in µs>_<id>" of the last row of a page. */
-static bool
-ws_cursor(const char *s, char us[24], char id[HV_UUID_STR])
-{
-	size_t n = strspn(s, "0123456789");
-
-	if (n == 0 || n > 19 || s[n] != '_')
-		return false;
-	memcpy(us, s, n);
-	us[n] = '\0';
-	return hv_uuid_normalize(s + n + 1, id);
-}
-
 enum hv_rc
 hv_vault_workspace_list_page(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const struct hv_list_query *q, json_t **out,
@@ -212,7 +199,7 @@ hv_vault_workspace_list_page(struct hv_vault *v, const struct hv_principal *p,
 	if (limit > WS_LIST_MAX)
 		limit = WS_LIST_MAX;
 	if (q != NULL && q->cursor != NULL && q->cursor[0] != '\0') {
-		if (!ws_cursor(q->cursor, us, cid))
+		if (!hv_vault_cursor_parse(q->cursor, us, cid))
 			return hv_err_set(err, HV_E_INVALID, "cursor: invalid");
 		pv[0] = us;
 		pv[1] = cid;

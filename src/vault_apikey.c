@@ -536,9 +536,12 @@ out:
 	return rc;
 }
 
-/* Cursor: "<created_at in µs>_<id>", both from the last row of a page. */
-static bool
-parse_cursor(const char *s, char us[24], char id[HV_UUID_STR])
+/*
+ * Cursor of the API key and workspace lists (vault_int.h):
+ * "<created_at in µs>_<id>", both from the last row of a page.
+ */
+bool
+hv_vault_cursor_parse(const char *s, char us[24], char id[HV_UUID_STR])
 {
 	size_t n = strspn(s, "0123456789");
 
@@ -589,7 +592,7 @@ hv_vault_apikey_list(struct hv_vault *v, const struct hv_principal *p,
 	}
 	pv[1] = pv[2] = NULL;
 	if (q != NULL && q->cursor != NULL && q->cursor[0] != '\0') {
-		if (!parse_cursor(q->cursor, us, cid))
+		if (!hv_vault_cursor_parse(q->cursor, us, cid))
 			return hv_err_set(err, HV_E_INVALID, "cursor: invalid");
 		pv[1] = us;
 		pv[2] = cid;

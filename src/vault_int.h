@@ -95,6 +95,13 @@ bool hv_vault_visible(const struct hv_principal *p, const char *workspace_id,
 bool hv_vault_allowed(const struct hv_principal *p, const char *cred_id);
 
 /*
+ * Parse a keyset cursor "<created_at in µs>_<uuid>" (API key and workspace
+ * lists) into us (digits) and id (normalized); false when malformed.
+ * (vault_apikey.c)
+ */
+bool hv_vault_cursor_parse(const char *s, char us[24], char id[HV_UUID_STR]);
+
+/*
  * The one path for a credential version's secret (vault_cred.c), also used
  * by the OAuth refresh in vault_provider.c:
  * hv_vault_seal_secret serializes sec (compact, sorted keys; at most 64 KiB,
