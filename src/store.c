@@ -308,6 +308,40 @@ conn_ready(struct hv_conn *c, struct hv_err *err)
 	return session_setup(c->pg, err);
 }
 
+/*
+ * libpq's parse errors quote the connection string ("invalid
+ * percent-encoded token: \"<password>\"", the whole URI for a bad IPv6
+ * host): parse a URL or keyword string here once, and on failure say so
+ * without libpq's text. A plain database name is not parsed (libpq does
+ * not expand it either).
+ */
+static enum hv_rc
+url_check(const char *url, struct hv_err *err)
+{
+	PQconninfoOption *opts, *o;
+	char *em = NULL;
+
+	if (strncmp(url, "postgresql://", 13) != 0 &&
+	    strncmp(url, "postgres://", 11) != 0 && strchr(url, '=') == NULL)
+		return HV_OK;
+	opts = PQconninfoParse(url, &em);
+	if (opts == NULL) {
+		if (em == NULL)
+			return hv_err_set(err, HV_E_NOMEM, "out of memory");
+		hv_mem_zero(em, strlen(em));
+		PQfreemem(em);
+		return hv_err_set(err, HV_E_CONFIG,
+		    "database_url is not a valid connection string "
+		    "(libpq's message is not shown: it may quote the "
+		    "password)");
+	}
+	for (o = opts; o->keyword != NULL; o++)
+		if (o->val != NULL)
+			hv_mem_zero(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+	return HV_OK;
+}
+
 enum hv_rc
 hv_store_open(const char *url, unsigned int size, struct hv_store **out,
     struct hv_err *err)
@@ -320,6 +354,9 @@ hv_store_open(const char *url, unsigned int size, struct hv_store **out,
 
 	if (url == NULL || *url == '\0')
 		return hv_err_set(err, HV_E_CONFIG, "database_url not set");
+	rc = url_check(url, err);
+	if (rc != HV_OK)
+		return rc;
 	hv_store_register(
 	    store_stmts, sizeof(store_stmts) / sizeof(store_stmts[0]));
 	if (size == 0)

@@ -464,6 +464,29 @@ test_killed_connection(void **state)
 	hv_store_close(&s);
 }
 
+/* libpq's parse errors quote the string: ours must not show the password. */
+static void
+test_url_not_quoted(void **state)
+{
+	static const char *const bad[] = {
+	    "postgresql://u:s3cr%zzet@localhost/db",
+	    "postgresql://u:s3cret@[::1/db",
+	    "host=localhost password=s3cr et dbname=db",
+	};
+	struct hv_store *s = NULL;
+	struct hv_err err = {0};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(
+		    hv_store_open(bad[i], 2, &s, &err), HV_E_CONFIG);
+		assert_null(s);
+		assert_null(strstr(err.msg, "s3cr"));
+		assert_non_null(strstr(err.msg, "database_url"));
+	}
+}
+
 /* A server that is not there: HV_E_DATABASE at once, not a hang. */
 static void
 test_database_down(void **state)
@@ -592,6 +615,7 @@ main(void)
 	    cmocka_unit_test(test_pool_threads),
 	    cmocka_unit_test(test_killed_connection),
 	    cmocka_unit_test(test_database_down),
+	    cmocka_unit_test(test_url_not_quoted),
 	    cmocka_unit_test(test_pool_wait),
 	    cmocka_unit_test(test_statement_timeout),
 	};
