@@ -94,6 +94,16 @@ hv_cfg_init(struct hv_cfg *c)
 	c->upstream_max_response = 4 * 1024 * 1024;
 }
 
+/* database_url may carry a password: strings are wiped before free. */
+static void
+str_free(char *s)
+{
+	if (s == NULL)
+		return;
+	hv_mem_zero(s, strlen(s));
+	free(s);
+}
+
 void
 hv_cfg_release(struct hv_cfg *c)
 {
@@ -102,7 +112,7 @@ hv_cfg_release(struct hv_cfg *c)
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		if (keys[i].kind == K_STR) {
 			char **p = (char **)((char *)c + keys[i].off);
-			free(*p);
+			str_free(*p);
 			*p = NULL;
 		}
 	}
@@ -116,7 +126,7 @@ hv_cfg_release(struct hv_cfg *c)
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		if (keys[i].kind == K_STR) {
 			char **p = (char **)((char *)c + keys[i].off);
-			free(*p);
+			str_free(*p);
 			*p = NULL;
 		}
 	}
@@ -214,7 +224,7 @@ hv_cfg_set(
 			continue;
 		switch (keys[i].kind) {
 		case K_STR:
-			free(*(char **)p);
+			str_free(*(char **)p);
 			*(char **)p = value[0] == '\0' ? NULL : strdup(value);
 			return HV_OK;
 		case K_UINT:

@@ -792,8 +792,14 @@ hv_httpreq_json(const char *buf, size_t len, const char *const *fields,
 		return HV_E_INVALID;
 	/* No JSON_DECODE_ANY, no JSON_ALLOW_NUL, EOF check on. */
 	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
-	if (j == NULL)
-		return json_fail(err, &je);
+	if (j == NULL) {
+		enum hv_rc rc = json_fail(err, &je);
+
+		/* je.text may quote the body, which can hold a secret */
+		hv_mem_zero(&je, sizeof(je));
+		return rc;
+	}
+	hv_mem_zero(&je, sizeof(je));
 	if (!json_is_object(j)) {
 		json_decref(j);
 		return hv_err_set(err, HV_E_INTERNAL,
