@@ -138,6 +138,8 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	}
 	if (!hv_vault_allowed(p, idn)) {
+		(void)hv_vault_deny(v, p, ctx, idn,
+		    "credential not in the api key's allow-list");
 		rc = hv_err_set(err, HV_E_FORBIDDEN,
 		    "credential is outside this key's allow-list");
 		goto out;
