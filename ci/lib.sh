@@ -107,11 +107,15 @@ hv_swtpm_stop() {
 	rm -f "$dir/swtpm.pid"
 }
 
-# A free TCP port on loopback.
+# A free TCP port pair (P, P+1) on loopback, below the kernel's ephemeral
+# range, so that no outgoing connection of a parallel test can take it
+# between this check and the bind.
 hv_free_port() {
-	local p
+	local p lo=20000 hi
+	hi=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$hi" -gt $((lo + 1000)) ] 2>/dev/null || hi=32768
 	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 20000))
+		p=$((lo + RANDOM % (hi - lo - 1)))
 		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q . &&
 			! ss -Hltn "sport = :$((p + 1))" 2>/dev/null | grep -q .; then
 			echo "$p"

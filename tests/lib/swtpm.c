@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #define PORT_LO     20000u
-#define PORT_HI     40000u
+#define PORT_HI     32700u /* below the ephemeral range (32768-) */
 #define START_TRIES 20
 #define READY_MS    5000
 
