@@ -61,6 +61,8 @@ static const struct key keys[] = {
     U(dek_cache_size),
     U(dek_cache_ttl_ms),
     U(dek_cache_max_uses),
+    U(cred_cache_size),
+    U(cred_cache_ttl_ms),
     U(audit_chains),
     U(upstream_timeout_ms),
     {"upstream_max_response", K_SIZE,
@@ -89,6 +91,8 @@ hv_cfg_init(struct hv_cfg *c)
 	c->dek_cache_size = 1024;
 	c->dek_cache_ttl_ms = 60000;
 	c->dek_cache_max_uses = 10000;
+	c->cred_cache_size = 16384;
+	c->cred_cache_ttl_ms = 5000;
 	c->audit_chains = 16; /* >= db_pool: no shared head (audit.c) */
 	c->upstream_timeout_ms = 30000;
 	c->upstream_max_response = 4 * 1024 * 1024;

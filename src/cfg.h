@@ -52,7 +52,9 @@ struct hv_cfg {
 	bool allow_private_targets;
 	unsigned int dek_cache_size; /* entries; 0 disables the cache */
 	unsigned int dek_cache_ttl_ms;
-	unsigned int dek_cache_max_uses;  /* hits per unwrap; 0 = no limit */
+	unsigned int dek_cache_max_uses; /* hits per unwrap; 0 = no limit */
+	unsigned int cred_cache_size;    /* metadata rows; 0 = off */
+	unsigned int cred_cache_ttl_ms;
 	unsigned int audit_chains;        /* parallel audit chains */
 	unsigned int upstream_timeout_ms; /* test/use: whole provider call */
 	size_t upstream_max_response;     /* test/use: provider body cap */

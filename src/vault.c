@@ -479,6 +479,7 @@ hv_vault_close(struct hv_vault **vp)
 		return;
 	v = *vp;
 	cache_stop(v);
+	hv_credcache_free(&v->credcache);
 	hv_dekcache_free(&v->dekcache);
 	hv_catalog_free(&v->catalog);
 	hv_audit_free(&v->audit);
@@ -555,6 +556,10 @@ hv_vault_open(const struct hv_cfg *cfg, bool create_keys, struct hv_vault **out,
 	}
 	rc = hv_dekcache_new(cfg->dek_cache_size, cfg->dek_cache_ttl_ms,
 	    cfg->dek_cache_max_uses, &v->dekcache, err);
+	if (rc != HV_OK)
+		goto fail;
+	rc = hv_credcache_new(
+	    cfg->cred_cache_size, cfg->cred_cache_ttl_ms, &v->credcache, err);
 	if (rc != HV_OK)
 		goto fail;
 	rc = hv_catalog_load(cfg->catalog, cfg, &v->catalog, err);
@@ -866,10 +871,19 @@ drain_notifies(struct hv_vault *v, PGconn *pg)
 	PGnotify *nf;
 
 	while ((nf = PQnotifies(pg)) != NULL) {
-		if (nf->extra != NULL && hv_uuid_valid(nf->extra))
+		char idn[HV_UUID_STR];
+
+		if (strcmp(nf->relname, HV_CRED_CHANNEL) == 0) {
+			if (nf->extra != NULL &&
+			    hv_uuid_normalize(nf->extra, idn))
+				hv_credcache_forget(v->credcache, idn);
+			else
+				hv_credcache_clear(v->credcache);
+		} else if (nf->extra != NULL && hv_uuid_valid(nf->extra)) {
 			hv_vault_cache_evict(v, nf->extra);
-		else
+		} else {
 			hv_vault_cache_evict(v, "");
+		}
 		PQfreemem(nf);
 	}
 }
@@ -888,7 +902,7 @@ listener_connect(struct hv_vault *v)
 	}
 	r = PQexec(pg,
 	    "SET application_name = 'hsmvault-listener'; "
-	    "LISTEN " HV_REVOKE_CHANNEL);
+	    "LISTEN " HV_REVOKE_CHANNEL "; LISTEN " HV_CRED_CHANNEL);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		hv_log_warn("api keys: LISTEN failed");
 		PQclear(r);
@@ -897,6 +911,7 @@ listener_connect(struct hv_vault *v)
 	}
 	PQclear(r);
 	/* notifications sent while we were away are lost: start afresh */
+	hv_credcache_clear(v->credcache);
 	pthread_mutex_lock(&k->mu);
 	cache_clear_locked(k);
 	k->listening = true;
@@ -1134,6 +1149,20 @@ mark_used(struct akcache *k, const char *key_id)
 		snprintf(
 		    k->overflow[k->noverflow++], HV_UUID_STR, "%s", key_id);
 	pthread_mutex_unlock(&k->mu);
+}
+
+bool
+hv_vault_notices_fresh(struct hv_vault *v)
+{
+	struct akcache *k = cache_of(v);
+	bool fresh;
+
+	if (k == NULL)
+		return false;
+	pthread_mutex_lock(&k->mu);
+	fresh = k->listening && mono_now() - k->heartbeat_at < FRESH_S;
+	pthread_mutex_unlock(&k->mu);
+	return fresh;
 }
 
 void

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "envelope.h"
 #include "log.h"
@@ -931,6 +932,36 @@ fetch_row(struct hv_conn *c, const char *stmt, const char *id, PGresult **out,
 }
 
 /*
+ * How long row 0 of r may be served from the metadata cache: *until_us is
+ * its expires_at (realtime microseconds; the computed status flips then)
+ * or 0 for none. False: do not cache it.
+ */
+static bool
+cache_until(const PGresult *r, int64_t *until_us)
+{
+	const char *e = val(r, 0, C_EXPIRES);
+	int y, mo, d, h, mi, sec, us, n = 0;
+	struct tm tm;
+
+	*until_us = 0;
+	if (e == NULL)
+		return true;
+	if (sscanf(e, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ%n", &y, &mo, &d, &h, &mi,
+	        &sec, &us, &n) != 7 ||
+	    n != (int)strlen(e))
+		return false;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	*until_us = (int64_t)timegm(&tm) * 1000000 + us;
+	return *until_us > 0;
+}
+
+/*
  * Visibility (404), allow-list (403) and, for changes, the credential's
  * own workspace (403) of row 0 of r.
  */
@@ -1020,6 +1051,7 @@ static void
 forget_versions(struct hv_vault *v, const char *cred_id)
 {
 	hv_dekcache_forget(v->dekcache, cred_id);
+	hv_credcache_forget(v->credcache, cred_id);
 }
 
 /* Insert the sealed version row (vault_int.h). */
@@ -1825,19 +1857,31 @@ hv_vault_cred_get(struct hv_vault *v, const struct hv_principal *p,
 	PGresult *r = NULL;
 	json_t *o;
 	enum hv_rc rc;
+	uint64_t gen = 0;
+	int64_t until = 0;
+	bool cached;
 
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_READ, ctx, err);
 	if (rc != HV_OK)
 		return rc;
 	if (!hv_uuid_normalize(id, idn))
 		return not_found(err);
-	rc = hv_store_acquire(v->store, &c, err);
-	if (rc != HV_OK)
-		return rc;
-	rc = fetch_row(c, "cred_get", idn, &r, err);
-	hv_store_release(v->store, &c);
-	if (rc != HV_OK)
-		return rc;
+	/* the same row, checked the same way, from the cache when fresh */
+	cached = v->credcache != NULL && hv_vault_notices_fresh(v);
+	if (cached)
+		r = hv_credcache_get(v->credcache, idn);
+	if (r == NULL) {
+		gen = hv_credcache_gen(v->credcache);
+		rc = hv_store_acquire(v->store, &c, err);
+		if (rc != HV_OK)
+			return rc;
+		rc = fetch_row(c, "cred_get", idn, &r, err);
+		hv_store_release(v->store, &c);
+		if (rc != HV_OK)
+			return rc;
+		if (cached && cache_until(r, &until))
+			hv_credcache_put(v->credcache, idn, r, until, gen);
+	}
 	rc = check_access(v, p, ctx, r, false, err);
 	if (rc == HV_OK) {
 		o = row_json(r, 0);
@@ -2063,6 +2107,8 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 	if (rc != HV_OK)
 		goto out;
 	rc = finish_change(c, r2, out, err);
+	if (rc == HV_OK)
+		hv_credcache_forget(v->credcache, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2647,6 +2693,8 @@ hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	}
 	rc = hv_store_commit(c, err);
+	if (rc == HV_OK)
+		hv_credcache_forget(v->credcache, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);

@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "catalog.h"
 #include "cfg.h"
+#include "credcache.h"
 #include "dekcache.h"
 #include "envelope.h"
 #include "hsm.h"
@@ -21,8 +22,9 @@ struct hv_vault {
 	struct hv_store *store;
 	struct hv_catalog *catalog;
 	struct hv_audit *audit;
-	void *apikey_cache;           /* owned by vault.c */
-	struct hv_dekcache *dekcache; /* NULL: off; used by vault_cred.c */
+	void *apikey_cache;             /* owned by vault.c */
+	struct hv_dekcache *dekcache;   /* NULL: off; used by vault_cred.c */
+	struct hv_credcache *credcache; /* NULL: off; metadata reads */
 };
 
 /* Register the statement tables of every vault module (once). */
@@ -36,6 +38,17 @@ void hv_vault_cred_register(void); /* vault_cred.c */
  */
 /* PostgreSQL NOTIFY channel of API key revocations (payload: key id). */
 #define HV_REVOKE_CHANNEL "hv_apikey_revoked"
+/*
+ * NOTIFY channel of credential changes (payload: credential id), sent by
+ * the trigger of sql/0003-credential-notify.sql.
+ */
+#define HV_CRED_CHANNEL "hv_credential_changed"
+
+/*
+ * Is this process's listener connected, with a recent heartbeat? Only
+ * then may cached credential metadata be served (credcache.h).
+ */
+bool hv_vault_notices_fresh(struct hv_vault *v);
 
 /* Timestamps leave the database as RFC 3339 UTC with microseconds. */
 #define HV_SQL_TS(col)                                                         \

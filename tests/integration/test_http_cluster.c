@@ -3,7 +3,8 @@
  *   - two server instances (two vaults, two HTTP servers in one process)
  *     on one database and one key store: a credential created through
  *     one is read through the other; a key revoked on one is refused by
- *     the other within one second;
+ *     the other within one second; credential metadata cached by both
+ *     is never served stale past a change (test_metadata_cache);
  *   - graceful stop: a request in flight when hv_http_stop() starts is
  *     answered in full, and new connections are refused;
  *   - the open metrics listener (metrics_listen) serves /metrics only;
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "httpc.h"
@@ -103,6 +105,146 @@ test_two_instances(void **state)
 	fprintf(stderr, "revocation reached the other instance in %.3f s\n",
 	    waited);
 	assert_true(waited <= 1.0);
+
+	hv_httpc_release(&a);
+	hv_httpc_release(&b);
+	hv_test_server_stop(&peer);
+}
+
+/* The name in a GET of path through c (into out), or the status. */
+static long
+get_name(struct hv_httpc *c, const char *path, char *out, size_t cap)
+{
+	struct hv_httpc_resp r;
+	long st = hv_httpc_do(c, "GET", path, S.admin_key, NULL, NULL, 0, &r);
+	json_t *o;
+
+	out[0] = '\0';
+	if (st == 200) {
+		o = json_loads(r.body, 0, NULL);
+		assert_non_null(o);
+		(void)snprintf(out, cap, "%s",
+		    json_string_value(json_object_get(o, "name")));
+		json_decref(o);
+	}
+	hv_httpc_resp_free(&r);
+	return st;
+}
+
+/* Poll GET path through c until its name is want (or 404 when want is
+ * NULL); the time it took, failing after limit seconds. */
+static double
+wait_name(struct hv_httpc *c, const char *path, const char *want, double limit)
+{
+	char name[256];
+	double t0 = now_s(), waited;
+	long st;
+
+	for (;;) {
+		st = get_name(c, path, name, sizeof(name));
+		waited = now_s() - t0;
+		if (want == NULL ? st == 404
+		                 : (st == 200 && strcmp(name, want) == 0))
+			return waited;
+		if (waited > limit)
+			fail_msg("stale metadata after %.2f s: %ld '%s' (want "
+			         "'%s')",
+			    waited, st, name, want == NULL ? "404" : want);
+		usleep(10 * 1000);
+	}
+}
+
+static void
+sql(const char *fmt, const char *arg)
+{
+	char q[512];
+	PGconn *c = PQconnectdb(S.db.url);
+	PGresult *r;
+	const char *p[1] = {arg};
+
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	(void)snprintf(q, sizeof(q), "%s", fmt);
+	r = PQexecParams(c, q, arg != NULL ? 1 : 0, NULL, p, NULL, NULL, 0);
+	assert_true(PQresultStatus(r) == PGRES_COMMAND_OK ||
+	    PQresultStatus(r) == PGRES_TUPLES_OK);
+	PQclear(r);
+	PQfinish(c);
+}
+
+/*
+ * The credential metadata cache (src/credcache.h): metadata read through
+ * two instances, changed through the other one, through this one, by SQL
+ * behind the vault's back, and with the change notifications cut: every
+ * reader sees the change at once (its own instance) or within a second.
+ */
+static void
+test_metadata_cache(void **state)
+{
+	struct hv_test_server peer;
+	struct hv_httpc a, b;
+	struct hv_httpc_resp r;
+	char id[64], path[120], name[256];
+	double w;
+	int i;
+
+	(void)state;
+	hv_test_server_start_peer(&peer, &S, NULL);
+	hv_httpc_init(&a, S.base);
+	hv_httpc_init(&b, peer.base);
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":\"first\",\"auth_type\":"
+	    "\"api_key\",\"secret\":{\"key\":\"sk_cache\"}}",
+	    id, sizeof(id));
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", id);
+	for (i = 0; i < 3; i++) { /* both caches hold it now */
+		assert_int_equal(get_name(&a, path, name, sizeof(name)), 200);
+		assert_string_equal(name, "first");
+		assert_int_equal(get_name(&b, path, name, sizeof(name)), 200);
+	}
+
+	/* changed through b: b at once, a within a second */
+	assert_int_equal(hv_httpc_do(&b, "PATCH", path, S.admin_key, NULL,
+	                     "{\"name\":\"second\"}", 17, &r),
+	    200);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(get_name(&b, path, name, sizeof(name)), 200);
+	assert_string_equal(name, "second");
+	w = wait_name(&a, path, "second", 1.0);
+	fprintf(stderr, "edit reached the other instance in %.3f s\n", w);
+
+	/* changed through a: a at once */
+	assert_int_equal(hv_httpc_do(&a, "PATCH", path, S.admin_key, NULL,
+	                     "{\"name\":\"third\"}", 16, &r),
+	    200);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(get_name(&a, path, name, sizeof(name)), 200);
+	assert_string_equal(name, "third");
+	(void)wait_name(&b, path, "third", 1.0);
+
+	/* an operator's UPDATE behind the vault's back (the trigger) */
+	sql("UPDATE credentials SET name = 'fourth' WHERE id = $1::uuid", id);
+	(void)wait_name(&a, path, "fourth", 1.0);
+	(void)wait_name(&b, path, "fourth", 1.0);
+
+	/* the listeners cut, then a change whose notification is lost */
+	sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+	    "application_name = 'hsmvault-listener'",
+	    NULL);
+	sql("UPDATE credentials SET name = 'fifth' WHERE id = $1::uuid", id);
+	usleep(1000 * 1000);
+	assert_int_equal(get_name(&a, path, name, sizeof(name)), 200);
+	assert_string_equal(name, "fifth");
+	assert_int_equal(get_name(&b, path, name, sizeof(name)), 200);
+	assert_string_equal(name, "fifth");
+
+	/* deleted through b: 404 on b at once, on a within a second */
+	(void)wait_name(&a, path, "fifth", 1.0);
+	assert_int_equal(
+	    hv_httpc_do(&b, "DELETE", path, S.admin_key, NULL, NULL, 0, &r),
+	    204);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(get_name(&b, path, name, sizeof(name)), 404);
+	(void)wait_name(&a, path, NULL, 1.0);
 
 	hv_httpc_release(&a);
 	hv_httpc_release(&b);
@@ -628,6 +770,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_two_instances),
+	    cmocka_unit_test(test_metadata_cache),
 	    cmocka_unit_test(test_graceful_stop),
 	    cmocka_unit_test(test_stop_idle),
 	    cmocka_unit_test(test_metrics_listener),

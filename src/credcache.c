@@ -1,0 +1,377 @@
+/*
+ * credcache: the credential metadata cache (contract in credcache.h).
+ *
+ * Layout: a power-of-two array of sets of WAYS entries; an id hashes to
+ * one set and lives in one of its ways (a full set drops its oldest
+ * entry). An entry's row is one allocation: the column count, then per
+ * column a 32-bit length (NULL_LEN for SQL NULL) and the bytes. Sets are
+ * guarded by STRIPES mutexes so that readers of different sets never
+ * wait for each other; the generation is one atomic counter.
+ */
+#include "credcache.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+
+#include "mem.h"
+#include "uuid.h"
+
+#define WAYS     4
+#define STRIPES  64
+#define NULL_LEN UINT32_MAX
+/* A row above this is read from the database every time. */
+#define ROW_MAX   4096
+#define NCOLS_MAX 64
+
+struct entry {
+	char id[HV_UUID_STR];
+	uint64_t born_ms, until_ms;
+	uint8_t *row; /* NULL: free */
+	size_t len;
+};
+
+struct hv_credcache {
+	pthread_mutex_t mu[STRIPES];
+	unsigned int ttl_ms;
+	uint32_t mask;   /* sets - 1 */
+	struct entry *e; /* [sets * WAYS] */
+	uint64_t gen;    /* atomic */
+	/* statistics: atomic */
+	unsigned long hits, misses, stored, forgotten;
+	unsigned int entries;
+};
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int64_t
+real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* FNV-1a over the id's characters (ids are random uuids). */
+static uint32_t
+hash_id(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (uint8_t)*id) * 16777619u;
+	return h ^ (h >> 15);
+}
+
+enum hv_rc
+hv_credcache_new(unsigned int max_entries, unsigned int ttl_ms,
+    struct hv_credcache **out, struct hv_err *err)
+{
+	struct hv_credcache *c;
+	uint32_t sets = 1;
+	unsigned int i;
+
+	*out = NULL;
+	if (max_entries == 0)
+		return HV_OK;
+	if (max_entries > (1u << 22))
+		return hv_err_set(err, HV_E_CONFIG,
+		    "cred_cache_size: at most %u entries", 1u << 22);
+	if (ttl_ms == 0)
+		return hv_err_set(err, HV_E_CONFIG,
+		    "cred_cache_ttl_ms must be above 0 while cred_cache_size "
+		    "is (or set cred_cache_size to 0)");
+	while ((uint64_t)sets * WAYS < max_entries)
+		sets <<= 1;
+	c = hv_calloc(1, sizeof(*c));
+	if (c == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	c->e = hv_calloc((size_t)sets * WAYS, sizeof(*c->e));
+	if (c->e == NULL) {
+		hv_free(c);
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	}
+	for (i = 0; i < STRIPES; i++)
+		pthread_mutex_init(&c->mu[i], NULL);
+	c->mask = sets - 1;
+	c->ttl_ms = ttl_ms;
+	*out = c;
+	return HV_OK;
+}
+
+static void
+entry_drop(struct hv_credcache *c, struct entry *e)
+{
+	if (e->row == NULL)
+		return;
+	hv_free(e->row);
+	e->row = NULL;
+	e->id[0] = '\0';
+	__atomic_fetch_sub(&c->entries, 1, __ATOMIC_RELAXED);
+}
+
+void
+hv_credcache_free(struct hv_credcache **cp)
+{
+	struct hv_credcache *c = *cp;
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < ((size_t)c->mask + 1) * WAYS; i++)
+		entry_drop(c, &c->e[i]);
+	for (i = 0; i < STRIPES; i++)
+		pthread_mutex_destroy(&c->mu[i]);
+	hv_free(c->e);
+	hv_free(c);
+	*cp = NULL;
+}
+
+uint64_t
+hv_credcache_gen(struct hv_credcache *c)
+{
+	return c == NULL ? 0 : __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
+}
+
+static struct entry *
+set_of(struct hv_credcache *c, const char *id, pthread_mutex_t **mu)
+{
+	uint32_t s = hash_id(id) & c->mask;
+
+	*mu = &c->mu[s % STRIPES];
+	return &c->e[(size_t)s * WAYS];
+}
+
+/* A one-row result of the serialized row (NULL: malformed or no memory). */
+static PGresult *
+row_result(const uint8_t *row, size_t len)
+{
+	PGresAttDesc att[NCOLS_MAX];
+	PGresult *r;
+	uint32_t n, i, l;
+	size_t o = sizeof(uint32_t);
+
+	if (len < sizeof(uint32_t))
+		return NULL;
+	memcpy(&n, row, sizeof(n));
+	if (n == 0 || n > NCOLS_MAX)
+		return NULL;
+	r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+	if (r == NULL)
+		return NULL;
+	memset(att, 0, sizeof(att));
+	for (i = 0; i < n; i++)
+		att[i].name = (char *)"";
+	if (!PQsetResultAttrs(r, (int)n, att))
+		goto bad;
+	for (i = 0; i < n; i++) {
+		if (len - o < sizeof(l))
+			goto bad;
+		memcpy(&l, row + o, sizeof(l));
+		o += sizeof(l);
+		if (l == NULL_LEN) {
+			if (!PQsetvalue(r, 0, (int)i, NULL, -1))
+				goto bad;
+			continue;
+		}
+		if (l > len - o ||
+		    !PQsetvalue(r, 0, (int)i, (char *)(row + o), (int)l))
+			goto bad;
+		o += l;
+	}
+	return r;
+bad:
+	PQclear(r);
+	return NULL;
+}
+
+PGresult *
+hv_credcache_get(struct hv_credcache *c, const char *id)
+{
+	pthread_mutex_t *mu;
+	struct entry *set;
+	PGresult *r = NULL;
+	uint64_t now;
+	int w;
+
+	if (c == NULL)
+		return NULL;
+	set = set_of(c, id, &mu);
+	now = mono_ms();
+	pthread_mutex_lock(mu);
+	for (w = 0; w < WAYS; w++) {
+		struct entry *e = &set[w];
+
+		if (e->row == NULL || strcmp(e->id, id) != 0)
+			continue;
+		if (now >= e->until_ms)
+			entry_drop(c, e);
+		else
+			r = row_result(e->row, e->len);
+		break;
+	}
+	pthread_mutex_unlock(mu);
+	__atomic_fetch_add(
+	    r != NULL ? &c->hits : &c->misses, 1, __ATOMIC_RELAXED);
+	return r;
+}
+
+/* Row 0 of r serialized (NULL: too large, odd or no memory). */
+static uint8_t *
+row_bytes(const PGresult *r, size_t *len)
+{
+	uint32_t n, i, l;
+	size_t total = sizeof(uint32_t), o;
+	uint8_t *b;
+
+	if (PQntuples(r) < 1 || PQnfields(r) < 1 || PQnfields(r) > NCOLS_MAX)
+		return NULL;
+	n = (uint32_t)PQnfields(r);
+	for (i = 0; i < n; i++) {
+		if (PQfformat(r, (int)i) != 0)
+			return NULL;
+		total += sizeof(uint32_t);
+		if (!PQgetisnull(r, 0, (int)i))
+			total += (size_t)PQgetlength(r, 0, (int)i);
+		if (total > ROW_MAX)
+			return NULL;
+	}
+	b = hv_malloc(total);
+	if (b == NULL)
+		return NULL;
+	memcpy(b, &n, sizeof(n));
+	o = sizeof(n);
+	for (i = 0; i < n; i++) {
+		if (PQgetisnull(r, 0, (int)i)) {
+			l = NULL_LEN;
+			memcpy(b + o, &l, sizeof(l));
+			o += sizeof(l);
+			continue;
+		}
+		l = (uint32_t)PQgetlength(r, 0, (int)i);
+		memcpy(b + o, &l, sizeof(l));
+		o += sizeof(l);
+		memcpy(b + o, PQgetvalue(r, 0, (int)i), l);
+		o += l;
+	}
+	*len = total;
+	return b;
+}
+
+void
+hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
+    int64_t until_us, uint64_t gen)
+{
+	pthread_mutex_t *mu;
+	struct entry *set, *slot = NULL;
+	uint64_t now, until;
+	uint8_t *row;
+	size_t len = 0;
+	int w;
+
+	if (c == NULL || !hv_uuid_valid(id) || strlen(id) >= HV_UUID_STR)
+		return;
+	now = mono_ms();
+	until = now + c->ttl_ms;
+	if (until_us != 0) {
+		int64_t left = until_us - real_us();
+
+		if (left <= 0)
+			return;
+		if ((uint64_t)left / 1000u < c->ttl_ms)
+			until = now + (uint64_t)left / 1000u;
+	}
+	row = row_bytes(r, &len);
+	if (row == NULL)
+		return;
+	set = set_of(c, id, &mu);
+	pthread_mutex_lock(mu);
+	/* under the lock: a forget of id takes this lock after its bump */
+	if (__atomic_load_n(&c->gen, __ATOMIC_ACQUIRE) != gen) {
+		pthread_mutex_unlock(mu);
+		hv_free(row);
+		return;
+	}
+	for (w = 0; w < WAYS; w++) {
+		struct entry *e = &set[w];
+
+		if (e->row != NULL && strcmp(e->id, id) == 0) {
+			slot = e;
+			break;
+		}
+		if (slot == NULL ||
+		    (slot->row != NULL &&
+		        (e->row == NULL || e->born_ms < slot->born_ms)))
+			slot = e;
+	}
+	entry_drop(c, slot);
+	memcpy(slot->id, id, strlen(id) + 1);
+	slot->row = row;
+	slot->len = len;
+	slot->born_ms = now;
+	slot->until_ms = until;
+	__atomic_fetch_add(&c->entries, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(mu);
+	__atomic_fetch_add(&c->stored, 1, __ATOMIC_RELAXED);
+}
+
+void
+hv_credcache_forget(struct hv_credcache *c, const char *id)
+{
+	pthread_mutex_t *mu;
+	struct entry *set;
+	int w;
+
+	if (c == NULL)
+		return;
+	/* bump first: a put that read the row before now is refused */
+	__atomic_fetch_add(&c->gen, 1, __ATOMIC_ACQ_REL);
+	set = set_of(c, id, &mu);
+	pthread_mutex_lock(mu);
+	for (w = 0; w < WAYS; w++)
+		if (set[w].row != NULL && strcmp(set[w].id, id) == 0)
+			entry_drop(c, &set[w]);
+	pthread_mutex_unlock(mu);
+	__atomic_fetch_add(&c->forgotten, 1, __ATOMIC_RELAXED);
+}
+
+void
+hv_credcache_clear(struct hv_credcache *c)
+{
+	size_t s, w;
+
+	if (c == NULL)
+		return;
+	__atomic_fetch_add(&c->gen, 1, __ATOMIC_ACQ_REL);
+	for (s = 0; s <= c->mask; s++) {
+		pthread_mutex_t *mu = &c->mu[s % STRIPES];
+
+		pthread_mutex_lock(mu);
+		for (w = 0; w < WAYS; w++)
+			entry_drop(c, &c->e[s * WAYS + w]);
+		pthread_mutex_unlock(mu);
+	}
+}
+
+void
+hv_credcache_stats(struct hv_credcache *c, struct hv_credcache_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (c == NULL)
+		return;
+	st->hits = __atomic_load_n(&c->hits, __ATOMIC_RELAXED);
+	st->misses = __atomic_load_n(&c->misses, __ATOMIC_RELAXED);
+	st->stored = __atomic_load_n(&c->stored, __ATOMIC_RELAXED);
+	st->forgotten = __atomic_load_n(&c->forgotten, __ATOMIC_RELAXED);
+	st->entries = __atomic_load_n(&c->entries, __ATOMIC_RELAXED);
+	st->capacity = (c->mask + 1) * WAYS;
+}

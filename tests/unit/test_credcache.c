@@ -1,0 +1,314 @@
+/*
+ * Unit tests of credcache: a row comes back column for column (NULLs
+ * included), expiry by TTL and by the row's own expires_at, forget and
+ * clear with their generation (a row read before a forget is refused),
+ * the oldest way dropped from a full set, oversized rows refused, the
+ * disabled (size 0) cache, and consistency under threads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "credcache.h"
+
+#define ID1 "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f60"
+#define ID2 "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f61"
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static int64_t
+real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A one-row text result: "name" = name, NULL, "" and a fixed column. */
+static PGresult *
+row(const char *name)
+{
+	PGresAttDesc att[4];
+	PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+	int i;
+
+	assert_non_null(r);
+	memset(att, 0, sizeof(att));
+	for (i = 0; i < 4; i++)
+		att[i].name = (char *)"c";
+	assert_true(PQsetResultAttrs(r, 4, att));
+	assert_true(PQsetvalue(r, 0, 0, (char *)name, (int)strlen(name)));
+	assert_true(PQsetvalue(r, 0, 1, NULL, -1));
+	assert_true(PQsetvalue(r, 0, 2, (char *)"", 0));
+	assert_true(PQsetvalue(r, 0, 3, (char *)"fixed", 5));
+	return r;
+}
+
+static struct hv_credcache *
+mk(unsigned int size, unsigned int ttl)
+{
+	struct hv_credcache *c = NULL;
+	struct hv_err err = {0};
+
+	assert_int_equal(hv_credcache_new(size, ttl, &c, &err), HV_OK);
+	assert_non_null(c);
+	return c;
+}
+
+static void
+test_roundtrip(void **state)
+{
+	struct hv_credcache *c = mk(64, 10000);
+	PGresult *in = row("alpha"), *out;
+	struct hv_credcache_stats st;
+
+	(void)state;
+	assert_null(hv_credcache_get(c, ID1));
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	out = hv_credcache_get(c, ID1);
+	assert_non_null(out);
+	assert_int_equal(PQntuples(out), 1);
+	assert_int_equal(PQnfields(out), 4);
+	assert_string_equal(PQgetvalue(out, 0, 0), "alpha");
+	assert_true(PQgetisnull(out, 0, 1));
+	assert_false(PQgetisnull(out, 0, 2));
+	assert_string_equal(PQgetvalue(out, 0, 2), "");
+	assert_string_equal(PQgetvalue(out, 0, 3), "fixed");
+	PQclear(out);
+	assert_null(hv_credcache_get(c, ID2));
+	hv_credcache_stats(c, &st);
+	assert_int_equal(st.hits, 1);
+	assert_int_equal(st.misses, 2);
+	assert_int_equal(st.entries, 1);
+	assert_true(st.capacity >= 64);
+	/* a second put of the same id replaces it, one entry */
+	PQclear(in);
+	in = row("beta");
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	out = hv_credcache_get(c, ID1);
+	assert_string_equal(PQgetvalue(out, 0, 0), "beta");
+	PQclear(out);
+	hv_credcache_stats(c, &st);
+	assert_int_equal(st.entries, 1);
+	PQclear(in);
+	hv_credcache_free(&c);
+	assert_null(c);
+}
+
+static void
+test_expiry(void **state)
+{
+	struct hv_credcache *c = mk(64, 80);
+	PGresult *in = row("alpha"), *out;
+
+	(void)state;
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	out = hv_credcache_get(c, ID1);
+	assert_non_null(out);
+	PQclear(out);
+	sleep_ms(120);
+	assert_null(hv_credcache_get(c, ID1));
+	hv_credcache_free(&c);
+
+	/* the row's own expiry comes first */
+	c = mk(64, 60000);
+	hv_credcache_put(
+	    c, ID1, in, real_us() + 60 * 1000, hv_credcache_gen(c));
+	out = hv_credcache_get(c, ID1);
+	assert_non_null(out);
+	PQclear(out);
+	sleep_ms(100);
+	assert_null(hv_credcache_get(c, ID1));
+	/* already expired: never stored */
+	hv_credcache_put(c, ID2, in, real_us() - 1000, hv_credcache_gen(c));
+	assert_null(hv_credcache_get(c, ID2));
+	PQclear(in);
+	hv_credcache_free(&c);
+}
+
+static void
+test_forget_and_generation(void **state)
+{
+	struct hv_credcache *c = mk(64, 60000);
+	PGresult *in = row("alpha"), *out;
+	uint64_t gen;
+
+	(void)state;
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	hv_credcache_put(c, ID2, in, 0, hv_credcache_gen(c));
+	hv_credcache_forget(c, ID1);
+	assert_null(hv_credcache_get(c, ID1));
+	out = hv_credcache_get(c, ID2);
+	assert_non_null(out);
+	PQclear(out);
+
+	/* read before a forget, stored after it: refused */
+	gen = hv_credcache_gen(c);
+	hv_credcache_forget(c, ID2);
+	hv_credcache_put(c, ID1, in, 0, gen);
+	assert_null(hv_credcache_get(c, ID1));
+
+	gen = hv_credcache_gen(c);
+	hv_credcache_clear(c);
+	hv_credcache_put(c, ID1, in, 0, gen);
+	assert_null(hv_credcache_get(c, ID1));
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	hv_credcache_clear(c);
+	assert_null(hv_credcache_get(c, ID1));
+	assert_null(hv_credcache_get(c, ID2));
+	/* not a uuid: never stored */
+	hv_credcache_put(c, "not-a-uuid", in, 0, hv_credcache_gen(c));
+	assert_null(hv_credcache_get(c, "not-a-uuid"));
+	PQclear(in);
+	hv_credcache_free(&c);
+}
+
+static void
+test_full_set_and_size(void **state)
+{
+	/* four entries: one set of four ways */
+	struct hv_credcache *c = mk(4, 60000);
+	struct hv_credcache_stats st;
+	char ids[6][40], big[5000];
+	PGresult *in = row("alpha"), *out, *huge;
+	int i, kept = 0;
+
+	(void)state;
+	for (i = 0; i < 6; i++) {
+		(void)snprintf(ids[i], sizeof(ids[i]),
+		    "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f7%d", i);
+		hv_credcache_put(c, ids[i], in, 0, hv_credcache_gen(c));
+		sleep_ms(2); /* distinct birth times */
+	}
+	hv_credcache_stats(c, &st);
+	assert_int_equal(st.capacity, 4);
+	assert_int_equal(st.entries, 4);
+	for (i = 0; i < 6; i++) {
+		out = hv_credcache_get(c, ids[i]);
+		if (out != NULL)
+			kept |= 1 << i;
+		PQclear(out);
+	}
+	assert_int_equal(kept, 0x3c); /* the two oldest went */
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	huge = row(big);
+	hv_credcache_put(c, ID1, huge, 0, hv_credcache_gen(c));
+	assert_null(hv_credcache_get(c, ID1));
+	PQclear(huge);
+	PQclear(in);
+	hv_credcache_free(&c);
+}
+
+static void
+test_disabled(void **state)
+{
+	struct hv_credcache *c = (struct hv_credcache *)1;
+	struct hv_err err = {0};
+	PGresult *in = row("alpha");
+
+	(void)state;
+	assert_int_equal(hv_credcache_new(0, 1000, &c, &err), HV_OK);
+	assert_null(c);
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	assert_null(hv_credcache_get(c, ID1));
+	hv_credcache_forget(c, ID1);
+	hv_credcache_clear(c);
+	hv_credcache_free(&c);
+	assert_int_equal(hv_credcache_new(16, 0, &c, &err), HV_E_CONFIG);
+	assert_non_null(strstr(err.msg, "cred_cache_ttl_ms"));
+	assert_int_equal(
+	    hv_credcache_new(1u << 23, 1000, &c, &err), HV_E_CONFIG);
+	PQclear(in);
+}
+
+struct worker {
+	struct hv_credcache *c;
+	int n;
+	int bad;
+};
+
+/* Readers, writers and forgetters on a few ids: every hit is whole. */
+static void *
+work(void *arg)
+{
+	struct worker *w = arg;
+	char id[40], name[64];
+	PGresult *in, *out;
+	int i;
+
+	for (i = 0; i < 3000; i++) {
+		(void)snprintf(id, sizeof(id),
+		    "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f8%d", i % 7);
+		(void)snprintf(name, sizeof(name), "%s-%d", id, w->n);
+		if (i % 5 == 0) {
+			hv_credcache_forget(w->c, id);
+		} else if (i % 2 == 0) {
+			in = row(name);
+			hv_credcache_put(
+			    w->c, id, in, 0, hv_credcache_gen(w->c));
+			PQclear(in);
+		} else {
+			out = hv_credcache_get(w->c, id);
+			if (out != NULL &&
+			    (strncmp(PQgetvalue(out, 0, 0), id, 36) != 0 ||
+			        strcmp(PQgetvalue(out, 0, 3), "fixed") != 0))
+				w->bad++;
+			PQclear(out);
+		}
+	}
+	return NULL;
+}
+
+static void
+test_threads(void **state)
+{
+	struct hv_credcache *c = mk(8, 60000);
+	struct worker w[4];
+	pthread_t th[4];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		w[i].c = c;
+		w[i].n = i;
+		w[i].bad = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].bad, 0);
+	}
+	hv_credcache_free(&c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_expiry),
+	    cmocka_unit_test(test_forget_and_generation),
+	    cmocka_unit_test(test_full_set_and_size),
+	    cmocka_unit_test(test_disabled),
+	    cmocka_unit_test(test_threads),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
