@@ -50,6 +50,9 @@ struct env {
 	PGconn *pg;
 	char ws_small[HV_UUID_STR]; /* a few rows made through the vault */
 	char ws_bulk[HV_UUID_STR];  /* BULK_ROWS rows inserted by SQL */
+	/* test_migration_without_privilege; teardown drops what a failure left */
+	struct hv_test_db priv_db;
+	char role[64];
 };
 
 static struct env E;
@@ -312,10 +315,30 @@ setup(void **state)
 	return 0;
 }
 
+/* Drop the unprivileged role's database (if any), then the role. */
+static void
+drop_role(void)
+{
+	char sql[128];
+	PGconn *adm;
+	PGresult *r;
+
+	hv_test_db_drop(&E.priv_db);
+	if (E.role[0] == '\0')
+		return;
+	adm = PQconnectdb(getenv("HV_TEST_PG_URL"));
+	(void)snprintf(sql, sizeof(sql), "DROP ROLE IF EXISTS %s", E.role);
+	r = PQexec(adm, sql);
+	PQclear(r);
+	PQfinish(adm);
+	E.role[0] = '\0';
+}
+
 static int
 teardown(void **state)
 {
 	(void)state;
+	drop_role();
 	PQfinish(E.pg);
 	hv_vault_close(&E.v);
 	hv_cfg_release(&E.cfg);
@@ -592,15 +615,16 @@ admin_pg(const char *url)
 }
 
 /*
- * Migrate database d as role `role` (LOGIN, no CREATE on the database;
+ * Migrate a new database as E.role (LOGIN, no CREATE on the database;
  * CREATE on schema public, as PostgreSQL 15 no longer gives everybody).
- * `prep` runs first as the cluster admin in d. Returns the number of
+ * `prep` runs first as the cluster admin in it. Returns the number of
  * trigram indexes afterwards; the migration itself must succeed.
  */
 static long
-migrate_as(const char *role, const char *prep)
+migrate_as(const char *prep)
 {
-	struct hv_test_db d;
+	struct hv_test_db *d = &E.priv_db;
+	const char *role = E.role;
 	struct hv_store *s = NULL;
 	struct hv_err err = {0};
 	json_t *rep = NULL;
@@ -611,8 +635,8 @@ migrate_as(const char *role, const char *prep)
 	const char *sql = hv_store_statement_sql("cred_list");
 	long n;
 
-	hv_test_db_new(&d, "searchpriv");
-	adm = admin_pg(d.url);
+	hv_test_db_new(d, "searchpriv");
+	adm = admin_pg(d->url);
 	/* the database belongs to the admin; PUBLIC has no CREATE on it */
 	(void)snprintf(
 	    grant, sizeof(grant), "GRANT CREATE ON SCHEMA public TO %s", role);
@@ -620,7 +644,7 @@ migrate_as(const char *role, const char *prep)
 	if (prep != NULL)
 		sql_ok(adm, prep);
 
-	(void)snprintf(url, sizeof(url), "%s user=%s", d.url, role);
+	(void)snprintf(url, sizeof(url), "%s user=%s", d->url, role);
 	must(hv_store_open(url, 1, &s, &err), &err, "open as role");
 	must(hv_store_migrate(s, &rep, &err), &err, "migrate as role");
 	assert_int_equal(json_array_size(json_object_get(rep, "applied")),
@@ -651,55 +675,48 @@ migrate_as(const char *role, const char *prep)
 	PQclear(r);
 	PQfinish(pg);
 	PQfinish(adm);
-	hv_test_db_drop(&d);
+	hv_test_db_drop(d);
 	return n;
 }
 
 static void
 test_migration_without_privilege(void **state)
 {
-	char role[64], sql[160], url[700];
+	char sql[160], url[700];
 	PGconn *adm, *probe;
-	PGresult *r;
 
 	(void)state;
 	adm = admin_pg(getenv("HV_TEST_PG_URL"));
 	/* test-only: role names are made here of [a-z0-9_], not from input */
-	(void)snprintf(role, sizeof(role), "hvt_trgm_%u", (unsigned)getpid());
-	(void)snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN", role);
-	sql_ok(adm, sql);
 	(void)snprintf(
-	    url, sizeof(url), "%s user=%s", getenv("HV_TEST_PG_URL"), role);
+	    E.role, sizeof(E.role), "hvt_trgm_%u", (unsigned)getpid());
+	(void)snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN", E.role);
+	sql_ok(adm, sql);
+	PQfinish(adm);
+	(void)snprintf(
+	    url, sizeof(url), "%s user=%s", getenv("HV_TEST_PG_URL"), E.role);
 	probe = PQconnectdb(url);
 	if (PQstatus(probe) != CONNECTION_OK) {
 		/* a cluster that does not trust local roles: cannot test */
 		PQfinish(probe);
-		(void)snprintf(sql, sizeof(sql), "DROP ROLE %s", role);
-		r = PQexec(adm, sql);
-		PQclear(r);
-		PQfinish(adm);
+		drop_role();
 		skip();
 	}
 	PQfinish(probe);
 
 	/* no CREATE on the database: no extension, no index, no error */
-	assert_int_equal(migrate_as(role, NULL), 0);
+	assert_int_equal(migrate_as(NULL), 0);
 	/* a DBA installed pg_trgm in a schema this role may not use */
-	assert_int_equal(migrate_as(role,
-	                     "CREATE SCHEMA ext; "
-	                     "CREATE EXTENSION pg_trgm SCHEMA ext"),
+	assert_int_equal(migrate_as("CREATE SCHEMA ext; "
+	                            "CREATE EXTENSION pg_trgm SCHEMA ext"),
 	    0);
 	/* ... and in one it may use: indexes, with ext.gin_trgm_ops */
 	(void)snprintf(sql, sizeof(sql),
 	    "CREATE SCHEMA ext; CREATE EXTENSION pg_trgm SCHEMA ext; "
 	    "GRANT USAGE ON SCHEMA ext TO %s",
-	    role);
-	assert_int_equal(migrate_as(role, sql), 3);
-
-	(void)snprintf(sql, sizeof(sql), "DROP ROLE %s", role);
-	r = PQexec(adm, sql);
-	PQclear(r);
-	PQfinish(adm);
+	    E.role);
+	assert_int_equal(migrate_as(sql), 3);
+	drop_role();
 }
 
 int
