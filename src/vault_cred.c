@@ -169,8 +169,16 @@ static const struct hv_stmt cred_stmts[] = {
     /*
 	 * Visibility in SQL mirrors hv_vault_visible() (rows are checked
 	 * again in C) so that pages are full; each filter is off when its
-	 * parameter is NULL. The search is strpos over lower(): no pattern
-	 * language, so % and _ in q are plain characters.
+	 * parameter is NULL. The search is a case-insensitive substring:
+	 * $5 is q with \, % and _ escaped by like_escape(), lowered here by
+	 * PostgreSQL (the database's locale, as before) and matched with LIKE,
+	 * which the trigram indexes of sql/0002-search-index.sql serve. No
+	 * ESCAPE clause: backslash is LIKE's default escape, and a '\'
+	 * literal would depend on standard_conforming_strings. The statement
+	 * stays on custom plans (its generic plan cannot fold the IS NULL
+	 * filters and costs more; test_search checks), so each search is
+	 * planned with its pattern: a q without trigrams (most under 3
+	 * characters) gets a scan. docs/storage.md.
 	 */
     {"cred_list",
         "SELECT " COLS " FROM credentials WHERE "
@@ -178,9 +186,10 @@ static const struct hv_stmt cred_stmts[] = {
         "(workspace_id = $2::uuid AND (scope = 'workspace' OR "
         "(scope = 'personal' AND owner_user = $3::text)))) "
         "AND ($4::uuid[] IS NULL OR id = ANY($4::uuid[])) "
-        "AND ($5::text IS NULL OR strpos(lower(name), lower($5::text)) > 0 "
-        "OR strpos(lower(service), lower($5::text)) > 0 "
-        "OR strpos(lower(notes), lower($5::text)) > 0) "
+        "AND ($5::text IS NULL "
+        "OR lower(name) LIKE ('%' || lower($5::text) || '%') "
+        "OR lower(service) LIKE ('%' || lower($5::text) || '%') "
+        "OR lower(notes) LIKE ('%' || lower($5::text) || '%')) "
         "AND ($6::text IS NULL OR scope = $6::text) "
         "AND ($7::text IS NULL OR auth_type = $7::text) "
         "AND ($8::text IS NULL OR " STATUS_EXPR " = $8::text) "
@@ -1687,6 +1696,31 @@ allow_array(const struct hv_principal *p, char **out, struct hv_err *err)
 	return HV_OK;
 }
 
+/*
+ * q as the body of a LIKE pattern that matches q itself: \, % and _ get
+ * a \ (LIKE's default escape) in front, so the search stays a plain
+ * substring. Those bytes never occur inside a UTF-8 multibyte sequence, so
+ * a byte loop is safe; lower-casing is left to PostgreSQL (cred_list). A
+ * new string the caller releases with hv_free(), or NULL when out of
+ * memory.
+ */
+static char *
+like_escape(const char *q)
+{
+	size_t l = strlen(q), i, o = 0;
+	char *s = hv_malloc(2 * l + 1);
+
+	if (s == NULL)
+		return NULL;
+	for (i = 0; i < l; i++) {
+		if (q[i] == '\\' || q[i] == '%' || q[i] == '_')
+			s[o++] = '\\';
+		s[o++] = q[i];
+	}
+	s[o] = '\0';
+	return s;
+}
+
 enum hv_rc
 hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const struct hv_list_query *q, json_t **out,
@@ -1700,7 +1734,7 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 	PGresult *r = NULL;
 	json_t *o = NULL, *items = NULL, *next = NULL;
 	unsigned int limit;
-	const char *search = NULL;
+	char *search = NULL;
 	enum hv_rc rc;
 	int i, n;
 
@@ -1738,7 +1772,11 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 				    "contain control characters");
 				goto out;
 			}
-		search = q->q;
+		search = like_escape(q->q);
+		if (search == NULL) {
+			rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
+			goto out;
+		}
 	}
 	if (q->scope != NULL && !in_set(q->scope, scopes)) {
 		rc = hv_err_set(err, HV_E_INVALID,
@@ -1841,6 +1879,7 @@ out:
 	json_decref(items);
 	json_decref(next);
 	hv_free(allow);
+	hv_free(search);
 	return rc;
 }
 
