@@ -755,6 +755,139 @@ hv_store_exec_once(struct hv_conn *c, const char *name, int n,
 	    false, res, err);
 }
 
+/*
+ * BEGIN, count executions of one statement and COMMIT in one pipeline:
+ * one round trip and one commit for the lot (see store.h).
+ */
+enum hv_rc
+hv_store_exec_batch(struct hv_conn *c, const char *name, size_t count,
+    const char *const *values, const int *lengths, const int *formats,
+    PGresult **res, struct hv_err *err)
+{
+	long idx = find_stmt(name);
+	const struct hv_stmt *st;
+	unsigned char bit;
+	enum hv_rc rc = HV_OK;
+	size_t i, step = 0, nsteps = count + 2;
+	int np, guard;
+	PGresult *r;
+	char m[160];
+
+	if (idx < 0)
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "statement '%.64s' not registered", name);
+	st = reg[idx].st;
+	np = st->nparams;
+	bit = (unsigned char)(1u << (idx % 8));
+	for (i = 0; i < count; i++)
+		res[i] = NULL;
+	if (count == 0)
+		return HV_OK;
+	if (c->in_tx)
+		return hv_err_set(
+		    err, HV_E_INTERNAL, "batch inside a transaction");
+	if (c->pg == NULL)
+		return hv_err_set(
+		    err, HV_E_DATABASE, "%s: connection lost", st->name);
+	if ((c->prepared[idx / 8] & bit) == 0) {
+		r = PQprepare(c->pg, st->name, st->sql, np, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			rc = result_error(c, st->name, r, err);
+			PQclear(r);
+			return rc;
+		}
+		PQclear(r);
+		c->prepared[idx / 8] |= bit;
+	}
+	if (PQenterPipelineMode(c->pg) != 1 ||
+	    PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) !=
+	        1) {
+		pg_msg(m, sizeof(m), PQerrorMessage(c->pg));
+		rc = hv_err_set(err, HV_E_DATABASE, "%s: %s", st->name, m);
+		goto drain;
+	}
+	for (i = 0; i < count; i++) {
+		size_t o = i * (size_t)np;
+
+		if (PQsendQueryPrepared(c->pg, st->name, np, values + o,
+		        lengths != NULL ? lengths + o : NULL,
+		        formats != NULL ? formats + o : NULL, 0) != 1) {
+			pg_msg(m, sizeof(m), PQerrorMessage(c->pg));
+			rc = hv_err_set(
+			    err, HV_E_DATABASE, "%s: %s", st->name, m);
+			goto drain;
+		}
+	}
+	if (PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) !=
+	        1 ||
+	    PQpipelineSync(c->pg) != 1) {
+		pg_msg(m, sizeof(m), PQerrorMessage(c->pg));
+		rc = hv_err_set(err, HV_E_DATABASE, "%s: %s", st->name, m);
+		goto drain;
+	}
+	/* one result (then NULL) per command, then the sync point */
+	while (step < nsteps) {
+		ExecStatusType es;
+
+		r = PQgetResult(c->pg);
+		if (r == NULL) {
+			if (PQstatus(c->pg) != CONNECTION_OK)
+				break;
+			continue;
+		}
+		es = PQresultStatus(r);
+		if (rc == HV_OK && es != PGRES_COMMAND_OK &&
+		    es != PGRES_TUPLES_OK)
+			rc = result_error(c,
+			    step == 0               ? "begin"
+			        : step == count + 1 ? "commit"
+			                            : st->name,
+			    es == PGRES_PIPELINE_ABORTED ? NULL : r, err);
+		if (step >= 1 && step <= count && rc == HV_OK)
+			res[step - 1] = r;
+		else
+			PQclear(r);
+		step++;
+	}
+drain:
+	for (guard = 0; guard < 64 && PQstatus(c->pg) == CONNECTION_OK &&
+	     PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF;
+	     guard++) {
+		r = PQgetResult(c->pg);
+		if (r != NULL) {
+			bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+
+			PQclear(r);
+			if (sync && PQexitPipelineMode(c->pg) != 1)
+				break;
+			continue;
+		}
+		if (PQexitPipelineMode(c->pg) == 1)
+			break;
+	}
+	if (PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF) {
+		if (rc == HV_OK)
+			rc = hv_err_set(err, HV_E_DATABASE,
+			    "%s: pipeline did not complete", st->name);
+		PQfinish(c->pg);
+		c->pg = NULL;
+	} else if (rc == HV_OK && step < nsteps) {
+		rc = hv_err_set(
+		    err, HV_E_DATABASE, "%s: connection lost", st->name);
+	} else if (rc != HV_OK && PQstatus(c->pg) == CONNECTION_OK &&
+	    PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+		/* a statement failed inside the block: end it */
+		r = PQexec(c->pg, "ROLLBACK");
+		PQclear(r);
+	}
+	if (rc != HV_OK)
+		for (i = 0; i < count; i++) {
+			PQclear(res[i]);
+			res[i] = NULL;
+		}
+	return rc;
+}
+
 static enum hv_rc
 exec_simple(struct hv_conn *c, const char *sql, struct hv_err *err)
 {
