@@ -19,6 +19,14 @@ keys = lines(os.getenv("HV_BENCH_KEYFILE"))
 ids = lines(os.getenv("HV_BENCH_IDS"))
 many_keys = os.getenv("HV_BENCH_MANYKEYS") == "1"
 
+-- HV_BENCH_PACE_MS: each connection waits this long before each request
+-- (wrk's delay()): a paced load below saturation, for the latency at a
+-- given rate rather than at the most the machine can do.
+local pace_ms = tonumber(os.getenv("HV_BENCH_PACE_MS") or "0") or 0
+if pace_ms > 0 then
+  function delay() return pace_ms end
+end
+
 local thread_no = 0
 function setup(thread)
   thread_no = thread_no + 1
