@@ -64,28 +64,13 @@ struct head {
 	int64_t at_us; /* time of the head row, microseconds */
 };
 
-/* A thread waiting in hv_audit_append_alone() for its row (group commit). */
-struct waiter {
-	const struct hv_audit_event *ev;
-	struct waiter *next;
-	enum hv_rc rc;
-	struct hv_err err;
-	bool done;
-};
-
 struct hv_audit {
 	struct hv_hsm *hsm;
 	unsigned int chains;
 	unsigned int offset;
 	pthread_mutex_t mu;
-	struct head *heads;            /* [chains], under mu */
-	unsigned long fast, locked;    /* appends, under mu */
-	unsigned long groups, grouped; /* group commits and their rows */
-	/* group commit of rows of their own: a queue and one leader */
-	pthread_mutex_t gmu;
-	pthread_cond_t gcv;
-	struct waiter *ghead, **gtail; /* under gmu */
-	unsigned int gleaders;         /* groups being written, under gmu */
+	struct head *heads;         /* [chains], under mu */
+	unsigned long fast, locked; /* appends, under mu */
 };
 
 static const struct hv_stmt audit_stmts[] = {
@@ -163,9 +148,6 @@ hv_audit_new(struct hv_hsm *hsm, unsigned int chains, struct hv_audit **out,
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
 	}
 	pthread_mutex_init(&a->mu, NULL);
-	pthread_mutex_init(&a->gmu, NULL);
-	pthread_cond_init(&a->gcv, NULL);
-	a->gtail = &a->ghead;
 	a->hsm = hsm;
 	a->chains = chains;
 	/*
@@ -183,8 +165,6 @@ hv_audit_free(struct hv_audit **a)
 	if (a == NULL || *a == NULL)
 		return;
 	pthread_mutex_destroy(&(*a)->mu);
-	pthread_mutex_destroy(&(*a)->gmu);
-	pthread_cond_destroy(&(*a)->gcv);
 	hv_free((*a)->heads);
 	hv_free(*a);
 	*a = NULL;
@@ -647,231 +627,33 @@ hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 	return rc;
 }
 
-/* One row of its own on c, the way it was done before group commit. */
-static enum hv_rc
-append_single(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
-    struct hv_err *err)
+enum hv_rc
+hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
+    const struct hv_audit_event *ev, struct hv_err *err)
 {
+	struct hv_conn *c = NULL;
+	struct prepared pr;
 	bool done = false;
 	enum hv_rc rc;
 
+	rc = hv_store_acquire(s, &c, err);
+	if (rc != HV_OK)
+		return rc;
+	rc = prepare(a, c, ev, &pr, err);
 	/* one statement, its own transaction: one round trip */
-	rc = append_fast(a, c, pr, true, &done, err);
+	if (rc == HV_OK)
+		rc = append_fast(a, c, &pr, true, &done, err);
 	if (rc == HV_OK && !done) {
 		rc = hv_store_begin(c, err);
 		if (rc == HV_OK)
-			rc = append_locked(a, c, pr, err);
+			rc = append_locked(a, c, &pr, err);
 		if (rc == HV_OK)
 			rc = hv_store_commit(c, err);
 		else
 			hv_store_rollback(c);
 	}
+	hv_store_release(s, &c);
 	return rc;
-}
-
-/*
- * Write the rows of a group (n waiters, in queue order) on c's chain in
- * one transaction and one round trip: the rows are chained in memory onto
- * the remembered head, each CAS statement moves the head by one, and
- * COMMIT ends the pipeline. The first swap either finds the remembered
- * head, and then the head row stays locked by this transaction and every
- * later swap finds its predecessor, or finds another head and writes
- * nothing: so the group commits whole or not at all. *done false with
- * HV_OK: nothing written (head unknown or moved), the caller falls back.
- */
-static enum hv_rc
-append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
-    size_t n, bool *done, struct hv_err *err)
-{
-	struct head h;
-	char chs[16], at[40], (*seqs)[24] = NULL;
-	uint8_t(*macs)[HV_HMAC_LEN] = NULL;
-	const char **p = NULL;
-	int *len = NULL, *fmt = NULL;
-	PGresult **res = NULL;
-	int64_t at_us;
-	enum hv_rc rc = HV_OK;
-	size_t i, inserted = 0;
-
-	*done = false;
-	pthread_mutex_lock(&a->mu);
-	h = a->heads[pr[0].chain];
-	pthread_mutex_unlock(&a->mu);
-	if (!h.known)
-		return HV_OK;
-	seqs = hv_calloc(n, sizeof(*seqs));
-	macs = hv_calloc(n, sizeof(*macs));
-	p = hv_calloc(n * NFIELDS, sizeof(*p));
-	len = hv_calloc(n * NFIELDS, sizeof(*len));
-	fmt = hv_calloc(n * NFIELDS, sizeof(*fmt));
-	res = hv_calloc(n, sizeof(*res));
-	if (seqs == NULL || macs == NULL || p == NULL || len == NULL ||
-	    fmt == NULL || res == NULL) {
-		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
-		goto out;
-	}
-	at_us = now_us();
-	if (at_us < h.at_us)
-		at_us = h.at_us;
-	if (!fmt_at(at_us, at, sizeof(at))) {
-		rc = hv_err_set(err, HV_E_INTERNAL, "audit: clock");
-		goto out;
-	}
-	snprintf(chs, sizeof(chs), "%u", pr[0].chain);
-	for (i = 0; i < n; i++) {
-		pr[i].row.chain = pr[0].chain;
-		pr[i].row.seq = h.seq + 1 + (long long)i;
-		pr[i].row.at = at;
-		pr[i].row.prev_mac = i == 0 ? h.mac : macs[i - 1];
-		rc = row_mac(a, &pr[i].row, macs[i], err);
-		if (rc != HV_OK)
-			goto out;
-		snprintf(seqs[i], sizeof(seqs[i]), "%lld", pr[i].row.seq);
-		params_of(&pr[i].row, chs, seqs[i], pr[i].row.prev_mac, macs[i],
-		    p + i * NFIELDS, len + i * NFIELDS, fmt + i * NFIELDS);
-	}
-	rc = hv_store_exec_batch(
-	    c, "audit_append_cas", n, p, len, fmt, res, err);
-	if (rc != HV_OK) {
-		forget(a, pr[0].chain);
-		hv_err_prefix(err, "audit");
-		goto out;
-	}
-	for (i = 0; i < n; i++)
-		if (PQntuples(res[i]) == 1)
-			inserted++;
-	if (inserted == n) {
-		remember(a, pr[0].chain, pr[n - 1].row.seq, macs[n - 1], at_us,
-		    true);
-		pthread_mutex_lock(&a->mu);
-		a->groups++;
-		a->grouped += n;
-		pthread_mutex_unlock(&a->mu);
-		*done = true;
-	} else if (inserted == 0) {
-		forget(a, pr[0].chain); /* another head: the locked path */
-	} else {
-		/* cannot happen (see above); never report rows as written */
-		forget(a, pr[0].chain);
-		rc = hv_err_set(err, HV_E_DATABASE,
-		    "audit: chain %u moved inside a group", pr[0].chain);
-	}
-out:
-	if (res != NULL)
-		for (i = 0; i < n; i++)
-			PQclear(res[i]);
-	hv_free(res);
-	hv_free(fmt);
-	hv_free(len);
-	hv_free(p);
-	hv_free(macs);
-	hv_free(seqs);
-	return rc;
-}
-
-/* The leader's work: the rows of waiters w[0..n-1], each gets its rc. */
-static void
-run_group(struct hv_audit *a, struct hv_store *s, struct waiter **w, size_t n)
-{
-	struct hv_conn *c = NULL;
-	struct prepared *pr = NULL;
-	struct waiter **ok = NULL;
-	struct hv_err err = {0};
-	size_t i, m = 0;
-	bool done = false;
-	enum hv_rc rc;
-
-	rc = hv_store_acquire(s, &c, &err);
-	if (rc == HV_OK) {
-		pr = hv_calloc(n, sizeof(*pr));
-		ok = hv_calloc(n, sizeof(*ok));
-		if (pr == NULL || ok == NULL)
-			rc = hv_err_set(&err, HV_E_NOMEM, "out of memory");
-	}
-	if (rc != HV_OK) {
-		for (i = 0; i < n; i++) {
-			w[i]->rc = rc;
-			w[i]->err = err;
-		}
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		w[i]->rc = prepare(a, c, w[i]->ev, &pr[m], &w[i]->err);
-		if (w[i]->rc == HV_OK)
-			ok[m++] = w[i];
-	}
-	if (m > 1) {
-		rc = append_group(a, c, pr, m, &done, &err);
-		if (rc != HV_OK) {
-			/* the outcome of a lost COMMIT is unknown: no replay */
-			for (i = 0; i < m; i++) {
-				ok[i]->rc = rc;
-				ok[i]->err = err;
-			}
-			goto out;
-		}
-	}
-	if (!done)
-		for (i = 0; i < m; i++)
-			ok[i]->rc = append_single(a, c, &pr[i], &ok[i]->err);
-out:
-	if (c != NULL)
-		hv_store_release(s, &c);
-	hv_free(ok);
-	hv_free(pr);
-}
-
-#define GROUP_MAX 64
-#ifndef GROUP_LEADERS
-#define GROUP_LEADERS 2
-#endif
-
-/*
- * Group commit. Each caller queues its event; whoever finds no leader
- * becomes it, takes the queue (up to GROUP_MAX rows), writes them in one
- * transaction on one connection, and wakes the others. Rows that arrive
- * while a group is being written form the next group, so under load one
- * commit carries many rows, and with one caller a row costs what it cost
- * alone. Every row is still chained, and each caller returns only after
- * the COMMIT that holds its row (or with its error).
- */
-enum hv_rc
-hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
-    const struct hv_audit_event *ev, struct hv_err *err)
-{
-	struct waiter w, *batch[GROUP_MAX];
-	size_t n, i;
-
-	memset(&w, 0, sizeof(w));
-	w.ev = ev;
-	pthread_mutex_lock(&a->gmu);
-	*a->gtail = &w;
-	a->gtail = &w.next;
-	while (!w.done) {
-		if (a->gleaders >= GROUP_LEADERS || a->ghead == NULL) {
-			pthread_cond_wait(&a->gcv, &a->gmu);
-			continue;
-		}
-		a->gleaders++;
-		for (n = 0; n < GROUP_MAX && a->ghead != NULL; n++) {
-			batch[n] = a->ghead;
-			a->ghead = a->ghead->next;
-		}
-		if (a->ghead == NULL)
-			a->gtail = &a->ghead;
-		pthread_mutex_unlock(&a->gmu);
-		run_group(a, s, batch, n);
-		pthread_mutex_lock(&a->gmu);
-		/* a waiter may return (and its frame vanish) once done */
-		for (i = 0; i < n; i++)
-			batch[i]->done = true;
-		a->gleaders--;
-		pthread_cond_broadcast(&a->gcv);
-	}
-	pthread_mutex_unlock(&a->gmu);
-	if (w.rc != HV_OK)
-		*err = w.err;
-	return w.rc;
 }
 
 void
@@ -880,16 +662,6 @@ hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked)
 	pthread_mutex_lock(&a->mu);
 	*fast = a->fast;
 	*locked = a->locked;
-	pthread_mutex_unlock(&a->mu);
-}
-
-void
-hv_audit_group_stats(
-    struct hv_audit *a, unsigned long *groups, unsigned long *rows)
-{
-	pthread_mutex_lock(&a->mu);
-	*groups = a->groups;
-	*rows = a->grouped;
 	pthread_mutex_unlock(&a->mu);
 }
 

@@ -59,9 +59,7 @@ enum hv_rc hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 
 /*
  * Append ev in a transaction of its own (denied requests, reads that change
- * nothing else). Group commit: concurrent callers' rows are written by one
- * of them in one transaction and one round trip; each returns after the
- * COMMIT that holds its row.
+ * nothing else).
  */
 enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
     const struct hv_audit_event *ev, struct hv_err *err)
@@ -73,10 +71,6 @@ enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
  */
 void
 hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked);
-
-/* Group commits of rows of their own since hv_audit_new(), and their rows. */
-void hv_audit_group_stats(
-    struct hv_audit *a, unsigned long *groups, unsigned long *rows);
 
 /*
  * Verify every chain. *report: {"ok": bool, "rows": n, "chains": k} and,

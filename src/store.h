@@ -115,20 +115,6 @@ enum hv_rc hv_store_exec_once(struct hv_conn *c, const char *name, int n,
     bool binary_result, PGresult **res, struct hv_err *err)
     __attribute__((warn_unused_result));
 
-/*
- * Group commit: BEGIN, `count` executions of registered statement `name`
- * (execution i takes values/lengths/formats [i * nparams ...]; lengths and
- * formats may be NULL), COMMIT, all in one pipeline: one round trip and
- * one commit. On HV_OK res[i] holds execution i's result (text; PQclear
- * each). On an error nothing is committed (the server aborts the block; a
- * lost connection leaves the outcome unknown, as for any COMMIT) and every
- * res[i] is NULL. c must have no open transaction. Not retried.
- */
-enum hv_rc
-hv_store_exec_batch(struct hv_conn *c, const char *name, size_t count,
-    const char *const *values, const int *lengths, const int *formats,
-    PGresult **res, struct hv_err *err) __attribute__((warn_unused_result));
-
 /* Run pending migrations in one transaction each; *report lists them. */
 enum hv_rc hv_store_migrate(struct hv_store *s, json_t **report,
     struct hv_err *err) __attribute__((warn_unused_result));

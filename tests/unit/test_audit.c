@@ -534,87 +534,6 @@ test_concurrent_appenders(void **state)
 	fx_free(&f);
 }
 
-struct alone_arg {
-	struct hv_store *s;
-	struct hv_audit *a;
-	int base, ok, invalid;
-};
-
-/* Rows of their own; every 10th event has a malformed id (refused). */
-static void *
-alone_appender(void *p)
-{
-	struct alone_arg *t = p;
-	int i;
-
-	for (i = 0; i < 200; i++) {
-		struct hv_audit_event ev;
-		struct hv_err err = {0};
-		char rq[32];
-		enum hv_rc rc;
-
-		ev_fill(&ev, t->base + i, rq, sizeof(rq));
-		if (i % 10 == 9)
-			ev.credential_id = "not-a-uuid";
-		rc = hv_audit_append_alone(t->a, t->s, &ev, &err);
-		if (rc == HV_OK)
-			t->ok++;
-		else if (rc == HV_E_INVALID && i % 10 == 9)
-			t->invalid++;
-	}
-	return NULL;
-}
-
-/*
- * Group commit of rows of their own: 8 threads of one instance plus a
- * second instance on the same chains (so that groups meet a moved head
- * and fall back). Every valid row lands exactly once, the malformed ones
- * are refused without failing their group, the chains verify, and groups
- * of more than one row did happen.
- */
-static void
-test_group_commit(void **state)
-{
-	struct fx f;
-	struct hv_store *s2 = NULL;
-	struct hv_audit *a2 = NULL;
-	struct hv_err err = {0};
-	struct alone_arg t[10];
-	pthread_t th[10];
-	unsigned long groups = 0, rows = 0;
-	json_t *rep;
-	int i, ok = 0;
-
-	(void)state;
-	fx_new(&f, 2);
-	assert_int_equal(hv_store_open(f.db.url, 2, &s2, &err), HV_OK);
-	assert_int_equal(hv_audit_new(hsm, 2, &a2, &err), HV_OK);
-	for (i = 0; i < 10; i++) {
-		t[i].s = i < 8 ? f.s : s2;
-		t[i].a = i < 8 ? f.a : a2;
-		t[i].base = i * 1000;
-		t[i].ok = t[i].invalid = 0;
-		pthread_create(&th[i], NULL, alone_appender, &t[i]);
-	}
-	for (i = 0; i < 10; i++) {
-		pthread_join(th[i], NULL);
-		assert_int_equal(t[i].ok, 180);
-		assert_int_equal(t[i].invalid, 20);
-		ok += t[i].ok;
-	}
-	rep = verify(&f);
-	assert_true(rep_ok(rep));
-	assert_int_equal(json_integer_value(json_object_get(rep, "rows")), ok);
-	json_decref(rep);
-	hv_audit_group_stats(f.a, &groups, &rows);
-	fprintf(stderr, "group commit: %lu groups, %lu rows\n", groups, rows);
-	assert_true(groups > 0);
-	assert_true(rows > groups);
-	hv_audit_free(&a2);
-	hv_store_close(&s2);
-	fx_free(&f);
-}
-
 /* An append in a transaction that rolls back leaves nothing behind. */
 static void
 test_rollback(void **state)
@@ -754,7 +673,6 @@ main(void)
 	    cmocka_unit_test(test_truncated_tail),
 	    cmocka_unit_test(test_reordered_rows),
 	    cmocka_unit_test(test_concurrent_appenders),
-	    cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_rollback),
 	    cmocka_unit_test(test_fail_closed),
 	    cmocka_unit_test(test_new_chain_on_demand),
