@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "envelope.h"
 #include "log.h"
@@ -942,32 +941,21 @@ fetch_row(struct hv_conn *c, const char *stmt, const char *id, PGresult **out,
 
 /*
  * How long row 0 of r may be served from the metadata cache: *until_us is
- * its expires_at (realtime microseconds; the computed status flips then)
- * or 0 for none. False: do not cache it.
+ * its expires_at (the computed status flips then) or 0 for none. False:
+ * do not cache it.
  */
 static bool
 cache_until(const PGresult *r, int64_t *until_us)
 {
 	const char *e = val(r, 0, C_EXPIRES);
-	int y, mo, d, h, mi, sec, us, n = 0;
-	struct tm tm;
+	struct hv_err scratch = {0};
 
 	*until_us = 0;
 	if (e == NULL)
 		return true;
-	if (sscanf(e, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ%n", &y, &mo, &d, &h, &mi,
-	        &sec, &us, &n) != 7 ||
-	    n != (int)strlen(e))
-		return false;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	*until_us = (int64_t)timegm(&tm) * 1000000 + us;
-	return *until_us > 0;
+	return hv_vault_parse_time(e, until_us, &scratch, "expires_at") ==
+	    HV_OK &&
+	    *until_us > 0;
 }
 
 /*
