@@ -1077,6 +1077,17 @@ cache_stop(struct hv_vault *v)
 }
 
 /* A cached principal for hash h, if still trustworthy; under no lock. */
+/*
+ * Is every notification committed more than FRESH_S ago read by now? The
+ * listener is connected and its last heartbeat answered recently. Under
+ * k->mu.
+ */
+static bool
+listener_fresh(const struct akcache *k, double now)
+{
+	return k->listening && now - k->heartbeat_at < FRESH_S;
+}
+
 static bool
 cache_get(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
     struct hv_principal *out)
@@ -1088,9 +1099,7 @@ cache_get(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
 	pthread_mutex_lock(&k->mu);
 	if (!k->started)
 		goto out;
-	max_age = (k->listening && now - k->heartbeat_at < FRESH_S)
-	    ? CACHE_MAX_S
-	    : FRESH_S;
+	max_age = listener_fresh(k, now) ? CACHE_MAX_S : FRESH_S;
 	if (!e->used || !hv_ct_equal(e->h, h, SHA256_DIGEST_LENGTH))
 		goto out;
 	if (now - e->fetched >= max_age ||
@@ -1160,7 +1169,7 @@ hv_vault_notices_fresh(struct hv_vault *v)
 	if (k == NULL)
 		return false;
 	pthread_mutex_lock(&k->mu);
-	fresh = k->listening && mono_now() - k->heartbeat_at < FRESH_S;
+	fresh = listener_fresh(k, mono_now());
 	pthread_mutex_unlock(&k->mu);
 	return fresh;
 }
@@ -1179,7 +1188,7 @@ hv_vault_cache_stats(struct hv_vault *v, unsigned long *hits,
 	*hits = k->hits;
 	*misses = k->misses;
 	*revocations = k->revocations;
-	*listening = k->listening && mono_now() - k->heartbeat_at < FRESH_S;
+	*listening = listener_fresh(k, mono_now());
 	pthread_mutex_unlock(&k->mu);
 }
 
