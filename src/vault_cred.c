@@ -29,7 +29,7 @@
  * dek_cache_ttl_ms, dek_cache_max_uses) under a key made of the ids, the
  * version, the KEK version and the wrapped bytes just read, unwraps in the
  * key store only on a miss (hv_envelope_unwrap_dek) and always decrypts
- * in process (hv_envelope_open_dek). forget_versions() drops a
+ * in process (hv_envelope_open_dek). forget_cached() drops a
  * credential's DEKs after a rotate, revoke or delete has committed. With
  * dek_cache_size 0 every open unwraps in the key store.
  */
@@ -1040,12 +1040,14 @@ audit_tx(struct hv_vault *v, struct hv_conn *c, const struct hv_principal *p,
 /* Envelope I/O                                                        */
 
 /*
- * After a committed rotate, revoke or delete: no cached DEK of cred_id
- * outlives it here. (Other instances hold theirs at most
- * dek_cache_ttl_ms; see docs/performance.md for why that is safe.)
+ * After a committed change of cred_id (edit, rotate, revoke, delete):
+ * neither a cached DEK nor the cached metadata row outlives it here.
+ * (Other instances drop the row when the trigger's notification arrives
+ * and hold DEKs at most dek_cache_ttl_ms; docs/performance.md says why
+ * that is safe.) A use changes neither and forgets only the row.
  */
 static void
-forget_versions(struct hv_vault *v, const char *cred_id)
+forget_cached(struct hv_vault *v, const char *cred_id)
 {
 	hv_dekcache_forget(v->dekcache, cred_id);
 	hv_credcache_forget(v->credcache, cred_id);
@@ -2135,7 +2137,7 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = finish_change(c, r2, out, err);
 	if (rc == HV_OK)
-		hv_credcache_forget(v->credcache, idn);
+		forget_cached(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2269,7 +2271,7 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = finish_change(c, r2, out, err);
 	if (rc == HV_OK)
-		forget_versions(v, idn);
+		forget_cached(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2325,7 +2327,7 @@ hv_vault_cred_revoke(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = finish_change(c, res, out, err);
 	if (rc == HV_OK && revoke)
-		forget_versions(v, idn);
+		forget_cached(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2497,7 +2499,7 @@ hv_vault_cred_delete(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = hv_store_commit(c, err);
 	if (rc == HV_OK)
-		forget_versions(v, idn);
+		forget_cached(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
