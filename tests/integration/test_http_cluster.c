@@ -154,23 +154,6 @@ wait_name(struct hv_httpc *c, const char *path, const char *want, double limit)
 	}
 }
 
-static void
-sql(const char *fmt, const char *arg)
-{
-	char q[512];
-	PGconn *c = PQconnectdb(S.db.url);
-	PGresult *r;
-	const char *p[1] = {arg};
-
-	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	(void)snprintf(q, sizeof(q), "%s", fmt);
-	r = PQexecParams(c, q, arg != NULL ? 1 : 0, NULL, p, NULL, NULL, 0);
-	assert_true(PQresultStatus(r) == PGRES_COMMAND_OK ||
-	    PQresultStatus(r) == PGRES_TUPLES_OK);
-	PQclear(r);
-	PQfinish(c);
-}
-
 /*
  * The credential metadata cache (src/credcache.h): metadata read through
  * two instances, changed through the other one, through this one, by SQL
@@ -183,7 +166,7 @@ test_metadata_cache(void **state)
 	struct hv_test_server peer;
 	struct hv_httpc a, b;
 	struct hv_httpc_resp r;
-	char id[64], path[120], name[256];
+	char id[64], path[120], name[256], q[160];
 	double w;
 	int i;
 
@@ -222,15 +205,20 @@ test_metadata_cache(void **state)
 	(void)wait_name(&b, path, "third", 1.0);
 
 	/* an operator's UPDATE behind the vault's back (the trigger) */
-	sql("UPDATE credentials SET name = 'fourth' WHERE id = $1::uuid", id);
+	(void)snprintf(q, sizeof(q),
+	    "UPDATE credentials SET name = 'fourth' WHERE id = '%s'", id);
+	hv_test_sql(&S, q);
 	(void)wait_name(&a, path, "fourth", 1.0);
 	(void)wait_name(&b, path, "fourth", 1.0);
 
 	/* the listeners cut, then a change whose notification is lost */
-	sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-	    "application_name = 'hsmvault-listener'",
-	    NULL);
-	sql("UPDATE credentials SET name = 'fifth' WHERE id = $1::uuid", id);
+	hv_test_sql(&S,
+	    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	    "WHERE application_name = 'hsmvault-listener' AND "
+	    "datname = current_database()");
+	(void)snprintf(q, sizeof(q),
+	    "UPDATE credentials SET name = 'fifth' WHERE id = '%s'", id);
+	hv_test_sql(&S, q);
 	usleep(1000 * 1000);
 	assert_int_equal(get_name(&a, path, name, sizeof(name)), 200);
 	assert_string_equal(name, "fifth");
