@@ -50,13 +50,6 @@ static const struct hv_stmt thp_stmts[] = {
     {"thp_uuid", "SELECT $1::uuid", 1},
 };
 
-static void
-must(enum hv_rc rc, const struct hv_err *err, const char *what)
-{
-	if (rc != HV_OK)
-		fail_msg("%s: rc %d: %s", what, (int)rc, err->msg);
-}
-
 static char *
 q1(const char *sql)
 {
@@ -88,7 +81,7 @@ open_vault(struct hv_cfg *cfg, struct hv_vault **v)
 {
 	struct hv_err err = {0};
 
-	must(hv_vault_open(cfg, false, v, &err), &err, "open");
+	hv_test_must(hv_vault_open(cfg, false, v, &err), &err, "open");
 }
 
 static int
@@ -151,8 +144,8 @@ create(struct hv_vault *v, const char *key)
 	body = json_pack("{s:s,s:s,s:{s:s}}", "service", "stripe", "name",
 	    "hot path", "secret", "key", key);
 	assert_non_null(body);
-	must(hv_vault_cred_create(v, &E.cli, &CTX, body, &out, &err), &err,
-	    "create");
+	hv_test_must(hv_vault_cred_create(v, &E.cli, &CTX, body, &out, &err),
+	    &err, "create");
 	id = strdup(json_string_value(json_object_get(out, "id")));
 	json_decref(out);
 	json_decref(body);
@@ -167,8 +160,8 @@ reveal_is(struct hv_vault *v, const char *id, const char *key)
 	json_t *out = NULL;
 	const char *got;
 
-	must(hv_vault_cred_reveal(v, &E.cli, &CTX, id, &out, &err), &err,
-	    "reveal");
+	hv_test_must(hv_vault_cred_reveal(v, &E.cli, &CTX, id, &out, &err),
+	    &err, "reveal");
 	got = json_string_value(
 	    json_object_get(json_object_get(out, "secret"), "key"));
 	assert_non_null(got);
@@ -207,7 +200,8 @@ test_dek_cache_reveal(void **state)
 
 	/* rotate: a new DEK, and the old one is dropped at once */
 	body = json_pack("{s:{s:s}}", "secret", "key", "sk_test_second");
-	must(hv_vault_cred_rotate(E.v, &E.cli, &CTX, id, body, -1, &out, &err),
+	hv_test_must(
+	    hv_vault_cred_rotate(E.v, &E.cli, &CTX, id, body, -1, &out, &err),
 	    &err, "rotate");
 	json_decref(out);
 	json_decref(body);
@@ -218,12 +212,14 @@ test_dek_cache_reveal(void **state)
 	assert_int_equal(stats(E.v).entries, 1);
 
 	/* revoke drops it; unrevoke does not bring it back by itself */
-	must(hv_vault_cred_revoke(E.v, &E.cli, &CTX, id, true, &out, &err),
-	    &err, "revoke");
+	hv_test_must(
+	    hv_vault_cred_revoke(E.v, &E.cli, &CTX, id, true, &out, &err), &err,
+	    "revoke");
 	json_decref(out);
 	out = NULL;
 	assert_int_equal(stats(E.v).entries, 0);
-	must(hv_vault_cred_revoke(E.v, &E.cli, &CTX, id, false, &out, &err),
+	hv_test_must(
+	    hv_vault_cred_revoke(E.v, &E.cli, &CTX, id, false, &out, &err),
 	    &err, "unrevoke");
 	json_decref(out);
 	out = NULL;
@@ -232,7 +228,8 @@ test_dek_cache_reveal(void **state)
 	assert_int_equal(stats(E.v).entries, 1);
 
 	/* delete drops it, and the credential is gone */
-	must(hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err), &err, "delete");
+	hv_test_must(
+	    hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err), &err, "delete");
 	assert_int_equal(stats(E.v).entries, 0);
 	assert_int_equal(
 	    hv_vault_cred_reveal(E.v, &E.cli, &CTX, id, &out, &err),
@@ -252,7 +249,8 @@ test_dek_cache_other_instance(void **state)
 	id = create(E.v, "sk_test_shared");
 	reveal_is(E.v2, id, "sk_test_shared");
 	reveal_is(E.v2, id, "sk_test_shared"); /* cached in v2 */
-	must(hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err), &err, "delete");
+	hv_test_must(
+	    hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err), &err, "delete");
 	/* v2 still holds the DEK, but nothing reaches it without a row */
 	assert_int_equal(
 	    hv_vault_cred_reveal(E.v2, &E.cli, &CTX, id, &out, &err),
@@ -274,11 +272,12 @@ test_dek_cache_rewrap_and_tamper(void **state)
 	reveal_is(E.v, id, "sk_test_rewrap");
 	reveal_is(E.v, id, "sk_test_rewrap"); /* cached */
 	/* a new KEK and a rewrap: other wrapped bytes, another cache key */
-	must(hv_vault_kek_rotate(E.v, &E.cli, &CTX, &out, &err), &err,
+	hv_test_must(hv_vault_kek_rotate(E.v, &E.cli, &CTX, &out, &err), &err,
 	    "kek rotate");
 	json_decref(out);
 	out = NULL;
-	must(hv_vault_rewrap(E.v, &E.cli, &CTX, 100, 0, NULL, NULL, &out, &err),
+	hv_test_must(
+	    hv_vault_rewrap(E.v, &E.cli, &CTX, 100, 0, NULL, NULL, &out, &err),
 	    &err, "rewrap");
 	json_decref(out);
 	out = NULL;
@@ -324,7 +323,7 @@ verify(void)
 	struct hv_err err = {0};
 	json_t *rep = NULL;
 
-	must(hv_vault_audit_verify(E.v, &rep, &err), &err, "verify");
+	hv_test_must(hv_vault_audit_verify(E.v, &rep, &err), &err, "verify");
 	return rep;
 }
 
@@ -361,9 +360,10 @@ test_audit_fast_and_fallback(void **state)
 	ev.action = "credential.reveal";
 	ev.outcome = "success";
 	ev.credential_id = id;
-	must(hv_store_acquire(hv_vault_store(E.v), &c, &err), &err, "acquire");
-	must(hv_store_begin(c, &err), &err, "begin");
-	must(hv_audit_append(E.v->audit, c, &ev, &err), &err, "append");
+	hv_test_must(
+	    hv_store_acquire(hv_vault_store(E.v), &c, &err), &err, "acquire");
+	hv_test_must(hv_store_begin(c, &err), &err, "begin");
+	hv_test_must(hv_audit_append(E.v->audit, c, &ev, &err), &err, "append");
 	hv_store_rollback(c);
 	hv_store_release(hv_vault_store(E.v), &c);
 	reveal_is(E.v, id, "sk_test_audit");
@@ -425,7 +425,8 @@ backend_pid(struct hv_conn *c)
 	PGresult *r = NULL;
 	long pid;
 
-	must(hv_store_exec(c, "thp_pid", 0, NULL, NULL, NULL, false, &r, &err),
+	hv_test_must(
+	    hv_store_exec(c, "thp_pid", 0, NULL, NULL, NULL, false, &r, &err),
 	    &err, "pid");
 	pid = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
@@ -465,29 +466,30 @@ test_store_begin_and_once(void **state)
 	long pid;
 
 	(void)state;
-	must(hv_store_acquire(s, &c, &err), &err, "acquire");
+	hv_test_must(hv_store_acquire(s, &c, &err), &err, "acquire");
 	/* an empty transaction never reaches the server */
-	must(hv_store_begin(c, &err), &err, "begin");
-	must(hv_store_commit(c, &err), &err, "commit");
+	hv_test_must(hv_store_begin(c, &err), &err, "begin");
+	hv_test_must(hv_store_commit(c, &err), &err, "commit");
 	/* the first statement (sent with BEGIN) fails: the transaction too */
-	must(hv_store_begin(c, &err), &err, "begin");
+	hv_test_must(hv_store_begin(c, &err), &err, "begin");
 	assert_int_equal(
 	    hv_store_exec(c, "thp_uuid", 1, bad, NULL, NULL, false, NULL, &err),
 	    HV_E_INVALID);
 	assert_int_not_equal(hv_store_commit(c, &err), HV_OK);
 	/* and the connection is fine afterwards, in and out of transactions */
-	must(hv_store_begin(c, &err), &err, "begin");
-	must(hv_store_exec(c, "thp_uuid", 1, good, NULL, NULL, false, &r, &err),
+	hv_test_must(hv_store_begin(c, &err), &err, "begin");
+	hv_test_must(
+	    hv_store_exec(c, "thp_uuid", 1, good, NULL, NULL, false, &r, &err),
 	    &err, "uuid");
 	assert_string_equal(PQgetvalue(r, 0, 0), good[0]);
 	PQclear(r);
-	must(hv_store_commit(c, &err), &err, "commit");
+	hv_test_must(hv_store_commit(c, &err), &err, "commit");
 
 	/* killed while held: exec retries on a fresh connection ... */
 	pid = backend_pid(c);
 	terminate(pid);
-	must(hv_store_exec(
-	         c, "thp_uuid", 1, good, NULL, NULL, false, NULL, &err),
+	hv_test_must(hv_store_exec(
+	                 c, "thp_uuid", 1, good, NULL, NULL, false, NULL, &err),
 	    &err, "retried");
 	assert_int_not_equal(backend_pid(c), pid);
 	/* ... exec_once does not (its write may have committed) */
@@ -497,7 +499,7 @@ test_store_begin_and_once(void **state)
 	    HV_E_DATABASE);
 	hv_store_release(s, &c);
 	/* the pool heals on the next acquire */
-	must(hv_store_acquire(s, &c, &err), &err, "acquire");
+	hv_test_must(hv_store_acquire(s, &c, &err), &err, "acquire");
 	(void)backend_pid(c);
 	hv_store_release(s, &c);
 }

@@ -61,13 +61,6 @@ static const struct hv_reqctx CTX = {"req-search", "127.0.0.1"};
 /* ------------------------------------------------------------------ */
 
 static void
-must(enum hv_rc rc, const struct hv_err *err, const char *what)
-{
-	if (rc != HV_OK)
-		fail_msg("%s: rc %d: %s", what, (int)rc, err->msg);
-}
-
-static void
 make_principal(struct hv_principal *p, const char *ws)
 {
 	memset(p, 0, sizeof(*p));
@@ -170,7 +163,8 @@ vault_search(const struct hv_principal *p, const char *q, struct ids *out)
 		const json_t *next;
 		size_t i;
 
-		must(hv_vault_cred_list(E.v, p, &CTX, &lq, &l, &err), &err, q);
+		hv_test_must(
+		    hv_vault_cred_list(E.v, p, &CTX, &lq, &l, &err), &err, q);
 		items = json_object_get(l, "items");
 		assert_true(json_is_array(items));
 		for (i = 0; i < json_array_size(items); i++) {
@@ -417,8 +411,8 @@ test_search_semantics(void **state)
 		       *c = NULL;
 
 		assert_non_null(b);
-		must(hv_vault_cred_create(E.v, &p, &CTX, b, &c, &err), &err,
-		    rows[i].name);
+		hv_test_must(hv_vault_cred_create(E.v, &p, &CTX, b, &c, &err),
+		    &err, rows[i].name);
 		json_decref(c);
 		json_decref(b);
 	}
@@ -570,7 +564,7 @@ test_migration_on_existing_rows(void **state)
 	assert_int_equal(trgm_index_count(E.pg), 0);
 	(void)assert_unchanged(E.ws_bulk, "tag-042"); /* unindexed: same */
 
-	must(hv_vault_migrate(&E.cfg, &rep, &err), &err, "migrate");
+	hv_test_must(hv_vault_migrate(&E.cfg, &rep, &err), &err, "migrate");
 	applied = json_object_get(rep, "applied");
 	assert_int_equal(json_array_size(applied), 1);
 	assert_int_equal(json_integer_value(json_object_get(
@@ -586,14 +580,16 @@ test_migration_on_existing_rows(void **state)
 	    count1(E.pg, "SELECT count(*) FROM credentials", NULL), rows);
 
 	/* twice: nothing to apply */
-	must(hv_vault_migrate(&E.cfg, &rep, &err), &err, "migrate again");
+	hv_test_must(
+	    hv_vault_migrate(&E.cfg, &rep, &err), &err, "migrate again");
 	assert_int_equal(json_array_size(json_object_get(rep, "applied")), 0);
 	json_decref(rep);
 	rep = NULL;
 
 	/* indexes already there (made by hand) but 0002 not recorded */
 	sql_ok(E.pg, "DELETE FROM hv_migrations WHERE version = 2");
-	must(hv_vault_migrate(&E.cfg, &rep, &err), &err, "migrate over");
+	hv_test_must(
+	    hv_vault_migrate(&E.cfg, &rep, &err), &err, "migrate over");
 	assert_int_equal(json_array_size(json_object_get(rep, "applied")), 1);
 	json_decref(rep);
 	assert_int_equal(trgm_index_count(E.pg), 3);
@@ -645,8 +641,8 @@ migrate_as(const char *prep)
 		sql_ok(adm, prep);
 
 	(void)snprintf(url, sizeof(url), "%s user=%s", d->url, role);
-	must(hv_store_open(url, 1, &s, &err), &err, "open as role");
-	must(hv_store_migrate(s, &rep, &err), &err, "migrate as role");
+	hv_test_must(hv_store_open(url, 1, &s, &err), &err, "open as role");
+	hv_test_must(hv_store_migrate(s, &rep, &err), &err, "migrate as role");
 	assert_int_equal(json_array_size(json_object_get(rep, "applied")),
 	    (long)hv_migrations_count);
 	json_decref(rep);

@@ -51,13 +51,6 @@ static const struct hv_reqctx CTX = {"req-test", "127.0.0.1"};
 /* ------------------------------------------------------------------ */
 
 static void
-must(enum hv_rc rc, const struct hv_err *err, const char *what)
-{
-	if (rc != HV_OK)
-		fail_msg("%s: rc %d: %s", what, (int)rc, err->msg);
-}
-
-static void
 make_principal(struct hv_principal *p, const char *ws, const char *user,
     unsigned int scopes, const char *name)
 {
@@ -165,7 +158,8 @@ create(const struct hv_principal *p, const char *body)
 	struct hv_err err = {0};
 	json_t *b = parse(body), *out = NULL;
 
-	must(hv_vault_cred_create(E.v, p, &CTX, b, &out, &err), &err, body);
+	hv_test_must(
+	    hv_vault_cred_create(E.v, p, &CTX, b, &out, &err), &err, body);
 	json_decref(b);
 	return out;
 }
@@ -196,7 +190,7 @@ reveal(const struct hv_principal *p, const char *id)
 	struct hv_err err = {0};
 	json_t *out = NULL, *s;
 
-	must(
+	hv_test_must(
 	    hv_vault_cred_reveal(E.v, p, &CTX, id, &out, &err), &err, "reveal");
 	s = json_object_get(out, "secret");
 	assert_non_null(s);
@@ -422,8 +416,8 @@ test_lifecycle(void **state)
 		    1);
 
 		/* get equals create */
-		must(hv_vault_cred_get(E.v, &E.cli, &CTX, id, &g, &err), &err,
-		    "get");
+		hv_test_must(hv_vault_cred_get(E.v, &E.cli, &CTX, id, &g, &err),
+		    &err, "get");
 		assert_true(json_equal(g, c));
 		json_decref(g);
 		/* an upper-case id names the same credential */
@@ -440,7 +434,7 @@ test_lifecycle(void **state)
 
 		/* edit */
 		b = parse("{\"name\":\"renamed\",\"notes\":\"n2\"}");
-		must(
+		hv_test_must(
 		    hv_vault_cred_update(E.v, &E.cli, &CTX, id, b, 1, &u, &err),
 		    &err, "update");
 		json_decref(b);
@@ -452,8 +446,8 @@ test_lifecycle(void **state)
 
 		/* rotate: version 2, both version rows kept */
 		b = parse(k->rotate);
-		must(hv_vault_cred_rotate(
-		         E.v, &E.cli, &CTX, id, b, 1, &rot, &err),
+		hv_test_must(hv_vault_cred_rotate(
+		                 E.v, &E.cli, &CTX, id, b, 1, &rot, &err),
 		    &err, "rotate");
 		json_decref(b);
 		assert_int_equal(ifield(rot, "version"), 2);
@@ -467,8 +461,8 @@ test_lifecycle(void **state)
 		assert_int_equal(audit_rows("credential.rotate", id), 1);
 
 		/* revoke: use refused; unrevoke: usable again */
-		must(hv_vault_cred_revoke(
-		         E.v, &E.cli, &CTX, id, true, &rot, &err),
+		hv_test_must(hv_vault_cred_revoke(
+		                 E.v, &E.cli, &CTX, id, true, &rot, &err),
 		    &err, "revoke");
 		assert_string_equal(sfield(rot, "status"), "revoked");
 		json_decref(rot);
@@ -477,15 +471,15 @@ test_lifecycle(void **state)
 		    HV_E_REVOKED);
 		assert_null(meta);
 		assert_null(sec);
-		must(hv_vault_cred_revoke(
-		         E.v, &E.cli, &CTX, id, false, &rot, &err),
+		hv_test_must(hv_vault_cred_revoke(
+		                 E.v, &E.cli, &CTX, id, false, &rot, &err),
 		    &err, "unrevoke");
 		assert_string_equal(sfield(rot, "status"), "active");
 		json_decref(rot);
 		assert_int_equal(audit_rows("credential.revoke", id), 1);
 		assert_int_equal(audit_rows("credential.unrevoke", id), 1);
-		must(hv_vault_cred_open_for_use(
-		         E.v, &E.cli, &CTX, id, &meta, &sec, &err),
+		hv_test_must(hv_vault_cred_open_for_use(
+		                 E.v, &E.cli, &CTX, id, &meta, &sec, &err),
 		    &err, "open_for_use");
 		inj = parse(k->secret2);
 		assert_true(json_equal(sec, inj));
@@ -497,8 +491,8 @@ test_lifecycle(void **state)
 
 		/* duplicate: new id, new DEK, same secret */
 		b = parse("{\"name\":\"the copy\"}");
-		must(hv_vault_cred_duplicate(
-		         E.v, &E.cli, &CTX, id, b, &dup, &err),
+		hv_test_must(hv_vault_cred_duplicate(
+		                 E.v, &E.cli, &CTX, id, b, &dup, &err),
 		    &err, "duplicate");
 		json_decref(b);
 		(void)snprintf(did, sizeof(did), "%s", sfield(dup, "id"));
@@ -526,8 +520,8 @@ test_lifecycle(void **state)
 		assert_int_equal(audit_rows("credential.duplicate", did), 1);
 
 		/* delete: crypto-shred, later 404, audit row kept */
-		must(hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err), &err,
-		    "delete");
+		hv_test_must(hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err),
+		    &err, "delete");
 		assert_int_equal(get_rc(&E.cli, id), HV_E_NOT_FOUND);
 		assert_int_equal(
 		    count("SELECT count(*) FROM credential_versions "
@@ -547,8 +541,8 @@ test_lifecycle(void **state)
 		    HV_E_NOT_FOUND);
 		/* the copy lives on */
 		assert_secret(&E.cli, did, k->secret2);
-		must(hv_vault_cred_delete(E.v, &E.cli, &CTX, did, &err), &err,
-		    "delete copy");
+		hv_test_must(hv_vault_cred_delete(E.v, &E.cli, &CTX, did, &err),
+		    &err, "delete copy");
 		json_decref(c);
 	}
 }
@@ -722,12 +716,12 @@ test_create_validation(void **state)
 			json_object_set_new(b, "name", json_string(u));
 			json_t *c = NULL;
 
-			must(hv_vault_cred_create(
-			         E.v, &E.cli, &CTX, b, &c, &err),
+			hv_test_must(hv_vault_cred_create(
+			                 E.v, &E.cli, &CTX, b, &c, &err),
 			    &err, "200 chars");
 			counts(&before); /* that one was valid */
-			must(hv_vault_cred_delete(
-			         E.v, &E.cli, &CTX, sfield(c, "id"), &err),
+			hv_test_must(hv_vault_cred_delete(E.v, &E.cli, &CTX,
+			                 sfield(c, "id"), &err),
 			    &err, "delete");
 			json_decref(c);
 			counts(&before);
@@ -866,8 +860,8 @@ test_update_rotate_validation(void **state)
 	{
 		struct hv_err err = {0};
 
-		must(hv_vault_cred_get(E.v, &E.cli, &CTX, id, &g, &err), &err,
-		    "get");
+		hv_test_must(hv_vault_cred_get(E.v, &E.cli, &CTX, id, &g, &err),
+		    &err, "get");
 		assert_int_equal(ifield(g, "version"), 1);
 		assert_string_equal(sfield(g, "name"), "val");
 		json_decref(g);
@@ -958,8 +952,8 @@ test_tenancy(void **state)
 	    HV_E_NOT_FOUND);
 	/* organization: every key of the deployment */
 	assert_int_equal(get_rc(&other, org_id), HV_OK);
-	must(hv_vault_cred_open_for_use(
-	         E.v, &other, &CTX, org_id, &meta, &sec, &err),
+	hv_test_must(hv_vault_cred_open_for_use(
+	                 E.v, &other, &CTX, org_id, &meta, &sec, &err),
 	    &err, "org use from b");
 	assert_string_equal(sfield(sec, "token"), "t3");
 	json_decref(meta);
@@ -1001,7 +995,8 @@ test_tenancy(void **state)
 		bool saw_ws = false, saw_pers = false, saw_org = false;
 
 		q.service = "github";
-		must(hv_vault_cred_list(E.v, &other, &CTX, &q, &l, &err), &err,
+		hv_test_must(
+		    hv_vault_cred_list(E.v, &other, &CTX, &q, &l, &err), &err,
 		    "list other");
 		for (i = 0; i < json_array_size(json_object_get(l, "items"));
 		     i++) {
@@ -1019,8 +1014,8 @@ test_tenancy(void **state)
 		json_decref(l);
 		l = NULL;
 		saw_ws = saw_pers = saw_org = false;
-		must(hv_vault_cred_list(E.v, &bob, &CTX, &q, &l, &err), &err,
-		    "list bob");
+		hv_test_must(hv_vault_cred_list(E.v, &bob, &CTX, &q, &l, &err),
+		    &err, "list bob");
 		for (i = 0; i < json_array_size(json_object_get(l, "items"));
 		     i++) {
 			const char *id = sfield(
@@ -1037,7 +1032,8 @@ test_tenancy(void **state)
 		json_decref(l);
 		l = NULL;
 		q.scope = "personal";
-		must(hv_vault_cred_list(E.v, &alice, &CTX, &q, &l, &err), &err,
+		hv_test_must(
+		    hv_vault_cred_list(E.v, &alice, &CTX, &q, &l, &err), &err,
 		    "list alice personal");
 		assert_int_equal(
 		    json_array_size(json_object_get(l, "items")), 1);
@@ -1046,7 +1042,8 @@ test_tenancy(void **state)
 
 	/* edit scope: bob takes the team token personal; alice loses it */
 	b = parse("{\"scope\":\"personal\"}");
-	must(hv_vault_cred_update(E.v, &bob, &CTX, ws_id, b, -1, &out, &err),
+	hv_test_must(
+	    hv_vault_cred_update(E.v, &bob, &CTX, ws_id, b, -1, &out, &err),
 	    &err, "to personal");
 	json_decref(out);
 	out = NULL;
@@ -1054,7 +1051,8 @@ test_tenancy(void **state)
 	assert_int_equal(get_rc(&alice, ws_id), HV_E_NOT_FOUND);
 	assert_int_equal(get_rc(&bob, ws_id), HV_OK);
 	b = parse("{\"scope\":\"workspace\"}");
-	must(hv_vault_cred_update(E.v, &bob, &CTX, ws_id, b, -1, &out, &err),
+	hv_test_must(
+	    hv_vault_cred_update(E.v, &bob, &CTX, ws_id, b, -1, &out, &err),
 	    &err, "back to workspace");
 	json_decref(out);
 	out = NULL;
@@ -1062,8 +1060,8 @@ test_tenancy(void **state)
 	assert_int_equal(get_rc(&alice, ws_id), HV_OK);
 
 	/* later tests list other workspaces: leave nothing shared behind */
-	must(hv_vault_cred_delete(E.v, &alice, &CTX, org_id, &err), &err,
-	    "delete org");
+	hv_test_must(hv_vault_cred_delete(E.v, &alice, &CTX, org_id, &err),
+	    &err, "delete org");
 	assert_int_equal(get_rc(&other, org_id), HV_E_NOT_FOUND);
 	json_decref(ws);
 	json_decref(pers);
@@ -1110,7 +1108,8 @@ test_allow_list_and_scopes(void **state)
 	counts(&after);
 	assert_counts_equal(&before, &after, "allow-list delete");
 	q.service = "openai";
-	must(hv_vault_cred_list(E.v, &lim, &CTX, &q, &l, &err), &err, "list");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &lim, &CTX, &q, &l, &err), &err, "list");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 1);
 	assert_string_equal(
 	    sfield(json_array_get(json_object_get(l, "items"), 0), "id"), id1);
@@ -1196,7 +1195,8 @@ test_conflict(void **state)
 
 	/* the right version goes through, then is stale itself */
 	b = parse("{\"secret\":{\"token\":\"b\"},\"expected_version\":1}");
-	must(hv_vault_cred_rotate(E.v, &E.cli, &CTX, id, b, -1, &out, &err),
+	hv_test_must(
+	    hv_vault_cred_rotate(E.v, &E.cli, &CTX, id, b, -1, &out, &err),
 	    &err, "rotate v1");
 	json_decref(out);
 	out = NULL;
@@ -1205,8 +1205,9 @@ test_conflict(void **state)
 	    HV_E_CONFLICT);
 	json_decref(b);
 	b = parse("{\"name\":\"fresh\"}");
-	must(hv_vault_cred_update(E.v, &E.cli, &CTX, id, b, 2, &out, &err),
-	    &err, "update v2");
+	hv_test_must(
+	    hv_vault_cred_update(E.v, &E.cli, &CTX, id, b, 2, &out, &err), &err,
+	    "update v2");
 	assert_string_equal(sfield(out, "name"), "fresh");
 	json_decref(out);
 	json_decref(b);
@@ -1234,10 +1235,11 @@ test_use_and_status(void **state)
 	    "{\"service\":\"notion\",\"name\":\"n\","
 	    "\"secret\":{\"token\":\"a\"}}");
 	id = sfield(c, "id");
-	must(hv_vault_cred_record_use(E.v, &E.cli, &CTX, id, "credential.test",
-	         false, "failing", &err),
+	hv_test_must(hv_vault_cred_record_use(E.v, &E.cli, &CTX, id,
+	                 "credential.test", false, "failing", &err),
 	    &err, "record failing");
-	must(hv_vault_cred_get(E.v, &E.cli, &CTX, id, &out, &err), &err, "get");
+	hv_test_must(
+	    hv_vault_cred_get(E.v, &E.cli, &CTX, id, &out, &err), &err, "get");
 	assert_string_equal(sfield(out, "status"), "failing");
 	assert_true(json_is_string(json_object_get(out, "last_used_at")));
 	json_decref(out);
@@ -1251,19 +1253,21 @@ test_use_and_status(void **state)
 	    1);
 	/* a rotation makes it active again */
 	b = parse("{\"secret\":{\"token\":\"b\"}}");
-	must(hv_vault_cred_rotate(E.v, &E.cli, &CTX, id, b, -1, &out, &err),
+	hv_test_must(
+	    hv_vault_cred_rotate(E.v, &E.cli, &CTX, id, b, -1, &out, &err),
 	    &err, "rotate");
 	assert_string_equal(sfield(out, "status"), "active");
 	json_decref(out);
 	out = NULL;
 	json_decref(b);
 	/* a test never un-revokes */
-	must(hv_vault_cred_revoke(E.v, &E.cli, &CTX, id, true, &out, &err),
-	    &err, "revoke");
+	hv_test_must(
+	    hv_vault_cred_revoke(E.v, &E.cli, &CTX, id, true, &out, &err), &err,
+	    "revoke");
 	json_decref(out);
 	out = NULL;
-	must(hv_vault_cred_record_use(
-	         E.v, &E.cli, &CTX, id, "credential.use", true, "active", &err),
+	hv_test_must(hv_vault_cred_record_use(E.v, &E.cli, &CTX, id,
+	                 "credential.use", true, "active", &err),
 	    &err, "record on revoked");
 	lu = q1("SELECT status FROM credentials WHERE id = $1::uuid", id);
 	assert_string_equal(lu, "revoked");
@@ -1325,7 +1329,8 @@ test_audit_fail_closed(void **state)
 	counts(&after);
 	exec_sql("ALTER TABLE audit_log DROP CONSTRAINT test_no_cred");
 	assert_counts_equal(&before, &after, "audit failure");
-	must(hv_vault_cred_get(E.v, &E.cli, &CTX, id, &out, &err), &err, "get");
+	hv_test_must(
+	    hv_vault_cred_get(E.v, &E.cli, &CTX, id, &out, &err), &err, "get");
 	assert_string_equal(sfield(out, "status"), "active");
 	assert_int_equal(ifield(out, "version"), 1);
 	json_decref(out);
@@ -1350,8 +1355,8 @@ collect(const struct hv_principal *p, struct hv_list_query *q, char **seen,
 		const json_t *next;
 		size_t i;
 
-		must(hv_vault_cred_list(E.v, p, &CTX, q, &l, &err), &err,
-		    "list page");
+		hv_test_must(hv_vault_cred_list(E.v, p, &CTX, q, &l, &err),
+		    &err, "list page");
 		(*pages)++;
 		items = json_object_get(l, "items");
 		assert_true(json_is_array(items));
@@ -1408,8 +1413,8 @@ test_list_pagination(void **state)
 		    i % 10 == 0 ? "has MAGIC word" : "plain", "secret",
 		    field[i % 3], val);
 		assert_non_null(b);
-		must(hv_vault_cred_create(E.v, &p, &CTX, b, &c, &err), &err,
-		    name);
+		hv_test_must(hv_vault_cred_create(E.v, &p, &CTX, b, &c, &err),
+		    &err, name);
 		created[i] = strdup(sfield(c, "id"));
 		json_decref(c);
 		json_decref(b);
@@ -1429,12 +1434,14 @@ test_list_pagination(void **state)
 
 	/* default limit 50; max 200 in one page */
 	memset(&q, 0, sizeof(q));
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "default");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "default");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 50);
 	json_decref(l);
 	l = NULL;
 	q.limit = 200;
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "200");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "200");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 120);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
 	json_decref(l);
@@ -1444,17 +1451,20 @@ test_list_pagination(void **state)
 	memset(&q, 0, sizeof(q));
 	q.limit = 200;
 	q.q = "magic";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q notes");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q notes");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 12);
 	json_decref(l);
 	l = NULL;
 	q.q = "item 00";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q name");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q name");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 10);
 	json_decref(l);
 	l = NULL;
 	q.q = "GITHUB";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q svc");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q svc");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 40);
 	json_decref(l);
 	l = NULL;
@@ -1463,22 +1473,24 @@ test_list_pagination(void **state)
 	memset(&q, 0, sizeof(q));
 	q.limit = 200;
 	q.auth_type = "bearer";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "auth");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "auth");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 40);
 	json_decref(l);
 	l = NULL;
 	q.auth_type = NULL;
 	q.service = "stripe";
 	q.q = "magic";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "svc+q");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "svc+q");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 4);
 	json_decref(l);
 	l = NULL;
 	for (i = 0; i < 5; i++) {
 		json_t *o = NULL;
 
-		must(hv_vault_cred_revoke(
-		         E.v, &p, &CTX, created[i], true, &o, &err),
+		hv_test_must(hv_vault_cred_revoke(
+		                 E.v, &p, &CTX, created[i], true, &o, &err),
 		    &err, "revoke");
 		json_decref(o);
 	}
@@ -1496,12 +1508,14 @@ test_list_pagination(void **state)
 	q.status = "active";
 	q.scope = "workspace";
 	q.limit = 200;
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "active");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "active");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 115);
 	json_decref(l);
 	l = NULL;
 	q.scope = "organization";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "org");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "org");
 	/* only organization credentials of other tests may show up */
 	for (i = 0; i < json_array_size(json_object_get(l, "items")); i++)
 		assert_string_equal(
@@ -1583,8 +1597,8 @@ test_metacharacters(void **state)
 
 		char *sec_text;
 
-		must(hv_vault_cred_create(E.v, &p, &CTX, b, &c, &err), &err,
-		    names[i]);
+		hv_test_must(hv_vault_cred_create(E.v, &p, &CTX, b, &c, &err),
+		    &err, names[i]);
 		assert_string_equal(sfield(c, "name"), names[i]);
 		sec_text = json_dumps(json_object_get(b, "secret"), 0);
 		assert_secret(&p, sfield(c, "id"), sec_text);
@@ -1598,32 +1612,38 @@ test_metacharacters(void **state)
 	    8);
 	q.limit = 200;
 	q.q = "%";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q %");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q %");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 2);
 	json_decref(l);
 	l = NULL;
 	q.q = "_";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q _");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q _");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 2);
 	json_decref(l);
 	l = NULL;
 	q.q = "'";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q '");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q '");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 2);
 	json_decref(l);
 	l = NULL;
 	q.q = "\\";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q \\");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q \\");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 1);
 	json_decref(l);
 	l = NULL;
 	q.q = "' OR '1'='1";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q or");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q or");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 0);
 	json_decref(l);
 	l = NULL;
 	q.q = "zzz-no-match";
-	must(hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q none");
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "q none");
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 0);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
 	json_decref(l);
@@ -1638,10 +1658,10 @@ real_key(const char *body, struct hv_principal *out)
 	json_t *b = parse(body), *k = NULL;
 	char hdr[256];
 
-	must(hv_vault_apikey_create(E.v, &E.cli, &CTX, b, &k, &err), &err,
-	    "apikey create");
+	hv_test_must(hv_vault_apikey_create(E.v, &E.cli, &CTX, b, &k, &err),
+	    &err, "apikey create");
 	(void)snprintf(hdr, sizeof(hdr), "Bearer %s", sfield(k, "key"));
-	must(hv_vault_authenticate(E.v, hdr, &CTX, out, &err), &err,
+	hv_test_must(hv_vault_authenticate(E.v, hdr, &CTX, out, &err), &err,
 	    "authenticate");
 	hv_mem_zero(hdr, sizeof(hdr));
 	json_decref(k);
@@ -1701,8 +1721,8 @@ test_real_keys(void **state)
 		    "\"secret\":{\"key\":\"k\"}}");
 
 		assert_int_equal(get_rc(&lim, sfield(o, "id")), HV_E_FORBIDDEN);
-		must(hv_vault_cred_delete(
-		         E.v, &carol, &CTX, sfield(o, "id"), &err),
+		hv_test_must(hv_vault_cred_delete(
+		                 E.v, &carol, &CTX, sfield(o, "id"), &err),
 		    &err, "delete shared");
 		json_decref(o);
 	}

@@ -76,4 +76,16 @@ int hv_test_sh_out(char *out, size_t cap, const char *fmt, ...)
 /* Absolute path of the built hsmvault binary ($HV_BUILD_DIR/hsmvault). */
 const char *hv_test_bin(void);
 
+/*
+ * Fail the running cmocka test unless rc is HV_OK, with err's message. A
+ * macro: cmocka's fail_msg belongs to the test file that uses it.
+ */
+#define hv_test_must(rc, err, what)                                            \
+	do {                                                                   \
+		enum hv_rc hv_test_rc_ = (rc);                                 \
+		if (hv_test_rc_ != HV_OK)                                      \
+			fail_msg("%s: rc %d: %s", (what), (int)hv_test_rc_,    \
+			    (err)->msg);                                       \
+	} while (0)
+
 #endif
