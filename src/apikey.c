@@ -40,26 +40,26 @@ hv_apikey_prefix_ok(const char *prefix)
 	return true;
 }
 
+bool
+hv_sha256(const void *p, size_t n, uint8_t out[HV_SHA256_LEN])
+{
+	unsigned int len = 0;
+
+	pthread_once(&once, init_once);
+	return sha256 != NULL &&
+	    EVP_Digest(p, n, out, &len, sha256, NULL) == 1 &&
+	    len == HV_SHA256_LEN;
+}
+
 /* The 6 checksum digits of key[0..len) (prefix || body) into out[7]. */
 static bool
 checksum(const char *key, size_t len, char out[HV_APIKEY_CHECK_LEN + 1])
 {
-	uint8_t md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = NULL;
-	bool ok = false;
+	uint8_t md[HV_SHA256_LEN];
+	bool ok;
 
-	pthread_once(&once, init_once);
-	if (sha256 == NULL)
-		goto out;
-	ctx = EVP_MD_CTX_new();
-	if (ctx == NULL || EVP_DigestInit_ex2(ctx, sha256, NULL) != 1 ||
-	    EVP_DigestUpdate(ctx, key, len) != 1 ||
-	    EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 4)
-		goto out;
-	ok = hv_base62_encode(md, 4, out, HV_APIKEY_CHECK_LEN);
-out:
-	EVP_MD_CTX_free(ctx);
+	ok = hv_sha256(key, len, md) &&
+	    hv_base62_encode(md, 4, out, HV_APIKEY_CHECK_LEN);
 	hv_mem_zero(md, sizeof(md));
 	return ok;
 }

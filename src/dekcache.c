@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "apikey.h"
 #include "hsm.h"
 #include "uuid.h"
 
@@ -151,7 +152,9 @@ hv_dekcache_key(const char *ws_id, const char *cred_id, uint32_t version,
 	put32(m + o + 8, (uint32_t)wrapped_len);
 	o += 12;
 	memcpy(m + o, wrapped, wrapped_len);
-	SHA256(m, o + wrapped_len, out->digest);
+	if (!hv_sha256(m, o + wrapped_len, out->digest))
+		return hv_err_set(
+		    err, HV_E_INTERNAL, "dek cache: sha-256 failed");
 	return HV_OK;
 }
 

@@ -1055,36 +1055,20 @@ toe_name(enum MHD_RequestTerminationCode toe)
 static void
 access_log(const struct req *rq, uint64_t us, const char *term)
 {
-	char ts[40], tsz[64];
-	struct timespec now;
-	struct tm tm;
-	json_t *j;
-	char line[1024];
-	size_t n;
+	struct hv_access_rec r = {
+	    .request_id = rq->request_id,
+	    .method = rq->method,
+	    .route = rq->route < N_ROUTES ? routes[rq->route].key.pattern
+	                                  : "unmatched",
+	    .path = rq->path,
+	    .status = rq->status,
+	    .duration_us = us,
+	    .remote_addr = rq->remote[0] != '\0' ? rq->remote : NULL,
+	    .key_id = rq->authed ? rq->principal.key_id : NULL,
+	    .termination = term,
+	};
 
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	(void)strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	(void)snprintf(tsz, sizeof(tsz), "%.32s.%03dZ", ts,
-	    (int)(now.tv_nsec / 1000000) % 1000);
-	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:f,s:s*,s:s*,s:s*}",
-	    "ts", tsz, "level", "info", "msg", "request", "request_id",
-	    rq->request_id, "method", rq->method, "route",
-	    rq->route < N_ROUTES ? routes[rq->route].key.pattern : "unmatched",
-	    "path", rq->path, "status", (json_int_t)rq->status, "duration_ms",
-	    (double)(us / 10) / 100.0, "remote_addr",
-	    rq->remote[0] != '\0' ? rq->remote : NULL, "key_id",
-	    rq->authed ? rq->principal.key_id : NULL, "termination", term);
-	if (j == NULL)
-		return;
-	/* json_dumps() would allocate through the zeroing allocator. */
-	n = json_dumpb(
-	    j, line, sizeof(line) - 1, JSON_COMPACT | JSON_REAL_PRECISION(12));
-	json_decref(j);
-	if (n > 0 && n < sizeof(line)) {
-		line[n] = '\0';
-		hv_log_raw_json(line);
-	}
+	hv_log_access(&r);
 }
 
 static void

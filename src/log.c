@@ -7,7 +7,6 @@
 #include <string.h>
 #include <time.h>
 #include <stdint.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 static atomic_int threshold = HV_LOG_INFO;
@@ -52,12 +51,24 @@ escape(char *out, size_t cap, const char *s)
 	return o;
 }
 
+/* "2026-11-22T10:00:00.123Z" into ts (at least 32 bytes). */
+static void
+format_ts(char *ts, size_t cap, const struct timespec *now)
+{
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&now->tv_sec, &tm);
+	n = strftime(ts, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	(void)snprintf(
+	    ts + n, cap - n, ".%03dZ", (int)(now->tv_nsec / 1000000));
+}
+
 void
 hv_log(enum hv_log_level lvl, const char *fmt, ...)
 {
 	char msg[1024], esc[2048], line[2300], ts[40];
 	struct timespec now;
-	struct tm tm;
 	va_list ap;
 	int n;
 
@@ -68,25 +79,79 @@ hv_log(enum hv_log_level lvl, const char *fmt, ...)
 	va_end(ap);
 	escape(esc, sizeof(esc), msg);
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	format_ts(ts, sizeof(ts), &now);
 	n = snprintf(line, sizeof(line),
-	    "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\"}\n", ts,
-	    now.tv_nsec / 1000000, names[lvl], esc);
+	    "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", ts, names[lvl],
+	    esc);
 	if (n > 0)
 		(void)!write(STDERR_FILENO, line,
 		    (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-void
-hv_log_raw_json(const char *line)
+/* ,"key":"escaped value" -- nothing when v is NULL. */
+static size_t
+put_field(char *out, size_t cap, const char *key, const char *v)
 {
-	struct iovec iov[2];
+	char esc[HV_LOG_FIELD_MAX * 2 + 8];
+	int n;
 
-	/* one writev: lines from different threads never interleave */
-	iov[0].iov_base = (void *)(uintptr_t)line;
-	iov[0].iov_len = strlen(line);
-	iov[1].iov_base = (void *)(uintptr_t) "\n";
-	iov[1].iov_len = 1;
-	(void)!writev(STDERR_FILENO, iov, 2);
+	if (v == NULL)
+		return 0;
+	escape(esc, sizeof(esc), v);
+	n = snprintf(out, cap, ",\"%s\":\"%s\"", key, esc);
+	return n < 0 || (size_t)n >= cap ? cap : (size_t)n;
+}
+
+size_t
+hv_log_access_format(char *buf, size_t cap, const struct hv_access_rec *r,
+    const struct timespec *now)
+{
+	char ts[40];
+	size_t o;
+	int n;
+
+	format_ts(ts, sizeof(ts), now);
+	n = snprintf(buf, cap,
+	    "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\"", ts);
+	if (n < 0 || (size_t)n >= cap)
+		return 0;
+	o = (size_t)n;
+	o += put_field(buf + o, cap - o, "request_id", r->request_id);
+	o += put_field(buf + o, cap - o, "method", r->method);
+	o += put_field(buf + o, cap - o, "route", r->route);
+	o += put_field(buf + o, cap - o, "path", r->path);
+	if (o >= cap)
+		return 0;
+	/* milliseconds with two decimals, truncated, without floating point */
+	n = snprintf(buf + o, cap - o,
+	    ",\"status\":%u,\"duration_ms\":%llu.%02llu", r->status,
+	    (unsigned long long)(r->duration_us / 1000),
+	    (unsigned long long)(r->duration_us / 10 % 100));
+	if (n < 0 || (size_t)n >= cap - o)
+		return 0;
+	o += (size_t)n;
+	o += put_field(buf + o, cap - o, "remote_addr", r->remote_addr);
+	o += put_field(buf + o, cap - o, "key_id", r->key_id);
+	o += put_field(buf + o, cap - o, "termination", r->termination);
+	if (o + 2 > cap)
+		return 0;
+	buf[o++] = '}';
+	buf[o] = '\0';
+	return o;
+}
+
+void
+hv_log_access(const struct hv_access_rec *r)
+{
+	char line[HV_LOG_FIELD_MAX * 8 + 512];
+	struct timespec now;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	n = hv_log_access_format(line, sizeof(line) - 1, r, &now);
+	if (n == 0)
+		return;
+	/* one write: lines from different threads never interleave */
+	line[n] = '\n';
+	(void)!write(STDERR_FILENO, line, n + 1);
 }

@@ -9,6 +9,11 @@
 #ifndef HV_LOG_H
 #define HV_LOG_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+struct timespec;
+
 enum hv_log_level {
 	HV_LOG_DEBUG = 0,
 	HV_LOG_INFO = 1,
@@ -25,8 +30,32 @@ int hv_log_parse_level(const char *s);
 void hv_log(enum hv_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Write a pre-built JSON object line as is (the access log). */
-void hv_log_raw_json(const char *line);
+/* Longest value of one access-log field; longer ones are cut. */
+#define HV_LOG_FIELD_MAX 512
+
+/* One access-log record ("msg":"request"); NULL fields are left out. */
+struct hv_access_rec {
+	const char *request_id;
+	const char *method;
+	const char *route;
+	const char *path;
+	unsigned int status;
+	uint64_t duration_us;
+	const char *remote_addr;
+	const char *key_id;
+	const char *termination;
+};
+
+/*
+ * Format r, stamped with now, as one JSON object without a newline into
+ * buf; returns its length, 0 when it does not fit in cap bytes. Every
+ * string is escaped; a field longer than HV_LOG_FIELD_MAX is cut.
+ */
+size_t hv_log_access_format(char *buf, size_t cap,
+    const struct hv_access_rec *r, const struct timespec *now);
+
+/* Write r as one line, whatever the threshold (the access log). */
+void hv_log_access(const struct hv_access_rec *r);
 
 #define hv_log_debug(...) hv_log(HV_LOG_DEBUG, __VA_ARGS__)
 #define hv_log_info(...)  hv_log(HV_LOG_INFO, __VA_ARGS__)

@@ -26,18 +26,35 @@ is_hyphen_pos(size_t i)
 	return i == 8 || i == 13 || i == 18 || i == 23;
 }
 
+/*
+ * Random bytes for ids come from OpenSSL's DRBG 16 ids at a time: one
+ * RAND_bytes call costs about as much as a request's id is worth (locks, a
+ * fork check with a system call). Ids are not secrets; the pool is per
+ * thread, and the server never forks after start.
+ */
+#define POOL_IDS 16
+static _Thread_local struct {
+	uint8_t b[POOL_IDS * HV_UUID_LEN];
+	unsigned int left;
+} pool;
+
 enum hv_rc
 hv_uuid_new(char out[HV_UUID_STR])
 {
-	uint8_t b[HV_UUID_LEN];
+	uint8_t *b;
 
-	if (RAND_bytes(b, (int)sizeof(b)) != 1) {
-		out[0] = '\0';
-		return HV_E_INTERNAL;
+	if (pool.left == 0) {
+		if (RAND_bytes(pool.b, (int)sizeof(pool.b)) != 1) {
+			out[0] = '\0';
+			return HV_E_INTERNAL;
+		}
+		pool.left = POOL_IDS;
 	}
+	b = pool.b + (--pool.left) * HV_UUID_LEN;
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	hv_uuid_format(b, out);
+	memset(b, 0, HV_UUID_LEN); /* each id handed out once */
 	return HV_OK;
 }
 

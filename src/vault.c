@@ -1327,7 +1327,8 @@ hv_vault_authenticate(struct hv_vault *v, const char *header,
 		return hv_err_set(err, HV_E_UNAUTHORIZED, "malformed api key");
 
 	k = cache_start(v);
-	SHA256((const unsigned char *)key, strlen(key), h);
+	if (!hv_sha256(key, strlen(key), h))
+		k = NULL; /* no cache key: the key store decides */
 	if (k != NULL && cache_get(k, h, out)) {
 		hv_mem_zero(h, sizeof(h));
 		return HV_OK;

@@ -1,4 +1,4 @@
-/* Unit tests of err, mem and cfg. */
+/* Unit tests of err, mem, cfg and the access-log line of log. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,10 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "cfg.h"
 #include "err.h"
+#include "log.h"
 #include "mem.h"
 
 static void
@@ -240,6 +244,78 @@ test_cfg_layers(void **state)
 	(void)!system("rm -rf /tmp/hvcfg.*");
 }
 
+/* The access-log line is JSON with every field as given, escaped. */
+static void
+test_access_line(void **state)
+{
+	struct timespec now = {.tv_sec = 1795000000, .tv_nsec = 987654321};
+	struct hv_access_rec r = {
+	    .request_id = "0b6f1c2e-0000-4000-8000-000000000001",
+	    .method = "GET",
+	    .route = "/v1/credentials/{id}",
+	    .path = "/v1/\"quoted\"\\back\x01\x1f",
+	    .status = 200,
+	    .duration_us = 1429,
+	};
+	char line[4096], big[HV_LOG_FIELD_MAX * 2];
+	json_t *j;
+	json_error_t je;
+	size_t n;
+
+	(void)state;
+	n = hv_log_access_format(line, sizeof(line), &r, &now);
+	assert_true(n > 0 && n == strlen(line));
+	j = json_loads(line, 0, &je);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "ts")),
+	    "2026-11-18T11:06:40.987Z");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "msg")), "request");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "path")), r.path);
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "route")), r.route);
+	assert_int_equal(json_integer_value(json_object_get(j, "status")), 200);
+	assert_true(json_real_value(json_object_get(j, "duration_ms")) == 1.42);
+	/* absent optional fields are left out, not null */
+	assert_null(json_object_get(j, "remote_addr"));
+	assert_null(json_object_get(j, "key_id"));
+	assert_null(json_object_get(j, "termination"));
+	json_decref(j);
+
+	r.remote_addr = "::1";
+	r.key_id = "5f2c";
+	r.termination = "client_abort";
+	r.duration_us = 12000000;
+	assert_true(hv_log_access_format(line, sizeof(line), &r, &now) > 0);
+	j = json_loads(line, 0, &je);
+	assert_non_null(j);
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "remote_addr")), "::1");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "termination")),
+	    "client_abort");
+	assert_true(
+	    json_real_value(json_object_get(j, "duration_ms")) == 12000.0);
+	json_decref(j);
+
+	/* a field past the limit is cut and the line stays JSON */
+	memset(big, '\\', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	r.path = big;
+	n = hv_log_access_format(line, sizeof(line), &r, &now);
+	assert_true(n > 0);
+	j = json_loads(line, 0, &je);
+	assert_non_null(j);
+	assert_true(strlen(json_string_value(json_object_get(j, "path"))) <
+	    sizeof(big) - 1);
+	json_decref(j);
+
+	/* too small a buffer: nothing, never a cut line */
+	assert_int_equal(hv_log_access_format(line, 40, &r, &now), 0);
+	assert_int_equal(hv_log_access_format(line, 200, &r, &now), 0);
+}
+
 int
 main(void)
 {
@@ -249,6 +325,7 @@ main(void)
 	    cmocka_unit_test(test_secret_slabs),
 	    cmocka_unit_test(test_fault_hook),
 	    cmocka_unit_test(test_cfg_layers),
+	    cmocka_unit_test(test_access_line),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "uuid.h"
@@ -112,6 +114,50 @@ test_new(void **state)
 	assert_string_not_equal(a, b);
 }
 
+/* Ids come from a per-thread pool: none repeats, across refills and
+ * threads. */
+#define IDS_PER_THREAD 2000
+static char ids[2 * IDS_PER_THREAD][HV_UUID_STR];
+
+static void *
+make_ids(void *arg)
+{
+	char(*mine)[HV_UUID_STR] = arg;
+	int i;
+
+	for (i = 0; i < IDS_PER_THREAD; i++)
+		if (hv_uuid_new(mine[i]) != HV_OK)
+			return arg;
+	return NULL;
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void
+test_new_unique(void **state)
+{
+	pthread_t t[2];
+	void *rv;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, make_ids,
+		                     ids + i * IDS_PER_THREAD),
+		    0);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(t[i], &rv), 0);
+		assert_null(rv);
+	}
+	qsort(ids, 2 * IDS_PER_THREAD, HV_UUID_STR, cmp_id);
+	for (i = 1; i < 2 * IDS_PER_THREAD; i++)
+		assert_string_not_equal(ids[i - 1], ids[i]);
+}
+
 int
 main(void)
 {
@@ -119,6 +165,7 @@ main(void)
 	    cmocka_unit_test(test_valid),
 	    cmocka_unit_test(test_parse_format),
 	    cmocka_unit_test(test_new),
+	    cmocka_unit_test(test_new_unique),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
