@@ -1,13 +1,15 @@
 # bench/report.awk: the markdown report of bench/run (docs/performance.md).
 #
 #   awk -F'\t' -v conns="1 4 16 64" -v threads=4 -v sessions=4 -v cores=2 \
-#       -f bench/report.awk http.tsv pgb.tsv token.tsv mem.tsv
+#       -f bench/report.awk http.tsv pgb.tsv token.tsv mem.tsv memcheck.tsv
 #
 # http.tsv  label conns rps p50_ms p99_ms max_ms non2xx sockerr server_us
 #           pg_us wrk_us busy rss_kb          (one wrk run)
 # pgb.tsv   op conns tps latency_ms pg_us client_us   (one pgbench run)
 # token.tsv kind op threads procs rate   (raw | hsm.h | open)
 # mem.tsv   label requests rss_kb
+# memcheck.tsv  tool requests non2xx errors definitely_lost_bytes verdict
+#           conns   (one checked server: asan+ubsan | valgrind)
 
 FILENAME ~ /http\.tsv$/ {
 	k = $1 "," $2
@@ -27,6 +29,7 @@ FILENAME ~ /token\.tsv$/ {
 	if ($1 == "raw" && $5 > tokbest[$2]) tokbest[$2] = $5
 	next
 }
+FILENAME ~ /memcheck\.tsv$/ { mc[++nmc] = $0; next }
 FILENAME ~ /mem\.tsv$/ { mem[++nmem] = $0; next }
 
 function f0(x) { return x == "" ? "–" : sprintf("%.0f", x) }
@@ -194,6 +197,21 @@ END {
 		for (i = 1; i <= nmem; i++) {
 			split(mem[i], m, "\t")
 			printf "| %s | %d | %.1f |\n", m[1], m[2], m[3] / 1024
+		}
+	}
+
+	if (nmc > 0) {
+		print ""
+		print "### Memory checkers under load"
+		print ""
+		print "The server built with ASan+UBSan (`build-bench-asan/`, leak detection at exit) and the `RelWithDebInfo` server under valgrind memcheck (`--leak-check=full --errors-for-leak-kinds=definite`), each serving get, list, reveal, use and create, then stopped with SIGTERM. *errors*: ASan errors, UBSan runtime errors and leak records; valgrind's ERROR SUMMARY (definite leaks included). *clean*: no error, exit status 0, requests served."
+		print ""
+		print "| checker | conns | requests | non-2xx or socket errors | errors | bytes definitely lost | verdict |"
+		print "|---|---:|---:|---:|---:|---:|---|"
+		for (i = 1; i <= nmc; i++) {
+			split(mc[i], m, "\t")
+			printf "| %s | %d | %d | %d | %d | %d | %s |\n", m[1], m[7], m[2],
+			    m[3], m[4], m[5], m[6] == "clean" ? "clean" : "**" m[6] "**"
 		}
 	}
 
