@@ -6,7 +6,9 @@
  * entry). An entry's row is one allocation: the column count, then per
  * column a 32-bit length (NULL_LEN for SQL NULL) and the bytes. Sets are
  * guarded by STRIPES mutexes so that readers of different sets never
- * wait for each other; the generation is one atomic counter.
+ * wait for each other. Each stripe has its own generation (an atomic
+ * counter): a forget bumps only its id's stripe, so it refuses the puts
+ * of the ids that share that stripe, not every put in flight.
  */
 #include "credcache.h"
 
@@ -35,9 +37,9 @@ struct entry {
 struct hv_credcache {
 	pthread_mutex_t mu[STRIPES];
 	unsigned int ttl_ms;
-	uint32_t mask;   /* sets - 1 */
-	struct entry *e; /* [sets * WAYS] */
-	uint64_t gen;    /* atomic */
+	uint32_t mask;         /* sets - 1 */
+	struct entry *e;       /* [sets * WAYS] */
+	uint64_t gen[STRIPES]; /* atomic */
 	/* statistics: atomic */
 	unsigned long hits, misses, stored, forgotten;
 	unsigned int entries;
@@ -136,19 +138,30 @@ hv_credcache_free(struct hv_credcache **cp)
 	*cp = NULL;
 }
 
-uint64_t
-hv_credcache_gen(struct hv_credcache *c)
+static uint32_t
+stripe_of(const struct hv_credcache *c, const char *id)
 {
-	return c == NULL ? 0 : __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
+	return (hash_id(id) & c->mask) % STRIPES;
 }
 
 static struct entry *
-set_of(struct hv_credcache *c, const char *id, pthread_mutex_t **mu)
+set_of(struct hv_credcache *c, const char *id, pthread_mutex_t **mu,
+    uint64_t **gen)
 {
 	uint32_t s = hash_id(id) & c->mask;
 
 	*mu = &c->mu[s % STRIPES];
+	if (gen != NULL)
+		*gen = &c->gen[s % STRIPES];
 	return &c->e[(size_t)s * WAYS];
+}
+
+uint64_t
+hv_credcache_gen(struct hv_credcache *c, const char *id)
+{
+	if (c == NULL)
+		return 0;
+	return __atomic_load_n(&c->gen[stripe_of(c, id)], __ATOMIC_ACQUIRE);
 }
 
 /* A one-row result of the serialized row (NULL: malformed or no memory). */
@@ -205,7 +218,7 @@ hv_credcache_get(struct hv_credcache *c, const char *id)
 
 	if (c == NULL)
 		return NULL;
-	set = set_of(c, id, &mu);
+	set = set_of(c, id, &mu, NULL);
 	now = mono_ms();
 	pthread_mutex_lock(mu);
 	for (w = 0; w < WAYS; w++) {
@@ -273,7 +286,7 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 {
 	pthread_mutex_t *mu;
 	struct entry *set, *slot = NULL;
-	uint64_t now, until;
+	uint64_t now, until, *sgen;
 	uint8_t *row;
 	size_t len = 0;
 	int w;
@@ -293,10 +306,10 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 	row = row_bytes(r, &len);
 	if (row == NULL)
 		return;
-	set = set_of(c, id, &mu);
+	set = set_of(c, id, &mu, &sgen);
 	pthread_mutex_lock(mu);
 	/* under the lock: a forget of id takes this lock after its bump */
-	if (__atomic_load_n(&c->gen, __ATOMIC_ACQUIRE) != gen) {
+	if (__atomic_load_n(sgen, __ATOMIC_ACQUIRE) != gen) {
 		pthread_mutex_unlock(mu);
 		hv_free(row);
 		return;
@@ -329,13 +342,14 @@ hv_credcache_forget(struct hv_credcache *c, const char *id)
 {
 	pthread_mutex_t *mu;
 	struct entry *set;
+	uint64_t *sgen;
 	int w;
 
 	if (c == NULL)
 		return;
-	/* bump first: a put that read the row before now is refused */
-	__atomic_fetch_add(&c->gen, 1, __ATOMIC_ACQ_REL);
-	set = set_of(c, id, &mu);
+	set = set_of(c, id, &mu, &sgen);
+	/* bump first: a put of id that read its row before now is refused */
+	__atomic_fetch_add(sgen, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_lock(mu);
 	for (w = 0; w < WAYS; w++)
 		if (set[w].row != NULL && strcmp(set[w].id, id) == 0)
@@ -351,7 +365,8 @@ hv_credcache_clear(struct hv_credcache *c)
 
 	if (c == NULL)
 		return;
-	__atomic_fetch_add(&c->gen, 1, __ATOMIC_ACQ_REL);
+	for (s = 0; s < STRIPES; s++)
+		__atomic_fetch_add(&c->gen[s], 1, __ATOMIC_ACQ_REL);
 	for (s = 0; s <= c->mask; s++) {
 		pthread_mutex_t *mu = &c->mu[s % STRIPES];
 

@@ -14,10 +14,11 @@
  * heartbeat is recent, and a change made through this process forgets
  * the entry itself after its commit.
  *
- * Races: take hv_credcache_gen() before reading the row from the
- * database; hv_credcache_put() drops the row when any forget or clear
- * happened since, so a row read before a change can never be stored after
- * the change was forgotten.
+ * Races: take hv_credcache_gen() of the id before reading its row from
+ * the database; hv_credcache_put() drops the row when a forget of that id
+ * (or of another id of the same lock stripe) or a clear happened since,
+ * so a row read before a change can never be stored after the change was
+ * forgotten.
  *
  * Thread-safety: every function is thread-safe.
  */
@@ -36,8 +37,8 @@ enum hv_rc hv_credcache_new(unsigned int max_entries, unsigned int ttl_ms,
     struct hv_credcache **out, struct hv_err *err);
 void hv_credcache_free(struct hv_credcache **c);
 
-/* The current generation; take it before reading the row. */
-uint64_t hv_credcache_gen(struct hv_credcache *c);
+/* The current generation of id's stripe; take it before reading the row. */
+uint64_t hv_credcache_gen(struct hv_credcache *c, const char *id);
 
 /*
  * A new PGresult (one row, text columns, PQclear it) holding the cached
@@ -47,15 +48,16 @@ PGresult *hv_credcache_get(struct hv_credcache *c, const char *id);
 
 /*
  * Remember row 0 of r for id, until ttl_ms from now or until_us (realtime
- * microseconds; 0 = none), whichever is first, unless a forget or clear
- * happened since gen. Rows larger than a few KiB are not kept.
+ * microseconds; 0 = none), whichever is first, unless a forget of its
+ * stripe or a clear happened since gen (hv_credcache_gen of the same id).
+ * Rows larger than a few KiB are not kept.
  */
 void hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
     int64_t until_us, uint64_t gen);
 
-/* Drop the entry of id; bumps the generation. */
+/* Drop the entry of id; bumps the generation of its stripe. */
 void hv_credcache_forget(struct hv_credcache *c, const char *id);
-/* Drop everything; bumps the generation. */
+/* Drop everything; bumps every generation. */
 void hv_credcache_clear(struct hv_credcache *c);
 
 struct hv_credcache_stats {

@@ -1904,7 +1904,7 @@ hv_vault_cred_get(struct hv_vault *v, const struct hv_principal *p,
 	if (cached)
 		r = hv_credcache_get(v->credcache, idn);
 	if (r == NULL) {
-		gen = hv_credcache_gen(v->credcache);
+		gen = hv_credcache_gen(v->credcache, idn);
 		rc = hv_store_acquire(v->store, &c, err);
 		if (rc != HV_OK)
 			return rc;

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "credcache.h"
+#include "uuid.h"
 
 #define ID1 "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f60"
 #define ID2 "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f61"
@@ -79,7 +80,7 @@ test_roundtrip(void **state)
 
 	(void)state;
 	assert_null(hv_credcache_get(c, ID1));
-	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c, ID1));
 	out = hv_credcache_get(c, ID1);
 	assert_non_null(out);
 	assert_int_equal(PQntuples(out), 1);
@@ -99,7 +100,7 @@ test_roundtrip(void **state)
 	/* a second put of the same id replaces it, one entry */
 	PQclear(in);
 	in = row("beta");
-	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c, ID1));
 	out = hv_credcache_get(c, ID1);
 	assert_string_equal(PQgetvalue(out, 0, 0), "beta");
 	PQclear(out);
@@ -117,7 +118,7 @@ test_expiry(void **state)
 	PGresult *in = row("alpha"), *out;
 
 	(void)state;
-	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c, ID1));
 	out = hv_credcache_get(c, ID1);
 	assert_non_null(out);
 	PQclear(out);
@@ -128,17 +129,38 @@ test_expiry(void **state)
 	/* the row's own expiry comes first */
 	c = mk(64, 60000);
 	hv_credcache_put(
-	    c, ID1, in, real_us() + 60 * 1000, hv_credcache_gen(c));
+	    c, ID1, in, real_us() + 60 * 1000, hv_credcache_gen(c, ID1));
 	out = hv_credcache_get(c, ID1);
 	assert_non_null(out);
 	PQclear(out);
 	sleep_ms(100);
 	assert_null(hv_credcache_get(c, ID1));
 	/* already expired: never stored */
-	hv_credcache_put(c, ID2, in, real_us() - 1000, hv_credcache_gen(c));
+	hv_credcache_put(
+	    c, ID2, in, real_us() - 1000, hv_credcache_gen(c, ID2));
 	assert_null(hv_credcache_get(c, ID2));
 	PQclear(in);
 	hv_credcache_free(&c);
+}
+
+/* An id whose forget does not move the generation of id's stripe. */
+static const char *
+other_stripe(struct hv_credcache *c, const char *id)
+{
+	static char buf[HV_UUID_STR];
+	uint64_t g;
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		(void)snprintf(buf, sizeof(buf),
+		    "00000000-0000-4000-8000-%012x", (unsigned int)i);
+		g = hv_credcache_gen(c, id);
+		hv_credcache_forget(c, buf);
+		if (hv_credcache_gen(c, id) == g)
+			return buf;
+	}
+	fail_msg("every id shares a stripe with %s", id);
+	return NULL;
 }
 
 static void
@@ -146,11 +168,12 @@ test_forget_and_generation(void **state)
 {
 	struct hv_credcache *c = mk(64, 60000);
 	PGresult *in = row("alpha"), *out;
+	const char *other;
 	uint64_t gen;
 
 	(void)state;
-	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
-	hv_credcache_put(c, ID2, in, 0, hv_credcache_gen(c));
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c, ID1));
+	hv_credcache_put(c, ID2, in, 0, hv_credcache_gen(c, ID2));
 	hv_credcache_forget(c, ID1);
 	assert_null(hv_credcache_get(c, ID1));
 	out = hv_credcache_get(c, ID2);
@@ -158,21 +181,35 @@ test_forget_and_generation(void **state)
 	PQclear(out);
 
 	/* read before a forget, stored after it: refused */
-	gen = hv_credcache_gen(c);
-	hv_credcache_forget(c, ID2);
+	gen = hv_credcache_gen(c, ID1);
+	hv_credcache_forget(c, ID1);
+	assert_int_not_equal(hv_credcache_gen(c, ID1), gen);
 	hv_credcache_put(c, ID1, in, 0, gen);
 	assert_null(hv_credcache_get(c, ID1));
 
-	gen = hv_credcache_gen(c);
+	/* a forget of an id of another stripe leaves ID1's puts alone */
+	other = other_stripe(c, ID1);
+	gen = hv_credcache_gen(c, ID1);
+	hv_credcache_forget(c, other);
+	assert_int_equal(hv_credcache_gen(c, ID1), gen);
+	hv_credcache_put(c, ID1, in, 0, gen);
+	out = hv_credcache_get(c, ID1);
+	assert_non_null(out);
+	PQclear(out);
+	hv_credcache_forget(c, ID1);
+
+	/* a clear refuses every put read before it */
+	gen = hv_credcache_gen(c, ID1);
 	hv_credcache_clear(c);
 	hv_credcache_put(c, ID1, in, 0, gen);
 	assert_null(hv_credcache_get(c, ID1));
-	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c, ID1));
 	hv_credcache_clear(c);
 	assert_null(hv_credcache_get(c, ID1));
 	assert_null(hv_credcache_get(c, ID2));
 	/* not a uuid: never stored */
-	hv_credcache_put(c, "not-a-uuid", in, 0, hv_credcache_gen(c));
+	hv_credcache_put(
+	    c, "not-a-uuid", in, 0, hv_credcache_gen(c, "not-a-uuid"));
 	assert_null(hv_credcache_get(c, "not-a-uuid"));
 	PQclear(in);
 	hv_credcache_free(&c);
@@ -192,7 +229,7 @@ test_full_set_and_size(void **state)
 	for (i = 0; i < 6; i++) {
 		(void)snprintf(ids[i], sizeof(ids[i]),
 		    "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f7%d", i);
-		hv_credcache_put(c, ids[i], in, 0, hv_credcache_gen(c));
+		hv_credcache_put(c, ids[i], in, 0, hv_credcache_gen(c, ids[i]));
 		sleep_ms(2); /* distinct birth times */
 	}
 	hv_credcache_stats(c, &st);
@@ -209,7 +246,7 @@ test_full_set_and_size(void **state)
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	huge = row(big);
-	hv_credcache_put(c, ID1, huge, 0, hv_credcache_gen(c));
+	hv_credcache_put(c, ID1, huge, 0, hv_credcache_gen(c, ID1));
 	assert_null(hv_credcache_get(c, ID1));
 	PQclear(huge);
 	PQclear(in);
@@ -226,7 +263,7 @@ test_disabled(void **state)
 	(void)state;
 	assert_int_equal(hv_credcache_new(0, 1000, &c, &err), HV_OK);
 	assert_null(c);
-	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c));
+	hv_credcache_put(c, ID1, in, 0, hv_credcache_gen(c, ID1));
 	assert_null(hv_credcache_get(c, ID1));
 	hv_credcache_forget(c, ID1);
 	hv_credcache_clear(c);
@@ -262,7 +299,7 @@ work(void *arg)
 		} else if (i % 2 == 0) {
 			in = row(name);
 			hv_credcache_put(
-			    w->c, id, in, 0, hv_credcache_gen(w->c));
+			    w->c, id, in, 0, hv_credcache_gen(w->c, id));
 			PQclear(in);
 		} else {
 			out = hv_credcache_get(w->c, id);
