@@ -24,6 +24,7 @@
  */
 #include "hsm.h"
 #include "p11_test.h"
+#include "../src/clock.h"
 #include "../src/log.h"
 
 #include <dlfcn.h>
@@ -345,25 +346,6 @@ ck_err(struct hv_err *err, const char *fname, CK_RV rv)
 	return hv_err_set(err, rc, "%s: %s", fname, ckr_str(rv, b, sizeof(b)));
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void
-sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {
-	    .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* Copy a blank-padded PKCS#11 string into a NUL-terminated buffer. */
 static void
 space_copy(char *dst, size_t cap, const unsigned char *src, size_t len)
@@ -624,7 +606,7 @@ load_keys_locked(
 	memcpy(p->keks, keks, nk * sizeof(keks[0]));
 	p->nkeks = nk;
 	p->hmac_obj = hmac;
-	atomic_store(&p->keys_ms, now_ms());
+	atomic_store(&p->keys_ms, hv_mono_ms());
 	return HV_OK;
 fail_rv:
 	*rvp = rv;
@@ -936,7 +918,7 @@ reconnect(struct p11 *p, uint64_t gen_seen, CK_RV rv_seen, struct hv_err *err)
 		rc = HV_OK;
 		goto out;
 	}
-	if (atomic_load(&p->breaker_until) > now_ms()) {
+	if (atomic_load(&p->breaker_until) > hv_mono_ms()) {
 		/* Another thread just gave up: do not pile on. */
 		rc = hv_err_set(err, HV_E_KEYSTORE, "key store unavailable");
 		goto out;
@@ -1016,7 +998,7 @@ keys_stale(struct p11 *p)
 {
 	uint64_t t = atomic_load(&p->keys_ms);
 
-	return t == 0 || now_ms() - t > KEYS_TTL_MS;
+	return t == 0 || hv_mono_ms() - t > KEYS_TTL_MS;
 }
 
 /* The token answered: close the breaker if it was open. */
@@ -1050,7 +1032,7 @@ run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 		    "pin rejected before; not "
 		    "retried until the key store is reopened");
 	if (until != 0) {
-		uint64_t now = now_ms();
+		uint64_t now = hv_mono_ms();
 
 		if (now < until) {
 			pthread_mutex_lock(&p->last_mu);
@@ -1096,7 +1078,7 @@ run(struct p11 *p, const struct p11_op *op, struct hv_err *err)
 
 			if (i >= sizeof(backoff) / sizeof(backoff[0]))
 				i = sizeof(backoff) / sizeof(backoff[0]) - 1;
-			sleep_ms(backoff[i]);
+			hv_sleep_ms(backoff[i]);
 		}
 		reconnects++;
 		memset(&e, 0, sizeof(e));
@@ -1113,7 +1095,7 @@ fail:
 	return hv_err_set(err, rc, "%s", e.msg);
 trip:
 	set_last(p, &last);
-	atomic_store(&p->breaker_until, now_ms() + p->breaker_ms);
+	atomic_store(&p->breaker_until, hv_mono_ms() + p->breaker_ms);
 	hv_log_warn("pkcs11: key store unreachable (%s); failing fast for "
 	            "%u ms",
 	    last.msg, p->breaker_ms);

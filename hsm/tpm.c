@@ -30,6 +30,7 @@
  */
 #include "hsm.h"
 
+#include "../src/clock.h"
 #include "../src/log.h"
 
 #include <arpa/inet.h>
@@ -231,27 +232,6 @@ static const TPM2B_PUBLIC seal_template = {
 /* ------------------------------------------------------------------ */
 /* Time, signals                                                       */
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void
-sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {
-	    .tv_sec = ms / 1000,
-	    .tv_nsec = (long)(ms % 1000) * 1000000L,
-	};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /*
  * The socket TCTIs write with write(2): a peer that went away raises
  * SIGPIPE, which would kill a host that did not ignore it. Block it in the
@@ -384,7 +364,7 @@ static void watchdog_disarm(struct tpm *t);
 static void
 call_begin(struct tpm *t, struct call *c)
 {
-	c->deadline = now_ms() + TPM_CMD_TIMEOUT_MS;
+	c->deadline = hv_mono_ms() + TPM_CMD_TIMEOUT_MS;
 	c->tries = 0;
 	c->evicted = false;
 	watchdog_arm(t, c->deadline);
@@ -396,7 +376,7 @@ call_pending(struct call *c, TSS2_RC r)
 {
 	return (r & 0xffffu) == TSS2_BASE_RC_TRY_AGAIN &&
 	    (r & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER &&
-	    now_ms() < c->deadline;
+	    hv_mono_ms() < c->deadline;
 }
 
 /* True when the whole command should be sent again. */
@@ -404,8 +384,8 @@ static bool
 call_again(struct tpm *t, struct call *c, TSS2_RC r)
 {
 	if (rc_is_warning_retry(r) && c->tries < TPM_WARN_RETRIES &&
-	    now_ms() < c->deadline) {
-		sleep_ms(1u << (c->tries < 6 ? c->tries : 6));
+	    hv_mono_ms() < c->deadline) {
+		hv_sleep_ms(1u << (c->tries < 6 ? c->tries : 6));
 		c->tries++;
 		return true;
 	}
@@ -1529,7 +1509,7 @@ watchdog_main(void *arg)
 			continue;
 		}
 		dl = t->wd_deadline;
-		if (now_ms() >= dl) {
+		if (hv_mono_ms() >= dl) {
 			hv_log_warn("tpm: command timed out after %d ms, "
 			            "closing its connection",
 			    TPM_CMD_TIMEOUT_MS);
@@ -1691,7 +1671,7 @@ run(struct tpm *t, op_fn fn, void *arg, struct hv_err *err)
 	sigpipe_block(&g);
 	attempts = t->retry_max;
 	if (t->ctx == NULL && t->breaker_tripped) {
-		now = now_ms();
+		now = hv_mono_ms();
 		if (now < t->down_until) {
 			rc = hv_err_set(err, HV_E_KEYSTORE,
 			    "tpm unreachable "
@@ -1703,7 +1683,7 @@ run(struct tpm *t, op_fn fn, void *arg, struct hv_err *err)
 	}
 	for (attempt = 0; attempt < attempts; attempt++) {
 		if (attempt > 0)
-			sleep_ms(10u << (attempt < 5 ? attempt : 5));
+			hv_sleep_ms(10u << (attempt < 5 ? attempt : 5));
 		if (t->ctx == NULL) {
 			rc = tpm_connect(t, err);
 			if (rc != HV_OK) {
@@ -1723,7 +1703,7 @@ run(struct tpm *t, op_fn fn, void *arg, struct hv_err *err)
 	}
 	/* Every attempt failed to reach the TPM: open the breaker. */
 	t->breaker_tripped = true;
-	t->down_until = now_ms() + t->breaker_ms;
+	t->down_until = hv_mono_ms() + t->breaker_ms;
 	if (rc != HV_E_KEYSTORE)
 		rc = hv_err_set(err, HV_E_KEYSTORE, "tpm unreachable");
 	hv_log_warn("tpm: unreachable, failing fast for %u ms", t->breaker_ms);

@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "uuid.h"
@@ -384,15 +385,6 @@ parse_at(const char *s, int64_t *us)
 	return true;
 }
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 remember(struct hv_audit *a, unsigned int chain, long long seq,
     const uint8_t mac[HV_HMAC_LEN], int64_t at_us, bool fast)
@@ -496,7 +488,7 @@ append_fast(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	pthread_mutex_unlock(&a->mu);
 	if (!h.known)
 		return HV_OK;
-	at_us = now_us();
+	at_us = hv_real_us();
 	if (at_us < h.at_us)
 		at_us = h.at_us;
 	if (!fmt_at(at_us, at, sizeof(at)))

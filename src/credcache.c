@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "mem.h"
 #include "uuid.h"
 
@@ -44,24 +45,6 @@ struct hv_credcache {
 	unsigned long hits, misses, stored, forgotten;
 	unsigned int entries;
 };
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int64_t
-real_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* FNV-1a over the id's characters (ids are random uuids). */
 static uint32_t
@@ -219,7 +202,7 @@ hv_credcache_get(struct hv_credcache *c, const char *id)
 	if (c == NULL)
 		return NULL;
 	set = set_of(c, id, &mu, NULL);
-	now = mono_ms();
+	now = hv_mono_ms();
 	pthread_mutex_lock(mu);
 	for (w = 0; w < WAYS; w++) {
 		struct entry *e = &set[w];
@@ -293,10 +276,10 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 
 	if (c == NULL || !hv_uuid_valid(id) || strlen(id) >= HV_UUID_STR)
 		return;
-	now = mono_ms();
+	now = hv_mono_ms();
 	until = now + c->ttl_ms;
 	if (until_us != 0) {
-		int64_t left = until_us - real_us();
+		int64_t left = until_us - hv_real_us();
 
 		if (left <= 0)
 			return;

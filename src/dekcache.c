@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "apikey.h"
 #include "hsm.h"
 #include "uuid.h"
@@ -46,15 +47,6 @@ struct hv_dekcache {
 	struct hv_secret *keys; /* cap * 32 bytes, locked */
 	struct hv_dekcache_stats st;
 };
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void
 put32(uint8_t *p, uint32_t v)
@@ -270,7 +262,7 @@ hv_dekcache_get(struct hv_dekcache *c, const struct hv_dekcache_key *k,
 	copy = hv_secret_new(HV_DEKCACHE_DEK_LEN);
 	if (copy == NULL)
 		return false;
-	now = now_ms();
+	now = hv_mono_ms();
 	pthread_mutex_lock(&c->mu);
 	i = find(c, k);
 	if (i != NIL && expired(c, &c->e[i], now)) {
@@ -321,7 +313,7 @@ hv_dekcache_put(struct hv_dekcache *c, const struct hv_dekcache_key *k,
 	c->free_head = e->hnext;
 	memcpy(e->digest, k->digest, sizeof(e->digest));
 	memcpy(e->cred, k->cred, sizeof(e->cred));
-	e->born_ms = now_ms();
+	e->born_ms = hv_mono_ms();
 	e->uses = 0;
 	e->used = true;
 	b = bucket_of(c, e->digest);

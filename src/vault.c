@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "apikey.h"
 #include "log.h"
 #include "mem.h"
@@ -110,24 +111,6 @@ struct akcache {
 	unsigned long deny_suppressed;
 	unsigned long hits, misses, revocations;
 };
-
-static double
-mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t
-real_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---------------------------------------------------------------- */
 /* scopes, principals, visibility                                     */
@@ -915,7 +898,7 @@ listener_connect(struct hv_vault *v)
 	pthread_mutex_lock(&k->mu);
 	cache_clear_locked(k);
 	k->listening = true;
-	k->heartbeat_at = mono_now();
+	k->heartbeat_at = hv_mono_s();
 	pthread_mutex_unlock(&k->mu);
 	hv_log_info("api keys: revocation listener connected");
 	return pg;
@@ -927,7 +910,7 @@ bg_main(void *arg)
 	struct hv_vault *v = arg;
 	struct akcache *k = cache_of(v);
 	PGconn *pg = NULL;
-	double next_flush = mono_now() + FLUSH_MS / 1000.0;
+	double next_flush = hv_mono_s() + FLUSH_MS / 1000.0;
 	double next_beat = 0;
 
 	for (;;) {
@@ -939,7 +922,7 @@ bg_main(void *arg)
 		pthread_mutex_unlock(&k->mu);
 		if (stop)
 			break;
-		now = mono_now();
+		now = hv_mono_s();
 		if (pg == NULL && now >= next_beat) {
 			pg = listener_connect(v);
 			if (pg == NULL)
@@ -953,7 +936,7 @@ bg_main(void *arg)
 			drain_notifies(v, pg);
 			pthread_mutex_lock(&k->mu);
 			if (ok)
-				k->heartbeat_at = mono_now();
+				k->heartbeat_at = hv_mono_s();
 			else
 				k->listening = false;
 			pthread_mutex_unlock(&k->mu);
@@ -962,19 +945,19 @@ bg_main(void *arg)
 				            "lost its connection");
 				PQfinish(pg);
 				pg = NULL;
-				next_beat = mono_now() + 0.2;
+				next_beat = hv_mono_s() + 0.2;
 			} else {
-				next_beat = mono_now() + HEARTBEAT_MS / 1000.0;
+				next_beat = hv_mono_s() + HEARTBEAT_MS / 1000.0;
 			}
 		}
-		if (mono_now() >= next_flush) {
+		if (hv_mono_s() >= next_flush) {
 			flush_last_used(v);
-			next_flush = mono_now() + FLUSH_MS / 1000.0;
+			next_flush = hv_mono_s() + FLUSH_MS / 1000.0;
 		}
 		if (pg != NULL) {
 			struct pollfd pfd = {
 			    .fd = PQsocket(pg), .events = POLLIN};
-			int wait = (int)((next_beat - mono_now()) * 1000.0);
+			int wait = (int)((next_beat - hv_mono_s()) * 1000.0);
 
 			if (wait < 1)
 				wait = 1;
@@ -987,7 +970,7 @@ bg_main(void *arg)
 					pthread_mutex_unlock(&k->mu);
 					PQfinish(pg);
 					pg = NULL;
-					next_beat = mono_now() + 0.2;
+					next_beat = hv_mono_s() + 0.2;
 					continue;
 				}
 				drain_notifies(v, pg);
@@ -1038,7 +1021,7 @@ cache_start(struct hv_vault *v)
 	pthread_cond_init(&k->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	k->deny_tokens = DENY_BURST;
-	k->deny_at = mono_now();
+	k->deny_at = hv_mono_s();
 	/* started is set before the thread or any reader can see k */
 	k->started = true;
 	__atomic_store_n(&v->apikey_cache, k, __ATOMIC_RELEASE);
@@ -1093,7 +1076,7 @@ cache_get(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
     struct hv_principal *out)
 {
 	struct centry *e = &k->slots[slot_of(h)];
-	double now = mono_now(), max_age;
+	double now = hv_mono_s(), max_age;
 	bool hit = false;
 
 	pthread_mutex_lock(&k->mu);
@@ -1103,7 +1086,7 @@ cache_get(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
 	if (!e->used || !hv_ct_equal(e->h, h, SHA256_DIGEST_LENGTH))
 		goto out;
 	if (now - e->fetched >= max_age ||
-	    (e->expires_us != 0 && real_now_us() >= e->expires_us)) {
+	    (e->expires_us != 0 && hv_real_us() >= e->expires_us)) {
 		entry_clear(k, e);
 		goto out;
 	}
@@ -1169,7 +1152,7 @@ hv_vault_notices_fresh(struct hv_vault *v)
 	if (k == NULL)
 		return false;
 	pthread_mutex_lock(&k->mu);
-	fresh = listener_fresh(k, mono_now());
+	fresh = listener_fresh(k, hv_mono_s());
 	pthread_mutex_unlock(&k->mu);
 	return fresh;
 }
@@ -1188,7 +1171,7 @@ hv_vault_cache_stats(struct hv_vault *v, unsigned long *hits,
 	*hits = k->hits;
 	*misses = k->misses;
 	*revocations = k->revocations;
-	*listening = listener_fresh(k, mono_now());
+	*listening = listener_fresh(k, hv_mono_s());
 	pthread_mutex_unlock(&k->mu);
 }
 
@@ -1199,7 +1182,7 @@ hv_vault_cache_stats(struct hv_vault *v, unsigned long *hits,
 static bool
 deny_budget(struct akcache *k)
 {
-	double now = mono_now();
+	double now = hv_mono_s();
 	bool ok;
 
 	pthread_mutex_lock(&k->mu);
@@ -1338,7 +1321,7 @@ hv_vault_authenticate(struct hv_vault *v, const char *header,
 		gen = k->gen;
 		pthread_mutex_unlock(&k->mu);
 	}
-	fetched = mono_now();
+	fetched = hv_mono_s();
 	rc = hv_apikey_hash(v->hsm, key, mac, err);
 	if (rc != HV_OK)
 		goto out;
