@@ -476,8 +476,6 @@ static enum hv_rc
 open_hsm(const struct hv_cfg *cfg, struct hv_hsm **out, struct hv_err *err)
 {
 	struct hv_hsm_config hc;
-	struct hv_secret *pin = NULL;
-	enum hv_rc rc;
 
 	memset(&hc, 0, sizeof(hc));
 	hc.keystore = cfg->keystore;
@@ -486,18 +484,10 @@ open_hsm(const struct hv_cfg *cfg, struct hv_hsm **out, struct hv_err *err)
 	hc.p11_sessions = cfg->pkcs11_sessions;
 	hc.tpm_tcti = cfg->tpm_tcti;
 	hc.data_dir = cfg->data;
-	if (cfg->pin != NULL) {
-		/* a NUL-terminated copy, whatever the cfg buffer holds */
-		pin = hv_secret_new(cfg->pin->len + 1);
-		if (pin == NULL)
-			return hv_err_set(err, HV_E_NOMEM, "out of memory");
-		memcpy(pin->buf, cfg->pin->buf, cfg->pin->len);
-		pin->buf[cfg->pin->len] = '\0';
-		hc.p11_pin = (const char *)pin->buf;
-	}
-	rc = hv_hsm_open(&hc, out, err);
-	hv_secret_free(&pin);
-	return rc;
+	/* a secret's buf[len] is always 0 (mem.h): no second copy of the PIN */
+	if (cfg->pin != NULL)
+		hc.p11_pin = (const char *)cfg->pin->buf;
+	return hv_hsm_open(&hc, out, err);
 }
 
 enum hv_rc
