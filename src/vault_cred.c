@@ -1044,11 +1044,12 @@ audit_tx(struct hv_vault *v, struct hv_conn *c, const struct hv_principal *p,
 /* Envelope I/O                                                        */
 
 /*
- * After a committed change of cred_id (edit, rotate, revoke, delete):
- * neither a cached DEK nor the cached metadata row outlives it here.
+ * After a committed rotate, revoke or delete of cred_id: neither a cached
+ * DEK nor the cached metadata row outlives it here.
  * (Other instances drop the row when the trigger's notification arrives
  * and hold DEKs at most dek_cache_ttl_ms; docs/performance.md says why
- * that is safe.) A use changes neither and forgets only the row.
+ * that is safe.) An edit, an unrevoke and a use change no DEK and forget
+ * only the row.
  */
 static void
 forget_cached(struct hv_vault *v, const char *cred_id)
@@ -1237,18 +1238,14 @@ env_from_text(
 }
 
 /*
- * Load and decrypt version `version` of credential (ws, id) into a JSON
- * object (*secret, new), reading the version row on c.
- */
-/*
  * The envelope of a stored version: columns col..col+3 of row, fetched in
  * binary, are kek_version (int4), wrapped_dek, nonce and ciphertext. Every
  * length is checked before it is copied; env must be hv_envelope_init()ed
  * and is released by the caller.
  */
-enum hv_rc
-hv_vault_env_from_row(const PGresult *r, int row, int col,
-    struct hv_envelope *env, struct hv_err *err)
+static enum hv_rc
+env_from_row(const PGresult *r, int row, int col, struct hv_envelope *env,
+    struct hv_err *err)
 {
 	int wl = PQgetlength(r, row, col + 1);
 	int nl = PQgetlength(r, row, col + 2);
@@ -1297,7 +1294,7 @@ hv_vault_open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
 		    "credential has no row for its current version");
 		goto out;
 	}
-	rc = hv_vault_env_from_row(r, 0, 0, &env, err);
+	rc = env_from_row(r, 0, 0, &env, err);
 	if (rc != HV_OK)
 		goto out;
 	rc = open_env(v, ws, id, ver, &env, gen, secret, err);
@@ -1308,7 +1305,7 @@ out:
 }
 
 /*
- * Insert credential params[0..11] (cred_insert's order) and its version 1
+ * Insert credential params[0..11] (cred_create's order) and its version 1
  * sealed in env, in one statement; *r gets the credential row (COLS).
  */
 static enum hv_rc
@@ -2141,7 +2138,7 @@ hv_vault_cred_update(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = finish_change(c, r2, out, err);
 	if (rc == HV_OK)
-		forget_cached(v, idn);
+		hv_credcache_forget(v->credcache, idn); /* DEKs unchanged */
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2332,6 +2329,8 @@ hv_vault_cred_revoke(struct hv_vault *v, const struct hv_principal *p,
 	rc = finish_change(c, res, out, err);
 	if (rc == HV_OK && revoke)
 		forget_cached(v, idn);
+	else if (rc == HV_OK && res == r2) /* unrevoked: only the row moved */
+		hv_credcache_forget(v->credcache, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);

@@ -133,13 +133,4 @@ enum hv_rc
 hv_vault_open_version(struct hv_vault *v, struct hv_conn *c, const char *ws,
     const char *id, const char *version, json_t **secret, struct hv_err *err);
 
-/*
- * Parse the envelope of a stored credential version from columns
- * col..col+3 (kek_version int4, wrapped_dek, nonce, ciphertext; binary
- * result) of row r into env (hv_envelope_init()ed; the caller releases it).
- * HV_E_CRYPTO when a length is wrong, HV_E_NOMEM. (vault_cred.c)
- */
-enum hv_rc hv_vault_env_from_row(const PGresult *r, int row, int col,
-    struct hv_envelope *env, struct hv_err *err);
-
 #endif
