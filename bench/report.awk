@@ -164,6 +164,27 @@ END {
 			    f0(rps[R[i] "-bigcache,16"]), f2(p99[R[i] "-bigcache,16"])
 	}
 
+	if (has("reveal-t64g0,16") || has("reveal-t64g2,16")) {
+		print ""
+		print "### Worker threads and audit group commit (16 connections)"
+		print ""
+		print "Defaults: " threads " worker threads, db_pool 8, no group commit. Then 64 worker threads with db_pool 16, without (`audit_group_leaders` 0) and with group commit (2). Each cell: req/s (p99 ms); for reveal also server + PostgreSQL CPU µs per request."
+		print ""
+		print "| server | reveal | reveal CPU µs (server + PostgreSQL) | get | create |"
+		print "|---|---:|---:|---:|---:|"
+		split(":defaults;-t64g0:64 threads;-t64g2:64 threads, group commit", G, ";")
+		for (i = 1; i <= 3; i++) {
+			split(G[i], x, ":")
+			k = "reveal" x[1] ",16"
+			if (!has(k))
+				continue
+			printf "| %s | %s (%s) | %.0f + %.0f | %s (%s) | %s (%s) |\n", x[2],
+			    f0(rps[k]), f2(p99[k]), srv[k], pgc[k],
+			    f0(rps["get" x[1] ",16"]), f2(p99["get" x[1] ",16"]),
+			    f0(rps["create" x[1] ",16"]), f2(p99["create" x[1] ",16"])
+		}
+	}
+
 	if (has("tpm-reveal-nocache,16")) {
 		print ""
 		print "### TPM 2.0 key store (swtpm, 16 connections)"

@@ -38,6 +38,7 @@
 #include "audit.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,18 @@
 #define VERIFY_PAGE_N  1000
 #define NFIELDS        14
 
+/*
+ * Group commit (hv_audit_append_alone, when audit_group_leaders > 0): at
+ * most that many groups are written at once, each of at most GROUP_MAX rows. audit_group_<n> takes
+ * chain, first seq, previous head mac and time, then per row the nine
+ * fields of struct row and the row's mac.
+ */
+#define GROUP_MAX        32
+#define GROUP_ROW0       4
+#define GROUP_PER_ROW    10
+#define GROUP_NPARAMS(n) (GROUP_ROW0 + (n)*GROUP_PER_ROW)
+#define GROUP_SQL_CAP    (1024 + GROUP_MAX * 256)
+
 /* A chain's head as this process last wrote or read it. */
 struct head {
 	bool known;
@@ -65,13 +78,29 @@ struct head {
 	int64_t at_us; /* time of the head row, microseconds */
 };
 
+/* A thread waiting in hv_audit_append_alone() for its row (group commit). */
+struct waiter {
+	const struct hv_audit_event *ev;
+	struct waiter *next;
+	enum hv_rc rc;
+	struct hv_err err;
+	bool done;
+};
+
 struct hv_audit {
 	struct hv_hsm *hsm;
 	unsigned int chains;
 	unsigned int offset;
 	pthread_mutex_t mu;
-	struct head *heads;         /* [chains], under mu */
-	unsigned long fast, locked; /* appends, under mu */
+	struct head *heads;            /* [chains], under mu */
+	unsigned long fast, locked;    /* appends, under mu */
+	unsigned long groups, grouped; /* group commits and their rows */
+	/* group commit of rows of their own: a queue and one leader */
+	pthread_mutex_t gmu;
+	pthread_cond_t gcv;
+	struct waiter *ghead, **gtail; /* under gmu */
+	unsigned int gleaders;         /* groups being written, under gmu */
+	unsigned int max_leaders;      /* 0: no group commit */
 };
 
 static const struct hv_stmt audit_stmts[] = {
@@ -123,16 +152,99 @@ static const struct hv_stmt audit_stmts[] = {
         0},
 };
 
+/* audit_group_<n> for n = 2..GROUP_MAX, made once by make_group_stmts(). */
+static char group_names[GROUP_MAX + 1][32];
+static char group_sql[GROUP_MAX + 1][GROUP_SQL_CAP];
+static struct hv_stmt group_stmts[GROUP_MAX - 1];
+static pthread_once_t group_once = PTHREAD_ONCE_INIT;
+
+/* Append to b (cap bytes, *off used); false when it does not fit. */
+static bool put_sql(char *b, size_t cap, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static bool
+put_sql(char *b, size_t cap, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	if (*off >= cap)
+		return false;
+	va_start(ap, fmt);
+	w = vsnprintf(b + *off, cap - *off, fmt, ap);
+	va_end(ap);
+	if (w < 0 || (size_t)w >= cap - *off)
+		return false;
+	*off += (size_t)w;
+	return true;
+}
+
+/*
+ * The statement of a group of n rows: the fast path's compare-and-swap,
+ * moving the head by n, and the n rows as VALUES, each row's prev_mac the
+ * parameter of its predecessor's mac. Parameters only, as everywhere.
+ */
+static bool
+group_sql_of(size_t n, char *b, size_t cap)
+{
+	size_t off = 0, i;
+	bool ok;
+
+	ok = put_sql(b, cap, &off,
+	    "WITH up AS (UPDATE audit_chains SET seq = $2::bigint + %zu, "
+	    "head_mac = $%zu::bytea WHERE chain = $1::integer AND "
+	    "seq = $2::bigint - 1 AND head_mac = $3::bytea RETURNING chain) "
+	    "INSERT INTO audit_log (chain, seq, at, workspace_id, actor_id, "
+	    "actor_name, action, credential_id, outcome, request_id, "
+	    "remote_addr, detail, prev_mac, mac) SELECT up.chain, "
+	    "$2::bigint + v.k, $4::timestamptz, v.ws, v.actor, v.an, v.act, "
+	    "v.cred, v.outc, v.rid, v.ra, v.det, v.pm, v.m FROM up, (VALUES ",
+	    n - 1, (size_t)GROUP_NPARAMS(n));
+	for (i = 0; ok && i < n; i++) {
+		size_t b0 = GROUP_NPARAMS(i) + 1; /* $ numbers start at 1 */
+		size_t pm = i == 0 ? 3 : b0 - 1;
+
+		ok = put_sql(b, cap, &off,
+		    "%s(%zu, $%zu::uuid, $%zu::uuid, $%zu::text, $%zu::text, "
+		    "$%zu::uuid, $%zu::text, $%zu::text, $%zu::text, "
+		    "$%zu::text, $%zu::bytea, $%zu::bytea)",
+		    i == 0 ? "" : ", ", i, b0, b0 + 1, b0 + 2, b0 + 3, b0 + 4,
+		    b0 + 5, b0 + 6, b0 + 7, b0 + 8, pm, b0 + 9);
+	}
+	return ok &&
+	    put_sql(b, cap, &off,
+	        ") AS v(k, ws, actor, an, act, cred, outc, rid, ra, "
+	        "det, pm, m) ORDER BY v.k RETURNING id");
+}
+
+static void
+make_group_stmts(void)
+{
+	size_t n;
+
+	for (n = 2; n <= GROUP_MAX; n++) {
+		snprintf(group_names[n], sizeof(group_names[n]),
+		    "audit_group_%zu", n);
+		if (!group_sql_of(n, group_sql[n], sizeof(group_sql[n])))
+			abort(); /* GROUP_SQL_CAP too small: a build error */
+		group_stmts[n - 2].name = group_names[n];
+		group_stmts[n - 2].sql = group_sql[n];
+		group_stmts[n - 2].nparams = (int)GROUP_NPARAMS(n);
+	}
+}
+
 void
 hv_audit_register(void)
 {
 	hv_store_register(
 	    audit_stmts, sizeof(audit_stmts) / sizeof(audit_stmts[0]));
+	pthread_once(&group_once, make_group_stmts);
+	hv_store_register(group_stmts, GROUP_MAX - 1);
 }
 
 enum hv_rc
-hv_audit_new(struct hv_hsm *hsm, unsigned int chains, struct hv_audit **out,
-    struct hv_err *err)
+hv_audit_new(struct hv_hsm *hsm, unsigned int chains, unsigned int leaders,
+    struct hv_audit **out, struct hv_err *err)
 {
 	struct hv_audit *a;
 
@@ -140,6 +252,9 @@ hv_audit_new(struct hv_hsm *hsm, unsigned int chains, struct hv_audit **out,
 		chains = 1;
 	if (chains > 1024)
 		return hv_err_set(err, HV_E_CONFIG, "audit_chains too large");
+	if (leaders > 64)
+		return hv_err_set(
+		    err, HV_E_CONFIG, "audit_group_leaders too large (max 64)");
 	a = hv_calloc(1, sizeof(*a));
 	if (a == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
@@ -149,8 +264,12 @@ hv_audit_new(struct hv_hsm *hsm, unsigned int chains, struct hv_audit **out,
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
 	}
 	pthread_mutex_init(&a->mu, NULL);
+	pthread_mutex_init(&a->gmu, NULL);
+	pthread_cond_init(&a->gcv, NULL);
+	a->gtail = &a->ghead;
 	a->hsm = hsm;
 	a->chains = chains;
+	a->max_leaders = leaders;
 	/*
 	 * Processes sharing one database start at different chains, so two
 	 * quiet servers do not both write chain 0.
@@ -166,6 +285,8 @@ hv_audit_free(struct hv_audit **a)
 	if (a == NULL || *a == NULL)
 		return;
 	pthread_mutex_destroy(&(*a)->mu);
+	pthread_mutex_destroy(&(*a)->gmu);
+	pthread_cond_destroy(&(*a)->gcv);
 	hv_free((*a)->heads);
 	hv_free(*a);
 	*a = NULL;
@@ -619,33 +740,237 @@ hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 	return rc;
 }
 
-enum hv_rc
-hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
+/* One row of its own on c, the way it was done before group commit. */
+static enum hv_rc
+append_single(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
+    struct hv_err *err)
+{
+	bool done = false;
+	enum hv_rc rc;
+
+	/* one statement, its own transaction: one round trip */
+	rc = append_fast(a, c, pr, true, &done, err);
+	if (rc == HV_OK && !done) {
+		rc = hv_store_begin(c, err);
+		if (rc == HV_OK)
+			rc = append_locked(a, c, pr, err);
+		if (rc == HV_OK)
+			rc = hv_store_commit(c, err);
+		else
+			hv_store_rollback(c);
+	}
+	return rc;
+}
+
+/*
+ * Write the rows of a group (n > 1, in queue order) on c's chain with one
+ * statement of its own (one round trip, one commit): the rows are chained
+ * in memory onto the remembered head, and audit_group_<n> moves the head
+ * from it to the last row and inserts the n rows only if it moved (the
+ * compare-and-swap of the fast path, for n rows at once). So the group
+ * commits whole or not at all. *done false with HV_OK: nothing written
+ * (head unknown or moved), the caller falls back to single rows.
+ */
+static enum hv_rc
+append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
+    size_t n, bool *done, struct hv_err *err)
+{
+	struct head h;
+	char chs[16], seqs[24], at[40], name[32];
+	uint8_t macs[GROUP_MAX][HV_HMAC_LEN];
+	const char *p[GROUP_NPARAMS(GROUP_MAX)];
+	int len[GROUP_NPARAMS(GROUP_MAX)], fmt[GROUP_NPARAMS(GROUP_MAX)];
+	PGresult *r = NULL;
+	int64_t at_us;
+	enum hv_rc rc;
+	size_t i, j, np = GROUP_NPARAMS(n);
+
+	*done = false;
+	if (n < 2 || n > GROUP_MAX)
+		return hv_err_set(err, HV_E_INTERNAL, "audit: group of %zu", n);
+	pthread_mutex_lock(&a->mu);
+	h = a->heads[pr[0].chain];
+	pthread_mutex_unlock(&a->mu);
+	if (!h.known)
+		return HV_OK;
+	at_us = hv_real_us();
+	if (at_us < h.at_us)
+		at_us = h.at_us;
+	if (!fmt_at(at_us, at, sizeof(at)))
+		return hv_err_set(err, HV_E_INTERNAL, "audit: clock");
+	memset(len, 0, sizeof(len[0]) * np);
+	memset(fmt, 0, sizeof(fmt[0]) * np);
+	snprintf(chs, sizeof(chs), "%u", pr[0].chain);
+	snprintf(seqs, sizeof(seqs), "%lld", h.seq + 1);
+	p[0] = chs;
+	p[1] = seqs;
+	p[2] = (const char *)h.mac;
+	len[2] = HV_HMAC_LEN;
+	fmt[2] = 1;
+	p[3] = at;
+	for (i = 0; i < n; i++) {
+		const char **q = p + GROUP_ROW0 + i * GROUP_PER_ROW;
+
+		pr[i].row.chain = pr[0].chain;
+		pr[i].row.seq = h.seq + 1 + (long long)i;
+		pr[i].row.at = at;
+		pr[i].row.prev_mac = i == 0 ? h.mac : macs[i - 1];
+		rc = row_mac(a, &pr[i].row, macs[i], err);
+		if (rc != HV_OK)
+			return rc;
+		for (j = 0; j < 9; j++)
+			q[j] = pr[i].row.f[j];
+		q[9] = (const char *)macs[i];
+		len[q + 9 - p] = HV_HMAC_LEN;
+		fmt[q + 9 - p] = 1;
+	}
+	snprintf(name, sizeof(name), "audit_group_%zu", n);
+	/* one statement outside a transaction: a lost one is not replayed */
+	rc = hv_store_exec_once(c, name, (int)np, p, len, fmt, false, &r, err);
+	if (rc != HV_OK) {
+		forget(a, pr[0].chain);
+		return hv_err_prefix(err, "audit");
+	}
+	if ((size_t)PQntuples(r) == n) {
+		remember(a, pr[0].chain, pr[n - 1].row.seq, macs[n - 1], at_us,
+		    true);
+		pthread_mutex_lock(&a->mu);
+		a->groups++;
+		a->grouped += n;
+		pthread_mutex_unlock(&a->mu);
+		*done = true;
+	} else if (PQntuples(r) == 0) {
+		forget(a, pr[0].chain); /* another head: single rows */
+	} else {
+		/* cannot happen: one statement; never report rows as written */
+		forget(a, pr[0].chain);
+		rc = hv_err_set(err, HV_E_DATABASE,
+		    "audit: chain %u moved inside a group", pr[0].chain);
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* The leader's work: the rows of waiters w[0..n-1], each gets its rc. */
+static void
+run_group(struct hv_audit *a, struct hv_store *s, struct waiter **w, size_t n)
+{
+	struct hv_conn *c = NULL;
+	struct prepared *pr = NULL;
+	struct waiter **ok = NULL;
+	struct hv_err err = {0};
+	size_t i, m = 0;
+	bool done = false;
+	enum hv_rc rc;
+
+	rc = hv_store_acquire(s, &c, &err);
+	if (rc == HV_OK) {
+		pr = hv_calloc(n, sizeof(*pr));
+		ok = hv_calloc(n, sizeof(*ok));
+		if (pr == NULL || ok == NULL)
+			rc = hv_err_set(&err, HV_E_NOMEM, "out of memory");
+	}
+	if (rc != HV_OK) {
+		for (i = 0; i < n; i++) {
+			w[i]->rc = rc;
+			w[i]->err = err;
+		}
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		w[i]->rc = prepare(a, c, w[i]->ev, &pr[m], &w[i]->err);
+		if (w[i]->rc == HV_OK)
+			ok[m++] = w[i];
+	}
+	if (m > 1) {
+		rc = append_group(a, c, pr, m, &done, &err);
+		if (rc != HV_OK) {
+			/* a lost statement's outcome is unknown: no replay */
+			for (i = 0; i < m; i++) {
+				ok[i]->rc = rc;
+				ok[i]->err = err;
+			}
+			goto out;
+		}
+	}
+	if (!done)
+		for (i = 0; i < m; i++)
+			ok[i]->rc = append_single(a, c, &pr[i], &ok[i]->err);
+out:
+	if (c != NULL)
+		hv_store_release(s, &c);
+	hv_free(ok);
+	hv_free(pr);
+}
+
+/* Without group commit: the row in a statement of its own. */
+static enum hv_rc
+append_alone_single(struct hv_audit *a, struct hv_store *s,
     const struct hv_audit_event *ev, struct hv_err *err)
 {
 	struct hv_conn *c = NULL;
 	struct prepared pr;
-	bool done = false;
 	enum hv_rc rc;
 
 	rc = hv_store_acquire(s, &c, err);
 	if (rc != HV_OK)
 		return rc;
 	rc = prepare(a, c, ev, &pr, err);
-	/* one statement, its own transaction: one round trip */
 	if (rc == HV_OK)
-		rc = append_fast(a, c, &pr, true, &done, err);
-	if (rc == HV_OK && !done) {
-		rc = hv_store_begin(c, err);
-		if (rc == HV_OK)
-			rc = append_locked(a, c, &pr, err);
-		if (rc == HV_OK)
-			rc = hv_store_commit(c, err);
-		else
-			hv_store_rollback(c);
-	}
+		rc = append_single(a, c, &pr, err);
 	hv_store_release(s, &c);
 	return rc;
+}
+
+/*
+ * Group commit (audit_group_leaders > 0). Each caller queues its event;
+ * whoever finds fewer than max_leaders groups being written becomes a
+ * leader, takes the queue (up to GROUP_MAX rows), writes them with one
+ * statement on one connection, and wakes the others. Rows that arrive
+ * while groups are being written form the next group, so under load one
+ * commit carries many rows, and with one caller a row costs what it cost
+ * alone. Every row is still chained, and each caller returns only after
+ * the commit that holds its row (or with its error).
+ */
+enum hv_rc
+hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
+    const struct hv_audit_event *ev, struct hv_err *err)
+{
+	struct waiter w, *batch[GROUP_MAX];
+	size_t n, i;
+
+	if (a->max_leaders == 0)
+		return append_alone_single(a, s, ev, err);
+	memset(&w, 0, sizeof(w));
+	w.ev = ev;
+	pthread_mutex_lock(&a->gmu);
+	*a->gtail = &w;
+	a->gtail = &w.next;
+	while (!w.done) {
+		if (a->gleaders >= a->max_leaders || a->ghead == NULL) {
+			pthread_cond_wait(&a->gcv, &a->gmu);
+			continue;
+		}
+		a->gleaders++;
+		for (n = 0; n < GROUP_MAX && a->ghead != NULL; n++) {
+			batch[n] = a->ghead;
+			a->ghead = a->ghead->next;
+		}
+		if (a->ghead == NULL)
+			a->gtail = &a->ghead;
+		pthread_mutex_unlock(&a->gmu);
+		run_group(a, s, batch, n);
+		pthread_mutex_lock(&a->gmu);
+		/* a waiter may return (and its frame vanish) once done */
+		for (i = 0; i < n; i++)
+			batch[i]->done = true;
+		a->gleaders--;
+		pthread_cond_broadcast(&a->gcv);
+	}
+	pthread_mutex_unlock(&a->gmu);
+	if (w.rc != HV_OK)
+		*err = w.err;
+	return w.rc;
 }
 
 void
@@ -654,6 +979,16 @@ hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked)
 	pthread_mutex_lock(&a->mu);
 	*fast = a->fast;
 	*locked = a->locked;
+	pthread_mutex_unlock(&a->mu);
+}
+
+void
+hv_audit_group_stats(
+    struct hv_audit *a, unsigned long *groups, unsigned long *rows)
+{
+	pthread_mutex_lock(&a->mu);
+	*groups = a->groups;
+	*rows = a->grouped;
 	pthread_mutex_unlock(&a->mu);
 }
 

@@ -41,8 +41,13 @@ struct hv_audit_event {
 /* Register statements (before hv_store_open). */
 void hv_audit_register(void);
 
+/*
+ * chains: parallel chains (audit_chains). leaders: group commit of rows of
+ * their own, at most that many groups written at once; 0 = every such row
+ * in a statement of its own (audit_group_leaders, docs/audit.md).
+ */
 enum hv_rc hv_audit_new(struct hv_hsm *hsm, unsigned int chains,
-    struct hv_audit **out, struct hv_err *err);
+    unsigned int leaders, struct hv_audit **out, struct hv_err *err);
 void hv_audit_free(struct hv_audit **a);
 
 /*
@@ -59,7 +64,9 @@ enum hv_rc hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 
 /*
  * Append ev in a transaction of its own (denied requests, reads that change
- * nothing else).
+ * nothing else). With group commit, concurrent callers' rows are written
+ * by one of them with one statement (one round trip, one commit); each
+ * returns after the commit that holds its row.
  */
 enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
     const struct hv_audit_event *ev, struct hv_err *err)
@@ -71,6 +78,10 @@ enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
  */
 void
 hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked);
+
+/* Group commits of rows of their own since hv_audit_new(), and their rows. */
+void hv_audit_group_stats(
+    struct hv_audit *a, unsigned long *groups, unsigned long *rows);
 
 /*
  * Verify every chain. *report: {"ok": bool, "rows": n, "chains": k} and,

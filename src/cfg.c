@@ -64,6 +64,7 @@ static const struct key keys[] = {
     U(cred_cache_size),
     U(cred_cache_ttl_ms),
     U(audit_chains),
+    U(audit_group_leaders),
     U(upstream_timeout_ms),
     {"upstream_max_response", K_SIZE,
         offsetof(struct hv_cfg, upstream_max_response)},

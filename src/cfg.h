@@ -56,6 +56,7 @@ struct hv_cfg {
 	unsigned int cred_cache_size;    /* metadata rows; 0 = off */
 	unsigned int cred_cache_ttl_ms;
 	unsigned int audit_chains;        /* parallel audit chains */
+	unsigned int audit_group_leaders; /* group commit; 0 = off */
 	unsigned int upstream_timeout_ms; /* test/use: whole provider call */
 	size_t upstream_max_response;     /* test/use: provider body cap */
 	struct hv_cfg_service services[HV_CFG_MAX_SERVICES];

@@ -511,7 +511,8 @@ hv_vault_open(const struct hv_cfg *cfg, bool create_keys, struct hv_vault **out,
 	rc = hv_hsm_ensure_keys(v->hsm, create_keys, err);
 	if (rc != HV_OK)
 		goto fail;
-	rc = hv_audit_new(v->hsm, cfg->audit_chains, &v->audit, err);
+	rc = hv_audit_new(v->hsm, cfg->audit_chains, cfg->audit_group_leaders,
+	    &v->audit, err);
 	if (rc != HV_OK)
 		goto fail;
 	if (cfg->audit_chains < cfg->db_pool)
