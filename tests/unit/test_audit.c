@@ -652,8 +652,17 @@ test_group_commit(void **state)
 static void
 test_group_commit_off(void **state)
 {
+	struct hv_audit *a = NULL;
+	struct hv_err err = {0};
+
 	(void)state;
 	group_commit_run(0);
+	/* audit_group_leaders beyond 64 is a configuration error */
+	assert_int_equal(hv_audit_new(hsm, 2, 65, &a, &err), HV_E_CONFIG);
+	assert_null(a);
+	assert_non_null(strstr(err.msg, "audit_group_leaders"));
+	assert_int_equal(hv_audit_new(hsm, 2, 64, &a, &err), HV_OK);
+	hv_audit_free(&a);
 }
 
 /* An append in a transaction that rolls back leaves nothing behind. */
