@@ -173,8 +173,8 @@ labels(const struct hv_metrics *m, size_t r, const char **method,
 }
 
 enum hv_rc
-hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
-    size_t *len, struct hv_err *err)
+hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
+    struct hv_audit *audit, char **out, size_t *len, struct hv_err *err)
 {
 	struct sbuf b = {NULL, 0, 4096, false};
 	const char *meth, *route;
@@ -287,6 +287,29 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
 		    "reset.\n# TYPE hsmvault_db_pool_resets_total counter\n"
 		    "hsmvault_db_pool_resets_total %lu\n",
 		    st.size, st.in_use, st.acquires, st.waits, st.resets);
+	}
+
+	if (audit != NULL) {
+		unsigned long fast = 0, locked = 0, groups = 0, grouped = 0;
+
+		hv_audit_stats(audit, &fast, &locked);
+		hv_audit_group_stats(audit, &groups, &grouped);
+		sb_printf(&b,
+		    "# HELP hsmvault_audit_appends_total Audit rows appended "
+		    "one at a time, by path: fast (compare-and-swap on the "
+		    "remembered head) or locked (head read FOR UPDATE).\n"
+		    "# TYPE hsmvault_audit_appends_total counter\n"
+		    "hsmvault_audit_appends_total{path=\"fast\"} %lu\n"
+		    "hsmvault_audit_appends_total{path=\"locked\"} %lu\n"
+		    "# HELP hsmvault_audit_group_commits_total Audit group "
+		    "commits (audit_group_leaders).\n"
+		    "# TYPE hsmvault_audit_group_commits_total counter\n"
+		    "hsmvault_audit_group_commits_total %lu\n"
+		    "# HELP hsmvault_audit_grouped_rows_total Audit rows "
+		    "written by group commits.\n"
+		    "# TYPE hsmvault_audit_grouped_rows_total counter\n"
+		    "hsmvault_audit_grouped_rows_total %lu\n",
+		    fast, locked, groups, grouped);
 	}
 
 	if (b.oom) {

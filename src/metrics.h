@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "audit.h"
 #include "err.h"
 #include "store.h"
 
@@ -45,12 +46,13 @@ void hv_metrics_observe(
 void hv_metrics_inflight(struct hv_metrics *m, int delta);
 
 /*
- * Render every metric. store may be NULL (no pool figures). On HV_OK *out
+ * Render every metric. store may be NULL (no pool figures), audit too (no
+ * audit append figures). On HV_OK *out
  * is a new NUL-terminated buffer of *len bytes the caller frees with
  * hv_free().
  */
-enum hv_rc
-hv_metrics_render(struct hv_metrics *m, struct hv_store *store, char **out,
-    size_t *len, struct hv_err *err) __attribute__((warn_unused_result));
+enum hv_rc hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
+    struct hv_audit *audit, char **out, size_t *len, struct hv_err *err)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -451,6 +451,12 @@ hv_vault_store(struct hv_vault *v)
 	return v->store;
 }
 
+struct hv_audit *
+hv_vault_audit(struct hv_vault *v)
+{
+	return v->audit;
+}
+
 static void cache_stop(struct hv_vault *v);
 
 void

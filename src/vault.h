@@ -34,6 +34,7 @@
 struct hv_vault;
 struct hv_hsm;
 struct hv_store;
+struct hv_audit;
 
 #define HV_UUID_STR 37 /* 36 chars + NUL */
 
@@ -88,6 +89,7 @@ void hv_vault_close(struct hv_vault **v);
 /* Borrowed handles for front ends that need them (status, metrics). */
 struct hv_hsm *hv_vault_hsm(struct hv_vault *v);
 struct hv_store *hv_vault_store(struct hv_vault *v);
+struct hv_audit *hv_vault_audit(struct hv_vault *v);
 
 /* Run the embedded migrations (also done by hv_vault_init). */
 enum hv_rc hv_vault_migrate(const struct hv_cfg *cfg, json_t **report,

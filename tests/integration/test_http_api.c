@@ -76,10 +76,31 @@ jstr(const json_t *j, const char *k)
 	return s != NULL ? s : "";
 }
 
+/* fast + locked audit appends in a /metrics body (-1 when absent) */
+static long
+audit_appends(const char *body)
+{
+	static const char *const keys[] = {
+	    "\nhsmvault_audit_appends_total{path=\"fast\"} ",
+	    "\nhsmvault_audit_appends_total{path=\"locked\"} "};
+	long sum = 0;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		const char *p = strstr(body, keys[i]);
+
+		if (p == NULL)
+			return -1;
+		sum += strtol(p + strlen(keys[i]), NULL, 10);
+	}
+	return sum;
+}
+
 static void
 test_health(void **state)
 {
 	struct hv_httpc_resp r;
+	long before;
 
 	(void)state;
 	assert_int_equal(req("GET", "/healthz", NULL, NULL, NULL, &r), 200);
@@ -102,6 +123,25 @@ test_health(void **state)
 	    "seconds_bucket{method=\"GET\",route=\"/readyz\",le=\"+Inf\"}"));
 	assert_non_null(strstr(r.body, "hsmvault_db_pool_connections"));
 	assert_non_null(strstr(r.body, "hsmvault_http_requests_in_flight 1"));
+	/* group commit is off by default: no group was ever written */
+	assert_non_null(
+	    strstr(r.body, "\nhsmvault_audit_group_commits_total 0\n"));
+	assert_non_null(
+	    strstr(r.body, "\nhsmvault_audit_grouped_rows_total 0\n"));
+	before = audit_appends(r.body);
+	hv_httpc_resp_free(&r);
+	/* a create appends one audit row through this server's appender */
+	assert_int_equal(
+	    req("POST", "/v1/credentials", S.admin_key, NULL,
+	        "{\"service\":\"stripe\",\"name\":\"metrics probe\","
+	        "\"auth_type\":\"api_key\",\"scope\":\"workspace\","
+	        "\"secret\":{\"key\":\"sk_test_metrics\"}}",
+	        &r),
+	    201);
+	hv_httpc_resp_free(&r);
+	assert_int_equal(
+	    req("GET", "/metrics", S.admin_key, NULL, NULL, &r), 200);
+	assert_true(audit_appends(r.body) >= before + 1);
 	hv_httpc_resp_free(&r);
 }
 
