@@ -70,6 +70,9 @@
 #define GROUP_NPARAMS(n) (GROUP_ROW0 + (n)*GROUP_PER_ROW)
 #define GROUP_SQL_CAP    (1024 + GROUP_MAX * 256)
 
+/* How a head was moved, for hv_audit_stats / hv_audit_group_stats. */
+enum path { PATH_FAST, PATH_LOCKED, PATH_GROUP };
+
 /* A chain's head as this process last wrote or read it. */
 struct head {
 	bool known;
@@ -508,13 +511,21 @@ parse_at(const char *s, int64_t *us)
 
 static void
 remember(struct hv_audit *a, unsigned int chain, long long seq,
-    const uint8_t mac[HV_HMAC_LEN], int64_t at_us, bool fast)
+    const uint8_t mac[HV_HMAC_LEN], int64_t at_us, enum path path, size_t rows)
 {
 	pthread_mutex_lock(&a->mu);
-	if (fast)
+	switch (path) {
+	case PATH_FAST:
 		a->fast++;
-	else
+		break;
+	case PATH_LOCKED:
 		a->locked++;
+		break;
+	case PATH_GROUP:
+		a->groups++;
+		a->grouped += rows;
+		break;
+	}
 	a->heads[chain].known = true;
 	a->heads[chain].seq = seq;
 	memcpy(a->heads[chain].mac, mac, HV_HMAC_LEN);
@@ -634,7 +645,7 @@ append_fast(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 		return hv_err_prefix(err, "audit");
 	}
 	if (PQntuples(r) == 1) {
-		remember(a, pr->chain, pr->row.seq, mac, at_us, true);
+		remember(a, pr->chain, pr->row.seq, mac, at_us, PATH_FAST, 1);
 		*done = true;
 	}
 	PQclear(r);
@@ -716,7 +727,7 @@ append_locked(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 		    "audit: chain %u head not updated", pr->chain);
 		goto out;
 	}
-	remember(a, pr->chain, seq, mac, at_us, false);
+	remember(a, pr->chain, seq, mac, at_us, PATH_LOCKED, 1);
 out:
 	if (rc != HV_OK)
 		forget(a, pr->chain);
@@ -833,11 +844,7 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	}
 	if ((size_t)PQntuples(r) == n) {
 		remember(a, pr[0].chain, pr[n - 1].row.seq, macs[n - 1], at_us,
-		    true);
-		pthread_mutex_lock(&a->mu);
-		a->groups++;
-		a->grouped += n;
-		pthread_mutex_unlock(&a->mu);
+		    PATH_GROUP, n);
 		*done = true;
 	} else if (PQntuples(r) == 0) {
 		forget(a, pr[0].chain); /* another head: single rows */

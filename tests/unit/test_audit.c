@@ -629,6 +629,13 @@ group_commit_run(unsigned int leaders)
 	    "group commit (%u leaders): %lu groups, %lu rows; "
 	    "other instance %lu groups, %lu rows\n",
 	    leaders, groups, rows, groups2, rows2);
+	/* every row of the 8 threads is counted once: one at a time or grouped */
+	{
+		unsigned long fast = 0, locked = 0;
+
+		hv_audit_stats(a1, &fast, &locked);
+		assert_int_equal(fast + locked + rows, 8 * 180);
+	}
 	if (leaders == 0) {
 		assert_int_equal(groups, 0);
 		assert_int_equal(rows, 0);
