@@ -56,7 +56,8 @@
 #define TS_FMT         "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 #define VERIFY_PAGE    "1000"
 #define VERIFY_PAGE_N  1000
-#define NFIELDS        14
+#define NFIELDS        14 /* parameters of audit_insert, audit_append_cas */
+#define AT_LEN         40 /* a row time as text */
 
 /*
  * Group commit (hv_audit_append_alone, when audit_group_leaders > 0): at
@@ -533,6 +534,27 @@ remember(struct hv_audit *a, unsigned int chain, long long seq,
 	pthread_mutex_unlock(&a->mu);
 }
 
+/*
+ * The remembered head of chain, and the time of a row to chain onto it:
+ * now, never before the head row. h->known false: nothing remembered.
+ */
+static enum hv_rc
+head_now(struct hv_audit *a, unsigned int chain, struct head *h,
+    char at[AT_LEN], int64_t *at_us, struct hv_err *err)
+{
+	pthread_mutex_lock(&a->mu);
+	*h = a->heads[chain];
+	pthread_mutex_unlock(&a->mu);
+	if (!h->known)
+		return HV_OK;
+	*at_us = hv_real_us();
+	if (*at_us < h->at_us)
+		*at_us = h->at_us;
+	if (!fmt_at(*at_us, at, AT_LEN))
+		return hv_err_set(err, HV_E_INTERNAL, "audit: clock");
+	return HV_OK;
+}
+
 static void
 forget(struct hv_audit *a, unsigned int chain)
 {
@@ -606,25 +628,18 @@ append_fast(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
     bool autocommit, bool *done, struct hv_err *err)
 {
 	struct head h;
-	char chs[16], seqs[24], at[40];
+	char chs[16], seqs[24], at[AT_LEN];
 	uint8_t mac[HV_HMAC_LEN];
-	const char *p[14];
-	int len[14], fmt[14];
+	const char *p[NFIELDS];
+	int len[NFIELDS], fmt[NFIELDS];
 	PGresult *r = NULL;
 	int64_t at_us;
 	enum hv_rc rc;
 
 	*done = false;
-	pthread_mutex_lock(&a->mu);
-	h = a->heads[pr->chain];
-	pthread_mutex_unlock(&a->mu);
-	if (!h.known)
-		return HV_OK;
-	at_us = hv_real_us();
-	if (at_us < h.at_us)
-		at_us = h.at_us;
-	if (!fmt_at(at_us, at, sizeof(at)))
-		return hv_err_set(err, HV_E_INTERNAL, "audit: clock");
+	rc = head_now(a, pr->chain, &h, at, &at_us, err);
+	if (rc != HV_OK || !h.known)
+		return rc;
 	pr->row.chain = pr->chain;
 	pr->row.seq = h.seq + 1;
 	pr->row.at = at;
@@ -636,10 +651,10 @@ append_fast(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	snprintf(seqs, sizeof(seqs), "%lld", pr->row.seq);
 	params_of(&pr->row, chs, seqs, h.mac, mac, p, len, fmt);
 	/* autocommit: a lost connection must not replay a committed row */
-	rc = autocommit ? hv_store_exec_once(c, "audit_append_cas", 14, p, len,
-	                      fmt, false, &r, err)
-	                : hv_store_exec(c, "audit_append_cas", 14, p, len, fmt,
-	                      false, &r, err);
+	rc = autocommit ? hv_store_exec_once(c, "audit_append_cas", NFIELDS, p,
+	                      len, fmt, false, &r, err)
+	                : hv_store_exec(c, "audit_append_cas", NFIELDS, p, len,
+	                      fmt, false, &r, err);
 	if (rc != HV_OK) {
 		forget(a, pr->chain);
 		return hv_err_prefix(err, "audit");
@@ -657,10 +672,10 @@ static enum hv_rc
 append_locked(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
     struct hv_err *err)
 {
-	char chs[16], seqs[24], at[40];
+	char chs[16], seqs[24], at[AT_LEN];
 	uint8_t prev[HV_HMAC_LEN], mac[HV_HMAC_LEN];
-	const char *p[14];
-	int len[14], fmt[14];
+	const char *p[NFIELDS];
+	int len[NFIELDS], fmt[NFIELDS];
 	PGresult *r = NULL;
 	long long seq;
 	int64_t at_us;
@@ -717,7 +732,8 @@ append_locked(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 		goto out;
 	snprintf(seqs, sizeof(seqs), "%lld", seq);
 	params_of(&pr->row, chs, seqs, prev, mac, p, len, fmt);
-	rc = hv_store_exec(c, "audit_insert", 14, p, len, fmt, false, &r, err);
+	rc = hv_store_exec(
+	    c, "audit_insert", NFIELDS, p, len, fmt, false, &r, err);
 	if (rc != HV_OK) {
 		hv_err_prefix(err, "audit");
 		goto out;
@@ -787,7 +803,7 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
     size_t n, bool *done, struct hv_err *err)
 {
 	struct head h;
-	char chs[16], seqs[24], at[40], name[32];
+	char chs[16], seqs[24], at[AT_LEN], name[32];
 	uint8_t macs[GROUP_MAX][HV_HMAC_LEN];
 	const char *p[GROUP_NPARAMS(GROUP_MAX)];
 	int len[GROUP_NPARAMS(GROUP_MAX)], fmt[GROUP_NPARAMS(GROUP_MAX)];
@@ -799,16 +815,9 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	*done = false;
 	if (n < 2 || n > GROUP_MAX)
 		return hv_err_set(err, HV_E_INTERNAL, "audit: group of %zu", n);
-	pthread_mutex_lock(&a->mu);
-	h = a->heads[pr[0].chain];
-	pthread_mutex_unlock(&a->mu);
-	if (!h.known)
-		return HV_OK;
-	at_us = hv_real_us();
-	if (at_us < h.at_us)
-		at_us = h.at_us;
-	if (!fmt_at(at_us, at, sizeof(at)))
-		return hv_err_set(err, HV_E_INTERNAL, "audit: clock");
+	rc = head_now(a, pr[0].chain, &h, at, &at_us, err);
+	if (rc != HV_OK || !h.known)
+		return rc;
 	memset(len, 0, sizeof(len[0]) * np);
 	memset(fmt, 0, sizeof(fmt[0]) * np);
 	snprintf(chs, sizeof(chs), "%u", pr[0].chain);
@@ -863,20 +872,14 @@ static void
 run_group(struct hv_audit *a, struct hv_store *s, struct waiter **w, size_t n)
 {
 	struct hv_conn *c = NULL;
-	struct prepared *pr = NULL;
-	struct waiter **ok = NULL;
+	struct prepared pr[GROUP_MAX];
+	struct waiter *ok[GROUP_MAX];
 	struct hv_err err = {0};
 	size_t i, m = 0;
 	bool done = false;
 	enum hv_rc rc;
 
 	rc = hv_store_acquire(s, &c, &err);
-	if (rc == HV_OK) {
-		pr = hv_calloc(n, sizeof(*pr));
-		ok = hv_calloc(n, sizeof(*ok));
-		if (pr == NULL || ok == NULL)
-			rc = hv_err_set(&err, HV_E_NOMEM, "out of memory");
-	}
 	if (rc != HV_OK) {
 		for (i = 0; i < n; i++) {
 			w[i]->rc = rc;
@@ -906,27 +909,6 @@ run_group(struct hv_audit *a, struct hv_store *s, struct waiter **w, size_t n)
 out:
 	if (c != NULL)
 		hv_store_release(s, &c);
-	hv_free(ok);
-	hv_free(pr);
-}
-
-/* Without group commit: the row in a statement of its own. */
-static enum hv_rc
-append_alone_single(struct hv_audit *a, struct hv_store *s,
-    const struct hv_audit_event *ev, struct hv_err *err)
-{
-	struct hv_conn *c = NULL;
-	struct prepared pr;
-	enum hv_rc rc;
-
-	rc = hv_store_acquire(s, &c, err);
-	if (rc != HV_OK)
-		return rc;
-	rc = prepare(a, c, ev, &pr, err);
-	if (rc == HV_OK)
-		rc = append_single(a, c, &pr, err);
-	hv_store_release(s, &c);
-	return rc;
 }
 
 /*
@@ -946,10 +928,14 @@ hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
 	struct waiter w, *batch[GROUP_MAX];
 	size_t n, i;
 
-	if (a->max_leaders == 0)
-		return append_alone_single(a, s, ev, err);
 	memset(&w, 0, sizeof(w));
 	w.ev = ev;
+	if (a->max_leaders == 0) {
+		/* no group commit: a group of one, written by its caller */
+		batch[0] = &w;
+		run_group(a, s, batch, 1);
+		goto out;
+	}
 	pthread_mutex_lock(&a->gmu);
 	*a->gtail = &w;
 	a->gtail = &w.next;
@@ -975,6 +961,7 @@ hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
 		pthread_cond_broadcast(&a->gcv);
 	}
 	pthread_mutex_unlock(&a->gmu);
+out:
 	if (w.rc != HV_OK)
 		*err = w.err;
 	return w.rc;
