@@ -1691,25 +1691,23 @@ allow_array(const struct hv_principal *p, char **out, struct hv_err *err)
  * q as the body of a LIKE pattern that matches q itself: \, % and _ get
  * a \ (LIKE's default escape) in front, so the search stays a plain
  * substring. Those bytes never occur inside a UTF-8 multibyte sequence, so
- * a byte loop is safe; lower-casing is left to PostgreSQL (cred_list). A
- * new string the caller releases with hv_free(), or NULL when out of
- * memory.
+ * a byte loop is safe; lower-casing is left to PostgreSQL (cred_list).
+ * out holds 2 * strlen(q) + 1 bytes: a checked q (at most QUERY_MAX_CHARS
+ * UTF-8 characters) always fits in LIKE_PATTERN_MAX.
  */
-static char *
-like_escape(const char *q)
-{
-	size_t l = strlen(q), i, o = 0;
-	char *s = hv_malloc(2 * l + 1);
+#define LIKE_PATTERN_MAX (2 * 4 * QUERY_MAX_CHARS + 1)
 
-	if (s == NULL)
-		return NULL;
-	for (i = 0; i < l; i++) {
+static void
+like_escape(const char *q, char out[LIKE_PATTERN_MAX])
+{
+	size_t i, o = 0;
+
+	for (i = 0; q[i] != '\0' && o + 3 <= LIKE_PATTERN_MAX; i++) {
 		if (q[i] == '\\' || q[i] == '%' || q[i] == '_')
-			s[o++] = '\\';
-		s[o++] = q[i];
+			out[o++] = '\\';
+		out[o++] = q[i];
 	}
-	s[o] = '\0';
-	return s;
+	out[o] = '\0';
 }
 
 enum hv_rc
@@ -1725,7 +1723,8 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 	PGresult *r = NULL;
 	json_t *o = NULL, *items = NULL, *next = NULL;
 	unsigned int limit;
-	char *search = NULL;
+	char pattern[LIKE_PATTERN_MAX];
+	const char *search = NULL;
 	enum hv_rc rc;
 	int i, n;
 
@@ -1763,11 +1762,8 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 				    "contain control characters");
 				goto out;
 			}
-		search = like_escape(q->q);
-		if (search == NULL) {
-			rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
-			goto out;
-		}
+		like_escape(q->q, pattern);
+		search = pattern;
 	}
 	if (q->scope != NULL && !in_set(q->scope, scopes)) {
 		rc = hv_err_set(err, HV_E_INVALID,
@@ -1870,7 +1866,6 @@ out:
 	json_decref(items);
 	json_decref(next);
 	hv_free(allow);
-	hv_free(search);
 	return rc;
 }
 
