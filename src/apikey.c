@@ -4,22 +4,11 @@
  */
 #include "apikey.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "base62.h"
-
-/* Fetched once (an implicit fetch per call is slow in OpenSSL 3.0). */
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static EVP_MD *sha256;
-
-static void
-init_once(void)
-{
-	sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-}
+#include "digest.h"
 
 bool
 hv_apikey_prefix_ok(const char *prefix)
@@ -38,17 +27,6 @@ hv_apikey_prefix_ok(const char *prefix)
 			return false;
 	}
 	return true;
-}
-
-bool
-hv_sha256(const void *p, size_t n, uint8_t out[HV_SHA256_LEN])
-{
-	unsigned int len = 0;
-
-	pthread_once(&once, init_once);
-	return sha256 != NULL &&
-	    EVP_Digest(p, n, out, &len, sha256, NULL) == 1 &&
-	    len == HV_SHA256_LEN;
 }
 
 /* The 6 checksum digits of key[0..len) (prefix || body) into out[7]. */

@@ -49,14 +49,6 @@
 bool hv_apikey_prefix_ok(const char *prefix);
 
 /*
- * SHA-256 of p[0..n) into out, with the digest fetched once per process
- * (OpenSSL's SHA256() fetches it on every call). Also the hash of the
- * verified-key and DEK caches' keys. False only if OpenSSL fails.
- */
-#define HV_SHA256_LEN 32
-bool hv_sha256(const void *p, size_t n, uint8_t out[HV_SHA256_LEN]);
-
-/*
  * Generate a new key with `prefix` (NULL = HV_APIKEY_PREFIX_DEFAULT).
  * Randomness: OpenSSL RAND_bytes (getrandom-seeded DRBG), not the key
  * store: see docs/apikeys.md. On HV_OK *key is a new secret holding the

@@ -11,13 +11,11 @@
  */
 #include "dekcache.h"
 
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <string.h>
-#include <time.h>
 
 #include "clock.h"
-#include "apikey.h"
+#include "digest.h"
 #include "hsm.h"
 #include "uuid.h"
 

@@ -19,7 +19,6 @@
 #include "vault_int.h"
 
 #include <errno.h>
-#include <openssl/sha.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -31,6 +30,7 @@
 
 #include "clock.h"
 #include "apikey.h"
+#include "digest.h"
 #include "log.h"
 #include "mem.h"
 #include "uuid.h"
@@ -90,7 +90,7 @@ static const struct hv_stmt vault_stmts[] = {
 struct centry {
 	bool used;
 	bool dirty; /* last_used_at not yet written */
-	uint8_t h[SHA256_DIGEST_LENGTH];
+	uint8_t h[HV_SHA256_LEN];
 	struct hv_principal p;
 	int64_t expires_us; /* 0: never */
 	double fetched;     /* monotonic seconds */
@@ -738,7 +738,7 @@ cache_of(struct hv_vault *v)
 }
 
 static size_t
-slot_of(const uint8_t h[SHA256_DIGEST_LENGTH])
+slot_of(const uint8_t h[HV_SHA256_LEN])
 {
 	return ((size_t)h[0] << 8 | h[1]) % CACHE_SLOTS;
 }
@@ -1069,8 +1069,8 @@ listener_fresh(const struct akcache *k, double now)
 }
 
 static bool
-cache_get(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
-    struct hv_principal *out)
+cache_get(
+    struct akcache *k, const uint8_t h[HV_SHA256_LEN], struct hv_principal *out)
 {
 	struct centry *e = &k->slots[slot_of(h)];
 	double now = hv_mono_s(), max_age;
@@ -1080,7 +1080,7 @@ cache_get(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
 	if (!k->started)
 		goto out;
 	max_age = listener_fresh(k, now) ? CACHE_MAX_S : FRESH_S;
-	if (!e->used || !hv_ct_equal(e->h, h, SHA256_DIGEST_LENGTH))
+	if (!e->used || !hv_ct_equal(e->h, h, HV_SHA256_LEN))
 		goto out;
 	if (now - e->fetched >= max_age ||
 	    (e->expires_us != 0 && hv_real_us() >= e->expires_us)) {
@@ -1101,7 +1101,7 @@ out:
 }
 
 static bool
-cache_put(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
+cache_put(struct akcache *k, const uint8_t h[HV_SHA256_LEN],
     const struct hv_principal *p, int64_t expires_us, uint64_t gen,
     double fetched)
 {
@@ -1121,7 +1121,7 @@ cache_put(struct akcache *k, const uint8_t h[SHA256_DIGEST_LENGTH],
 		entry_clear(k, e);
 	e->used = true;
 	e->dirty = true;
-	memcpy(e->h, h, SHA256_DIGEST_LENGTH);
+	memcpy(e->h, h, HV_SHA256_LEN);
 	e->p = cp;
 	e->expires_us = expires_us;
 	e->fetched = fetched;
@@ -1283,7 +1283,7 @@ enum hv_rc
 hv_vault_authenticate(struct hv_vault *v, const char *header,
     const struct hv_reqctx *ctx, struct hv_principal *out, struct hv_err *err)
 {
-	uint8_t h[SHA256_DIGEST_LENGTH], mac[HV_HMAC_LEN];
+	uint8_t h[HV_SHA256_LEN], mac[HV_HMAC_LEN];
 	struct akcache *k;
 	struct hv_principal pr;
 	struct hv_conn *c = NULL;
