@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,13 @@ struct akcache {
 	uint64_t gen; /* bumped by every revocation seen */
 	bool listening;
 	double heartbeat_at; /* monotonic time of the last heartbeat */
+	bool cred_trigger;   /* sql/0003's trigger is there and enabled */
+	/*
+	 * Until when (hv_mono_ms) cached credential metadata may be served:
+	 * set with every change of listening, heartbeat_at or cred_trigger
+	 * (publish_fresh), read without the lock on every metadata read.
+	 */
+	_Atomic uint64_t cred_fresh_until_ms;
 	bool started, stop;
 	pthread_t th;
 	double deny_tokens, deny_at;
@@ -868,6 +876,40 @@ drain_notifies(struct hv_vault *v, PGconn *pg)
 	}
 }
 
+/*
+ * Publish listener_fresh() for credential metadata: until FRESH_S after
+ * the last heartbeat, when the listener is up and changes of credentials
+ * are notified at all. Under k->mu.
+ */
+static void
+publish_fresh(struct akcache *k)
+{
+	uint64_t until = 0;
+
+	if (k->listening && k->cred_trigger)
+		until = (uint64_t)((k->heartbeat_at + FRESH_S) * 1000.0);
+	atomic_store_explicit(
+	    &k->cred_fresh_until_ms, until, memory_order_release);
+}
+
+/*
+ * Is sql/0003's trigger on credentials there and enabled? Without it no
+ * change of a credential is ever notified (a server started before
+ * `hsmvault migrate` ran), and cached metadata must not be served.
+ */
+static bool
+cred_trigger_on(PGconn *pg)
+{
+	PGresult *r = PQexec(pg,
+	    "SELECT 1 FROM pg_trigger WHERE tgrelid = "
+	    "to_regclass('credentials') AND tgname = 'credentials_changed' "
+	    "AND tgenabled <> 'D'");
+	bool on = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+
+	PQclear(r);
+	return on;
+}
+
 static PGconn *
 listener_connect(struct hv_vault *v)
 {
@@ -875,29 +917,39 @@ listener_connect(struct hv_vault *v)
 	struct hv_err err = {0};
 	PGconn *pg = NULL;
 	PGresult *r;
+	bool trigger;
 
 	if (hv_store_connect_raw(v->store, &pg, &err) != HV_OK) {
-		hv_log_warn("api keys: revocation listener: %s", err.msg);
+		hv_log_warn(
+		    "listener (key revocations, credential changes): %s",
+		    err.msg);
 		return NULL;
 	}
 	r = PQexec(pg,
 	    "SET application_name = 'hsmvault-listener'; "
 	    "LISTEN " HV_REVOKE_CHANNEL "; LISTEN " HV_CRED_CHANNEL);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		hv_log_warn("api keys: LISTEN failed");
+		hv_log_warn("listener: LISTEN failed");
 		PQclear(r);
 		PQfinish(pg);
 		return NULL;
 	}
 	PQclear(r);
+	trigger = cred_trigger_on(pg);
+	if (!trigger)
+		hv_log_warn("credentials: no change notifications (trigger "
+		            "credentials_changed missing or disabled; run "
+		            "hsmvault migrate): metadata reads skip the cache");
 	/* notifications sent while we were away are lost: start afresh */
 	hv_credcache_clear(v->credcache);
 	pthread_mutex_lock(&k->mu);
 	cache_clear_locked(k);
 	k->listening = true;
 	k->heartbeat_at = hv_mono_s();
+	k->cred_trigger = trigger;
+	publish_fresh(k);
 	pthread_mutex_unlock(&k->mu);
-	hv_log_info("api keys: revocation listener connected");
+	hv_log_info("listener (key revocations, credential changes) connected");
 	return pg;
 }
 
@@ -936,9 +988,10 @@ bg_main(void *arg)
 				k->heartbeat_at = hv_mono_s();
 			else
 				k->listening = false;
+			publish_fresh(k);
 			pthread_mutex_unlock(&k->mu);
 			if (!ok) {
-				hv_log_warn("api keys: revocation listener "
+				hv_log_warn("listener "
 				            "lost its connection");
 				PQfinish(pg);
 				pg = NULL;
@@ -964,6 +1017,7 @@ bg_main(void *arg)
 				if (!PQconsumeInput(pg)) {
 					pthread_mutex_lock(&k->mu);
 					k->listening = false;
+					publish_fresh(k);
 					pthread_mutex_unlock(&k->mu);
 					PQfinish(pg);
 					pg = NULL;
@@ -1056,7 +1110,6 @@ cache_stop(struct hv_vault *v)
 	v->apikey_cache = NULL;
 }
 
-/* A cached principal for hash h, if still trustworthy; under no lock. */
 /*
  * Is every notification committed more than FRESH_S ago read by now? The
  * listener is connected and its last heartbeat answered recently. Under
@@ -1068,6 +1121,7 @@ listener_fresh(const struct akcache *k, double now)
 	return k->listening && now - k->heartbeat_at < FRESH_S;
 }
 
+/* A cached principal for hash h, if still trustworthy. */
 static bool
 cache_get(
     struct akcache *k, const uint8_t h[HV_SHA256_LEN], struct hv_principal *out)
@@ -1144,14 +1198,11 @@ bool
 hv_vault_notices_fresh(struct hv_vault *v)
 {
 	struct akcache *k = cache_of(v);
-	bool fresh;
 
-	if (k == NULL)
-		return false;
-	pthread_mutex_lock(&k->mu);
-	fresh = listener_fresh(k, hv_mono_s());
-	pthread_mutex_unlock(&k->mu);
-	return fresh;
+	/* no lock: a metadata read has just taken k->mu to authenticate */
+	return k != NULL &&
+	    hv_mono_ms() <
+	    atomic_load_explicit(&k->cred_fresh_until_ms, memory_order_acquire);
 }
 
 void

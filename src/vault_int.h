@@ -45,8 +45,9 @@ void hv_vault_cred_register(void); /* vault_cred.c */
 #define HV_CRED_CHANNEL "hv_credential_changed"
 
 /*
- * Is this process's listener connected, with a recent heartbeat? Only
- * then may cached credential metadata be served (credcache.h).
+ * Is this process's listener connected, with a recent heartbeat, on a
+ * database whose credentials_changed trigger is enabled? Only then may
+ * cached credential metadata be served (credcache.h). Lock-free.
  */
 bool hv_vault_notices_fresh(struct hv_vault *v);
 

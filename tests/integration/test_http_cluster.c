@@ -239,6 +239,62 @@ test_metadata_cache(void **state)
 	hv_test_server_stop(&peer);
 }
 
+/*
+ * A server whose database notifies no credential change (sql/0003's
+ * trigger disabled, as before `hsmvault migrate` on an upgrade) must not
+ * serve cached metadata: a change behind its back shows at once.
+ */
+static void
+test_metadata_cache_without_trigger(void **state)
+{
+	struct hv_test_server peer;
+	struct hv_httpc a, b;
+	char id[64], path[120], name[256], q[160];
+	int i;
+
+	(void)state;
+	hv_test_sql(&S,
+	    "ALTER TABLE credentials DISABLE TRIGGER "
+	    "credentials_changed");
+	/* the listeners reconnect, and look for the trigger again */
+	hv_test_sql(&S,
+	    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	    "WHERE application_name = 'hsmvault-listener' AND "
+	    "datname = current_database()");
+	hv_test_server_start_peer(&peer, &S, NULL);
+	usleep(1000 * 1000);
+	hv_httpc_init(&a, S.base);
+	hv_httpc_init(&b, peer.base);
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":\"untriggered\",\"auth_type\":"
+	    "\"api_key\",\"secret\":{\"key\":\"sk_nocache\"}}",
+	    id, sizeof(id));
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", id);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(get_name(&a, path, name, sizeof(name)), 200);
+		assert_int_equal(get_name(&b, path, name, sizeof(name)), 200);
+	}
+	(void)snprintf(q, sizeof(q),
+	    "UPDATE credentials SET name = 'changed' WHERE id = '%s'", id);
+	hv_test_sql(&S, q);
+	assert_int_equal(get_name(&a, path, name, sizeof(name)), 200);
+	assert_string_equal(name, "changed");
+	assert_int_equal(get_name(&b, path, name, sizeof(name)), 200);
+	assert_string_equal(name, "changed");
+
+	hv_httpc_release(&a);
+	hv_httpc_release(&b);
+	hv_test_server_stop(&peer);
+	hv_test_sql(&S,
+	    "ALTER TABLE credentials ENABLE TRIGGER "
+	    "credentials_changed");
+	hv_test_sql(&S,
+	    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	    "WHERE application_name = 'hsmvault-listener' AND "
+	    "datname = current_database()");
+	usleep(1000 * 1000);
+}
+
 /* hv_http_stop() on its own thread, so that the test can watch it wait. */
 struct stopper {
 	struct hv_test_server *s;
@@ -759,6 +815,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_two_instances),
 	    cmocka_unit_test(test_metadata_cache),
+	    cmocka_unit_test(test_metadata_cache_without_trigger),
 	    cmocka_unit_test(test_graceful_stop),
 	    cmocka_unit_test(test_stop_idle),
 	    cmocka_unit_test(test_metrics_listener),
