@@ -29,7 +29,7 @@
  * dek_cache_ttl_ms, dek_cache_max_uses) under a key made of the ids, the
  * version, the KEK version and the wrapped bytes just read, unwraps in the
  * key store only on a miss (hv_envelope_unwrap_dek) and always decrypts
- * in process (hv_envelope_open_dek). forget_cached() drops a
+ * in process (hv_envelope_open_dek). hv_vault_forget_cached() drops a
  * credential's DEKs after a rotate, revoke or delete has committed. With
  * dek_cache_size 0 every open unwraps in the key store.
  */
@@ -1044,15 +1044,16 @@ audit_tx(struct hv_vault *v, struct hv_conn *c, const struct hv_principal *p,
 /* Envelope I/O                                                        */
 
 /*
- * After a committed rotate, revoke or delete of cred_id: neither a cached
- * DEK nor the cached metadata row outlives it here.
+ * After a committed rotate (an OAuth refresh included), revoke or delete
+ * of cred_id: neither a cached DEK nor the cached metadata row outlives it
+ * here (vault_int.h).
  * (Other instances drop the row when the trigger's notification arrives
  * and hold DEKs at most dek_cache_ttl_ms; docs/performance.md says why
  * that is safe.) An edit, an unrevoke and a use change no DEK and forget
  * only the row.
  */
-static void
-forget_cached(struct hv_vault *v, const char *cred_id)
+void
+hv_vault_forget_cached(struct hv_vault *v, const char *cred_id)
 {
 	hv_dekcache_forget(v->dekcache, cred_id);
 	hv_credcache_forget(v->credcache, cred_id);
@@ -2267,7 +2268,7 @@ hv_vault_cred_rotate(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = finish_change(c, r2, out, err);
 	if (rc == HV_OK)
-		forget_cached(v, idn);
+		hv_vault_forget_cached(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
@@ -2323,7 +2324,7 @@ hv_vault_cred_revoke(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = finish_change(c, res, out, err);
 	if (rc == HV_OK && revoke)
-		forget_cached(v, idn);
+		hv_vault_forget_cached(v, idn);
 	else if (rc == HV_OK && res == r2) /* unrevoked: only the row moved */
 		hv_credcache_forget(v->credcache, idn);
 out:
@@ -2497,7 +2498,7 @@ hv_vault_cred_delete(struct hv_vault *v, const struct hv_principal *p,
 		goto out;
 	rc = hv_store_commit(c, err);
 	if (rc == HV_OK)
-		forget_cached(v, idn);
+		hv_vault_forget_cached(v, idn);
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);

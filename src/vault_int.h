@@ -51,6 +51,12 @@ void hv_vault_cred_register(void); /* vault_cred.c */
  */
 bool hv_vault_notices_fresh(struct hv_vault *v);
 
+/*
+ * After a committed rotate (OAuth refresh too), revoke or delete of
+ * cred_id: drop its cached DEKs and metadata row on this instance.
+ */
+void hv_vault_forget_cached(struct hv_vault *v, const char *cred_id);
+
 /* Timestamps leave the database as RFC 3339 UTC with microseconds. */
 #define HV_SQL_TS(col)                                                         \
 	"to_char(" col " AT TIME ZONE 'UTC', "                                 \

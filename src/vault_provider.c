@@ -214,7 +214,7 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 	rc = hv_store_commit(c, err);
 	if (rc != HV_OK)
 		goto out;
-	hv_credcache_forget(v->credcache, idn);
+	hv_vault_forget_cached(v, idn); /* a new version, as a rotate */
 	*secret = next;
 	next = NULL;
 	*refreshed = true;
