@@ -121,12 +121,6 @@ hv_credcache_free(struct hv_credcache **cp)
 	*cp = NULL;
 }
 
-static uint32_t
-stripe_of(const struct hv_credcache *c, const char *id)
-{
-	return (hash_id(id) & c->mask) % STRIPES;
-}
-
 static struct entry *
 set_of(struct hv_credcache *c, const char *id, pthread_mutex_t **mu,
     uint64_t **gen)
@@ -142,9 +136,13 @@ set_of(struct hv_credcache *c, const char *id, pthread_mutex_t **mu,
 uint64_t
 hv_credcache_gen(struct hv_credcache *c, const char *id)
 {
+	pthread_mutex_t *mu;
+	uint64_t *gen;
+
 	if (c == NULL)
 		return 0;
-	return __atomic_load_n(&c->gen[stripe_of(c, id)], __ATOMIC_ACQUIRE);
+	(void)set_of(c, id, &mu, &gen);
+	return __atomic_load_n(gen, __ATOMIC_ACQUIRE);
 }
 
 /* A one-row result of the serialized row (NULL: malformed or no memory). */
@@ -274,7 +272,7 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 	size_t len = 0;
 	int w;
 
-	if (c == NULL || !hv_uuid_valid(id) || strlen(id) >= HV_UUID_STR)
+	if (c == NULL || !hv_uuid_valid(id)) /* 36 characters: fits id[] */
 		return;
 	now = hv_mono_ms();
 	until = now + c->ttl_ms;

@@ -15,30 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "credcache.h"
 #include "uuid.h"
 
 #define ID1 "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f60"
 #define ID2 "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f61"
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-static int64_t
-real_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* A one-row text result: "name" = name, NULL, "" and a fixed column. */
 static PGresult *
@@ -122,22 +105,22 @@ test_expiry(void **state)
 	out = hv_credcache_get(c, ID1);
 	assert_non_null(out);
 	PQclear(out);
-	sleep_ms(120);
+	hv_sleep_ms(120);
 	assert_null(hv_credcache_get(c, ID1));
 	hv_credcache_free(&c);
 
 	/* the row's own expiry comes first */
 	c = mk(64, 60000);
 	hv_credcache_put(
-	    c, ID1, in, real_us() + 60 * 1000, hv_credcache_gen(c, ID1));
+	    c, ID1, in, hv_real_us() + 60 * 1000, hv_credcache_gen(c, ID1));
 	out = hv_credcache_get(c, ID1);
 	assert_non_null(out);
 	PQclear(out);
-	sleep_ms(100);
+	hv_sleep_ms(100);
 	assert_null(hv_credcache_get(c, ID1));
 	/* already expired: never stored */
 	hv_credcache_put(
-	    c, ID2, in, real_us() - 1000, hv_credcache_gen(c, ID2));
+	    c, ID2, in, hv_real_us() - 1000, hv_credcache_gen(c, ID2));
 	assert_null(hv_credcache_get(c, ID2));
 	PQclear(in);
 	hv_credcache_free(&c);
@@ -230,7 +213,7 @@ test_full_set_and_size(void **state)
 		(void)snprintf(ids[i], sizeof(ids[i]),
 		    "0d9e8f7a-6b5c-4d3e-9f2a-1b2c3d4e5f7%d", i);
 		hv_credcache_put(c, ids[i], in, 0, hv_credcache_gen(c, ids[i]));
-		sleep_ms(2); /* distinct birth times */
+		hv_sleep_ms(2); /* distinct birth times */
 	}
 	hv_credcache_stats(c, &st);
 	assert_int_equal(st.capacity, 4);
