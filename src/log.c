@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,9 +31,12 @@ hv_log_parse_level(const char *s)
 	return -1;
 }
 
-/* Escape s into out as a JSON string body; truncates safely. */
+/*
+ * Escape s into out (cap bytes, NUL included) as a JSON string body;
+ * truncates safely. *all (when not NULL): s went in whole.
+ */
 static size_t
-escape(char *out, size_t cap, const char *s)
+escape(char *out, size_t cap, const char *s, bool *all)
 {
 	size_t o = 0;
 	const unsigned char *p;
@@ -48,6 +52,8 @@ escape(char *out, size_t cap, const char *s)
 		}
 	}
 	out[o] = '\0';
+	if (all != NULL)
+		*all = *p == '\0';
 	return o;
 }
 
@@ -77,7 +83,7 @@ hv_log(enum hv_log_level lvl, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	escape(esc, sizeof(esc), msg);
+	escape(esc, sizeof(esc), msg, NULL);
 	clock_gettime(CLOCK_REALTIME, &now);
 	format_ts(ts, sizeof(ts), &now);
 	n = snprintf(line, sizeof(line),
@@ -88,18 +94,32 @@ hv_log(enum hv_log_level lvl, const char *fmt, ...)
 		    (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-/* ,"key":"escaped value" -- nothing when v is NULL. */
+/*
+ * ,"key":"escaped value" into out, the value escaped in place and cut at
+ * HV_LOG_FIELD_MAX bytes; nothing when v is NULL. cap when out is too
+ * small (a value cut by the buffer, not by the limit, is no field).
+ */
 static size_t
 put_field(char *out, size_t cap, const char *key, const char *v)
 {
-	char esc[HV_LOG_FIELD_MAX * 2 + 8];
+	size_t o, room, lim;
+	bool all;
 	int n;
 
 	if (v == NULL)
 		return 0;
-	escape(esc, sizeof(esc), v);
-	n = snprintf(out, cap, ",\"%s\":\"%s\"", key, esc);
-	return n < 0 || (size_t)n >= cap ? cap : (size_t)n;
+	n = snprintf(out, cap, ",\"%s\":\"", key);
+	if (n < 0 || (size_t)n + 2 >= cap)
+		return cap;
+	o = (size_t)n;
+	room = cap - o - 1; /* the closing quote */
+	lim = room < HV_LOG_FIELD_MAX + 1 ? room : HV_LOG_FIELD_MAX + 1;
+	o += escape(out + o, lim, v, &all);
+	if (!all && lim == room)
+		return cap;
+	out[o++] = '"';
+	out[o] = '\0';
+	return o;
 }
 
 size_t

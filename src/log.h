@@ -30,7 +30,7 @@ int hv_log_parse_level(const char *s);
 void hv_log(enum hv_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Longest value of one access-log field; longer ones are cut. */
+/* Longest escaped value of one access-log field; longer ones are cut. */
 #define HV_LOG_FIELD_MAX 512
 
 /* One access-log record ("msg":"request"); NULL fields are left out. */
@@ -49,7 +49,8 @@ struct hv_access_rec {
 /*
  * Format r, stamped with now, as one JSON object without a newline into
  * buf; returns its length, 0 when it does not fit in cap bytes. Every
- * string is escaped; a field longer than HV_LOG_FIELD_MAX is cut.
+ * string is escaped; a field whose escaped value is longer than
+ * HV_LOG_FIELD_MAX bytes is cut.
  */
 size_t hv_log_access_format(char *buf, size_t cap,
     const struct hv_access_rec *r, const struct timespec *now);
