@@ -4,6 +4,7 @@
 #include "uuid.h"
 
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <string.h>
 
 static const char hexdig[] = "0123456789abcdef";
@@ -30,13 +31,28 @@ is_hyphen_pos(size_t i)
  * Random bytes for ids come from OpenSSL's DRBG 16 ids at a time: one
  * RAND_bytes call costs about as much as a request's id is worth (locks, a
  * fork check with a system call). Ids are not secrets; the pool is per
- * thread, and the server never forks after start.
+ * thread. A forked child empties the pool of its one thread, so that it
+ * never hands out its parent's ids (OpenSSL's own fork check is skipped).
  */
 #define POOL_IDS 16
 static _Thread_local struct {
 	uint8_t b[POOL_IDS * HV_UUID_LEN];
 	unsigned int left;
 } pool;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void
+pool_reset(void)
+{
+	memset(pool.b, 0, sizeof(pool.b));
+	pool.left = 0;
+}
+
+static void
+pool_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, pool_reset);
+}
 
 enum hv_rc
 hv_uuid_new(char out[HV_UUID_STR])
@@ -44,6 +60,7 @@ hv_uuid_new(char out[HV_UUID_STR])
 	uint8_t *b;
 
 	if (pool.left == 0) {
+		pthread_once(&pool_once, pool_init);
 		if (RAND_bytes(pool.b, (int)sizeof(pool.b)) != 1) {
 			out[0] = '\0';
 			return HV_E_INTERNAL;

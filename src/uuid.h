@@ -9,7 +9,8 @@
  * are lowercase. Validation does not check version or variant bits, so
  * ids minted by other systems (or by PostgreSQL) stay acceptable.
  *
- * Thread-safety: every function is thread-safe; no state.
+ * Thread-safety: every function is thread-safe. hv_uuid_new() keeps a
+ * per-thread pool of random bytes for 16 ids, emptied in a forked child.
  */
 #ifndef HV_UUID_H
 #define HV_UUID_H

@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "uuid.h"
 
@@ -158,6 +160,41 @@ test_new_unique(void **state)
 		assert_string_not_equal(ids[i - 1], ids[i]);
 }
 
+/*
+ * A forked child does not hand out the ids its parent's pool still
+ * holds: the next id of each differs.
+ */
+static void
+test_new_after_fork(void **state)
+{
+	char first[HV_UUID_STR], mine[HV_UUID_STR], theirs[HV_UUID_STR];
+	int fd[2], status;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(hv_uuid_new(first), HV_OK); /* the pool is full */
+	assert_int_equal(pipe(fd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char id[HV_UUID_STR];
+
+		close(fd[0]);
+		_exit(hv_uuid_new(id) == HV_OK &&
+		            write(fd[1], id, HV_UUID_STR) == HV_UUID_STR
+		        ? 0
+		        : 1);
+	}
+	close(fd[1]);
+	assert_int_equal(read(fd[0], theirs, HV_UUID_STR), HV_UUID_STR);
+	close(fd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(hv_uuid_new(mine), HV_OK);
+	assert_true(hv_uuid_valid(theirs));
+	assert_string_not_equal(mine, theirs);
+}
+
 int
 main(void)
 {
@@ -166,6 +203,7 @@ main(void)
 	    cmocka_unit_test(test_parse_format),
 	    cmocka_unit_test(test_new),
 	    cmocka_unit_test(test_new_unique),
+	    cmocka_unit_test(test_new_after_fork),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
