@@ -968,21 +968,13 @@ out:
 }
 
 void
-hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked)
+hv_audit_stats(struct hv_audit *a, struct hv_audit_stats *st)
 {
 	pthread_mutex_lock(&a->mu);
-	*fast = a->fast;
-	*locked = a->locked;
-	pthread_mutex_unlock(&a->mu);
-}
-
-void
-hv_audit_group_stats(
-    struct hv_audit *a, unsigned long *groups, unsigned long *rows)
-{
-	pthread_mutex_lock(&a->mu);
-	*groups = a->groups;
-	*rows = a->grouped;
+	st->fast = a->fast;
+	st->locked = a->locked;
+	st->groups = a->groups;
+	st->rows = a->grouped;
 	pthread_mutex_unlock(&a->mu);
 }
 

@@ -73,15 +73,14 @@ enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
     __attribute__((warn_unused_result));
 
 /*
- * Appends since hv_audit_new(): *fast through a remembered chain head
- * (one statement), *locked through the head lock (fallback).
+ * Appends since hv_audit_new(), one snapshot: rows appended one at a time
+ * through a remembered chain head (fast: one statement) or through the
+ * head lock (locked: fallback), and group commits with their rows.
  */
-void
-hv_audit_stats(struct hv_audit *a, unsigned long *fast, unsigned long *locked);
-
-/* Group commits of rows of their own since hv_audit_new(), and their rows. */
-void hv_audit_group_stats(
-    struct hv_audit *a, unsigned long *groups, unsigned long *rows);
+struct hv_audit_stats {
+	unsigned long fast, locked, groups, rows;
+};
+void hv_audit_stats(struct hv_audit *a, struct hv_audit_stats *st);
 
 /*
  * Verify every chain. *report: {"ok": bool, "rows": n, "chains": k} and,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "mem.h"
 
 /* Statuses we count by value; anything else is "other". */
@@ -290,10 +291,9 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
 	}
 
 	if (audit != NULL) {
-		unsigned long fast = 0, locked = 0, groups = 0, grouped = 0;
+		struct hv_audit_stats st;
 
-		hv_audit_stats(audit, &fast, &locked);
-		hv_audit_group_stats(audit, &groups, &grouped);
+		hv_audit_stats(audit, &st);
 		sb_printf(&b,
 		    "# HELP hsmvault_audit_appends_total Audit rows appended "
 		    "one at a time, by path: fast (compare-and-swap on the "
@@ -309,7 +309,7 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
 		    "written by group commits.\n"
 		    "# TYPE hsmvault_audit_grouped_rows_total counter\n"
 		    "hsmvault_audit_grouped_rows_total %lu\n",
-		    fast, locked, groups, grouped);
+		    st.fast, st.locked, st.groups, st.rows);
 	}
 
 	if (b.oom) {

@@ -23,11 +23,11 @@
 #include <stdint.h>
 
 #include "api.h"
-#include "audit.h"
 #include "err.h"
 #include "store.h"
 
 struct hv_metrics;
+struct hv_audit;
 
 /* New metrics for the n routes of tbl. Free with hv_metrics_free(). */
 enum hv_rc

@@ -339,7 +339,7 @@ test_audit_fast_and_fallback(void **state)
 	struct hv_audit_event ev;
 	struct hv_conn *c = NULL;
 	struct hv_err err = {0};
-	unsigned long fast, locked, fast0, locked0, fast2, locked2;
+	struct hv_audit_stats st, st0, st2;
 	long before, after;
 	json_t *rep;
 	char *id;
@@ -347,8 +347,8 @@ test_audit_fast_and_fallback(void **state)
 
 	(void)state;
 	id = create(E.v, "sk_test_audit");
-	hv_audit_stats(E.v->audit, &fast0, &locked0);
-	hv_audit_stats(E.v2->audit, &fast2, &locked2);
+	hv_audit_stats(E.v->audit, &st0);
+	hv_audit_stats(E.v2->audit, &st2);
 	before = qlong("SELECT count(*) FROM audit_log");
 	for (i = 0; i < 10; i++) {
 		reveal_is(E.v, id, "sk_test_audit");
@@ -372,12 +372,12 @@ test_audit_fast_and_fallback(void **state)
 	assert_int_equal(after - before, 32);
 	/* both paths ran: v's second reveal of each round went fast, each
 	 * round's first (after v2 moved the head) and v2's went locked */
-	hv_audit_stats(E.v->audit, &fast, &locked);
-	assert_true(fast - fast0 >= 10);
-	assert_true(locked - locked0 >= 10);
-	hv_audit_stats(E.v2->audit, &fast, &locked);
-	assert_int_equal(fast + locked - fast2 - locked2, 10);
-	assert_true(locked - locked2 >= 9);
+	hv_audit_stats(E.v->audit, &st);
+	assert_true(st.fast - st0.fast >= 10);
+	assert_true(st.locked - st0.locked >= 10);
+	hv_audit_stats(E.v2->audit, &st);
+	assert_int_equal(st.fast + st.locked - st2.fast - st2.locked, 10);
+	assert_true(st.locked - st2.locked >= 9);
 	rep = verify();
 	assert_true(json_is_true(json_object_get(rep, "ok")));
 	json_decref(rep);

@@ -594,7 +594,7 @@ group_commit_run(unsigned int leaders)
 	struct hv_err err = {0};
 	struct alone_arg t[10];
 	pthread_t th[10];
-	unsigned long groups = 0, rows = 0, groups2 = 0, rows2 = 0;
+	struct hv_audit_stats st, st2;
 	json_t *rep;
 	int i, ok = 0;
 
@@ -623,25 +623,20 @@ group_commit_run(unsigned int leaders)
 	assert_int_equal(q_long(&f, "ta_count_detail", 2, "a\\b\nc'),('d",
 	                     "o'brien \"ci\" (x, y)"),
 	    10 * 67 - 10 * 7);
-	hv_audit_group_stats(a1, &groups, &rows);
-	hv_audit_group_stats(a2, &groups2, &rows2);
+	hv_audit_stats(a1, &st);
+	hv_audit_stats(a2, &st2);
 	fprintf(stderr,
 	    "group commit (%u leaders): %lu groups, %lu rows; "
 	    "other instance %lu groups, %lu rows\n",
-	    leaders, groups, rows, groups2, rows2);
+	    leaders, st.groups, st.rows, st2.groups, st2.rows);
 	/* every row of the 8 threads is counted once: one at a time or grouped */
-	{
-		unsigned long fast = 0, locked = 0;
-
-		hv_audit_stats(a1, &fast, &locked);
-		assert_int_equal(fast + locked + rows, 8 * 180);
-	}
+	assert_int_equal(st.fast + st.locked + st.rows, 8 * 180);
 	if (leaders == 0) {
-		assert_int_equal(groups, 0);
-		assert_int_equal(rows, 0);
+		assert_int_equal(st.groups, 0);
+		assert_int_equal(st.rows, 0);
 	} else {
-		assert_true(groups > 0);
-		assert_true(rows > groups);
+		assert_true(st.groups > 0);
+		assert_true(st.rows > st.groups);
 	}
 	hv_audit_free(&a2);
 	hv_audit_free(&a1);
