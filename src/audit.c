@@ -71,7 +71,7 @@
 #define GROUP_NPARAMS(n) (GROUP_ROW0 + (n)*GROUP_PER_ROW)
 #define GROUP_SQL_CAP    (1024 + GROUP_MAX * 256)
 
-/* How a head was moved, for hv_audit_stats / hv_audit_group_stats. */
+/* How a head was moved, for hv_audit_stats(). */
 enum path { PATH_FAST, PATH_LOCKED, PATH_GROUP };
 
 /* A chain's head as this process last wrote or read it. */
