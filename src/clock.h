@@ -14,6 +14,9 @@
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t hv_mono_ms(void);
 
+/* CLOCK_MONOTONIC in microseconds. */
+uint64_t hv_mono_us(void);
+
 /* CLOCK_MONOTONIC in seconds. */
 double hv_mono_s(void);
 

@@ -37,7 +37,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifdef HV_HAVE_GNUTLS
@@ -45,6 +44,7 @@
 #endif
 
 #include "api.h"
+#include "clock.h"
 #include "httpreq.h"
 #include "log.h"
 #include "mem.h"
@@ -199,8 +199,8 @@ struct early {
 
 struct req {
 	const struct listener *l;
-	struct timespec t0;
-	size_t route; /* index, N_ROUTES = unmatched */
+	uint64_t t0_us; /* hv_mono_us() at the first callback */
+	size_t route;   /* index, N_ROUTES = unmatched */
 	char request_id[HV_UUID_STR];
 	char remote[INET6_ADDRSTRLEN];
 	char method[16];         /* sanitized, for the log */
@@ -234,18 +234,6 @@ rbody_free(void *cls)
 
 	if (b != NULL)
 		hv_free_wipe(b, sizeof(*b) + b->len);
-}
-
-static uint64_t
-elapsed_us(const struct timespec *t0)
-{
-	struct timespec now;
-	int64_t us;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	us = (int64_t)(now.tv_sec - t0->tv_sec) * 1000000 +
-	    (now.tv_nsec - t0->tv_nsec) / 1000;
-	return us > 0 ? (uint64_t)us : 0;
 }
 
 static void
@@ -932,7 +920,7 @@ req_new(const struct listener *l, struct MHD_Connection *conn, const char *url,
 	if (rq == NULL)
 		return NULL;
 	rq->l = l;
-	clock_gettime(CLOCK_MONOTONIC, &rq->t0);
+	rq->t0_us = hv_mono_us();
 	rq->route = N_ROUTES;
 	rq->expected_version = -1;
 	if (hv_uuid_new(rq->request_id) != HV_OK) {
@@ -1083,7 +1071,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (rq == NULL)
 		return;
 	*con_cls = NULL;
-	us = elapsed_us(&rq->t0);
+	us = hv_mono_us() - rq->t0_us;
 	access_log(rq, us, toe_name(toe));
 	hv_metrics_observe(l->h->metrics, rq->route, rq->status, us);
 	if (rq->authed)
@@ -1474,7 +1462,7 @@ hv_http_stop(struct hv_http **hp)
 {
 	struct hv_http *h;
 	MHD_socket ls = MHD_INVALID_SOCKET, mls = MHD_INVALID_SOCKET;
-	struct timespec t0, nap = {0, 10 * 1000 * 1000};
+	uint64_t t0;
 
 	if (hp == NULL || *hp == NULL)
 		return;
@@ -1493,10 +1481,10 @@ hv_http_stop(struct hv_http **hp)
 		close(ls);
 	if (mls != MHD_INVALID_SOCKET)
 		close(mls);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = hv_mono_ms();
 	while (atomic_load(&h->inflight) > 0 &&
-	    elapsed_us(&t0) < (uint64_t)HV_HTTP_DRAIN_MS * 1000)
-		nanosleep(&nap, NULL);
+	    hv_mono_ms() - t0 < (uint64_t)HV_HTTP_DRAIN_MS)
+		hv_sleep_ms(10);
 	if (atomic_load(&h->inflight) > 0)
 		hv_log_warn("http: stopping with %ld request(s) in flight",
 		    atomic_load(&h->inflight));

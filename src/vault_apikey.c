@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "apikey.h"
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "uuid.h"
@@ -393,7 +393,6 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 	j = json_object_get(body, "expires_at");
 	if (j != NULL && !json_is_null(j)) {
 		int64_t us;
-		struct timespec now;
 
 		if (!json_is_string(j)) {
 			rc = hv_err_set(err, HV_E_INVALID,
@@ -404,8 +403,7 @@ hv_vault_apikey_create(struct hv_vault *v, const struct hv_principal *p,
 		    json_string_value(j), &us, err, "expires_at");
 		if (rc != HV_OK)
 			goto out;
-		clock_gettime(CLOCK_REALTIME, &now);
-		if (us <= (int64_t)now.tv_sec * 1000000) {
+		if (us <= hv_real_us()) {
 			rc = hv_err_set(err, HV_E_INVALID,
 			    "expires_at: must be in the future");
 			goto out;
