@@ -40,9 +40,6 @@ remember(const char *s)
 static int
 setup(void **state)
 {
-	struct hv_err err = {0};
-	json_t *rep = NULL;
-
 	(void)state;
 	if (getenv("HV_TEST_PG_URL") == NULL)
 		hv_test_missing("HV_TEST_PG_URL (PostgreSQL) not set");
@@ -51,13 +48,7 @@ setup(void **state)
 	hv_test_db_new(&db, "dump");
 	hv_cfg_init(&cfg);
 	hv_test_cfg(&cfg, &tok, &db);
-	if (hv_vault_init(&cfg, &rep, &err) != HV_OK ||
-	    hv_vault_open(&cfg, false, &v, &err) != HV_OK) {
-		fprintf(stderr, "init: %s\n", err.msg);
-		return -1;
-	}
-	json_decref(rep);
-	return 0;
+	return hv_test_vault_up(&cfg, &v);
 }
 
 static int

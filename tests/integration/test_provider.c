@@ -1080,7 +1080,6 @@ setup(void **state)
 	    "cloudflare", "shopify", "twilio", "gitlab", "datadog", "anthropic",
 	    "mailgun", "openai"};
 	struct hv_err err = {0};
-	json_t *report = NULL;
 	char basic[64], hdr[96];
 	size_t i;
 
@@ -1095,15 +1094,8 @@ setup(void **state)
 	E.cfg.allow_private_targets = true;
 	for (i = 0; i < sizeof(services) / sizeof(services[0]); i++)
 		override(services[i]);
-	if (hv_vault_init(&E.cfg, &report, &err) != HV_OK) {
-		fprintf(stderr, "init: %s\n", err.msg);
+	if (hv_test_vault_up(&E.cfg, &E.v) != 0)
 		return -1;
-	}
-	json_decref(report);
-	if (hv_vault_open(&E.cfg, false, &E.v, &err) != HV_OK) {
-		fprintf(stderr, "open: %s\n", err.msg);
-		return -1;
-	}
 	if (hv_principal_cli(E.v, NULL, &E.cli, &err) != HV_OK) {
 		fprintf(stderr, "cli principal: %s\n", err.msg);
 		return -1;

@@ -240,8 +240,6 @@ assert_unchanged(const char *ws, const char *q)
 static int
 setup(void **state)
 {
-	struct hv_err err = {0};
-	json_t *report = NULL;
 	char *id;
 	PGresult *r;
 	const char *p[1];
@@ -252,15 +250,8 @@ setup(void **state)
 	hv_test_token_new(&E.tok, "searchtest");
 	hv_cfg_init(&E.cfg);
 	hv_test_cfg(&E.cfg, &E.tok, &E.db);
-	if (hv_vault_init(&E.cfg, &report, &err) != HV_OK) {
-		fprintf(stderr, "init: %s\n", err.msg);
+	if (hv_test_vault_up(&E.cfg, &E.v) != 0)
 		return -1;
-	}
-	json_decref(report);
-	if (hv_vault_open(&E.cfg, false, &E.v, &err) != HV_OK) {
-		fprintf(stderr, "open: %s\n", err.msg);
-		return -1;
-	}
 	E.pg = PQconnectdb(E.db.url);
 	if (PQstatus(E.pg) != CONNECTION_OK)
 		return -1;

@@ -263,7 +263,6 @@ static int
 setup(void **state)
 {
 	struct hv_err err = {0};
-	json_t *report = NULL;
 	char *id;
 
 	(void)state;
@@ -274,15 +273,8 @@ setup(void **state)
 	hv_test_cfg(&E.cfg, &E.tok, &E.db);
 	E.cfg.allow_private_targets = true;
 	E.cfg.audit_chains = 4;
-	if (hv_vault_init(&E.cfg, &report, &err) != HV_OK) {
-		fprintf(stderr, "init: %s\n", err.msg);
+	if (hv_test_vault_up(&E.cfg, &E.v) != 0)
 		return -1;
-	}
-	json_decref(report);
-	if (hv_vault_open(&E.cfg, false, &E.v, &err) != HV_OK) {
-		fprintf(stderr, "open: %s\n", err.msg);
-		return -1;
-	}
 	if (hv_principal_cli(E.v, NULL, &E.cli, &err) != HV_OK) {
 		fprintf(stderr, "cli principal: %s\n", err.msg);
 		return -1;

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vault.h"
+
 void
 hv_test_missing(const char *what)
 {
@@ -228,4 +230,22 @@ hv_test_bin(void)
 
 	snprintf(path, sizeof(path), "%s/hsmvault", b != NULL ? b : ".");
 	return path;
+}
+
+int
+hv_test_vault_up(const struct hv_cfg *cfg, struct hv_vault **v)
+{
+	struct hv_err err = {0};
+	json_t *report = NULL;
+
+	if (hv_vault_init(cfg, &report, &err) != HV_OK) {
+		fprintf(stderr, "init: %s\n", err.msg);
+		return -1;
+	}
+	json_decref(report);
+	if (hv_vault_open(cfg, false, v, &err) != HV_OK) {
+		fprintf(stderr, "open: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
 }

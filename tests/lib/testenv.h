@@ -80,6 +80,14 @@ const char *hv_test_bin(void);
  * Fail the running cmocka test unless rc is HV_OK, with err's message. A
  * macro: cmocka's fail_msg belongs to the test file that uses it.
  */
+struct hv_vault;
+
+/*
+ * hv_vault_init (its report dropped), then hv_vault_open of *v on cfg, as
+ * a test's set-up does: 0, or -1 after printing what failed.
+ */
+int hv_test_vault_up(const struct hv_cfg *cfg, struct hv_vault **v);
+
 #define hv_test_must(rc, err, what)                                            \
 	do {                                                                   \
 		enum hv_rc hv_test_rc_ = (rc);                                 \
