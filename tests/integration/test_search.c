@@ -84,51 +84,16 @@ sqlp(PGconn *pg, ExecStatusType want, const char *sql, int n, const char *p1,
 	return r;
 }
 
-static void
-sql_ok(PGconn *pg, const char *sql)
-{
-	PGresult *r = PQexec(pg, sql);
-
-	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
-	    PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQerrorMessage(pg));
-	PQclear(r);
-}
-
-static long
-count1(PGconn *pg, const char *sql, const char *p1)
-{
-	PGresult *r =
-	    sqlp(pg, PGRES_TUPLES_OK, sql, p1 != NULL ? 1 : 0, p1, NULL, NULL);
-	long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-
-	PQclear(r);
-	return n;
-}
-
 /* How many of the three trigram indexes exist on the database of pg. */
 static long
 trgm_index_count(PGconn *pg)
 {
-	return count1(pg,
+	return hv_test_pg_long(pg,
 	    "SELECT count(*) FROM pg_indexes WHERE tablename = 'credentials' "
 	    "AND indexname IN ('credentials_name_trgm', "
 	    "'credentials_service_trgm', 'credentials_notes_trgm') "
 	    "AND indexdef LIKE '%USING gin (lower(%gin_trgm_ops)'",
 	    NULL);
-}
-
-static char *
-new_workspace(const char *name)
-{
-	PGresult *r = sqlp(E.pg, PGRES_TUPLES_OK,
-	    "INSERT INTO workspaces (id, name) "
-	    "VALUES (gen_random_uuid(), $1) RETURNING id::text",
-	    1, name, NULL, NULL);
-	char *id = strdup(PQgetvalue(r, 0, 0));
-
-	PQclear(r);
-	return id;
 }
 
 struct ids {
@@ -255,10 +220,10 @@ setup(void **state)
 	E.pg = PQconnectdb(E.db.url);
 	if (PQstatus(E.pg) != CONNECTION_OK)
 		return -1;
-	id = new_workspace("small");
+	id = hv_test_pg_workspace(E.pg, "small");
 	(void)snprintf(E.ws_small, sizeof(E.ws_small), "%s", id);
 	free(id);
-	id = new_workspace("bulk");
+	id = hv_test_pg_workspace(E.pg, "bulk");
 	(void)snprintf(E.ws_bulk, sizeof(E.ws_bulk), "%s", id);
 	free(id);
 	/*
@@ -338,7 +303,7 @@ static void
 test_migration_made_indexes(void **state)
 {
 	(void)state;
-	assert_int_equal(count1(E.pg,
+	assert_int_equal(hv_test_pg_long(E.pg,
 	                     "SELECT count(*) FROM pg_extension "
 	                     "WHERE extname = 'pg_trgm'",
 	                     NULL),
@@ -526,12 +491,12 @@ test_plan_uses_trigram_indexes(void **state)
 			fail_msg("execute: %s", PQerrorMessage(E.pg));
 		PQclear(r);
 	}
-	assert_int_equal(count1(E.pg,
+	assert_int_equal(hv_test_pg_long(E.pg,
 	                     "SELECT generic_plans FROM pg_prepared_statements "
 	                     "WHERE name = 't_cred_list'",
 	                     NULL),
 	    0);
-	sql_ok(E.pg, "DEALLOCATE t_cred_list");
+	hv_test_pg_exec(E.pg, "DEALLOCATE t_cred_list");
 }
 
 /*
@@ -546,12 +511,12 @@ test_migration_on_existing_rows(void **state)
 	long rows;
 
 	(void)state;
-	rows = count1(E.pg, "SELECT count(*) FROM credentials", NULL);
+	rows = hv_test_pg_long(E.pg, "SELECT count(*) FROM credentials", NULL);
 	assert_true(rows > BULK_ROWS);
-	sql_ok(E.pg,
+	hv_test_pg_exec(E.pg,
 	    "DROP INDEX credentials_name_trgm, "
 	    "credentials_service_trgm, credentials_notes_trgm");
-	sql_ok(E.pg, "DELETE FROM hv_migrations WHERE version = 2");
+	hv_test_pg_exec(E.pg, "DELETE FROM hv_migrations WHERE version = 2");
 	assert_int_equal(trgm_index_count(E.pg), 0);
 	(void)assert_unchanged(E.ws_bulk, "tag-042"); /* unindexed: same */
 
@@ -568,7 +533,8 @@ test_migration_on_existing_rows(void **state)
 	rep = NULL;
 	assert_int_equal(trgm_index_count(E.pg), 3);
 	assert_int_equal(
-	    count1(E.pg, "SELECT count(*) FROM credentials", NULL), rows);
+	    hv_test_pg_long(E.pg, "SELECT count(*) FROM credentials", NULL),
+	    rows);
 
 	/* twice: nothing to apply */
 	hv_test_must(
@@ -578,13 +544,13 @@ test_migration_on_existing_rows(void **state)
 	rep = NULL;
 
 	/* indexes already there (made by hand) but 0002 not recorded */
-	sql_ok(E.pg, "DELETE FROM hv_migrations WHERE version = 2");
+	hv_test_pg_exec(E.pg, "DELETE FROM hv_migrations WHERE version = 2");
 	hv_test_must(
 	    hv_vault_migrate(&E.cfg, &rep, &err), &err, "migrate over");
 	assert_int_equal(json_array_size(json_object_get(rep, "applied")), 1);
 	json_decref(rep);
 	assert_int_equal(trgm_index_count(E.pg), 3);
-	sql_ok(E.pg, "ANALYZE credentials");
+	hv_test_pg_exec(E.pg, "ANALYZE credentials");
 	(void)assert_unchanged(E.ws_bulk, "tag-042");
 }
 
@@ -627,9 +593,9 @@ migrate_as(const char *prep)
 	/* the database belongs to the admin; PUBLIC has no CREATE on it */
 	(void)snprintf(
 	    grant, sizeof(grant), "GRANT CREATE ON SCHEMA public TO %s", role);
-	sql_ok(adm, grant);
+	hv_test_pg_exec(adm, grant);
 	if (prep != NULL)
-		sql_ok(adm, prep);
+		hv_test_pg_exec(adm, prep);
 
 	(void)snprintf(url, sizeof(url), "%s user=%s", d->url, role);
 	hv_test_must(hv_store_open(url, 1, &s, &err), &err, "open as role");
@@ -642,10 +608,10 @@ migrate_as(const char *prep)
 	pg = admin_pg(url);
 	n = trgm_index_count(pg);
 	/* the search works either way; % is a plain character */
-	sql_ok(pg,
+	hv_test_pg_exec(pg,
 	    "INSERT INTO workspaces (id, name) VALUES "
 	    "('00000000-0000-4000-8000-0000000000aa', 'w')");
-	sql_ok(pg,
+	hv_test_pg_exec(pg,
 	    "INSERT INTO credentials (id, workspace_id, service, name, "
 	    "auth_type, scope, injection, created_by) SELECT "
 	    "gen_random_uuid(), '00000000-0000-4000-8000-0000000000aa', "
@@ -678,7 +644,7 @@ test_migration_without_privilege(void **state)
 	(void)snprintf(
 	    E.role, sizeof(E.role), "hvt_trgm_%u", (unsigned)getpid());
 	(void)snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN", E.role);
-	sql_ok(adm, sql);
+	hv_test_pg_exec(adm, sql);
 	PQfinish(adm);
 	(void)snprintf(
 	    url, sizeof(url), "%s user=%s", getenv("HV_TEST_PG_URL"), E.role);

@@ -75,44 +75,6 @@ json_text_free(char *s)
 	f(s);
 }
 
-/* One text value of a parameterized query (test-only SQL). */
-static char *
-q1(const char *sql, const char *param)
-{
-	const char *params[1] = {param};
-	PGresult *r = PQexecParams(
-	    E.pg, sql, param != NULL ? 1 : 0, NULL, params, NULL, NULL, 0);
-	char *out = NULL;
-
-	if (PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQerrorMessage(E.pg));
-	if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
-		out = strdup(PQgetvalue(r, 0, 0));
-	PQclear(r);
-	return out;
-}
-
-static long
-count(const char *sql, const char *param)
-{
-	char *s = q1(sql, param);
-	long n = s != NULL ? strtol(s, NULL, 10) : -1;
-
-	free(s);
-	return n;
-}
-
-static void
-exec_sql(const char *sql)
-{
-	PGresult *r = PQexec(E.pg, sql);
-
-	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
-	    PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQerrorMessage(E.pg));
-	PQclear(r);
-}
-
 struct counts {
 	long creds, versions, audit;
 };
@@ -120,11 +82,14 @@ struct counts {
 static void
 counts(struct counts *c)
 {
-	c->creds = count("SELECT count(*) FROM credentials", NULL);
-	c->versions = count("SELECT count(*) FROM credential_versions", NULL);
+	c->creds =
+	    hv_test_pg_long(E.pg, "SELECT count(*) FROM credentials", NULL);
+	c->versions = hv_test_pg_long(
+	    E.pg, "SELECT count(*) FROM credential_versions", NULL);
 	/* refusals are audited (auth.denied); only other rows are state */
-	c->audit = count("SELECT count(*) FROM audit_log "
-	                 "WHERE action <> 'auth.denied'",
+	c->audit = hv_test_pg_long(E.pg,
+	    "SELECT count(*) FROM audit_log "
+	    "WHERE action <> 'auth.denied'",
 	    NULL);
 }
 
@@ -240,23 +205,6 @@ audit_rows(const char *action, const char *cred_id)
 	return n;
 }
 
-static char *
-new_workspace(const char *name)
-{
-	const char *params[1] = {name};
-	PGresult *r = PQexecParams(E.pg,
-	    "INSERT INTO workspaces (id, name) "
-	    "VALUES (gen_random_uuid(), $1) RETURNING id::text",
-	    1, NULL, params, NULL, NULL, 0);
-	char *id;
-
-	if (PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("workspace: %s", PQerrorMessage(E.pg));
-	id = strdup(PQgetvalue(r, 0, 0));
-	PQclear(r);
-	return id;
-}
-
 /* ------------------------------------------------------------------ */
 
 static int
@@ -283,13 +231,13 @@ setup(void **state)
 	if (PQstatus(E.pg) != CONNECTION_OK)
 		return -1;
 	(void)snprintf(E.ws_a, sizeof(E.ws_a), "%s", E.cli.workspace_id);
-	id = new_workspace("b");
+	id = hv_test_pg_workspace(E.pg, "b");
 	(void)snprintf(E.ws_b, sizeof(E.ws_b), "%s", id);
 	free(id);
-	id = new_workspace("c");
+	id = hv_test_pg_workspace(E.pg, "c");
 	(void)snprintf(E.ws_c, sizeof(E.ws_c), "%s", id);
 	free(id);
-	id = new_workspace("d");
+	id = hv_test_pg_workspace(E.pg, "d");
 	(void)snprintf(E.ws_d, sizeof(E.ws_d), "%s", id);
 	free(id);
 	return 0;
@@ -401,10 +349,10 @@ test_lifecycle(void **state)
 		assert_true(json_equal(json_object_get(c, "injection"), inj));
 		json_decref(inj);
 		assert_int_equal(audit_rows("credential.create", id), 1);
-		assert_int_equal(
-		    count("SELECT count(*) FROM credential_versions "
-		          "WHERE credential_id = $1::uuid",
-		        id),
+		assert_int_equal(hv_test_pg_long(E.pg,
+		                     "SELECT count(*) FROM credential_versions "
+		                     "WHERE credential_id = $1::uuid",
+		                     id),
 		    1);
 
 		/* get equals create */
@@ -444,10 +392,10 @@ test_lifecycle(void **state)
 		json_decref(b);
 		assert_int_equal(ifield(rot, "version"), 2);
 		json_decref(rot);
-		assert_int_equal(
-		    count("SELECT count(*) FROM credential_versions "
-		          "WHERE credential_id = $1::uuid",
-		        id),
+		assert_int_equal(hv_test_pg_long(E.pg,
+		                     "SELECT count(*) FROM credential_versions "
+		                     "WHERE credential_id = $1::uuid",
+		                     id),
 		    2);
 		assert_secret(&E.cli, id, k->secret2);
 		assert_int_equal(audit_rows("credential.rotate", id), 1);
@@ -494,13 +442,14 @@ test_lifecycle(void **state)
 		assert_string_equal(
 		    sfield(dup, "service"), sfield(c, "service"));
 		json_decref(dup);
-		w1 =
-		    q1("SELECT encode(wrapped_dek, 'hex') FROM "
-		       "credential_versions WHERE credential_id = $1::uuid AND "
-		       "version = 2",
-		        id);
-		w2 = q1("SELECT encode(wrapped_dek, 'hex') FROM "
-		        "credential_versions WHERE credential_id = $1::uuid",
+		w1 = hv_test_pg_text(E.pg,
+		    "SELECT encode(wrapped_dek, 'hex') FROM "
+		    "credential_versions WHERE credential_id = $1::uuid AND "
+		    "version = 2",
+		    id);
+		w2 = hv_test_pg_text(E.pg,
+		    "SELECT encode(wrapped_dek, 'hex') FROM "
+		    "credential_versions WHERE credential_id = $1::uuid",
 		    did);
 		assert_non_null(w1);
 		assert_non_null(w2);
@@ -515,13 +464,14 @@ test_lifecycle(void **state)
 		hv_test_must(hv_vault_cred_delete(E.v, &E.cli, &CTX, id, &err),
 		    &err, "delete");
 		assert_int_equal(get_rc(&E.cli, id), HV_E_NOT_FOUND);
-		assert_int_equal(
-		    count("SELECT count(*) FROM credential_versions "
-		          "WHERE credential_id = $1::uuid",
-		        id),
+		assert_int_equal(hv_test_pg_long(E.pg,
+		                     "SELECT count(*) FROM credential_versions "
+		                     "WHERE credential_id = $1::uuid",
+		                     id),
 		    0);
-		assert_int_equal(count("SELECT count(*) FROM credentials "
-		                       "WHERE id = $1::uuid",
+		assert_int_equal(hv_test_pg_long(E.pg,
+		                     "SELECT count(*) FROM credentials "
+		                     "WHERE id = $1::uuid",
 		                     id),
 		    0);
 		assert_int_equal(audit_rows("credential.delete", id), 1);
@@ -796,8 +746,9 @@ test_update_rotate_validation(void **state)
 	    "{\"service\":\"stripe\",\"name\":\"val\","
 	    "\"secret\":{\"key\":\"sk_1\"}}");
 	id = sfield(c, "id");
-	upd = q1("SELECT updated_at::text FROM credentials WHERE id = "
-	         "$1::uuid",
+	upd = hv_test_pg_text(E.pg,
+	    "SELECT updated_at::text FROM credentials WHERE id = "
+	    "$1::uuid",
 	    id);
 	counts(&before);
 	for (i = 0; i < sizeof(bad_patch) / sizeof(bad_patch[0]); i++) {
@@ -842,8 +793,9 @@ test_update_rotate_validation(void **state)
 	counts(&after);
 	assert_counts_equal(&before, &after, "invalid patch/rotate");
 	{
-		char *u2 = q1("SELECT updated_at::text FROM credentials WHERE "
-		              "id = $1::uuid",
+		char *u2 = hv_test_pg_text(E.pg,
+		    "SELECT updated_at::text FROM credentials WHERE "
+		    "id = $1::uuid",
 		    id);
 
 		assert_string_equal(upd, u2);
@@ -1110,8 +1062,9 @@ test_allow_list_and_scopes(void **state)
 
 	/* missing scopes: 403 and an auth.denied row */
 	make_principal(&ro, E.ws_a, NULL, HV_SCOPE_CRED_READ, "read-only");
-	denied = count("SELECT count(*) FROM audit_log WHERE action = "
-	               "'auth.denied'",
+	denied = hv_test_pg_long(E.pg,
+	    "SELECT count(*) FROM audit_log WHERE action = "
+	    "'auth.denied'",
 	    NULL);
 	{
 		json_t *b = parse("{\"service\":\"openai\",\"name\":\"x\","
@@ -1130,8 +1083,9 @@ test_allow_list_and_scopes(void **state)
 	    hv_vault_cred_open_for_use(E.v, &ro, &CTX, id1, &meta, &sec, &err),
 	    HV_E_FORBIDDEN);
 	assert_int_equal(get_rc(&ro, id1), HV_OK);
-	assert_true(count("SELECT count(*) FROM audit_log WHERE action = "
-	                  "'auth.denied'",
+	assert_true(hv_test_pg_long(E.pg,
+	                "SELECT count(*) FROM audit_log WHERE action = "
+	                "'auth.denied'",
 	                NULL) >= denied + 4);
 	make_principal(&nouse, E.ws_a, NULL, HV_SCOPE_CRED_WRITE, "write-only");
 	assert_int_equal(get_rc(&nouse, id1), HV_E_FORBIDDEN);
@@ -1204,8 +1158,9 @@ test_conflict(void **state)
 	json_decref(out);
 	json_decref(b);
 	/* version history kept */
-	assert_int_equal(count("SELECT count(*) FROM credential_versions "
-	                       "WHERE credential_id = $1::uuid",
+	assert_int_equal(hv_test_pg_long(E.pg,
+	                     "SELECT count(*) FROM credential_versions "
+	                     "WHERE credential_id = $1::uuid",
 	                     id),
 	    2);
 	json_decref(c);
@@ -1237,7 +1192,7 @@ test_use_and_status(void **state)
 	json_decref(out);
 	out = NULL;
 	assert_int_equal(
-	    count(
+	    hv_test_pg_long(E.pg,
 	        "SELECT count(*) FROM audit_log WHERE action = "
 	        "'credential.test' AND outcome = 'failure' AND credential_id = "
 	        "$1::uuid",
@@ -1261,7 +1216,8 @@ test_use_and_status(void **state)
 	hv_test_must(hv_vault_cred_record_use(E.v, &E.cli, &CTX, id,
 	                 "credential.use", true, "active", &err),
 	    &err, "record on revoked");
-	lu = q1("SELECT status FROM credentials WHERE id = $1::uuid", id);
+	lu = hv_test_pg_text(
+	    E.pg, "SELECT status FROM credentials WHERE id = $1::uuid", id);
 	assert_string_equal(lu, "revoked");
 	free(lu);
 	assert_int_equal(hv_vault_cred_record_use(E.v, &E.cli, &CTX, "nonsense",
@@ -1297,8 +1253,9 @@ test_audit_fail_closed(void **state)
 	    "{\"service\":\"heroku\",\"name\":\"h\","
 	    "\"secret\":{\"token\":\"a\"}}");
 	id = sfield(c, "id");
-	exec_sql("ALTER TABLE audit_log ADD CONSTRAINT test_no_cred CHECK "
-	         "(action NOT LIKE 'credential.%') NOT VALID");
+	hv_test_pg_exec(E.pg,
+	    "ALTER TABLE audit_log ADD CONSTRAINT test_no_cred CHECK "
+	    "(action NOT LIKE 'credential.%') NOT VALID");
 	counts(&before);
 	b = parse("{\"service\":\"heroku\",\"name\":\"h2\","
 	          "\"secret\":{\"token\":\"a\"}}");
@@ -1319,7 +1276,8 @@ test_audit_fail_closed(void **state)
 	    hv_vault_cred_reveal(E.v, &E.cli, &CTX, id, &out, &err), HV_OK);
 	assert_null(out);
 	counts(&after);
-	exec_sql("ALTER TABLE audit_log DROP CONSTRAINT test_no_cred");
+	hv_test_pg_exec(
+	    E.pg, "ALTER TABLE audit_log DROP CONSTRAINT test_no_cred");
 	assert_counts_equal(&before, &after, "audit failure");
 	hv_test_must(
 	    hv_vault_cred_get(E.v, &E.cli, &CTX, id, &out, &err), &err, "get");
@@ -1598,8 +1556,9 @@ test_metacharacters(void **state)
 		json_decref(c);
 		json_decref(b);
 	}
-	assert_int_equal(count("SELECT count(*) FROM credentials WHERE "
-	                       "workspace_id = $1::uuid",
+	assert_int_equal(hv_test_pg_long(E.pg,
+	                     "SELECT count(*) FROM credentials WHERE "
+	                     "workspace_id = $1::uuid",
 	                     E.ws_d),
 	    8);
 	q.limit = 200;
@@ -1639,7 +1598,8 @@ test_metacharacters(void **state)
 	assert_int_equal(json_array_size(json_object_get(l, "items")), 0);
 	assert_true(json_is_null(json_object_get(l, "next_cursor")));
 	json_decref(l);
-	assert_true(count("SELECT count(*) FROM credentials", NULL) > 8);
+	assert_true(hv_test_pg_long(
+	                E.pg, "SELECT count(*) FROM credentials", NULL) > 8);
 }
 
 /* Mint a real API key and authenticate with it. */

@@ -3,6 +3,12 @@
  */
 #include "testenv.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <errno.h>
 #include <libpq-fe.h>
 #include <stdarg.h>
@@ -248,4 +254,54 @@ hv_test_vault_up(const struct hv_cfg *cfg, struct hv_vault **v)
 		return -1;
 	}
 	return 0;
+}
+
+void
+hv_test_pg_exec(PGconn *pg, const char *sql)
+{
+	PGresult *r = PQexec(pg, sql);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(pg));
+	PQclear(r);
+}
+
+char *
+hv_test_pg_text(PGconn *pg, const char *sql, const char *param)
+{
+	const char *params[1] = {param};
+	PGresult *r = PQexecParams(
+	    pg, sql, param != NULL ? 1 : 0, NULL, params, NULL, NULL, 0);
+	char *out = NULL;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(pg));
+	if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+		out = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return out;
+}
+
+long
+hv_test_pg_long(PGconn *pg, const char *sql, const char *param)
+{
+	char *s = hv_test_pg_text(pg, sql, param);
+	long n = s != NULL ? strtol(s, NULL, 10) : -1;
+
+	free(s);
+	return n;
+}
+
+char *
+hv_test_pg_workspace(PGconn *pg, const char *name)
+{
+	char *id = hv_test_pg_text(pg,
+	    "INSERT INTO workspaces (id, name) "
+	    "VALUES (gen_random_uuid(), $1) RETURNING id::text",
+	    name);
+
+	if (id == NULL)
+		fail_msg("workspace %s: no id", name);
+	return id;
 }

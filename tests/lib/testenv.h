@@ -81,6 +81,21 @@ const char *hv_test_bin(void);
  * macro: cmocka's fail_msg belongs to the test file that uses it.
  */
 struct hv_vault;
+struct pg_conn;
+
+/*
+ * Test-only SQL on a direct connection (set-up, checks behind the vault's
+ * back); each fails the running test (fail_msg) when PostgreSQL refuses.
+ * param: NULL or the one parameter $1.
+ */
+/* A statement whose result is not needed. */
+void hv_test_pg_exec(struct pg_conn *pg, const char *sql);
+/* The first value of the first row (malloc'd), or NULL when none. */
+char *hv_test_pg_text(struct pg_conn *pg, const char *sql, const char *param);
+/* That value as a number, -1 when there is none. */
+long hv_test_pg_long(struct pg_conn *pg, const char *sql, const char *param);
+/* A new workspace named name: its id (malloc'd). */
+char *hv_test_pg_workspace(struct pg_conn *pg, const char *name);
 
 /*
  * hv_vault_init (its report dropped), then hv_vault_open of *v on cfg, as
