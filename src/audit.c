@@ -82,13 +82,23 @@ struct head {
 	int64_t at_us; /* time of the head row, microseconds */
 };
 
-/* A thread waiting in hv_audit_append_alone() for its row (group commit). */
+/*
+ * A row of its own queued for group commit: either a thread waiting in
+ * hv_audit_append_alone() (cv, on its stack) or a row submitted with
+ * hv_audit_submit() (done, on the heap, with copies of the event's
+ * strings in buf).
+ */
 struct waiter {
 	const struct hv_audit_event *ev;
 	struct waiter *next;
 	enum hv_rc rc;
 	struct hv_err err;
-	bool done;
+	bool finished;      /* under gmu */
+	pthread_cond_t *cv; /* the waiting thread's, or NULL */
+	hv_done_fn done;    /* or the submitter's callback */
+	void *arg;
+	struct hv_audit_event copy;
+	char buf[];
 };
 
 struct hv_audit {
@@ -99,12 +109,15 @@ struct hv_audit {
 	struct head *heads;            /* [chains], under mu */
 	unsigned long fast, locked;    /* appends, under mu */
 	unsigned long groups, grouped; /* group commits and their rows */
-	/* group commit of rows of their own: a queue and one leader */
+	/* group commit of rows of their own: a queue and its writers */
 	pthread_mutex_t gmu;
-	pthread_cond_t gcv;
+	pthread_cond_t gcv;            /* the queue has rows, or stop */
 	struct waiter *ghead, **gtail; /* under gmu */
-	unsigned int gleaders;         /* groups being written, under gmu */
-	unsigned int max_leaders;      /* 0: no group commit */
+	unsigned int max_leaders;      /* writer threads; 0: no group commit */
+	pthread_t *writers;            /* [max_leaders] once started */
+	unsigned int nwriters;         /* started, under gmu */
+	struct hv_store *store;        /* the writers', under gmu */
+	bool stop;                     /* under gmu */
 };
 
 static const struct hv_stmt audit_stmts[] = {
@@ -286,8 +299,18 @@ hv_audit_new(struct hv_hsm *hsm, unsigned int chains, unsigned int leaders,
 void
 hv_audit_free(struct hv_audit **a)
 {
+	unsigned int i;
+
 	if (a == NULL || *a == NULL)
 		return;
+	/* the writers write what is queued, then leave */
+	pthread_mutex_lock(&(*a)->gmu);
+	(*a)->stop = true;
+	pthread_cond_broadcast(&(*a)->gcv);
+	pthread_mutex_unlock(&(*a)->gmu);
+	for (i = 0; i < (*a)->nwriters; i++)
+		pthread_join((*a)->writers[i], NULL);
+	hv_free((*a)->writers);
 	pthread_mutex_destroy(&(*a)->mu);
 	pthread_mutex_destroy(&(*a)->gmu);
 	pthread_cond_destroy(&(*a)->gcv);
@@ -912,39 +935,28 @@ out:
 }
 
 /*
- * Group commit (audit_group_leaders > 0). Each caller queues its event;
- * whoever finds fewer than max_leaders groups being written becomes a
- * leader, takes the queue (up to GROUP_MAX rows), writes them with one
- * statement on one connection, and wakes the others. Rows that arrive
- * while groups are being written form the next group, so under load one
- * commit carries many rows, and with one caller a row costs what it cost
- * alone. Every row is still chained, and each caller returns only after
- * the commit that holds its row (or with its error).
+ * Group commit (audit_group_leaders > 0): rows of their own go to a queue,
+ * and max_leaders writer threads each take what is queued (up to
+ * GROUP_MAX rows) and write it with one statement on one connection. Rows
+ * that arrive while a group is being written form the next one, so under
+ * load one commit carries many rows, and a lone row costs what it cost
+ * alone plus a thread hand-off. Every row is still chained, and each row's
+ * caller hears of it (wakes up, or its callback runs) only after the
+ * commit that holds it, or with its error.
  */
-enum hv_rc
-hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
-    const struct hv_audit_event *ev, struct hv_err *err)
+static void *
+writer_main(void *arg)
 {
-	struct waiter w, *batch[GROUP_MAX];
+	struct hv_audit *a = arg;
+	struct waiter *batch[GROUP_MAX];
 	size_t n, i;
 
-	memset(&w, 0, sizeof(w));
-	w.ev = ev;
-	if (a->max_leaders == 0) {
-		/* no group commit: a group of one, written by its caller */
-		batch[0] = &w;
-		run_group(a, s, batch, 1);
-		goto out;
-	}
 	pthread_mutex_lock(&a->gmu);
-	*a->gtail = &w;
-	a->gtail = &w.next;
-	while (!w.done) {
-		if (a->gleaders >= a->max_leaders || a->ghead == NULL) {
+	for (;;) {
+		while (a->ghead == NULL && !a->stop)
 			pthread_cond_wait(&a->gcv, &a->gmu);
-			continue;
-		}
-		a->gleaders++;
+		if (a->ghead == NULL)
+			break; /* stop, and nothing left to write */
 		for (n = 0; n < GROUP_MAX && a->ghead != NULL; n++) {
 			batch[n] = a->ghead;
 			a->ghead = a->ghead->next;
@@ -952,19 +964,155 @@ hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
 		if (a->ghead == NULL)
 			a->gtail = &a->ghead;
 		pthread_mutex_unlock(&a->gmu);
-		run_group(a, s, batch, n);
+		run_group(a, a->store, batch, n);
+		/* a submitted row: its callback, then it is ours to free */
+		for (i = 0; i < n; i++) {
+			struct waiter *w = batch[i];
+
+			if (w->done == NULL)
+				continue;
+			w->done(w->arg, w->rc, &w->err);
+			hv_free(w);
+			batch[i] = NULL;
+		}
 		pthread_mutex_lock(&a->gmu);
-		/* a waiter may return (and its frame vanish) once done */
-		for (i = 0; i < n; i++)
-			batch[i]->done = true;
-		a->gleaders--;
-		pthread_cond_broadcast(&a->gcv);
+		/* a waiting thread may return (and its frame vanish) now */
+		for (i = 0; i < n; i++) {
+			if (batch[i] == NULL)
+				continue;
+			batch[i]->finished = true;
+			pthread_cond_signal(batch[i]->cv);
+		}
 	}
 	pthread_mutex_unlock(&a->gmu);
+	return NULL;
+}
+
+/*
+ * Queue w (under gmu), starting the writers on first use. Refused once
+ * hv_audit_free() began, or when the writers cannot start.
+ */
+static enum hv_rc
+enqueue(struct hv_audit *a, struct hv_store *s, struct waiter *w,
+    struct hv_err *err)
+{
+	if (a->stop)
+		return hv_err_set(err, HV_E_INTERNAL, "audit: shutting down");
+	if (a->store == NULL) {
+		a->writers = hv_calloc(a->max_leaders, sizeof(*a->writers));
+		if (a->writers == NULL)
+			return hv_err_set(err, HV_E_NOMEM, "out of memory");
+		a->store = s;
+		for (; a->nwriters < a->max_leaders; a->nwriters++)
+			if (pthread_create(&a->writers[a->nwriters], NULL,
+			        writer_main, a) != 0)
+				break;
+	}
+	if (a->nwriters == 0)
+		return hv_err_set(
+		    err, HV_E_INTERNAL, "audit: cannot start a writer thread");
+	if (s != a->store)
+		return hv_err_set(
+		    err, HV_E_INTERNAL, "audit: one store per audit log");
+	*a->gtail = w;
+	a->gtail = &w->next;
+	pthread_cond_signal(&a->gcv);
+	return HV_OK;
+}
+
+enum hv_rc
+hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
+    const struct hv_audit_event *ev, struct hv_err *err)
+{
+	struct waiter w, *one = &w;
+	pthread_cond_t cv;
+	enum hv_rc rc;
+
+	memset(&w, 0, sizeof(w));
+	w.ev = ev;
+	if (a->max_leaders == 0) {
+		/* no group commit: a group of one, written by its caller */
+		run_group(a, s, &one, 1);
+		goto out;
+	}
+	pthread_cond_init(&cv, NULL);
+	w.cv = &cv;
+	pthread_mutex_lock(&a->gmu);
+	rc = enqueue(a, s, &w, &w.err);
+	if (rc != HV_OK)
+		w.rc = rc;
+	else
+		while (!w.finished)
+			pthread_cond_wait(&cv, &a->gmu);
+	pthread_mutex_unlock(&a->gmu);
+	pthread_cond_destroy(&cv);
 out:
 	if (w.rc != HV_OK)
 		*err = w.err;
 	return w.rc;
+}
+
+bool
+hv_audit_async(const struct hv_audit *a)
+{
+	return a->max_leaders > 0;
+}
+
+/* Copy src into w->buf at *off; NULL stays NULL. */
+static const char *
+copy_str(struct waiter *w, size_t *off, const char *src)
+{
+	size_t n;
+	char *d;
+
+	if (src == NULL)
+		return NULL;
+	n = strlen(src) + 1;
+	d = w->buf + *off;
+	memcpy(d, src, n);
+	*off += n;
+	return d;
+}
+
+enum hv_rc
+hv_audit_submit(struct hv_audit *a, struct hv_store *s,
+    const struct hv_audit_event *ev, hv_done_fn done, void *arg,
+    struct hv_err *err)
+{
+	const char *f[9] = {ev->workspace_id, ev->actor_id, ev->actor_name,
+	    ev->action, ev->credential_id, ev->outcome, ev->request_id,
+	    ev->remote_addr, ev->detail};
+	struct waiter *w;
+	size_t need = 0, off = 0, i;
+	enum hv_rc rc;
+
+	if (a->max_leaders == 0 || done == NULL)
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "audit: submit needs group commit and a callback");
+	for (i = 0; i < 9; i++)
+		if (f[i] != NULL)
+			need += strlen(f[i]) + 1;
+	w = hv_calloc(1, sizeof(*w) + need);
+	if (w == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	w->copy.workspace_id = copy_str(w, &off, f[0]);
+	w->copy.actor_id = copy_str(w, &off, f[1]);
+	w->copy.actor_name = copy_str(w, &off, f[2]);
+	w->copy.action = copy_str(w, &off, f[3]);
+	w->copy.credential_id = copy_str(w, &off, f[4]);
+	w->copy.outcome = copy_str(w, &off, f[5]);
+	w->copy.request_id = copy_str(w, &off, f[6]);
+	w->copy.remote_addr = copy_str(w, &off, f[7]);
+	w->copy.detail = copy_str(w, &off, f[8]);
+	w->ev = &w->copy;
+	w->done = done;
+	w->arg = arg;
+	pthread_mutex_lock(&a->gmu);
+	rc = enqueue(a, s, w, err);
+	pthread_mutex_unlock(&a->gmu);
+	if (rc != HV_OK)
+		hv_free(w);
+	return rc;
 }
 
 void

@@ -43,8 +43,11 @@ void hv_audit_register(void);
 
 /*
  * chains: parallel chains (audit_chains). leaders: group commit of rows of
- * their own, at most that many groups written at once; 0 = every such row
- * in a statement of its own (audit_group_leaders, docs/audit.md).
+ * their own by that many writer threads (started on first use, joined by
+ * hv_audit_free), so at most that many groups are written at once; 0 =
+ * every such row in a statement of its own, written by its caller
+ * (audit_group_leaders, docs/audit.md). hv_audit_free() writes what is
+ * still queued before it returns.
  */
 enum hv_rc hv_audit_new(struct hv_hsm *hsm, unsigned int chains,
     unsigned int leaders, struct hv_audit **out, struct hv_err *err);
@@ -65,12 +68,26 @@ enum hv_rc hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 /*
  * Append ev in a transaction of its own (denied requests, reads that change
  * nothing else). With group commit, concurrent callers' rows are written
- * by one of them with one statement (one round trip, one commit); each
+ * by a writer thread with one statement (one round trip, one commit); each
  * returns after the commit that holds its row.
  */
 enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
     const struct hv_audit_event *ev, struct hv_err *err)
     __attribute__((warn_unused_result));
+
+/* True when group commit is on, so that hv_audit_submit() may be used. */
+bool hv_audit_async(const struct hv_audit *a);
+
+/*
+ * Group commit only: queue ev (its strings are copied) and return at once;
+ * done(arg, rc, err) runs exactly once, on a writer thread, after the
+ * commit that holds the row (HV_OK) or with the error that lost it. done
+ * must not block for long: the next group waits for it. Refused (nothing
+ * queued, done never runs) without group commit or while shutting down.
+ */
+enum hv_rc hv_audit_submit(struct hv_audit *a, struct hv_store *s,
+    const struct hv_audit_event *ev, hv_done_fn done, void *arg,
+    struct hv_err *err) __attribute__((warn_unused_result));
 
 /*
  * Appends since hv_audit_new(), one snapshot: rows appended one at a time

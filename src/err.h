@@ -56,6 +56,12 @@ struct hv_err {
 enum hv_rc hv_err_set(struct hv_err *err, enum hv_rc rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * The completion of work finished on another thread: rc, and err filled
+ * when rc is not HV_OK (borrowed for the call).
+ */
+typedef void (*hv_done_fn)(void *arg, enum hv_rc rc, const struct hv_err *err);
+
 /* Prefix err->msg with "what: " keeping rc; returns err->rc. */
 enum hv_rc hv_err_prefix(struct hv_err *err, const char *what);
 

@@ -649,6 +649,7 @@ test_group_commit(void **state)
 {
 	(void)state;
 	group_commit_run(2);
+	group_commit_run(1);
 }
 
 static void
@@ -665,6 +666,135 @@ test_group_commit_off(void **state)
 	assert_non_null(strstr(err.msg, "audit_group_leaders"));
 	assert_int_equal(hv_audit_new(hsm, 2, 64, &a, &err), HV_OK);
 	hv_audit_free(&a);
+}
+
+/* Outcomes of submitted rows, counted by their callbacks. */
+struct submit_count {
+	pthread_mutex_t mu;
+	int ok, invalid, other, calls;
+};
+
+static void
+on_submitted(void *arg, enum hv_rc rc, const struct hv_err *err)
+{
+	struct submit_count *n = arg;
+
+	pthread_mutex_lock(&n->mu);
+	n->calls++;
+	if (rc == HV_OK)
+		n->ok++;
+	else if (rc == HV_E_INVALID && err != NULL && err->rc == rc)
+		n->invalid++;
+	else
+		n->other++;
+	pthread_mutex_unlock(&n->mu);
+}
+
+struct submit_arg {
+	struct hv_audit *a;
+	struct hv_store *s;
+	struct submit_count *n;
+	int base, refused;
+};
+
+/*
+ * 100 rows each; every 10th malformed (its callback hears HV_E_INVALID).
+ * The event's strings live in buffers that are overwritten as soon as
+ * submit returns: the queued row must hold copies.
+ */
+static void *
+submitter(void *p)
+{
+	struct submit_arg *t = p;
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		struct hv_audit_event ev;
+		struct hv_err err = {0};
+		char rq[32], name[32], detail[32];
+
+		ev_fill(&ev, t->base + i, rq, sizeof(rq));
+		snprintf(name, sizeof(name), "submitter");
+		snprintf(detail, sizeof(detail), "queued copy");
+		ev.actor_name = name;
+		ev.detail = detail;
+		if (i % 10 == 9)
+			ev.credential_id = "not-a-uuid";
+		if (hv_audit_submit(
+		        t->a, t->s, &ev, on_submitted, t->n, &err) != HV_OK)
+			t->refused++;
+		memset(rq, 'x', sizeof(rq) - 1);
+		memset(name, 'y', sizeof(name) - 1);
+		memset(detail, 'z', sizeof(detail) - 1);
+	}
+	return NULL;
+}
+
+/*
+ * hv_audit_submit: rows from 4 threads are written by the writer thread,
+ * each callback runs once with its row's outcome, hv_audit_free() writes
+ * what is still queued before it returns, and the rows hold the
+ * submitted text. Without group commit, submit is refused and its
+ * callback never runs.
+ */
+static void
+test_group_commit_submit(void **state)
+{
+	struct fx f;
+	struct hv_audit *a = NULL, *off = NULL;
+	struct hv_err err = {0};
+	struct submit_count n;
+	struct submit_arg t[4];
+	struct hv_audit_event ev;
+	struct hv_audit_stats st;
+	pthread_t th[4];
+	char rq[32];
+	json_t *rep;
+	int i;
+
+	(void)state;
+	fx_new(&f, 2);
+	memset(&n, 0, sizeof(n));
+	pthread_mutex_init(&n.mu, NULL);
+	assert_int_equal(hv_audit_new(hsm, 2, 1, &a, &err), HV_OK);
+	assert_true(hv_audit_async(a));
+	for (i = 0; i < 4; i++) {
+		t[i].a = a;
+		t[i].s = f.s;
+		t[i].n = &n;
+		t[i].base = i * 1000;
+		t[i].refused = 0;
+		pthread_create(&th[i], NULL, submitter, &t[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(t[i].refused, 0);
+	}
+	hv_audit_stats(a, &st);
+	/* no waiting for the callbacks: free drains the queue */
+	hv_audit_free(&a);
+	assert_int_equal(n.calls, 400);
+	assert_int_equal(n.ok, 360);
+	assert_int_equal(n.invalid, 40);
+	assert_int_equal(n.other, 0);
+	rep = verify(&f);
+	assert_true(rep_ok(rep));
+	assert_int_equal(json_integer_value(json_object_get(rep, "rows")), 360);
+	json_decref(rep);
+	assert_int_equal(
+	    q_long(&f, "ta_count_detail", 2, "queued copy", "submitter"), 360);
+
+	/* group commit off: refused, nothing written, no callback */
+	assert_int_equal(hv_audit_new(hsm, 2, 0, &off, &err), HV_OK);
+	assert_false(hv_audit_async(off));
+	ev_fill(&ev, 1, rq, sizeof(rq));
+	assert_int_not_equal(
+	    hv_audit_submit(off, f.s, &ev, on_submitted, &n, &err), HV_OK);
+	hv_audit_free(&off);
+	assert_int_equal(n.calls, 400);
+	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 360);
+	pthread_mutex_destroy(&n.mu);
+	fx_free(&f);
 }
 
 /* An append in a transaction that rolls back leaves nothing behind. */
@@ -808,6 +938,7 @@ main(void)
 	    cmocka_unit_test(test_concurrent_appenders),
 	    cmocka_unit_test(test_group_commit),
 	    cmocka_unit_test(test_group_commit_off),
+	    cmocka_unit_test(test_group_commit_submit),
 	    cmocka_unit_test(test_rollback),
 	    cmocka_unit_test(test_fail_closed),
 	    cmocka_unit_test(test_new_chain_on_demand),
