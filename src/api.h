@@ -63,6 +63,14 @@ struct hv_call {
 	const json_t *body; /* never NULL: {} when none was sent */
 	const struct hv_list_query *query;
 	long expected_version; /* -1: no If-Match */
+	/*
+	 * The answer may wait for an audit commit without holding this
+	 * thread: a handler that passes done/done_arg on (reveal) and gets
+	 * *pending back sets c->pending; http.c then holds c->out and answers
+	 * once done has run. NULL where a thread must wait.
+	 */
+	hv_done_fn done;
+	void *done_arg;
 
 	/* outputs, taken over by http.c */
 	unsigned int status; /* 0 = 200 */
@@ -70,6 +78,7 @@ struct hv_call {
 	char *text;          /* or a raw answer (hv_malloc) */
 	size_t text_len;
 	const char *content_type; /* with text; static string */
+	bool pending;             /* c->out waits for done (above) */
 };
 
 /* api_misc.c */

@@ -70,10 +70,17 @@ hv_api_cred_duplicate(struct hv_call *c, struct hv_err *err)
 	    c->vault, c->principal, c->ctx, c->id, c->body, &c->out, err);
 }
 
-/* The answer holds the plaintext: http.c wipes the buffer after sending. */
+/*
+ * The answer holds the plaintext: http.c wipes the buffer after sending.
+ * With group commit it is held until the audit row commits (c->pending).
+ */
 enum hv_rc
 hv_api_cred_reveal(struct hv_call *c, struct hv_err *err)
 {
+	if (c->done != NULL)
+		return hv_vault_cred_reveal_async(c->vault, c->principal,
+		    c->ctx, c->id, c->done, c->done_arg, &c->pending, &c->out,
+		    err);
 	return hv_vault_cred_reveal(
 	    c->vault, c->principal, c->ctx, c->id, &c->out, err);
 }

@@ -94,7 +94,8 @@ hv_cfg_init(struct hv_cfg *c)
 	c->dek_cache_max_uses = 10000;
 	c->cred_cache_size = 16384;
 	c->cred_cache_ttl_ms = 30000;
-	c->audit_chains = 16; /* >= db_pool: no shared head (audit.c) */
+	c->audit_chains = 16;       /* >= db_pool: no shared head (audit.c) */
+	c->audit_group_leaders = 1; /* one audit writer thread */
 	c->upstream_timeout_ms = 30000;
 	c->upstream_max_response = 4 * 1024 * 1024;
 }

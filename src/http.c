@@ -19,6 +19,12 @@
  *             MEASURED.md).
  *   Nth call  body bytes: appended up to cfg->max_body.
  *   last call body complete: JSON parse, handler, response.
+ *   (held)    a reveal with group commit: the handler queued its audit
+ *             row and gave its answer back unsent (hv_call.pending); the
+ *             connection is suspended, and the audit writer resumes it
+ *             (on_audited) once the row committed or failed, so that
+ *             no worker thread waits for the commit.
+ *   resumed   the held answer, or the audit failure instead of it.
  *   completed MHD_OPTION_NOTIFY_COMPLETED: access log, metrics, free.
  */
 #include "http.h"
@@ -179,6 +185,7 @@ struct hv_http {
 	struct listener api, met;
 	struct hv_metrics *metrics;
 	atomic_long inflight;
+	atomic_long suspended; /* held answers (requests suspended) */
 	unsigned short port, mport;
 	size_t max_body;
 	size_t metrics_route; /* index of GET /metrics */
@@ -219,7 +226,17 @@ struct req {
 	unsigned int status; /* answered status, for log/metrics */
 	bool answered;
 	bool counted; /* took part in inflight */
+	/* a held answer (see the top of the file) */
+	struct MHD_Connection *conn;
+	json_t *held;       /* the answer, until the audit row commits */
+	bool suspended;     /* counted in h->suspended */
+	atomic_int hstate;  /* enum hold, between on_audited and finish */
+	enum hv_rc held_rc; /* the audit outcome, set before H_DONE */
+	struct hv_err held_err;
 };
+
+/* Who resumes a held answer: the one that comes second. */
+enum hold { H_RUNNING, H_SUSPENDED, H_DONE };
 
 /* A response body we own: wiped when MHD is done with it. */
 struct rbody {
@@ -809,6 +826,41 @@ check_headers(struct req *rq, struct MHD_Connection *conn, const char *url,
 
 /* ---- the last call: body, handler, answer --------------------------- */
 
+/* A handler's JSON answer (out taken over; status 0 = 200). */
+static enum MHD_Result
+answer_json(struct MHD_Connection *conn, struct req *rq, unsigned int status,
+    json_t *out)
+{
+	const struct hv_route *r = &routes[rq->route];
+	struct rbody *b;
+	char etag[24];
+	const char *etag_p = NULL;
+
+	if (status == 204) {
+		json_decref(out);
+		return send_body(conn, rq, 204, ctype_json, NULL, NULL);
+	}
+	if (out == NULL)
+		return send_error(
+		    conn, rq, 500, "internal_error", "handler gave no answer");
+	if ((r->flags & HV_ROUTE_ETAG) &&
+	    json_is_integer(json_object_get(out, "version"))) {
+		(void)snprintf(etag, sizeof(etag), "\"%lld\"",
+		    (long long)json_integer_value(
+		        json_object_get(out, "version")));
+		etag_p = etag;
+	}
+	b = dump_json(out);
+	json_decref(out);
+	if (b == NULL)
+		return send_error(conn, rq, 500, "internal_error",
+		    "cannot serialize the answer");
+	return send_body(
+	    conn, rq, status != 0 ? status : 200, ctype_json, b, etag_p);
+}
+
+static void on_audited(void *arg, enum hv_rc rc, const struct hv_err *err);
+
 static enum MHD_Result
 finish(struct req *rq, struct MHD_Connection *conn)
 {
@@ -819,9 +871,6 @@ finish(struct req *rq, struct MHD_Connection *conn)
 	struct hv_call c;
 	json_t *body = NULL;
 	struct rbody *b = NULL;
-	char etag[24];
-	const char *etag_p = NULL;
-	enum MHD_Result ret;
 	enum hv_rc rc;
 
 	if (rq->early.status != 0)
@@ -859,6 +908,10 @@ finish(struct req *rq, struct MHD_Connection *conn)
 	c.body = body;
 	c.query = &rq->query;
 	c.expected_version = rq->expected_version;
+	if (!rq->l->metrics_only) {
+		c.done = on_audited;
+		c.done_arg = rq;
+	}
 
 	rc = r->fn(&c, &err);
 	json_decref(body);
@@ -884,28 +937,54 @@ finish(struct req *rq, struct MHD_Connection *conn)
 		    c.content_type != NULL ? c.content_type : "text/plain", b,
 		    NULL);
 	}
-	if (c.status == 204) {
-		json_decref(c.out);
-		return send_body(conn, rq, 204, ctype_json, NULL, NULL);
+	if (c.pending) {
+		/* the audit writer calls on_audited; see the top of the file */
+		rq->held = c.out;
+		rq->conn = conn;
+		rq->suspended = true;
+		atomic_fetch_add(&h->suspended, 1);
+		MHD_suspend_connection(conn);
+		if (atomic_exchange(&rq->hstate, H_SUSPENDED) == H_DONE)
+			MHD_resume_connection(conn);
+		return MHD_YES;
 	}
-	if (c.out == NULL)
-		return send_error(
-		    conn, rq, 500, "internal_error", "handler gave no answer");
-	if ((r->flags & HV_ROUTE_ETAG) &&
-	    json_is_integer(json_object_get(c.out, "version"))) {
-		(void)snprintf(etag, sizeof(etag), "\"%lld\"",
-		    (long long)json_integer_value(
-		        json_object_get(c.out, "version")));
-		etag_p = etag;
+	return answer_json(conn, rq, c.status, c.out);
+}
+
+/*
+ * The audit writer's word on a held answer (hv_done_fn): record it and
+ * resume the connection if finish() already suspended it; otherwise
+ * finish() sees H_DONE and resumes it itself. rq is not touched after
+ * the exchange unless the connection is suspended (then it cannot go).
+ */
+static void
+on_audited(void *arg, enum hv_rc rc, const struct hv_err *err)
+{
+	struct req *rq = arg;
+
+	rq->held_rc = rc;
+	if (rc != HV_OK && err != NULL)
+		rq->held_err = *err;
+	if (atomic_exchange(&rq->hstate, H_DONE) == H_SUSPENDED)
+		MHD_resume_connection(rq->conn);
+}
+
+/* The call after the resume: the held answer, or the audit's error. */
+static enum MHD_Result
+answer_held(struct req *rq, struct MHD_Connection *conn)
+{
+	json_t *out = rq->held;
+
+	rq->held = NULL;
+	rq->suspended = false;
+	atomic_fetch_sub(&rq->l->h->suspended, 1);
+	if (rq->held_rc != HV_OK) {
+		json_decref(out);
+		rq->held_err.rc = rq->held_rc;
+		return send_rc(conn, rq, hv_vault_audit_failed(&rq->held_err),
+		    &rq->held_err);
 	}
-	b = dump_json(c.out);
-	json_decref(c.out);
-	if (b == NULL)
-		return send_error(conn, rq, 500, "internal_error",
-		    "cannot serialize the answer");
-	ret = send_body(
-	    conn, rq, c.status != 0 ? c.status : 200, ctype_json, b, etag_p);
-	return ret;
+	return answer_json(conn, rq, 0, out);
 }
 
 /* ---- MHD callbacks --------------------------------------------------- */
@@ -1017,6 +1096,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	if (rq->answered)
 		return MHD_YES;
+	if (rq->suspended)
+		return answer_held(rq, conn);
 	return finish(rq, conn);
 }
 
@@ -1078,6 +1159,11 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		hv_principal_release(&rq->principal);
 	if (rq->body != NULL)
 		hv_free_wipe(rq->body, rq->cap);
+	if (rq->suspended) {
+		/* resumed, but the client was gone before the answer */
+		json_decref(rq->held);
+		atomic_fetch_sub(&l->h->suspended, 1);
+	}
 	if (rq->counted) {
 		hv_metrics_inflight(l->h->metrics, -1);
 		atomic_fetch_sub(&l->h->inflight, 1);
@@ -1296,8 +1382,8 @@ start_daemon(struct hv_http *h, struct listener *l, const char *listen,
 
 	if (parse_listen(listen, &ss, &sl, err) != HV_OK)
 		return NULL;
-	flags =
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
 		flags |= MHD_USE_EPOLL;
 	if (ss.ss_family == AF_INET6)
@@ -1488,6 +1574,13 @@ hv_http_stop(struct hv_http **hp)
 	if (atomic_load(&h->inflight) > 0)
 		hv_log_warn("http: stopping with %ld request(s) in flight",
 		    atomic_load(&h->inflight));
+	/*
+	 * MHD must not stop with a connection suspended: a held answer is
+	 * resumed by the audit writer, which always answers (its commit, or
+	 * an error), so this waits at most for one database round trip.
+	 */
+	while (atomic_load(&h->suspended) > 0)
+		hv_sleep_ms(10);
 	if (h->md != NULL)
 		MHD_stop_daemon(h->md);
 	if (h->d != NULL)

@@ -181,6 +181,26 @@ enum hv_rc hv_vault_cred_reveal(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
     json_t **out, struct hv_err *err);
 /*
+ * hv_vault_cred_reveal whose caller need not wait for the audit commit:
+ * with group commit on (audit_group_leaders), a successful reveal queues
+ * its audit row and returns HV_OK with *pending true and *out set, and
+ * done(arg, rc, err) runs later on the audit writer thread. *out may
+ * leave the process only after done ran with HV_OK; with another rc the
+ * caller drops *out and answers that error. In every other case
+ * (group commit off, any failure) it is hv_vault_cred_reveal, *pending
+ * false, and done never runs.
+ */
+/*
+ * A reveal whose audit row could not be written fails closed, and never as
+ * the caller's fault: err gets the "audit" prefix and a 4xx-class code
+ * (a row the database refused) becomes HV_E_INTERNAL. Returns err->rc.
+ */
+enum hv_rc hv_vault_audit_failed(struct hv_err *err);
+enum hv_rc
+hv_vault_cred_reveal_async(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, hv_done_fn done, void *arg,
+    bool *pending, json_t **out, struct hv_err *err);
+/*
  * For test/use (provider issue): the credential's metadata and decrypted
  * secret, after checking credentials:use, visibility, allow-list, and
  * that it is not revoked (HV_E_REVOKED). Does not audit: the caller

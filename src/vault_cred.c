@@ -2561,10 +2561,11 @@ open_row(struct hv_vault *v, const PGresult *r, const char *idn,
 	return open_env(v, val(r, 0, C_WS), idn, ver, env, gen, secret, err);
 }
 
-enum hv_rc
-hv_vault_cred_reveal(struct hv_vault *v, const struct hv_principal *p,
-    const struct hv_reqctx *ctx, const char *id, json_t **out,
-    struct hv_err *err)
+/* done == NULL: wait for the audit commit (hv_vault_cred_reveal). */
+static enum hv_rc
+reveal(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, hv_done_fn done, void *arg,
+    bool *pending, json_t **out, struct hv_err *err)
 {
 	char idn[HV_UUID_STR];
 	char ws[HV_UUID_STR] = "";
@@ -2604,9 +2605,15 @@ hv_vault_cred_reveal(struct hv_vault *v, const struct hv_principal *p,
 	}
 	/* The secret leaves only once its audit row is committed. */
 	fill_event(&ev, p, ctx, ws, "credential.reveal", idn, "success", NULL);
-	rc = hv_audit_append_alone(v->audit, v->store, &ev, err);
+	if (done != NULL && hv_audit_async(v->audit)) {
+		rc = hv_audit_submit(v->audit, v->store, &ev, done, arg, err);
+		if (rc == HV_OK)
+			*pending = true;
+	} else {
+		rc = hv_audit_append_alone(v->audit, v->store, &ev, err);
+	}
 	if (rc != HV_OK) {
-		hv_err_prefix(err, "audit");
+		rc = hv_vault_audit_failed(err);
 		goto out;
 	}
 	*out = o;
@@ -2617,6 +2624,33 @@ out:
 	hv_envelope_release(&env);
 	PQclear(r);
 	return rc;
+}
+
+enum hv_rc
+hv_vault_audit_failed(struct hv_err *err)
+{
+	if (strncmp(err->msg, "audit", 5) != 0)
+		hv_err_prefix(err, "audit");
+	if (hv_rc_http(err->rc) < 500)
+		err->rc = HV_E_INTERNAL;
+	return err->rc;
+}
+
+enum hv_rc
+hv_vault_cred_reveal(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, json_t **out,
+    struct hv_err *err)
+{
+	return reveal(v, p, ctx, id, NULL, NULL, NULL, out, err);
+}
+
+enum hv_rc
+hv_vault_cred_reveal_async(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, hv_done_fn done, void *arg,
+    bool *pending, json_t **out, struct hv_err *err)
+{
+	*pending = false;
+	return reveal(v, p, ctx, id, done, arg, pending, out, err);
 }
 
 enum hv_rc

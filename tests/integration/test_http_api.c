@@ -7,6 +7,7 @@
  * workspaces and the admin endpoints; the response headers every answer
  * carries.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -123,7 +124,10 @@ test_health(void **state)
 	    "seconds_bucket{method=\"GET\",route=\"/readyz\",le=\"+Inf\"}"));
 	assert_non_null(strstr(r.body, "hsmvault_db_pool_connections"));
 	assert_non_null(strstr(r.body, "hsmvault_http_requests_in_flight 1"));
-	/* group commit is off by default: no group was ever written */
+	/*
+	 * Rows one at a time so far (group commit is on by default, but a
+	 * row alone is written alone): no group of two or more yet.
+	 */
 	assert_non_null(
 	    strstr(r.body, "\nhsmvault_audit_group_commits_total 0\n"));
 	assert_non_null(
@@ -483,6 +487,93 @@ teardown(void **state)
 	return 0;
 }
 
+struct revealer {
+	const char *path;
+	int ok, bad;
+};
+
+/* 25 reveals on a connection of its own; counts right answers. */
+static void *
+revealer_main(void *arg)
+{
+	struct revealer *t = arg;
+	struct hv_httpc c;
+	int i;
+
+	hv_httpc_init(&c, S.base);
+	for (i = 0; i < 25; i++) {
+		struct hv_httpc_resp r;
+
+		hv_httpc_do(&c, "GET", t->path, S.admin_key, NULL, NULL, 0, &r);
+		if (r.status == 200 &&
+		    strcmp(jstr(json_object_get(r.json, "secret"), "key"),
+		        "sk_held_reveal") == 0)
+			t->ok++;
+		else
+			t->bad++;
+		hv_httpc_resp_free(&r);
+	}
+	hv_httpc_release(&c);
+	return NULL;
+}
+
+/*
+ * Reveals with group commit (the default): the answer is held, its
+ * connection suspended, until the audit row commits. 8 clients at once
+ * all get their secret and leave one audit row each; when the audit row
+ * cannot be written the held answer is dropped for an error envelope
+ * that does not carry the secret, and nothing is audited.
+ */
+static void
+test_reveal_held(void **state)
+{
+	struct revealer t[8];
+	pthread_t th[8];
+	struct hv_httpc_resp r;
+	char id[40], path[128];
+	long rows;
+	int i;
+
+	(void)state;
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":\"held reveal\","
+	    "\"auth_type\":\"api_key\",\"scope\":\"workspace\","
+	    "\"secret\":{\"key\":\"sk_held_reveal\"}}",
+	    id, sizeof(id));
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/secret", id);
+	rows = hv_test_count_rows(&S, "audit_log");
+	for (i = 0; i < 8; i++) {
+		t[i].path = path;
+		t[i].ok = t[i].bad = 0;
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, revealer_main, &t[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(t[i].ok, 25);
+		assert_int_equal(t[i].bad, 0);
+	}
+	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows + 200);
+
+	/* the audit row cannot be written: no secret, nothing audited */
+	hv_test_sql(&S,
+	    "ALTER TABLE audit_log ADD CONSTRAINT test_no_reveal CHECK "
+	    "(action <> 'credential.reveal') NOT VALID");
+	rows = hv_test_count_rows(&S, "audit_log");
+	if (req("GET", path, S.admin_key, NULL, NULL, &r) < 500)
+		fail_msg("audit failure: got %ld %s", r.status, r.body);
+	assert_null(strstr(r.body, "sk_held_reveal"));
+	assert_null(json_object_get(r.json, "secret"));
+	hv_httpc_resp_free(&r);
+	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows);
+	hv_test_sql(&S, "ALTER TABLE audit_log DROP CONSTRAINT test_no_reveal");
+	assert_int_equal(req("GET", path, S.admin_key, NULL, NULL, &r), 200);
+	assert_string_equal(
+	    jstr(json_object_get(r.json, "secret"), "key"), "sk_held_reveal");
+	hv_httpc_resp_free(&r);
+	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows + 1);
+}
+
 int
 main(void)
 {
@@ -494,6 +585,7 @@ main(void)
 	    cmocka_unit_test(test_api_keys),
 	    cmocka_unit_test(test_admin),
 	    cmocka_unit_test(test_services),
+	    cmocka_unit_test(test_reveal_held),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
