@@ -79,14 +79,19 @@ enum hv_rc hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
 bool hv_audit_async(const struct hv_audit *a);
 
 /*
- * Group commit only: queue ev (its strings are copied) and return at once;
- * done(arg, rc, err) runs exactly once, on a writer thread, after the
- * commit that holds the row (HV_OK) or with the error that lost it. done
- * must not block for long: the next group waits for it. Refused (nothing
- * queued, done never runs) without group commit or while shutting down.
+ * Group commit only. When rows are queued or a group is being written,
+ * queue ev (its strings are copied), set *queued and return at once;
+ * done(arg, rc, err) then runs exactly once, on a writer thread, after
+ * the commit that holds the row (HV_OK) or with the error that lost it,
+ * and must not block for long (the next group waits for it). Otherwise
+ * the row is written at once on the caller's thread, as
+ * hv_audit_append_alone() would (a lone row pays no hand-off): *queued
+ * false, the outcome is the return value, and done never runs. Refused
+ * (nothing written, done never runs) without group commit or while
+ * shutting down.
  */
 enum hv_rc hv_audit_submit(struct hv_audit *a, struct hv_store *s,
-    const struct hv_audit_event *ev, hv_done_fn done, void *arg,
+    const struct hv_audit_event *ev, hv_done_fn done, void *arg, bool *queued,
     struct hv_err *err) __attribute__((warn_unused_result));
 
 /*

@@ -2606,9 +2606,8 @@ reveal(struct hv_vault *v, const struct hv_principal *p,
 	/* The secret leaves only once its audit row is committed. */
 	fill_event(&ev, p, ctx, ws, "credential.reveal", idn, "success", NULL);
 	if (done != NULL && hv_audit_async(v->audit)) {
-		rc = hv_audit_submit(v->audit, v->store, &ev, done, arg, err);
-		if (rc == HV_OK)
-			*pending = true;
+		rc = hv_audit_submit(
+		    v->audit, v->store, &ev, done, arg, pending, err);
 	} else {
 		rc = hv_audit_append_alone(v->audit, v->store, &ev, err);
 	}

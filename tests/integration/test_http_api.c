@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include "httpc.h"
 #include "httpsrv.h"
@@ -490,7 +491,42 @@ teardown(void **state)
 struct revealer {
 	const char *path;
 	int ok, bad;
+	long status; /* one_reveal: the answer's status */
+	bool leaked; /* one_reveal: the secret was in it */
 };
+
+/* One reveal on a connection of its own (a thread of the test). */
+static void *
+one_reveal(void *arg)
+{
+	struct revealer *t = arg;
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+
+	hv_httpc_init(&c, S.base);
+	hv_httpc_do(&c, "GET", t->path, S.admin_key, NULL, NULL, 0, &r);
+	t->status = r.status;
+	t->leaked = r.body != NULL && strstr(r.body, "sk_held_reveal") != NULL;
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	return NULL;
+}
+
+/* Lock requests waiting in the server's database. */
+static long
+lock_waits(PGconn *c)
+{
+	PGresult *r = PQexec(c,
+	    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON "
+	    "d.oid = l.database WHERE NOT l.granted AND "
+	    "d.datname = current_database()");
+	long n = -1;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return n;
+}
 
 /* 25 reveals on a connection of its own; counts right answers. */
 static void *
@@ -518,11 +554,15 @@ revealer_main(void *arg)
 }
 
 /*
- * Reveals with group commit (the default): the answer is held, its
- * connection suspended, until the audit row commits. 8 clients at once
- * all get their secret and leave one audit row each; when the audit row
- * cannot be written the held answer is dropped for an error envelope
- * that does not carry the secret, and nothing is audited.
+ * Reveals with group commit (the default): a reveal that finds a group
+ * being written queues its audit row and its answer is held, its
+ * connection suspended, until the row commits; a lone one writes its row
+ * at once. 8 clients at once all get their secret and leave one audit
+ * row each. When the audit row cannot be written, the answer is dropped
+ * for a 500 envelope that does not carry the secret, and nothing is
+ * audited: for a lone reveal, and for held ones (made deterministic by
+ * holding the chain heads with a lock while the first reveal writes its
+ * row, so that those behind it queue).
  */
 static void
 test_reveal_held(void **state)
@@ -531,8 +571,10 @@ test_reveal_held(void **state)
 	pthread_t th[8];
 	struct hv_httpc_resp r;
 	char id[40], path[128];
+	PGconn *lk;
+	PGresult *res;
 	long rows;
-	int i;
+	int i, n;
 
 	(void)state;
 	hv_test_make_cred(&S, S.admin_key,
@@ -560,11 +602,41 @@ test_reveal_held(void **state)
 	    "ALTER TABLE audit_log ADD CONSTRAINT test_no_reveal CHECK "
 	    "(action <> 'credential.reveal') NOT VALID");
 	rows = hv_test_count_rows(&S, "audit_log");
-	if (req("GET", path, S.admin_key, NULL, NULL, &r) < 500)
+	if (req("GET", path, S.admin_key, NULL, NULL, &r) != 500)
 		fail_msg("audit failure: got %ld %s", r.status, r.body);
 	assert_null(strstr(r.body, "sk_held_reveal"));
 	assert_null(json_object_get(r.json, "secret"));
 	hv_httpc_resp_free(&r);
+	/* held answers: the first reveal waits on the lock, 3 queue behind */
+	lk = PQconnectdb(S.db.url);
+	assert_int_equal(PQstatus(lk), CONNECTION_OK);
+	res = PQexec(lk, "BEGIN; LOCK TABLE audit_chains IN EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	for (i = 0; i < 4; i++) {
+		memset(&t[i], 0, sizeof(t[i]));
+		t[i].path = path;
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, one_reveal, &t[i]), 0);
+		for (n = 0; i == 0 && n < 1000 && lock_waits(lk) == 0; n++)
+			usleep(10000);
+	}
+	/*
+	 * The writer thread waits on the lock too only once it took queued
+	 * rows: two waiting lock requests prove answers are held.
+	 */
+	for (n = 0; n < 1000 && lock_waits(lk) < 2; n++)
+		usleep(10000);
+	assert_true(lock_waits(lk) >= 2);
+	usleep(200000); /* the last of the three may still be queueing */
+	res = PQexec(lk, "COMMIT");
+	PQclear(res);
+	PQfinish(lk);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(t[i].status, 500);
+		assert_false(t[i].leaked);
+	}
 	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows);
 	hv_test_sql(&S, "ALTER TABLE audit_log DROP CONSTRAINT test_no_reveal");
 	assert_int_equal(req("GET", path, S.admin_key, NULL, NULL, &r), 200);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "hsm.h"
@@ -695,6 +696,7 @@ struct submit_arg {
 	struct hv_store *s;
 	struct submit_count *n;
 	int base, refused;
+	int now_ok, now_invalid; /* written at once: no callback */
 };
 
 /*
@@ -720,8 +722,17 @@ submitter(void *p)
 		ev.detail = detail;
 		if (i % 10 == 9)
 			ev.credential_id = "not-a-uuid";
-		if (hv_audit_submit(
-		        t->a, t->s, &ev, on_submitted, t->n, &err) != HV_OK)
+		bool queued = false;
+		enum hv_rc rc = hv_audit_submit(
+		    t->a, t->s, &ev, on_submitted, t->n, &queued, &err);
+
+		if (queued)
+			assert_int_equal(rc, HV_OK);
+		else if (rc == HV_OK)
+			t->now_ok++;
+		else if (rc == HV_E_INVALID && i % 10 == 9)
+			t->now_invalid++;
+		else
 			t->refused++;
 		memset(rq, 'x', sizeof(rq) - 1);
 		memset(name, 'y', sizeof(name) - 1);
@@ -730,12 +741,49 @@ submitter(void *p)
 	return NULL;
 }
 
+/* Lock requests waiting in the test database (pg_locks). */
+static long
+waiting(struct fx *f)
+{
+	PGconn *c = PQconnectdb(f->db.url);
+	PGresult *r;
+	long n = -1;
+
+	r = PQexec(c,
+	    "SELECT count(*) FROM pg_locks l JOIN pg_database d "
+	    "ON d.oid = l.database WHERE NOT l.granted AND "
+	    "d.datname = current_database()");
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	PQfinish(c);
+	return n;
+}
+
+/* A lone row, held up by the test's lock on the chain heads. */
+static void *
+blocked_append(void *p)
+{
+	struct submit_arg *t = p;
+	struct hv_audit_event ev;
+	struct hv_err err = {0};
+	char rq[32];
+
+	ev_fill(&ev, 7, rq, sizeof(rq));
+	if (hv_audit_append_alone(t->a, t->s, &ev, &err) == HV_OK)
+		t->now_ok++;
+	return NULL;
+}
+
 /*
- * hv_audit_submit: rows from 4 threads are written by the writer thread,
- * each callback runs once with its row's outcome, hv_audit_free() writes
- * what is still queued before it returns, and the rows hold the
- * submitted text. Without group commit, submit is refused and its
- * callback never runs.
+ * hv_audit_submit: rows from 4 threads are each either written at once
+ * (nothing queued, no group being written) or queued for the writer
+ * thread, whose callback then runs once with the row's outcome;
+ * hv_audit_free() writes what is still queued before it returns; the rows
+ * hold the submitted text. While a group is being written (here: a lone
+ * row held up by a lock on the chain heads), submitted rows are queued,
+ * every one. Without group commit, submit is refused and its callback
+ * never runs.
  */
 static void
 test_group_commit_submit(void **state)
@@ -750,7 +798,10 @@ test_group_commit_submit(void **state)
 	pthread_t th[4];
 	char rq[32];
 	json_t *rep;
-	int i;
+	PGconn *lk;
+	PGresult *r;
+	bool queued_off = true;
+	int i, now_ok = 0, now_invalid = 0, calls;
 
 	(void)state;
 	fx_new(&f, 2);
@@ -759,40 +810,79 @@ test_group_commit_submit(void **state)
 	assert_int_equal(hv_audit_new(hsm, 2, 1, &a, &err), HV_OK);
 	assert_true(hv_audit_async(a));
 	for (i = 0; i < 4; i++) {
+		memset(&t[i], 0, sizeof(t[i]));
 		t[i].a = a;
 		t[i].s = f.s;
 		t[i].n = &n;
 		t[i].base = i * 1000;
-		t[i].refused = 0;
 		pthread_create(&th[i], NULL, submitter, &t[i]);
 	}
 	for (i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
 		assert_int_equal(t[i].refused, 0);
+		now_ok += t[i].now_ok;
+		now_invalid += t[i].now_invalid;
 	}
 	hv_audit_stats(a, &st);
+
+	/* a group being written: every submitted row is queued */
+	lk = PQconnectdb(f.db.url);
+	assert_int_equal(PQstatus(lk), CONNECTION_OK);
+	r = PQexec(lk, "BEGIN; LOCK TABLE audit_chains IN EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	memset(&t[0], 0, sizeof(t[0]));
+	t[0].a = a;
+	t[0].s = f.s;
+	pthread_create(&th[0], NULL, blocked_append, &t[0]);
+	for (i = 0; i < 1000 && waiting(&f) == 0; i++)
+		usleep(10000);
+	assert_true(waiting(&f) > 0);
+	for (i = 0; i < 5; i++) {
+		char rqb[32];
+		bool queued = false;
+
+		ev_fill(&ev, 5000 + i, rqb, sizeof(rqb));
+		ev.actor_name = "submitter";
+		ev.detail = "queued copy";
+		assert_int_equal(hv_audit_submit(a, f.s, &ev, on_submitted, &n,
+		                     &queued, &err),
+		    HV_OK);
+		assert_true(queued);
+		memset(rqb, 'x', sizeof(rqb) - 1);
+	}
+	r = PQexec(lk, "COMMIT");
+	PQclear(r);
+	PQfinish(lk);
+	pthread_join(th[0], NULL);
+	assert_int_equal(t[0].now_ok, 1);
+
 	/* no waiting for the callbacks: free drains the queue */
 	hv_audit_free(&a);
-	assert_int_equal(n.calls, 400);
-	assert_int_equal(n.ok, 360);
-	assert_int_equal(n.invalid, 40);
+	assert_int_equal(n.calls + now_ok + now_invalid, 405);
+	assert_true(n.calls >= 5);
+	assert_int_equal(n.ok + now_ok, 365);
+	assert_int_equal(n.invalid + now_invalid, 40);
 	assert_int_equal(n.other, 0);
 	rep = verify(&f);
 	assert_true(rep_ok(rep));
-	assert_int_equal(json_integer_value(json_object_get(rep, "rows")), 360);
+	assert_int_equal(json_integer_value(json_object_get(rep, "rows")), 366);
 	json_decref(rep);
 	assert_int_equal(
-	    q_long(&f, "ta_count_detail", 2, "queued copy", "submitter"), 360);
+	    q_long(&f, "ta_count_detail", 2, "queued copy", "submitter"), 365);
 
 	/* group commit off: refused, nothing written, no callback */
 	assert_int_equal(hv_audit_new(hsm, 2, 0, &off, &err), HV_OK);
 	assert_false(hv_audit_async(off));
 	ev_fill(&ev, 1, rq, sizeof(rq));
+	calls = n.calls;
 	assert_int_not_equal(
-	    hv_audit_submit(off, f.s, &ev, on_submitted, &n, &err), HV_OK);
+	    hv_audit_submit(off, f.s, &ev, on_submitted, &n, &queued_off, &err),
+	    HV_OK);
+	assert_false(queued_off);
 	hv_audit_free(&off);
-	assert_int_equal(n.calls, 400);
-	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 360);
+	assert_int_equal(n.calls, calls);
+	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 366);
 	pthread_mutex_destroy(&n.mu);
 	fx_free(&f);
 }
