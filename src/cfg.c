@@ -369,7 +369,7 @@ hv_cfg_load_env(struct hv_cfg *c, struct hv_err *err)
 enum hv_rc
 hv_cfg_resolve_pin(struct hv_cfg *c, struct hv_err *err)
 {
-	const char *env = getenv("HSMVAULT_PKCS11_PIN");
+	char *env = getenv("HSMVAULT_PKCS11_PIN");
 	char buf[256];
 	ssize_t n;
 	size_t len;
@@ -378,6 +378,13 @@ hv_cfg_resolve_pin(struct hv_cfg *c, struct hv_err *err)
 	hv_secret_free(&c->pin);
 	if (env != NULL && env[0] != '\0') {
 		c->pin = hv_secret_from(env, strlen(env));
+		/*
+		 * No copy left in the environment: wiped in place (the
+		 * process's initial environment is what /proc/<pid>/environ
+		 * shows), then removed.
+		 */
+		hv_mem_zero(env, strlen(env));
+		unsetenv("HSMVAULT_PKCS11_PIN");
 		return c->pin ? HV_OK
 		              : hv_err_set(err, HV_E_NOMEM, "out of memory");
 	}

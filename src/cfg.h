@@ -87,6 +87,8 @@ enum hv_rc hv_cfg_set(struct hv_cfg *c, const char *key, const char *value,
 /*
  * Resolve the PIN: HSMVAULT_PKCS11_PIN wins, else pkcs11_pin_file (its
  * first line). Stores it in c->pin. Not an error when neither is set.
+ * HSMVAULT_PKCS11_PIN is wiped in place and removed from the environment
+ * once read, so a second call finds only the file.
  */
 enum hv_rc hv_cfg_resolve_pin(struct hv_cfg *c, struct hv_err *err)
     __attribute__((warn_unused_result));

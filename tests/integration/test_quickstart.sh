@@ -91,4 +91,23 @@ env -i PATH="$PATH" "$HV_BUILD_DIR/hsmvault" --config "$T/data2/hsmvault.conf" s
 	>"$T/status3.json" 2>"$T/status3.err" ||
 	{ cat "$T/status3.err"; fail "status from a plain shell with an environment-only pin"; }
 grep -q '"reachable": true' "$T/status3.json" || fail "status3: $(cat "$T/status3.json")"
+
+# A server given the PIN in HSMVAULT_PKCS11_PIN keeps no copy of it in its
+# environment: /proc/<pid>/environ shows the variable's bytes wiped.
+HSMVAULT_PKCS11_PIN="$pin" HSMVAULT_LISTEN=127.0.0.1:0 \
+	SOFTHSM2_CONF="$T/data/softhsm/softhsm2.conf" \
+	"$HV_BUILD_DIR/hsmvault" --config "$T/data2/hsmvault.conf" serve \
+	>"$T/serve4.out" 2>"$T/serve4.err" &
+spid=$!
+for _ in $(seq 1 100); do
+	grep -q 'http: serving' "$T/serve4.err" && break
+	sleep 0.1
+done
+grep -q 'http: serving' "$T/serve4.err" ||
+	{ kill "$spid"; cat "$T/serve4.err"; fail "serve with the pin in the environment"; }
+environ=$(tr '\0' '\n' <"/proc/$spid/environ")
+kill "$spid"
+wait "$spid" || true
+echo "$environ" | grep -q "$pin" && fail "pin left in the server's environment"
+echo "$environ" | grep -q '^SOFTHSM2_CONF=' || fail "environ not read"
 echo "test_quickstart: ok"

@@ -155,7 +155,7 @@ test_cfg_layers(void **state)
 	struct hv_err err = {0};
 	char dir[] = "/tmp/hvcfg.XXXXXX", path[64], pin[64], out[64];
 	FILE *f;
-	char line[256];
+	char line[256], *pin_env;
 	int saw_url = 0, saw_pin = 0;
 
 	(void)state;
@@ -202,9 +202,14 @@ test_cfg_layers(void **state)
 	assert_non_null(c.pin);
 	assert_string_equal((const char *)c.pin->buf, "1234");
 	setenv("HSMVAULT_PKCS11_PIN", "9999", 1);
+	pin_env = getenv("HSMVAULT_PKCS11_PIN");
 	assert_int_equal(hv_cfg_resolve_pin(&c, &err), HV_OK);
 	assert_string_equal((const char *)c.pin->buf, "9999");
-	unsetenv("HSMVAULT_PKCS11_PIN");
+	/* read once, then gone from the environment, wiped where it was */
+	assert_null(getenv("HSMVAULT_PKCS11_PIN"));
+	assert_int_equal(pin_env[0], '\0');
+	assert_int_equal(hv_cfg_resolve_pin(&c, &err), HV_OK);
+	assert_string_equal((const char *)c.pin->buf, "1234");
 	/* bad values */
 	assert_int_equal(hv_cfg_set(&c, "db_pool", "x", &err), HV_E_CONFIG);
 	assert_int_equal(hv_cfg_set(&c, "db_pool", "-1", &err), HV_E_CONFIG);
