@@ -325,27 +325,65 @@ send_body(struct MHD_Connection *conn, struct req *rq, unsigned int status,
 	return ret;
 }
 
-/* Serialize j (borrowed) into a new rbody; NULL on failure. */
+/* json_dump_callback's sink: appends to a growing rbody. */
+struct dump_sink {
+	struct rbody *b;
+	size_t cap; /* bytes of b->data */
+};
+
+#define DUMP_CAP0 4096
+
+static int
+dump_piece(const char *buf, size_t n, void *arg)
+{
+	struct dump_sink *d = arg;
+
+	if (n + 1 > d->cap - d->b->len) {
+		size_t ncap = d->cap;
+		struct rbody *nb;
+
+		while (n + 1 > ncap - d->b->len) {
+			if (ncap > SIZE_MAX / 2 - sizeof(*nb))
+				return -1;
+			ncap *= 2;
+		}
+		nb = hv_malloc(sizeof(*nb) + ncap);
+		if (nb == NULL)
+			return -1;
+		memcpy(nb->data, d->b->data, d->b->len);
+		nb->len = d->b->len;
+		/* an answer may hold a secret: the old buffer is wiped */
+		hv_free_wipe(d->b, sizeof(*d->b) + d->cap);
+		d->b = nb;
+		d->cap = ncap;
+	}
+	memcpy(d->b->data + d->b->len, buf, n);
+	d->b->len += n;
+	return 0;
+}
+
+/*
+ * Serialize j (borrowed) into a new rbody, newline-terminated, in one
+ * pass (json_dumpb would need a second one to learn the size); NULL on
+ * failure.
+ */
 static struct rbody *
 dump_json(const json_t *j)
 {
-	struct rbody *b;
-	size_t n;
+	struct dump_sink d;
 
-	n = json_dumpb(j, NULL, 0, JSON_COMPACT);
-	if (n == 0)
+	d.cap = DUMP_CAP0;
+	d.b = hv_malloc(sizeof(*d.b) + d.cap);
+	if (d.b == NULL)
 		return NULL;
-	b = hv_malloc(sizeof(*b) + n + 1);
-	if (b == NULL)
-		return NULL;
-	b->len = json_dumpb(j, b->data, n, JSON_COMPACT);
-	if (b->len != n) {
-		hv_free_wipe(b, sizeof(*b) + n + 1);
+	d.b->len = 0;
+	if (json_dump_callback(j, dump_piece, &d, JSON_COMPACT) != 0 ||
+	    d.b->len == 0) {
+		hv_free_wipe(d.b, sizeof(*d.b) + d.cap);
 		return NULL;
 	}
-	b->data[n] = '\n';
-	b->len = n + 1;
-	return b;
+	d.b->data[d.b->len++] = '\n'; /* dump_piece kept room for it */
+	return d.b;
 }
 
 static const char ctype_json[] = "application/json";

@@ -466,6 +466,9 @@ test_services(void **state)
 	assert_int_equal(req("GET", "/v1/services", key, NULL, NULL, &r), 200);
 	assert_true(json_array_size(json_object_get(r.json, "items")) > 5);
 	assert_non_null(strstr(r.body, "stripe"));
+	/* bigger than the serializer's first buffers (http.c dump_json) */
+	assert_true(r.len > 8192);
+	assert_int_equal(r.body[r.len - 1], '\n');
 	hv_httpc_resp_free(&r);
 	expect("GET", "/v1/services", NULL, NULL, 401, "unauthorized");
 }
