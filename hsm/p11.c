@@ -114,6 +114,7 @@ struct p11 {
 	struct p11_kek keks[HV_KEK_MAX_VERSIONS]; /* ascending */
 	size_t nkeks;
 	CK_OBJECT_HANDLE hmac_obj; /* 0: none */
+	bool unsafe_logged;        /* the last read found unsafe keys */
 	_Atomic uint64_t keys_ms;  /* when keks were read; 0 = stale */
 
 	_Atomic uint64_t breaker_until; /* monotonic ms; 0 = closed */
@@ -508,7 +509,7 @@ load_keys_locked(
 	CK_OBJECT_HANDLE hmac = 0;
 	const char *fname = "C_FindObjectsInit";
 	CK_RV rv;
-	bool changed;
+	bool changed, unsafe = false;
 
 	atomic_fetch_add(&p->n_finds, 1);
 	rv = CK(p, C_FindObjectsInit, s, tmpl, 2);
@@ -534,16 +535,18 @@ load_keys_locked(
 
 	for (i = 0; i < nobj; i++) {
 		char label[LABEL_MAX + 1];
-		CK_BBOOL dec = CK_TRUE;
+		CK_BBOOL dec = CK_TRUE, sens = CK_TRUE, extr = CK_FALSE;
 		CK_ATTRIBUTE a[] = {
 		    {CKA_LABEL, label, LABEL_MAX},
 		    {CKA_DECRYPT, &dec, sizeof(dec)},
+		    {CKA_SENSITIVE, &sens, sizeof(sens)},
+		    {CKA_EXTRACTABLE, &extr, sizeof(extr)},
 		};
 		uint32_t v = 0;
 		bool dis = false;
 		int kind;
 
-		rv = CKQ(p, C_GetAttributeValue, s, objs[i], a, 2);
+		rv = CKQ(p, C_GetAttributeValue, s, objs[i], a, 4);
 		/* An over-long label or a key without CKA_DECRYPT is simply
 		 * not one of ours; lost connections still count. */
 		if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID &&
@@ -557,6 +560,27 @@ load_keys_locked(
 			continue;
 		label[a[0].ulValueLen] = '\0';
 		kind = parse_label(p, label, &v, &dis);
+		/*
+		 * A key under one of our labels that could leave the token
+		 * (imported, or made by another tool) is not used: keys must
+		 * be sensitive and never extractable (docs/keystore-pkcs11.md).
+		 * An attribute the token does not report is not held against
+		 * the key.
+		 */
+		if ((kind == 0 || kind == 1) &&
+		    ((a[2].ulValueLen == sizeof(sens) && sens == CK_FALSE) ||
+		        (a[3].ulValueLen == sizeof(extr) && extr == CK_TRUE))) {
+			/* once, not at every re-read of the key list */
+			if (!p->unsafe_logged)
+				hv_log_error("pkcs11: '%s' is %s: not used "
+				             "(keys must be sensitive and not "
+				             "extractable)",
+				    label,
+				    extr == CK_TRUE ? "extractable"
+				                    : "not sensitive");
+			unsafe = true;
+			continue;
+		}
 		if (kind == 1) {
 			if (hmac != 0)
 				hv_log_warn("pkcs11: two objects labelled "
@@ -604,6 +628,7 @@ load_keys_locked(
 	memcpy(p->keks, keks, nk * sizeof(keks[0]));
 	p->nkeks = nk;
 	p->hmac_obj = hmac;
+	p->unsafe_logged = unsafe;
 	atomic_store(&p->keys_ms, hv_mono_ms());
 	return HV_OK;
 fail_rv:

@@ -577,6 +577,81 @@ test_attributes(void **state)
 	hv_secret_free(&dek);
 }
 
+/* Make an AES-256 token key under label with the given protection. */
+static void
+direct_aes(struct direct *d, const char *label, CK_BBOOL sensitive,
+    CK_BBOOL extractable)
+{
+	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
+	CK_BBOOL tru = CK_TRUE;
+	CK_ULONG len = 32;
+	CK_ATTRIBUTE t[] = {
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_TOKEN, &tru, sizeof(tru)},
+	    {CKA_PRIVATE, &tru, sizeof(tru)},
+	    {CKA_ENCRYPT, &tru, sizeof(tru)},
+	    {CKA_DECRYPT, &tru, sizeof(tru)},
+	    {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
+	    {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+	    {CKA_VALUE_LEN, &len, sizeof(len)},
+	};
+	CK_OBJECT_HANDLE o;
+
+	assert_int_equal(
+	    d->fn->C_GenerateKey(d->s, &gen, t, sizeof(t) / sizeof(t[0]), &o),
+	    CKR_OK);
+}
+
+/*
+ * Keys under our labels that could leave the token (made by another tool:
+ * extractable, or not sensitive) are not used, neither as a KEK version
+ * nor as the HMAC key; the backend keeps using its own.
+ */
+static void
+test_unsafe_keys_refused(void **state)
+{
+	struct fx *f = *state;
+	struct direct d;
+	struct hv_kek_info k[8];
+	struct hv_secret *dek = new_dek(f->h);
+	uint8_t w[HV_WRAPPED_MAX], m1[HV_HMAC_LEN], m2[HV_HMAC_LEN];
+	size_t n = sizeof(w), nk = 0, i;
+	struct hv_err err = {0};
+
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m1, &err), HV_OK);
+	direct_open(&d, f->tok.label);
+	direct_aes(&d, "hsmvault-kek-8", CK_TRUE, CK_TRUE);
+	direct_aes(&d, "hsmvault-kek-9", CK_FALSE, CK_FALSE);
+	direct_close(&d);
+	/* a fresh open reads the key list */
+	hv_hsm_close(&f->h);
+	assert_int_equal(hv_hsm_open(&f->cfg, &f->h, &err), HV_OK);
+	assert_int_equal(hv_hsm_ensure_keys(f->h, false, &err), HV_OK);
+	assert_int_equal(hv_hsm_kek_list(f->h, k, 8, &nk, &err), HV_OK);
+	assert_int_equal(nk, 1);
+	for (i = 0; i < nk; i++)
+		assert_true(k[i].version < 8);
+	assert_int_not_equal(hv_hsm_wrap(f->h, 8, (const uint8_t *)AAD,
+	                         strlen(AAD), dek, w, &n, NULL, &err),
+	    HV_OK);
+	n = sizeof(w);
+	assert_int_not_equal(hv_hsm_wrap(f->h, 9, (const uint8_t *)AAD,
+	                         strlen(AAD), dek, w, &n, NULL, &err),
+	    HV_OK);
+	/* an extractable second "hmac" key is skipped, not used */
+	direct_open(&d, f->tok.label);
+	direct_aes(&d, "hsmvault-hmac", CK_TRUE, CK_TRUE);
+	direct_close(&d);
+	hv_hsm_close(&f->h);
+	assert_int_equal(hv_hsm_open(&f->cfg, &f->h, &err), HV_OK);
+	assert_int_equal(hv_hsm_ensure_keys(f->h, false, &err), HV_OK);
+	assert_int_equal(
+	    hv_hsm_hmac(f->h, (const uint8_t *)"x", 1, m2, &err), HV_OK);
+	assert_memory_equal(m1, m2, HV_HMAC_LEN);
+	hv_secret_free(&dek);
+}
+
 /* A disable done by another application reaches a running backend. */
 static void
 test_disable_elsewhere(void **state)
@@ -1081,6 +1156,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_attributes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_disable_elsewhere, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_unsafe_keys_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_pin, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pin_changed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
