@@ -60,8 +60,9 @@
 #define AT_LEN         40 /* a row time as text */
 
 /*
- * Group commit (hv_audit_append_alone, when audit_group_leaders > 0): at
- * most that many groups are written at once, each of at most GROUP_MAX rows. audit_group_<n> takes
+ * Group commit (rows of their own, when audit_group_leaders > 0): that
+ * many writer threads, each writing groups of at most GROUP_MAX rows (and
+ * a lone row written by its caller, see alone_now). audit_group_<n> takes
  * chain, first seq, previous head mac and time, then per row the nine
  * fields of struct row and the row's mac.
  */

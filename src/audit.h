@@ -44,8 +44,10 @@ void hv_audit_register(void);
 /*
  * chains: parallel chains (audit_chains). leaders: group commit of rows of
  * their own by that many writer threads (started on first use, joined by
- * hv_audit_free), so at most that many groups are written at once; 0 =
- * every such row in a statement of its own, written by its caller
+ * hv_audit_free), so at most that many groups are written at once besides
+ * a lone row, which its caller writes when nothing is queued and no group
+ * is being written; 0 = every such row in a statement of its own, written
+ * by its caller
  * (audit_group_leaders, docs/audit.md). hv_audit_free() writes what is
  * still queued before it returns.
  */
