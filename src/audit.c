@@ -892,7 +892,7 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	return rc;
 }
 
-/* The leader's work: the rows of waiters w[0..n-1], each gets its rc. */
+/* A group's work: the rows of waiters w[0..n-1], each gets its rc. */
 static void
 run_group(struct hv_audit *a, struct hv_store *s, struct waiter **w, size_t n)
 {
@@ -941,8 +941,8 @@ out:
  * and max_leaders writer threads each take what is queued (up to
  * GROUP_MAX rows) and write it with one statement on one connection. Rows
  * that arrive while a group is being written form the next one, so under
- * load one commit carries many rows, and a lone row costs what it cost
- * alone plus a thread hand-off. Every row is still chained, and each row's
+ * load one commit carries many rows; a lone row is written by its caller
+ * (wrote_alone). Every row is still chained, and each row's
  * caller hears of it (wakes up, or its callback runs) only after the
  * commit that holds it, or with its error.
  */
@@ -1044,14 +1044,28 @@ alone_now(struct hv_audit *a)
 	return now;
 }
 
-/* The caller's own group of one (w->ev borrowed); ends alone_now(). */
-static void
-write_alone(struct hv_audit *a, struct hv_store *s, struct waiter *w)
+/*
+ * When alone_now(): write ev (borrowed) on this thread and say so, with
+ * its outcome in *rc (and err).
+ */
+static bool
+wrote_alone(struct hv_audit *a, struct hv_store *s,
+    const struct hv_audit_event *ev, enum hv_rc *rc, struct hv_err *err)
 {
-	run_group(a, s, &w, 1);
+	struct waiter w, *one = &w;
+
+	if (!alone_now(a))
+		return false;
+	memset(&w, 0, sizeof(w));
+	w.ev = ev;
+	run_group(a, s, &one, 1);
 	pthread_mutex_lock(&a->gmu);
 	a->gbusy--;
 	pthread_mutex_unlock(&a->gmu);
+	*rc = w.rc;
+	if (w.rc != HV_OK)
+		*err = w.err;
+	return true;
 }
 
 enum hv_rc
@@ -1069,10 +1083,8 @@ hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
 		run_group(a, s, &one, 1);
 		goto out;
 	}
-	if (alone_now(a)) {
-		write_alone(a, s, &w);
-		goto out;
-	}
+	if (wrote_alone(a, s, ev, &rc, err))
+		return rc;
 	pthread_cond_init(&cv, NULL);
 	w.cv = &cv;
 	pthread_mutex_lock(&a->gmu);
@@ -1128,16 +1140,8 @@ hv_audit_submit(struct hv_audit *a, struct hv_store *s,
 	if (a->max_leaders == 0 || done == NULL)
 		return hv_err_set(err, HV_E_INTERNAL,
 		    "audit: submit needs group commit and a callback");
-	if (alone_now(a)) {
-		struct waiter me;
-
-		memset(&me, 0, sizeof(me));
-		me.ev = ev;
-		write_alone(a, s, &me);
-		if (me.rc != HV_OK)
-			*err = me.err;
-		return me.rc;
-	}
+	if (wrote_alone(a, s, ev, &rc, err))
+		return rc;
 	for (i = 0; i < 9; i++)
 		if (f[i] != NULL)
 			need += strlen(f[i]) + 1;
