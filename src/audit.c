@@ -580,6 +580,20 @@ head_now(struct hv_audit *a, unsigned int chain, struct head *h,
 	return HV_OK;
 }
 
+/*
+ * An audit statement the database refused (err from the store): never the
+ * caller's fault, whatever the database said (a CHECK violation maps to a
+ * 4xx code in store.c), so a 4xx-class code becomes HV_E_INTERNAL.
+ */
+static enum hv_rc
+db_failed(struct hv_err *err)
+{
+	hv_err_prefix(err, "audit");
+	if (hv_rc_http(err->rc) < 500)
+		err->rc = HV_E_INTERNAL;
+	return err->rc;
+}
+
 static void
 forget(struct hv_audit *a, unsigned int chain)
 {
@@ -682,7 +696,7 @@ append_fast(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	                      fmt, false, &r, err);
 	if (rc != HV_OK) {
 		forget(a, pr->chain);
-		return hv_err_prefix(err, "audit");
+		return db_failed(err);
 	}
 	if (PQntuples(r) == 1) {
 		remember(a, pr->chain, pr->row.seq, mac, at_us, PATH_FAST, 1);
@@ -760,7 +774,7 @@ append_locked(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	rc = hv_store_exec(
 	    c, "audit_insert", NFIELDS, p, len, fmt, false, &r, err);
 	if (rc != HV_OK) {
-		hv_err_prefix(err, "audit");
+		rc = db_failed(err);
 		goto out;
 	}
 	if (PQntuples(r) != 1) {
@@ -874,7 +888,7 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	rc = hv_store_exec_once(c, name, (int)np, p, len, fmt, false, &r, err);
 	if (rc != HV_OK) {
 		forget(a, pr[0].chain);
-		return hv_err_prefix(err, "audit");
+		return db_failed(err);
 	}
 	if ((size_t)PQntuples(r) == n) {
 		remember(a, pr[0].chain, pr[n - 1].row.seq, macs[n - 1], at_us,

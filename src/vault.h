@@ -191,9 +191,10 @@ enum hv_rc hv_vault_cred_reveal(struct hv_vault *v,
  * false, and done never runs.
  */
 /*
- * A reveal whose audit row could not be written fails closed, and never as
- * the caller's fault: err gets the "audit" prefix and a 4xx-class code
- * (a row the database refused) becomes HV_E_INTERNAL. Returns err->rc.
+ * An audit row that could not be written (the change or reveal fails
+ * closed): err's message gets the "audit" prefix unless it has it already.
+ * Returns err->rc, which audit.c never leaves 4xx-class for a row the
+ * database refused: that is the server's failure, not the caller's.
  */
 enum hv_rc hv_vault_audit_failed(struct hv_err *err);
 enum hv_rc

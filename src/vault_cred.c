@@ -1069,9 +1069,7 @@ audit_tx(struct hv_vault *v, struct hv_conn *c, const struct hv_principal *p,
 
 	fill_event(&ev, p, ctx, ws, action, cred_id, "success", detail);
 	rc = hv_audit_append(v->audit, c, &ev, err);
-	if (rc != HV_OK)
-		hv_err_prefix(err, "audit");
-	return rc;
+	return rc == HV_OK ? rc : hv_vault_audit_failed(err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2664,8 +2662,6 @@ hv_vault_audit_failed(struct hv_err *err)
 {
 	if (strncmp(err->msg, "audit", 5) != 0)
 		hv_err_prefix(err, "audit");
-	if (hv_rc_http(err->rc) < 500)
-		err->rc = HV_E_INTERNAL;
 	return err->rc;
 }
 
