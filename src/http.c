@@ -19,8 +19,9 @@
  *             MEASURED.md).
  *   Nth call  body bytes: appended up to cfg->max_body.
  *   last call body complete: JSON parse, handler, response.
- *   (held)    a reveal with group commit: the handler queued its audit
- *             row and gave its answer back unsent (hv_call.pending); the
+ *   (held)    a reveal whose audit row was queued behind a group being
+ *             written: the handler gave its answer back unsent
+ *             (hv_call.pending); the
  *             connection is suspended, and the audit writer resumes it
  *             (on_audited) once the row committed or failed, so that
  *             no worker thread waits for the commit.
