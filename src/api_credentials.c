@@ -9,6 +9,10 @@ enum hv_rc
 hv_api_cred_create(struct hv_call *c, struct hv_err *err)
 {
 	c->status = 201;
+	if (c->done != NULL)
+		return hv_vault_cred_create_async(c->vault, c->principal,
+		    c->ctx, c->body, c->done, c->done_arg, &c->pending, &c->out,
+		    err);
 	return hv_vault_cred_create(
 	    c->vault, c->principal, c->ctx, c->body, &c->out, err);
 }

@@ -42,7 +42,8 @@ hv_api_metrics(struct hv_call *c, struct hv_err *err)
 	enum hv_rc rc;
 
 	rc = hv_metrics_render(c->metrics, hv_vault_store(c->vault),
-	    hv_vault_audit(c->vault), &c->text, &c->text_len, err);
+	    hv_vault_audit(c->vault), hv_vault_create_group(c->vault), &c->text,
+	    &c->text_len, err);
 	if (rc != HV_OK)
 		return rc;
 	c->content_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -38,7 +38,6 @@
 #include "audit.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,27 +176,6 @@ static char group_sql[GROUP_MAX + 1][GROUP_SQL_CAP];
 static struct hv_stmt group_stmts[GROUP_MAX - 1];
 static pthread_once_t group_once = PTHREAD_ONCE_INIT;
 
-/* Append to b (cap bytes, *off used); false when it does not fit. */
-static bool put_sql(char *b, size_t cap, size_t *off, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static bool
-put_sql(char *b, size_t cap, size_t *off, const char *fmt, ...)
-{
-	va_list ap;
-	int w;
-
-	if (*off >= cap)
-		return false;
-	va_start(ap, fmt);
-	w = vsnprintf(b + *off, cap - *off, fmt, ap);
-	va_end(ap);
-	if (w < 0 || (size_t)w >= cap - *off)
-		return false;
-	*off += (size_t)w;
-	return true;
-}
-
 /*
  * The statement of a group of n rows: the fast path's compare-and-swap,
  * moving the head by n, and the n rows as VALUES, each row's prev_mac the
@@ -209,7 +187,7 @@ group_sql_of(size_t n, char *b, size_t cap)
 	size_t off = 0, i;
 	bool ok;
 
-	ok = put_sql(b, cap, &off,
+	ok = hv_sql_put(b, cap, &off,
 	    "WITH up AS (UPDATE audit_chains SET seq = $2::bigint + %zu, "
 	    "head_mac = $%zu::bytea WHERE chain = $1::integer AND "
 	    "seq = $2::bigint - 1 AND head_mac = $3::bytea RETURNING chain) "
@@ -223,7 +201,7 @@ group_sql_of(size_t n, char *b, size_t cap)
 		size_t b0 = GROUP_NPARAMS(i) + 1; /* $ numbers start at 1 */
 		size_t pm = i == 0 ? 3 : b0 - 1;
 
-		ok = put_sql(b, cap, &off,
+		ok = hv_sql_put(b, cap, &off,
 		    "%s(%zu, $%zu::uuid, $%zu::uuid, $%zu::text, $%zu::text, "
 		    "$%zu::uuid, $%zu::text, $%zu::text, $%zu::text, "
 		    "$%zu::text, $%zu::bytea, $%zu::bytea)",
@@ -231,7 +209,7 @@ group_sql_of(size_t n, char *b, size_t cap)
 		    b0 + 5, b0 + 6, b0 + 7, b0 + 8, pm, b0 + 9);
 	}
 	return ok &&
-	    put_sql(b, cap, &off,
+	    hv_sql_put(b, cap, &off,
 	        ") AS v(k, ws, actor, an, act, cred, outc, rid, ra, "
 	        "det, pm, m) ORDER BY v.k RETURNING id");
 }
@@ -839,7 +817,7 @@ append_single(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
  */
 static enum hv_rc
 append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
-    size_t n, bool *done, struct hv_err *err)
+    size_t n, bool autocommit, bool *done, struct hv_err *err)
 {
 	struct head h;
 	char chs[16], seqs[24], at[AT_LEN], name[32];
@@ -884,8 +862,10 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 		fmt[q + 9 - p] = 1;
 	}
 	snprintf(name, sizeof(name), "audit_group_%zu", n);
-	/* one statement outside a transaction: a lost one is not replayed */
-	rc = hv_store_exec_once(c, name, (int)np, p, len, fmt, false, &r, err);
+	/* autocommit: a lost statement is not replayed */
+	rc = autocommit
+	    ? hv_store_exec_once(c, name, (int)np, p, len, fmt, false, &r, err)
+	    : hv_store_exec(c, name, (int)np, p, len, fmt, false, &r, err);
 	if (rc != HV_OK) {
 		forget(a, pr[0].chain);
 		return db_failed(err);
@@ -904,6 +884,42 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 	}
 	PQclear(r);
 	return rc;
+}
+
+enum hv_rc
+hv_audit_append_many(struct hv_audit *a, struct hv_conn *c,
+    const struct hv_audit_event *const *evs, size_t n, struct hv_err *err)
+{
+	struct prepared pr[GROUP_MAX];
+	bool done = false;
+	enum hv_rc rc;
+	size_t i;
+
+	if (n == 0 || n > GROUP_MAX)
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "audit: %zu rows at once (1 to %d)", n, GROUP_MAX);
+	for (i = 0; i < n; i++) {
+		rc = prepare(a, c, evs[i], &pr[i], err);
+		if (rc != HV_OK)
+			return rc;
+	}
+	if (n > 1) {
+		rc = append_group(a, c, pr, n, false, &done, err);
+		if (rc != HV_OK)
+			return rc;
+	}
+	/* head unknown or moved (or one row): each through the fast path or
+	 * the head lock, still on one chain and in order */
+	for (i = 0; i < n && !done; i++) {
+		bool one = false;
+
+		rc = append_fast(a, c, &pr[i], false, &one, err);
+		if (rc == HV_OK && !one)
+			rc = append_locked(a, c, &pr[i], err);
+		if (rc != HV_OK)
+			return rc;
+	}
+	return HV_OK;
 }
 
 /* A group's work: the rows of waiters w[0..n-1], each gets its rc. */
@@ -932,7 +948,7 @@ run_group(struct hv_audit *a, struct hv_store *s, struct waiter **w, size_t n)
 			ok[m++] = w[i];
 	}
 	if (m > 1) {
-		rc = append_group(a, c, pr, m, &done, &err);
+		rc = append_group(a, c, pr, m, true, &done, &err);
 		if (rc != HV_OK) {
 			/* a lost statement's outcome is unknown: no replay */
 			for (i = 0; i < m; i++) {
@@ -988,6 +1004,10 @@ writer_main(void *arg)
 
 			if (w->done == NULL)
 				continue;
+			/* the callback's word says that the audit row failed */
+			if (w->rc != HV_OK &&
+			    strncmp(w->err.msg, "audit", 5) != 0)
+				hv_err_prefix(&w->err, "audit");
 			w->done(w->arg, w->rc, &w->err);
 			hv_free(w);
 			batch[i] = NULL;
@@ -1122,22 +1142,6 @@ hv_audit_async(const struct hv_audit *a)
 	return a->max_leaders > 0;
 }
 
-/* Copy src into w->buf at *off; NULL stays NULL. */
-static const char *
-copy_str(struct waiter *w, size_t *off, const char *src)
-{
-	size_t n;
-	char *d;
-
-	if (src == NULL)
-		return NULL;
-	n = strlen(src) + 1;
-	d = w->buf + *off;
-	memcpy(d, src, n);
-	*off += n;
-	return d;
-}
-
 enum hv_rc
 hv_audit_submit(struct hv_audit *a, struct hv_store *s,
     const struct hv_audit_event *ev, hv_done_fn done, void *arg, bool *queued,
@@ -1162,15 +1166,15 @@ hv_audit_submit(struct hv_audit *a, struct hv_store *s,
 	w = hv_calloc(1, sizeof(*w) + need);
 	if (w == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
-	w->copy.workspace_id = copy_str(w, &off, f[0]);
-	w->copy.actor_id = copy_str(w, &off, f[1]);
-	w->copy.actor_name = copy_str(w, &off, f[2]);
-	w->copy.action = copy_str(w, &off, f[3]);
-	w->copy.credential_id = copy_str(w, &off, f[4]);
-	w->copy.outcome = copy_str(w, &off, f[5]);
-	w->copy.request_id = copy_str(w, &off, f[6]);
-	w->copy.remote_addr = copy_str(w, &off, f[7]);
-	w->copy.detail = copy_str(w, &off, f[8]);
+	w->copy.workspace_id = hv_strput(w->buf, &off, f[0]);
+	w->copy.actor_id = hv_strput(w->buf, &off, f[1]);
+	w->copy.actor_name = hv_strput(w->buf, &off, f[2]);
+	w->copy.action = hv_strput(w->buf, &off, f[3]);
+	w->copy.credential_id = hv_strput(w->buf, &off, f[4]);
+	w->copy.outcome = hv_strput(w->buf, &off, f[5]);
+	w->copy.request_id = hv_strput(w->buf, &off, f[6]);
+	w->copy.remote_addr = hv_strput(w->buf, &off, f[7]);
+	w->copy.detail = hv_strput(w->buf, &off, f[8]);
 	w->ev = &w->copy;
 	w->done = done;
 	w->arg = arg;

@@ -68,6 +68,16 @@ enum hv_rc hv_audit_append(struct hv_audit *a, struct hv_conn *c,
     __attribute__((warn_unused_result));
 
 /*
+ * Append evs[0..n-1] (1 <= n <= 32) in the open transaction of c, in that
+ * order on one chain: with the chain's head remembered and current, one
+ * statement for all of them (the group compare-and-swap), else row by row
+ * as hv_audit_append() does. Any error fails the lot (roll back).
+ */
+enum hv_rc hv_audit_append_many(struct hv_audit *a, struct hv_conn *c,
+    const struct hv_audit_event *const *evs, size_t n, struct hv_err *err)
+    __attribute__((warn_unused_result));
+
+/*
  * Append ev in a transaction of its own (denied requests, reads that change
  * nothing else). With group commit, concurrent callers' rows are written
  * by a writer thread with one statement (one round trip, one commit); each
@@ -84,8 +94,8 @@ bool hv_audit_async(const struct hv_audit *a);
  * Group commit only. When rows are queued or a group is being written,
  * queue ev (its strings are copied), set *queued and return at once;
  * done(arg, rc, err) then runs exactly once, on a writer thread, after
- * the commit that holds the row (HV_OK) or with the error that lost it,
- * and must not block for long (the next group waits for it). Otherwise
+ * the commit that holds the row (HV_OK) or with the error that lost it
+ * (its message begins with "audit"), and must not block for long (the next group waits for it). Otherwise
  * the row is written at once on the caller's thread, as
  * hv_audit_append_alone() would (a lone row pays no hand-off): *queued
  * false, the outcome is the return value, and done never runs. Refused

@@ -65,6 +65,7 @@ static const struct key keys[] = {
     U(cred_cache_ttl_ms),
     U(audit_chains),
     U(audit_group_leaders),
+    U(create_group_writers),
     U(upstream_timeout_ms),
     {"upstream_max_response", K_SIZE,
         offsetof(struct hv_cfg, upstream_max_response)},
@@ -94,8 +95,9 @@ hv_cfg_init(struct hv_cfg *c)
 	c->dek_cache_max_uses = 10000;
 	c->cred_cache_size = 16384;
 	c->cred_cache_ttl_ms = 30000;
-	c->audit_chains = 16;       /* >= db_pool: no shared head (audit.c) */
-	c->audit_group_leaders = 1; /* one audit writer thread */
+	c->audit_chains = 16;        /* >= db_pool: no shared head (audit.c) */
+	c->audit_group_leaders = 1;  /* one audit writer thread */
+	c->create_group_writers = 1; /* one create writer thread */
 	c->upstream_timeout_ms = 30000;
 	c->upstream_max_response = 4 * 1024 * 1024;
 }

@@ -55,10 +55,11 @@ struct hv_cfg {
 	unsigned int dek_cache_max_uses; /* hits per unwrap; 0 = no limit */
 	unsigned int cred_cache_size;    /* metadata rows; 0 = off */
 	unsigned int cred_cache_ttl_ms;
-	unsigned int audit_chains;        /* parallel audit chains */
-	unsigned int audit_group_leaders; /* group commit; 0 = off */
-	unsigned int upstream_timeout_ms; /* test/use: whole provider call */
-	size_t upstream_max_response;     /* test/use: provider body cap */
+	unsigned int audit_chains;         /* parallel audit chains */
+	unsigned int audit_group_leaders;  /* group commit; 0 = off */
+	unsigned int create_group_writers; /* group commit; 0 = off */
+	unsigned int upstream_timeout_ms;  /* test/use: whole provider call */
+	size_t upstream_max_response;      /* test/use: provider body cap */
 	struct hv_cfg_service services[HV_CFG_MAX_SERVICES];
 	size_t n_services;
 };

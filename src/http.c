@@ -19,13 +19,13 @@
  *             MEASURED.md).
  *   Nth call  body bytes: appended up to cfg->max_body.
  *   last call body complete: JSON parse, handler, response.
- *   (held)    a reveal whose audit row was queued behind a group being
- *             written: the handler gave its answer back unsent
- *             (hv_call.pending); the
- *             connection is suspended, and the audit writer resumes it
- *             (on_audited) once the row committed or failed, so that
- *             no worker thread waits for the commit.
- *   resumed   the held answer, or the audit failure instead of it.
+ *   (held)    a reveal whose audit row, or a create whose credential,
+ *             was queued behind a group being written: the handler gave
+ *             its answer back unsent (hv_call.pending); the connection is
+ *             suspended, and the writer resumes it (on_written) once the
+ *             commit landed or failed, so that no worker thread waits for
+ *             the commit.
+ *   resumed   the held answer, or the failure instead of it.
  *   completed MHD_OPTION_NOTIFY_COMPLETED: access log, metrics, free.
  */
 #include "http.h"
@@ -229,10 +229,11 @@ struct req {
 	bool counted; /* took part in inflight */
 	/* a held answer (see the top of the file) */
 	struct MHD_Connection *conn;
-	json_t *held;       /* the answer, until the audit row commits */
-	bool suspended;     /* counted in h->suspended */
-	atomic_int hstate;  /* enum hold, between on_audited and finish */
-	enum hv_rc held_rc; /* the audit outcome, set before H_DONE */
+	json_t *held;             /* the answer, until its commit lands */
+	unsigned int held_status; /* its status; 0: 200 */
+	bool suspended;           /* counted in h->suspended */
+	atomic_int hstate;        /* enum hold, between on_written and finish */
+	enum hv_rc held_rc;       /* the writer's outcome, set before H_DONE */
 	struct hv_err held_err;
 };
 
@@ -898,7 +899,7 @@ answer_json(struct MHD_Connection *conn, struct req *rq, unsigned int status,
 	    conn, rq, status != 0 ? status : 200, ctype_json, b, etag_p);
 }
 
-static void on_audited(void *arg, enum hv_rc rc, const struct hv_err *err);
+static void on_written(void *arg, enum hv_rc rc, const struct hv_err *err);
 
 static enum MHD_Result
 finish(struct req *rq, struct MHD_Connection *conn)
@@ -948,7 +949,7 @@ finish(struct req *rq, struct MHD_Connection *conn)
 	c.query = &rq->query;
 	c.expected_version = rq->expected_version;
 	if (!rq->l->metrics_only) {
-		c.done = on_audited;
+		c.done = on_written;
 		c.done_arg = rq;
 	}
 
@@ -977,11 +978,13 @@ finish(struct req *rq, struct MHD_Connection *conn)
 		    NULL);
 	}
 	if (c.pending) {
-		/* the audit writer calls on_audited; see the top of the file */
+		/* a writer thread calls on_written; see the top of the file */
 		rq->held = c.out;
+		rq->held_status = c.status;
 		rq->conn = conn;
 		rq->suspended = true;
 		atomic_fetch_add(&h->suspended, 1);
+		hv_metrics_held(h->metrics, 1);
 		MHD_suspend_connection(conn);
 		if (atomic_exchange(&rq->hstate, H_SUSPENDED) == H_DONE)
 			MHD_resume_connection(conn);
@@ -991,13 +994,13 @@ finish(struct req *rq, struct MHD_Connection *conn)
 }
 
 /*
- * The audit writer's word on a held answer (hv_done_fn): record it and
+ * The writer's word on a held answer (hv_done_fn): record it and
  * resume the connection if finish() already suspended it; otherwise
  * finish() sees H_DONE and resumes it itself. rq is not touched after
  * the exchange unless the connection is suspended (then it cannot go).
  */
 static void
-on_audited(void *arg, enum hv_rc rc, const struct hv_err *err)
+on_written(void *arg, enum hv_rc rc, const struct hv_err *err)
 {
 	struct req *rq = arg;
 
@@ -1008,7 +1011,10 @@ on_audited(void *arg, enum hv_rc rc, const struct hv_err *err)
 		MHD_resume_connection(rq->conn);
 }
 
-/* The call after the resume: the held answer, or the audit's error. */
+/*
+ * The call after the resume: the held answer, or the writer's error (an
+ * audit row's says so: audit.h).
+ */
 static enum MHD_Result
 answer_held(struct req *rq, struct MHD_Connection *conn)
 {
@@ -1017,13 +1023,13 @@ answer_held(struct req *rq, struct MHD_Connection *conn)
 	rq->held = NULL;
 	rq->suspended = false;
 	atomic_fetch_sub(&rq->l->h->suspended, 1);
+	hv_metrics_held(rq->l->h->metrics, -1);
 	if (rq->held_rc != HV_OK) {
 		json_decref(out);
 		rq->held_err.rc = rq->held_rc;
-		return send_rc(conn, rq, hv_vault_audit_failed(&rq->held_err),
-		    &rq->held_err);
+		return send_rc(conn, rq, rq->held_rc, &rq->held_err);
 	}
-	return answer_json(conn, rq, 0, out);
+	return answer_json(conn, rq, rq->held_status, out);
 }
 
 /* ---- MHD callbacks --------------------------------------------------- */
@@ -1202,6 +1208,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		/* resumed, but the client was gone before the answer */
 		json_decref(rq->held);
 		atomic_fetch_sub(&l->h->suspended, 1);
+		hv_metrics_held(l->h->metrics, -1);
 	}
 	if (rq->counted) {
 		hv_metrics_inflight(l->h->metrics, -1);
@@ -1615,8 +1622,8 @@ hv_http_stop(struct hv_http **hp)
 		    atomic_load(&h->inflight));
 	/*
 	 * MHD must not stop with a connection suspended: a held answer is
-	 * resumed by the audit writer, which always answers (its commit, or
-	 * an error), so this waits at most for one database round trip.
+	 * resumed by its writer, which always answers (its commit, or an
+	 * error), so this waits at most for a group's database round trips.
 	 */
 	while (atomic_load(&h->suspended) > 0)
 		hv_sleep_ms(10);

@@ -215,6 +215,21 @@ hv_calloc(size_t n, size_t sz)
 	return calloc(n == 0 ? 1 : n, sz == 0 ? 1 : sz);
 }
 
+const char *
+hv_strput(char *buf, size_t *off, const char *src)
+{
+	size_t n;
+	char *d;
+
+	if (src == NULL)
+		return NULL;
+	n = strlen(src) + 1;
+	d = buf + *off;
+	memcpy(d, src, n);
+	*off += n;
+	return d;
+}
+
 char *
 hv_strdup(const char *s)
 {

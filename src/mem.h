@@ -60,6 +60,11 @@ bool hv_ct_equal(const void *a, const void *b, size_t n);
 void *hv_malloc(size_t n) __attribute__((warn_unused_result));
 void *hv_calloc(size_t n, size_t sz) __attribute__((warn_unused_result));
 char *hv_strdup(const char *s) __attribute__((warn_unused_result));
+/*
+ * Copy src with its NUL to buf + *off and advance *off past it; returns
+ * the copy (NULL for NULL: nothing copied). The caller sized buf.
+ */
+const char *hv_strput(char *buf, size_t *off, const char *src);
 void hv_free(void *p);
 void hv_free_wipe(void *p, size_t n);
 

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "group.h"
 #include "mem.h"
 
 /* Statuses we count by value; anything else is "other". */
@@ -34,6 +35,7 @@ struct hv_metrics {
 	size_t n; /* routes; stats has n + 1 slots */
 	struct route_stats *stats;
 	atomic_long inflight;
+	atomic_long held;
 	time_t started;
 };
 
@@ -61,6 +63,7 @@ hv_metrics_new(const struct hv_route *tbl, size_t n, struct hv_metrics **out,
 		atomic_init(&m->stats[i].sum_us, 0);
 	}
 	atomic_init(&m->inflight, 0);
+	atomic_init(&m->held, 0);
 	m->tbl = tbl;
 	m->n = n;
 	m->started = time(NULL);
@@ -110,6 +113,14 @@ hv_metrics_inflight(struct hv_metrics *m, int delta)
 	if (m != NULL)
 		atomic_fetch_add_explicit(
 		    &m->inflight, delta, memory_order_relaxed);
+}
+
+void
+hv_metrics_held(struct hv_metrics *m, int delta)
+{
+	if (m != NULL)
+		(void)atomic_fetch_add_explicit(
+		    &m->held, delta, memory_order_relaxed);
 }
 
 /* A growable text buffer; a failed append latches `oom`. */
@@ -175,7 +186,8 @@ labels(const struct hv_metrics *m, size_t r, const char **method,
 
 enum hv_rc
 hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
-    struct hv_audit *audit, char **out, size_t *len, struct hv_err *err)
+    struct hv_audit *audit, struct hv_group *creates, char **out, size_t *len,
+    struct hv_err *err)
 {
 	struct sbuf b = {NULL, 0, 4096, false};
 	const char *meth, *route;
@@ -257,6 +269,13 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
 	    "hsmvault_http_requests_in_flight %ld\n",
 	    atomic_load_explicit(&m->inflight, memory_order_relaxed));
 	sb_printf(&b,
+	    "# HELP hsmvault_http_held_answers Answers waiting, with "
+	    "their connection suspended, for the group commit that holds "
+	    "their audit row or their credential.\n"
+	    "# TYPE hsmvault_http_held_answers gauge\n"
+	    "hsmvault_http_held_answers %ld\n",
+	    atomic_load_explicit(&m->held, memory_order_relaxed));
+	sb_printf(&b,
 	    "# HELP hsmvault_start_time_seconds Start time of the "
 	    "HTTP server, seconds since the epoch.\n"
 	    "# TYPE hsmvault_start_time_seconds gauge\n"
@@ -301,15 +320,34 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
 		    "# TYPE hsmvault_audit_appends_total counter\n"
 		    "hsmvault_audit_appends_total{path=\"fast\"} %lu\n"
 		    "hsmvault_audit_appends_total{path=\"locked\"} %lu\n"
-		    "# HELP hsmvault_audit_group_commits_total Audit group "
-		    "commits (audit_group_leaders).\n"
+		    "# HELP hsmvault_audit_group_commits_total Statements "
+		    "that appended several audit rows at once (audit group "
+		    "commits, and groups of creates).\n"
 		    "# TYPE hsmvault_audit_group_commits_total counter\n"
 		    "hsmvault_audit_group_commits_total %lu\n"
 		    "# HELP hsmvault_audit_grouped_rows_total Audit rows "
-		    "written by group commits.\n"
+		    "appended by those statements.\n"
 		    "# TYPE hsmvault_audit_grouped_rows_total counter\n"
 		    "hsmvault_audit_grouped_rows_total %lu\n",
 		    st.fast, st.locked, st.groups, st.rows);
+	}
+
+	if (creates != NULL) {
+		unsigned long groups, items;
+
+		hv_group_stats(creates, &groups, &items);
+		sb_printf(&b,
+		    "# HELP hsmvault_create_group_commits_total Groups of "
+		    "creates written by a writer thread in one transaction "
+		    "(create_group_writers).\n"
+		    "# TYPE hsmvault_create_group_commits_total counter\n"
+		    "hsmvault_create_group_commits_total %lu\n"
+		    "# HELP hsmvault_create_grouped_total Creates written "
+		    "by those groups (a lone create is written by its own "
+		    "request and not counted).\n"
+		    "# TYPE hsmvault_create_grouped_total counter\n"
+		    "hsmvault_create_grouped_total %lu\n",
+		    groups, items);
 	}
 
 	if (b.oom) {

@@ -13,7 +13,8 @@
  * store and would read key store figures the same way.
  *
  * Ownership: struct hv_metrics borrows the route table (static storage).
- * Thread-safety: hv_metrics_observe(), hv_metrics_inflight() and
+ * Thread-safety: hv_metrics_observe(), hv_metrics_inflight(),
+ * hv_metrics_held() and
  * hv_metrics_render() may run on any number of threads.
  */
 #ifndef HV_METRICS_H
@@ -28,6 +29,7 @@
 
 struct hv_metrics;
 struct hv_audit;
+struct hv_group;
 
 /* New metrics for the n routes of tbl. Free with hv_metrics_free(). */
 enum hv_rc
@@ -44,15 +46,18 @@ void hv_metrics_observe(
 
 /* Requests being served: +1 when one starts, -1 when it completes. */
 void hv_metrics_inflight(struct hv_metrics *m, int delta);
+/* Held answers (docs/http.md): +1 when one is held, -1 when it goes. */
+void hv_metrics_held(struct hv_metrics *m, int delta);
 
 /*
  * Render every metric. store may be NULL (no pool figures), audit too (no
- * audit append figures). On HV_OK *out
+ * audit append figures), creates too (no create group figures). On HV_OK
+ * *out
  * is a new NUL-terminated buffer of *len bytes the caller frees with
  * hv_free().
  */
 enum hv_rc hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
-    struct hv_audit *audit, char **out, size_t *len, struct hv_err *err)
-    __attribute__((warn_unused_result));
+    struct hv_audit *audit, struct hv_group *creates, char **out, size_t *len,
+    struct hv_err *err) __attribute__((warn_unused_result));
 
 #endif

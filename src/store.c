@@ -24,6 +24,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -110,6 +111,23 @@ fnv1a(const char *s)
 		h *= 16777619u;
 	}
 	return h;
+}
+
+bool
+hv_sql_put(char *b, size_t cap, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	if (*off >= cap)
+		return false;
+	va_start(ap, fmt);
+	w = vsnprintf(b + *off, cap - *off, fmt, ap);
+	va_end(ap);
+	if (w < 0 || (size_t)w >= cap - *off)
+		return false;
+	*off += (size_t)w;
+	return true;
 }
 
 void

@@ -48,6 +48,13 @@ struct hv_conn;
 void hv_store_register(const struct hv_stmt *tbl, size_t n);
 
 /*
+ * Append printf output to b (cap bytes, *off used) when making a
+ * statement's text at register time; false when it does not fit.
+ */
+bool hv_sql_put(char *b, size_t cap, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
  * Open a pool of `size` connections (0 = 8) to the libpq string url.
  * Connects eagerly one connection to fail fast on a wrong URL; the others
  * connect on demand.

@@ -32,6 +32,7 @@
 #include "clock.h"
 #include "apikey.h"
 #include "digest.h"
+#include "group.h"
 #include "log.h"
 #include "mem.h"
 #include "uuid.h"
@@ -465,6 +466,12 @@ hv_vault_audit(struct hv_vault *v)
 	return v->audit;
 }
 
+struct hv_group *
+hv_vault_create_group(struct hv_vault *v)
+{
+	return v->creates;
+}
+
 static void cache_stop(struct hv_vault *v);
 
 void
@@ -476,6 +483,7 @@ hv_vault_close(struct hv_vault **vp)
 		return;
 	v = *vp;
 	cache_stop(v);
+	hv_group_free(&v->creates); /* writes what is queued first */
 	hv_credcache_free(&v->credcache);
 	hv_dekcache_free(&v->dekcache);
 	hv_catalog_free(&v->catalog);
@@ -553,6 +561,13 @@ hv_vault_open(const struct hv_cfg *cfg, bool create_keys, struct hv_vault **out,
 	rc = hv_catalog_load(cfg->catalog, cfg, &v->catalog, err);
 	if (rc != HV_OK)
 		goto fail;
+	if (cfg->create_group_writers > 0) {
+		rc = hv_group_new("create group commit",
+		    cfg->create_group_writers, CREATE_GROUP_MAX,
+		    hv_vault_create_group_run, v, &v->creates, err);
+		if (rc != HV_OK)
+			goto fail;
+	}
 	*out = v;
 	return HV_OK;
 fail:

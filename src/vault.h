@@ -32,6 +32,7 @@
 #include "err.h"
 
 struct hv_vault;
+struct hv_group;
 struct hv_hsm;
 struct hv_store;
 struct hv_audit;
@@ -90,6 +91,8 @@ void hv_vault_close(struct hv_vault **v);
 struct hv_hsm *hv_vault_hsm(struct hv_vault *v);
 struct hv_store *hv_vault_store(struct hv_vault *v);
 struct hv_audit *hv_vault_audit(struct hv_vault *v);
+/* The group commit of creates (create_group_writers), or NULL when off. */
+struct hv_group *hv_vault_create_group(struct hv_vault *v);
 
 /* Run the embedded migrations (also done by hv_vault_init). */
 enum hv_rc hv_vault_migrate(const struct hv_cfg *cfg, json_t **report,
@@ -152,6 +155,22 @@ struct hv_list_query {
 enum hv_rc hv_vault_cred_create(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx,
     const json_t *body, json_t **out, struct hv_err *err);
+/*
+ * hv_vault_cred_create whose caller need not wait for the commit: with
+ * group commit of creates on (create_group_writers) and other creates
+ * queued or being written, a create that passed every check is queued
+ * and it returns HV_OK with *pending true and *out an empty object;
+ * done(arg, rc, err) runs later on a writer thread, after the commit
+ * that holds the credential (then *out is its row) or with the error that
+ * lost it (then the caller drops *out and answers the error). A create
+ * whose group fails before its commit is written again alone, so its
+ * error is its own. In every other case it is hv_vault_cred_create,
+ * *pending false, and done never runs.
+ */
+enum hv_rc
+hv_vault_cred_create_async(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const json_t *body, hv_done_fn done, void *arg,
+    bool *pending, json_t **out, struct hv_err *err);
 enum hv_rc hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const struct hv_list_query *q, json_t **out,
     struct hv_err *err);
@@ -181,6 +200,13 @@ enum hv_rc hv_vault_cred_reveal(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
     json_t **out, struct hv_err *err);
 /*
+ * An audit row that could not be written (the change or reveal fails
+ * closed): err's message gets the "audit" prefix unless it has it already.
+ * Returns err->rc, which audit.c never leaves 4xx-class for a row the
+ * database refused: that is the server's failure, not the caller's.
+ */
+enum hv_rc hv_vault_audit_failed(struct hv_err *err);
+/*
  * hv_vault_cred_reveal whose caller need not wait for the audit commit:
  * with group commit on (audit_group_leaders), a successful reveal queues
  * its audit row and returns HV_OK with *pending true and *out set, and
@@ -190,13 +216,6 @@ enum hv_rc hv_vault_cred_reveal(struct hv_vault *v,
  * (group commit off, any failure) it is hv_vault_cred_reveal, *pending
  * false, and done never runs.
  */
-/*
- * An audit row that could not be written (the change or reveal fails
- * closed): err's message gets the "audit" prefix unless it has it already.
- * Returns err->rc, which audit.c never leaves 4xx-class for a row the
- * database refused: that is the server's failure, not the caller's.
- */
-enum hv_rc hv_vault_audit_failed(struct hv_err *err);
 enum hv_rc
 hv_vault_cred_reveal_async(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const char *id, hv_done_fn done, void *arg,

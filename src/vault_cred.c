@@ -36,11 +36,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "envelope.h"
+#include "group.h"
 #include "log.h"
 #include "mem.h"
 #include "uuid.h"
@@ -204,11 +206,80 @@ static const struct hv_stmt cred_stmts[] = {
         12},
 };
 
+/*
+ * cred_create_<n> for n = 2..CREATE_GROUP_MAX: cred_create for n
+ * credentials at once (a group of creates, docs/performance.md), each row
+ * with cred_create's 16 parameters in the same order, $16k+1.. for row k.
+ * The versions do not read c: the foreign key is checked at the end of
+ * the statement, when the credentials are in.
+ */
+#define CREATE_GROUP_SQL_CAP (1536 + CREATE_GROUP_MAX * 320)
+static char create_group_names[CREATE_GROUP_MAX + 1][40];
+static char create_group_sql[CREATE_GROUP_MAX + 1][CREATE_GROUP_SQL_CAP];
+static struct hv_stmt create_group_stmts[CREATE_GROUP_MAX - 1];
+static pthread_once_t create_group_once = PTHREAD_ONCE_INIT;
+
+static bool
+create_group_sql_of(size_t n, char *b, size_t cap)
+{
+	size_t off = 0, i;
+	bool ok;
+
+	ok = hv_sql_put(b, cap, &off,
+	    "WITH c AS (INSERT INTO credentials (id, workspace_id, service, "
+	    "name, auth_type, scope, owner_user, notes, injection, status, "
+	    "version, base_url, expires_at, created_by) VALUES ");
+	for (i = 0; ok && i < n; i++) {
+		size_t k = i * 16;
+
+		ok = hv_sql_put(b, cap, &off,
+		    "%s($%zu::uuid, $%zu::uuid, $%zu, $%zu, $%zu, $%zu, $%zu, "
+		    "$%zu, $%zu::jsonb, 'active', 1, $%zu, $%zu::timestamptz, "
+		    "$%zu)",
+		    i == 0 ? "" : ", ", k + 1, k + 2, k + 3, k + 4, k + 5,
+		    k + 6, k + 7, k + 8, k + 9, k + 10, k + 11, k + 12);
+	}
+	ok = ok &&
+	    hv_sql_put(b, cap, &off,
+	        " RETURNING " COLS "), v AS (INSERT INTO credential_versions "
+	        "(credential_id, version, kek_version, wrapped_dek, nonce, "
+	        "ciphertext) VALUES ");
+	for (i = 0; ok && i < n; i++) {
+		size_t k = i * 16;
+
+		ok = hv_sql_put(b, cap, &off,
+		    "%s($%zu::uuid, 1, $%zu::integer, $%zu::bytea, "
+		    "$%zu::bytea, "
+		    "$%zu::bytea)",
+		    i == 0 ? "" : ", ", k + 1, k + 13, k + 14, k + 15, k + 16);
+	}
+	return ok && hv_sql_put(b, cap, &off, ") SELECT * FROM c");
+}
+
+static void
+make_create_group_stmts(void)
+{
+	size_t n;
+
+	for (n = 2; n <= CREATE_GROUP_MAX; n++) {
+		(void)snprintf(create_group_names[n],
+		    sizeof(create_group_names[n]), "cred_create_%zu", n);
+		if (!create_group_sql_of(
+		        n, create_group_sql[n], sizeof(create_group_sql[n])))
+			abort(); /* CREATE_GROUP_SQL_CAP too small: a build error */
+		create_group_stmts[n - 2].name = create_group_names[n];
+		create_group_stmts[n - 2].sql = create_group_sql[n];
+		create_group_stmts[n - 2].nparams = (int)(16 * n);
+	}
+}
+
 void
 hv_vault_cred_register(void)
 {
 	hv_store_register(
 	    cred_stmts, sizeof(cred_stmts) / sizeof(cred_stmts[0]));
+	pthread_once(&create_group_once, make_create_group_stmts);
+	hv_store_register(create_group_stmts, CREATE_GROUP_MAX - 1);
 }
 
 static const char *const auth_types[] = {
@@ -1368,9 +1439,262 @@ insert_credential(struct hv_conn *c, const char *const *cred_params,
 /* ------------------------------------------------------------------ */
 /* Create                                                              */
 
-enum hv_rc
-hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
-    const struct hv_reqctx *ctx, const json_t *body, json_t **out,
+/*
+ * A create checked and sealed, ready to be written: alone by its caller,
+ * or queued for a group commit (then *out is filled by the writer before
+ * done runs). Every string is a copy in buf: the request may be gone.
+ */
+struct create_job {
+	struct hv_group_item item; /* the queue's link */
+	char id[HV_UUID_STR];
+	const char *params[12]; /* cred_create's $1..$12 */
+	struct hv_audit_event ev;
+	struct hv_envelope env;
+	json_t *out; /* queued: the answer (borrowed: the caller's) */
+	hv_done_fn done;
+	void *arg;
+	size_t len;
+	char buf[];
+};
+
+static void
+job_free(struct create_job *j)
+{
+	if (j == NULL)
+		return;
+	hv_envelope_release(&j->env);
+	hv_free_wipe(j, sizeof(*j) + j->len);
+}
+
+/*
+ * The job of credential id with cred_create's parameters params[1..11]
+ * (params[0] is id) and the audit event of p's request.
+ */
+static struct create_job *
+job_new(const char *id, const char *const *params, const struct hv_principal *p,
+    const struct hv_reqctx *ctx)
+{
+	struct hv_audit_event ev;
+	const char *ef[4];
+	struct create_job *j;
+	size_t need = 0, off = 0, i;
+
+	fill_event(&ev, p, ctx, p->workspace_id, "credential.create", NULL,
+	    "success", NULL);
+	ef[0] = ev.actor_id;
+	ef[1] = ev.actor_name;
+	ef[2] = ev.request_id;
+	ef[3] = ev.remote_addr;
+	for (i = 1; i < 12; i++)
+		need += params[i] != NULL ? strlen(params[i]) + 1 : 0;
+	for (i = 0; i < 4; i++)
+		need += ef[i] != NULL ? strlen(ef[i]) + 1 : 0;
+	j = hv_calloc(1, sizeof(*j) + need);
+	if (j == NULL)
+		return NULL;
+	j->len = need;
+	hv_envelope_init(&j->env);
+	(void)snprintf(j->id, sizeof(j->id), "%s", id);
+	j->params[0] = j->id;
+	for (i = 1; i < 12; i++)
+		j->params[i] = hv_strput(j->buf, &off, params[i]);
+	j->ev = ev;
+	j->ev.workspace_id = j->params[1];
+	j->ev.credential_id = j->id;
+	j->ev.actor_id = hv_strput(j->buf, &off, ef[0]);
+	j->ev.actor_name = hv_strput(j->buf, &off, ef[1]);
+	j->ev.request_id = hv_strput(j->buf, &off, ef[2]);
+	j->ev.remote_addr = hv_strput(j->buf, &off, ef[3]);
+	return j;
+}
+
+/* Write job j in a transaction of its own; *out gets the row. */
+static enum hv_rc
+create_write(
+    struct hv_vault *v, struct create_job *j, json_t **out, struct hv_err *err)
+{
+	struct hv_conn *c = NULL;
+	PGresult *r = NULL;
+	json_t *o = NULL;
+	enum hv_rc rc;
+
+	rc = hv_store_acquire(v->store, &c, err);
+	if (rc != HV_OK)
+		return rc;
+	rc = hv_store_begin(c, err);
+	if (rc != HV_OK)
+		goto out;
+	rc = insert_credential(c, j->params, &j->env, &r, err);
+	if (rc != HV_OK)
+		goto out;
+	rc = hv_audit_append(v->audit, c, &j->ev, err);
+	if (rc != HV_OK) {
+		rc = hv_vault_audit_failed(err);
+		goto out;
+	}
+	o = row_json(r, 0);
+	if (o == NULL) {
+		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
+		goto out;
+	}
+	rc = hv_store_commit(c, err);
+	if (rc != HV_OK)
+		goto out;
+	*out = o;
+	o = NULL;
+out:
+	hv_store_release(v->store, &c); /* rolls back if still open */
+	json_decref(o);
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * Write jobs j[0..n-1] (2..CREATE_GROUP_MAX) in one transaction: one
+ * statement for the credentials and their versions, one for their audit
+ * rows (hv_audit_append_many), one commit; on success *rows has the
+ * credential rows, j[k]'s at row[k]. *sent: the COMMIT went out, so the
+ * outcome is the commit's and nothing may be written again.
+ */
+static enum hv_rc
+create_many(struct hv_vault *v, struct create_job **j, size_t n,
+    PGresult **rows, int *row, bool *sent, struct hv_err *err)
+{
+	const char *params[16 * CREATE_GROUP_MAX];
+	int lengths[16 * CREATE_GROUP_MAX], formats[16 * CREATE_GROUP_MAX];
+	char kek[CREATE_GROUP_MAX][16], name[40];
+	const struct hv_audit_event *evs[CREATE_GROUP_MAX];
+	struct hv_conn *c = NULL;
+	PGresult *r = NULL;
+	enum hv_rc rc;
+	size_t i, k;
+	int t;
+
+	*sent = false;
+	memset(lengths, 0, sizeof(lengths[0]) * 16 * n);
+	memset(formats, 0, sizeof(formats[0]) * 16 * n);
+	for (i = 0; i < n; i++) {
+		const struct hv_envelope *env = &j[i]->env;
+		size_t b = 16 * i;
+
+		for (k = 0; k < 12; k++)
+			params[b + k] = j[i]->params[k];
+		(void)snprintf(
+		    kek[i], sizeof(kek[i]), "%" PRIu32, env->kek_version);
+		params[b + 12] = kek[i];
+		params[b + 13] = (const char *)env->wrapped;
+		lengths[b + 13] = (int)env->wrapped_len;
+		params[b + 14] = (const char *)env->nonce;
+		lengths[b + 14] = HV_ENVELOPE_NONCE_LEN;
+		params[b + 15] = (const char *)env->ct;
+		lengths[b + 15] = (int)env->ct_len;
+		formats[b + 13] = formats[b + 14] = formats[b + 15] = 1;
+		evs[i] = &j[i]->ev;
+	}
+	(void)snprintf(name, sizeof(name), "cred_create_%zu", n);
+	rc = hv_store_acquire(v->store, &c, err);
+	if (rc != HV_OK)
+		return rc;
+	rc = hv_store_begin(c, err);
+	if (rc == HV_OK)
+		rc = hv_store_exec(c, name, (int)(16 * n), params, lengths,
+		    formats, false, &r, err);
+	if (rc != HV_OK)
+		goto out;
+	if ((size_t)PQntuples(r) != n) {
+		rc = hv_err_set(err, HV_E_DATABASE,
+		    "a group of %zu creates returned %d rows", n, PQntuples(r));
+		goto out;
+	}
+	/* RETURNING's order is not promised: match the rows by id */
+	for (i = 0; i < n; i++) {
+		row[i] = -1;
+		for (t = 0; t < PQntuples(r); t++)
+			if (strcmp(val(r, t, C_ID), j[i]->id) == 0)
+				row[i] = t;
+		if (row[i] < 0) {
+			rc = hv_err_set(err, HV_E_DATABASE,
+			    "a group of creates lost a row");
+			goto out;
+		}
+	}
+	rc = hv_audit_append_many(v->audit, c, evs, n, err);
+	if (rc != HV_OK) {
+		rc = hv_vault_audit_failed(err);
+		goto out;
+	}
+	*sent = true;
+	rc = hv_store_commit(c, err);
+	if (rc != HV_OK)
+		goto out;
+	*rows = r;
+	r = NULL;
+out:
+	hv_store_release(v->store, &c); /* rolls back if still open */
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * The group's writer (hv_group_fn): the jobs in one transaction, and if
+ * that fails before its commit went out, each job alone, so that one bad
+ * create never fails the others and each gets its own outcome. Then each
+ * job's done, and the job is freed.
+ */
+void
+hv_vault_create_group_run(void *ctx, struct hv_group_item **items, size_t n)
+{
+	struct hv_vault *v = ctx;
+	struct create_job *j[CREATE_GROUP_MAX];
+	enum hv_rc rcs[CREATE_GROUP_MAX];
+	struct hv_err errs[CREATE_GROUP_MAX];
+	int row[CREATE_GROUP_MAX];
+	PGresult *rows = NULL;
+	struct hv_err err = {HV_OK, ""};
+	bool sent = false;
+	enum hv_rc rc = HV_E_INTERNAL;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		j[i] = (struct create_job *)(void *)items[i];
+		rcs[i] = HV_OK;
+		errs[i].rc = HV_OK;
+		errs[i].msg[0] = '\0';
+	}
+	if (n > 1)
+		rc = create_many(v, j, n, &rows, row, &sent, &err);
+	for (i = 0; i < n; i++) {
+		json_t *o = NULL;
+
+		if (rc == HV_OK) {
+			o = row_json(rows, row[i]);
+			if (o == NULL)
+				rcs[i] = hv_err_set(
+				    &errs[i], HV_E_NOMEM, "out of memory");
+		} else if (sent) {
+			rcs[i] = rc;
+			errs[i] = err;
+		} else {
+			rcs[i] = create_write(v, j[i], &o, &errs[i]);
+		}
+		if (o != NULL && json_object_update_new(j[i]->out, o) != 0)
+			rcs[i] =
+			    hv_err_set(&errs[i], HV_E_NOMEM, "out of memory");
+	}
+	PQclear(rows);
+	/* j[i]->out is not touched after its done: the caller's again */
+	for (i = 0; i < n; i++) {
+		j[i]->done(j[i]->arg, rcs[i], &errs[i]);
+		job_free(j[i]);
+	}
+}
+
+/*
+ * Check and seal a create; *job gets it (NULL with the error otherwise).
+ */
+static enum hv_rc
+create_prepare(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const json_t *body, struct create_job **job,
     struct hv_err *err)
 {
 	static const char *const fields[] = {"service", "name", "auth_type",
@@ -1383,13 +1707,10 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 	char id[HV_UUID_STR], expires_buf[80], url[URL_MAX_BYTES + 1];
 	char *inj_text = NULL;
 	const char *params[12];
-	struct hv_envelope env;
-	struct hv_conn *c = NULL;
-	PGresult *r = NULL;
-	json_t *o = NULL;
+	struct create_job *j = NULL;
 	enum hv_rc rc;
 
-	hv_envelope_init(&env);
+	*job = NULL;
 	rc = hv_vault_require(v, p, HV_SCOPE_CRED_WRITE, ctx, err);
 	if (rc != HV_OK)
 		goto out;
@@ -1527,17 +1848,6 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 		rc = hv_err_set(err, rc, "cannot make an id");
 		goto out;
 	}
-	/* The key store works before any connection is held. */
-	rc = hv_vault_seal_secret(v, p->workspace_id, id, 1, sec, &env, err);
-	if (rc != HV_OK)
-		goto out;
-
-	rc = hv_store_acquire(v->store, &c, err);
-	if (rc != HV_OK)
-		goto out;
-	rc = hv_store_begin(c, err);
-	if (rc != HV_OK)
-		goto out;
 	params[0] = id;
 	params[1] = p->workspace_id;
 	params[2] = service;
@@ -1550,31 +1860,77 @@ hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
 	params[9] = base_url;
 	params[10] = expires;
 	params[11] = created_by(p);
-	rc = insert_credential(c, params, &env, &r, err);
-	if (rc != HV_OK)
-		goto out;
-	rc = audit_tx(
-	    v, c, p, ctx, p->workspace_id, "credential.create", id, NULL, err);
-	if (rc != HV_OK)
-		goto out;
-	o = row_json(r, 0);
-	if (o == NULL) {
+	j = job_new(id, params, p, ctx);
+	if (j == NULL) {
 		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 		goto out;
 	}
-	rc = hv_store_commit(c, err);
+	/* The key store works before any connection is held. */
+	rc = hv_vault_seal_secret(v, p->workspace_id, id, 1, sec, &j->env, err);
 	if (rc != HV_OK)
 		goto out;
-	*out = o;
-	o = NULL;
+	*job = j;
+	j = NULL;
 out:
-	if (c != NULL)
-		hv_store_release(v->store, &c); /* rolls back if still open */
-	json_decref(o);
-	PQclear(r);
+	job_free(j);
 	json_text_free(inj_text);
-	hv_envelope_release(&env);
 	return rc;
+}
+
+enum hv_rc
+hv_vault_cred_create(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const json_t *body, json_t **out,
+    struct hv_err *err)
+{
+	struct create_job *j;
+	enum hv_rc rc;
+
+	rc = create_prepare(v, p, ctx, body, &j, err);
+	if (rc != HV_OK)
+		return rc;
+	rc = create_write(v, j, out, err);
+	job_free(j);
+	return rc;
+}
+
+enum hv_rc
+hv_vault_cred_create_async(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const json_t *body, hv_done_fn done, void *arg,
+    bool *pending, json_t **out, struct hv_err *err)
+{
+	struct create_job *j;
+	json_t *o;
+	enum hv_rc rc;
+
+	*pending = false;
+	rc = create_prepare(v, p, ctx, body, &j, err);
+	if (rc != HV_OK)
+		return rc;
+	if (v->creates == NULL || done == NULL || hv_group_alone(v->creates)) {
+		/* no group commit, or nothing to share a commit with */
+		rc = create_write(v, j, out, err);
+		if (v->creates != NULL && done != NULL)
+			hv_group_alone_end(v->creates);
+		job_free(j);
+		return rc;
+	}
+	o = json_object();
+	if (o == NULL) {
+		job_free(j);
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	}
+	j->out = o;
+	j->done = done;
+	j->arg = arg;
+	rc = hv_group_push(v->creates, &j->item, err);
+	if (rc != HV_OK) {
+		job_free(j);
+		json_decref(o);
+		return rc;
+	}
+	*out = o;
+	*pending = true;
+	return HV_OK;
 }
 
 /* ------------------------------------------------------------------ */

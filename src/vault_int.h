@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+struct hv_group;
+
 struct hv_vault {
 	const struct hv_cfg *cfg; /* borrowed */
 	struct hv_hsm *hsm;
@@ -25,7 +27,19 @@ struct hv_vault {
 	void *apikey_cache;             /* owned by vault.c */
 	struct hv_dekcache *dekcache;   /* NULL: off; used by vault_cred.c */
 	struct hv_credcache *credcache; /* NULL: off; metadata reads */
+	struct hv_group *creates; /* NULL: off; group commit (vault_cred.c) */
 };
+
+/*
+ * Credentials per group commit of creates (create_group_writers); at most
+ * the audit log's rows per statement (hv_audit_append_many).
+ */
+#define CREATE_GROUP_MAX 32
+
+/* Run a group of queued creates (an hv_group_fn; ctx is the vault). */
+struct hv_group_item;
+void
+hv_vault_create_group_run(void *ctx, struct hv_group_item **items, size_t n);
 
 /* Register the statement tables of every vault module (once). */
 void hv_vault_register_statements(void);

@@ -498,6 +498,8 @@ struct revealer {
 	bool leaked; /* one_reveal: the secret was in it */
 };
 
+static long metric(const char *name);
+
 /* One reveal on a connection of its own (a thread of the test). */
 static void *
 one_reveal(void *arg)
@@ -631,7 +633,10 @@ test_reveal_held(void **state)
 	for (n = 0; n < 1000 && lock_waits(lk) < 2; n++)
 		usleep(10000);
 	assert_true(lock_waits(lk) >= 2);
-	usleep(200000); /* the last of the three may still be queueing */
+	/* the three behind the first are held answers (/metrics) */
+	for (n = 0; n < 1000 && metric("hsmvault_http_held_answers") < 3; n++)
+		usleep(10000);
+	assert_int_equal(metric("hsmvault_http_held_answers"), 3);
 	res = PQexec(lk, "COMMIT");
 	PQclear(res);
 	PQfinish(lk);
@@ -641,12 +646,294 @@ test_reveal_held(void **state)
 		assert_false(t[i].leaked);
 	}
 	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows);
+	assert_int_equal(metric("hsmvault_http_held_answers"), 0);
 	hv_test_sql(&S, "ALTER TABLE audit_log DROP CONSTRAINT test_no_reveal");
 	assert_int_equal(req("GET", path, S.admin_key, NULL, NULL, &r), 200);
 	assert_string_equal(
 	    jstr(json_object_get(r.json, "secret"), "key"), "sk_held_reveal");
 	hv_httpc_resp_free(&r);
 	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows + 1);
+}
+
+/*
+ * A /metrics figure ("\nNAME VALUE"), -1 when absent. On a connection of
+ * its own: the test's shared one may belong to a worker thread that a
+ * test holds up on a lock (each libmicrohttpd thread serves the
+ * connections it accepted).
+ */
+static long
+metric(const char *name)
+{
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	char key[128];
+	const char *p;
+	long v = -1;
+
+	(void)snprintf(key, sizeof(key), "\n%s ", name);
+	hv_httpc_init(&c, S.base);
+	hv_httpc_do(&c, "GET", "/metrics", S.admin_key, NULL, NULL, 0, &r);
+	if (r.status == 200 && r.body != NULL &&
+	    (p = strstr(r.body, key)) != NULL)
+		v = strtol(p + strlen(key), NULL, 10);
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	return v;
+}
+
+struct creator {
+	const char *name; /* one_create: the credential's name */
+	int who;          /* creator_main: the names' prefix */
+	int ok, bad;
+	long status;
+	char code[64];
+};
+
+/* A create's body (names here need no escaping); free() it. */
+static char *
+create_body(const char *name)
+{
+	char *b = malloc(512);
+
+	assert_non_null(b);
+	(void)snprintf(b, 512,
+	    "{\"service\":\"stripe\",\"name\":\"%s\","
+	    "\"auth_type\":\"api_key\",\"scope\":\"workspace\","
+	    "\"secret\":{\"key\":\"sk_group_create\"}}",
+	    name);
+	return b;
+}
+
+/* One create on a connection of its own (a thread of the test). */
+static void *
+one_create(void *arg)
+{
+	struct creator *t = arg;
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	char *b = create_body(t->name);
+
+	hv_httpc_init(&c, S.base);
+	hv_httpc_do(
+	    &c, "POST", "/v1/credentials", S.admin_key, NULL, b, strlen(b), &r);
+	t->status = r.status;
+	if (r.status == 201 && strcmp(jstr(r.json, "name"), t->name) == 0 &&
+	    hv_uuid_valid(jstr(r.json, "id")))
+		t->ok++;
+	(void)snprintf(t->code, sizeof(t->code), "%s",
+	    jstr(json_object_get(r.json, "error"), "code"));
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	free(b);
+	return NULL;
+}
+
+/* 25 creates on a connection of its own; counts right answers. */
+static void *
+creator_main(void *arg)
+{
+	struct creator *t = arg;
+	struct hv_httpc c;
+	char name[64];
+	int i;
+
+	hv_httpc_init(&c, S.base);
+	for (i = 0; i < 25; i++) {
+		struct hv_httpc_resp r;
+		char *b;
+
+		(void)snprintf(name, sizeof(name), "group %d-%d", t->who, i);
+		b = create_body(name);
+		hv_httpc_do(&c, "POST", "/v1/credentials", S.admin_key, NULL, b,
+		    strlen(b), &r);
+		if (r.status == 201 &&
+		    strcmp(jstr(r.json, "name"), name) == 0 &&
+		    json_integer_value(json_object_get(r.json, "version")) ==
+		        1 &&
+		    hv_uuid_valid(jstr(r.json, "id")))
+			t->ok++;
+		else
+			t->bad++;
+		hv_httpc_resp_free(&r);
+		free(b);
+	}
+	hv_httpc_release(&c);
+	return NULL;
+}
+
+/*
+ * Hold the credentials table with a lock, start creates named names[0..n-1]
+ * one after the other, and release the lock once they are all in the
+ * server: names[0] waits on the lock on its worker thread (a lone
+ * create), names[1] goes to the writer thread, which waits on the lock
+ * too (two waiting lock requests), and names[2..] queue behind it and form
+ * one group: the lock goes once all but the first are held answers
+ * (/metrics). Each gets its status in t[i].
+ */
+static void
+held_creates(const char *const *names, int n, struct creator *t)
+{
+	pthread_t th[8];
+	PGconn *lk;
+	PGresult *res;
+	long held;
+	int i, k;
+
+	assert_true(n >= 3 && n <= 8);
+	lk = PQconnectdb(S.db.url);
+	assert_int_equal(PQstatus(lk), CONNECTION_OK);
+	res = PQexec(lk, "BEGIN; LOCK TABLE credentials IN EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	held = metric("hsmvault_http_held_answers");
+	assert_true(held >= 0);
+	for (i = 0; i < n; i++) {
+		memset(&t[i], 0, sizeof(t[i]));
+		t[i].name = names[i];
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, one_create, &t[i]), 0);
+		for (k = 0; i < 2 && k < 1000 && lock_waits(lk) < i + 1; k++)
+			usleep(10000);
+		assert_true(i >= 2 || lock_waits(lk) >= i + 1);
+	}
+	/* every create but the first (waiting on its worker thread) is held */
+	for (k = 0;
+	     k < 1000 && metric("hsmvault_http_held_answers") < held + n - 1;
+	     k++)
+		usleep(10000);
+	assert_int_equal(metric("hsmvault_http_held_answers"), held + n - 1);
+	res = PQexec(lk, "COMMIT");
+	PQclear(res);
+	PQfinish(lk);
+	for (i = 0; i < n; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+}
+
+/* The first value of a test-only query on the server's database. */
+static long
+db_long(const char *sql)
+{
+	PGconn *c = PQconnectdb(S.db.url);
+	PGresult *r;
+	long n = -1;
+
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	PQfinish(c);
+	return n;
+}
+
+/* Rows of audit_log for credential.create with this name's credential. */
+static long
+create_rows(const char *name)
+{
+	char sql[256];
+
+	(void)snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM audit_log a JOIN credentials c ON "
+	    "c.id = a.credential_id WHERE a.action = 'credential.create' "
+	    "AND c.name = '%s'",
+	    name);
+	return db_long(sql);
+}
+
+/*
+ * Creates with group commit (the default): a create that finds others
+ * queued or being written is queued, and its answer held until the group
+ * that holds it commits. 8 clients at once each get 201 with their own
+ * row, and leave one credential and one audit row each. A group that
+ * fails (a CHECK refuses one of its credentials) is written again one
+ * create at a time: the others still get 201, the refused one the same
+ * answer it gets alone, and it leaves neither credential nor audit row.
+ */
+static void
+test_create_group(void **state)
+{
+	static const char *const good[] = {
+	    "held a", "held b", "held c", "held d", "held e"};
+	static const char *const mixed[] = {
+	    "mixed a", "mixed b", "mixed c", "group-bad", "mixed e"};
+	struct creator t[8];
+	pthread_t th[8];
+	struct hv_httpc_resp r;
+	long creds, rows, groups, grouped, agroups;
+	char *b;
+	int i;
+
+	(void)state;
+	creds = hv_test_count_rows(&S, "credentials");
+	rows = hv_test_count_rows(&S, "audit_log");
+	for (i = 0; i < 8; i++) {
+		memset(&t[i], 0, sizeof(t[i]));
+		t[i].who = i;
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, creator_main, &t[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(t[i].ok, 25);
+		assert_int_equal(t[i].bad, 0);
+	}
+	assert_int_equal(hv_test_count_rows(&S, "credentials"), creds + 200);
+	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows + 200);
+	assert_int_equal(
+	    db_long("SELECT count(*) FROM credentials c WHERE "
+	            "c.name LIKE 'group %' AND NOT EXISTS (SELECT 1 "
+	            "FROM credential_versions v WHERE "
+	            "v.credential_id = c.id AND v.version = 1)"),
+	    0);
+
+	/* a group of three, made deterministic with a lock */
+	groups = metric("hsmvault_create_group_commits_total");
+	grouped = metric("hsmvault_create_grouped_total");
+	agroups = metric("hsmvault_audit_group_commits_total");
+	assert_true(groups >= 0 && grouped >= 0 && agroups >= 0);
+	held_creates(good, 5, t);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(t[i].status, 201);
+		assert_int_equal(t[i].ok, 1);
+		assert_int_equal(create_rows(good[i]), 1);
+	}
+	assert_int_equal(
+	    metric("hsmvault_create_group_commits_total"), groups + 2);
+	assert_int_equal(metric("hsmvault_create_grouped_total"), grouped + 4);
+	/* the group of three appended its audit rows with one statement */
+	assert_true(
+	    metric("hsmvault_audit_group_commits_total") >= agroups + 1);
+
+	/* a group that fails is written again one create at a time */
+	hv_test_sql(&S,
+	    "ALTER TABLE credentials ADD CONSTRAINT test_no_bad CHECK "
+	    "(name <> 'group-bad') NOT VALID");
+	b = create_body("group-bad");
+	memset(&t[7], 0, sizeof(t[7]));
+	t[7].status = req("POST", "/v1/credentials", S.admin_key, NULL, b, &r);
+	(void)snprintf(t[7].code, sizeof(t[7].code), "%s",
+	    jstr(json_object_get(r.json, "error"), "code"));
+	hv_httpc_resp_free(&r);
+	free(b);
+	assert_true(t[7].status >= 400 && t[7].status < 600);
+	rows = hv_test_count_rows(&S, "audit_log");
+	held_creates(mixed, 5, t);
+	for (i = 0; i < 5; i++) {
+		if (i == 3) {
+			assert_int_equal(t[i].status, t[7].status);
+			assert_string_equal(t[i].code, t[7].code);
+			continue;
+		}
+		assert_int_equal(t[i].status, 201);
+		assert_int_equal(t[i].ok, 1);
+		assert_int_equal(create_rows(mixed[i]), 1);
+	}
+	assert_int_equal(db_long("SELECT count(*) FROM credentials WHERE "
+	                         "name = 'group-bad'"),
+	    0);
+	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows + 4);
+	assert_int_equal(metric("hsmvault_http_held_answers"), 0);
+	hv_test_sql(&S, "ALTER TABLE credentials DROP CONSTRAINT test_no_bad");
 }
 
 int
@@ -661,6 +948,7 @@ main(void)
 	    cmocka_unit_test(test_admin),
 	    cmocka_unit_test(test_services),
 	    cmocka_unit_test(test_reveal_held),
+	    cmocka_unit_test(test_create_group),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
