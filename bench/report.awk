@@ -185,6 +185,24 @@ END {
 		}
 	}
 
+	if (has("create-c0,16") && has("create-g1,16")) {
+		print ""
+		print "### Create group commit (16 connections)"
+		print ""
+		print "The defaults (`create_group_writers` 1: creates that find others queued or being written share one transaction, written by a writer thread) against group commit of creates off (0: each create its own transaction, as pgbench's create ceiling runs it), each server started afresh. pgbench's figure is that ceiling at 16 connections."
+		print ""
+		print "| server | creates/s | p50 ms | p99 ms | server + PostgreSQL CPU µs | × pgbench |"
+		print "|---|---:|---:|---:|---:|---:|"
+		n = split("create-g1:defaults (1 writer);create-c0:create group commit off", G, ";")
+		for (i = 1; i <= n; i++) {
+			split(G[i], x, ":")
+			k = x[1] ",16"
+			printf "| %s | %.0f | %.2f | %.2f | %.0f + %.0f | %s |\n", x[2], rps[k],
+			    p50[k], p99[k], srv[k], pgc[k],
+			    (("create,16" in tps) && tps["create,16"] > 0 ? sprintf("%.2f", rps[k] / tps["create,16"]) : "–")
+		}
+	}
+
 	if (has("tpm-reveal-nocache,16")) {
 		print ""
 		print "### TPM 2.0 key store (swtpm, 16 connections)"
