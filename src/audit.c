@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "group.h"
 #include "log.h"
 #include "mem.h"
 #include "uuid.h"
@@ -61,7 +62,7 @@
 /*
  * Group commit (rows of their own, when audit_group_leaders > 0): that
  * many writer threads, each writing groups of at most GROUP_MAX rows (and
- * a lone row written by its caller, see alone_now). audit_group_<n> takes
+ * a lone row written by its caller, see wrote_alone). audit_group_<n> takes
  * chain, first seq, previous head mac and time, then per row the nine
  * fields of struct row and the row's mac.
  */
@@ -89,8 +90,8 @@ struct head {
  * strings in buf).
  */
 struct waiter {
+	struct hv_group_item item; /* the queue's link */
 	const struct hv_audit_event *ev;
-	struct waiter *next;
 	enum hv_rc rc;
 	struct hv_err err;
 	bool finished;      /* under gmu */
@@ -110,15 +111,9 @@ struct hv_audit {
 	unsigned long fast, locked;    /* appends, under mu */
 	unsigned long groups, grouped; /* group commits and their rows */
 	/* group commit of rows of their own: a queue and its writers */
-	pthread_mutex_t gmu;
-	pthread_cond_t gcv;            /* the queue has rows, or stop */
-	struct waiter *ghead, **gtail; /* under gmu */
-	unsigned int max_leaders;      /* writer threads; 0: no group commit */
-	unsigned int gbusy;            /* groups being written, under gmu */
-	pthread_t *writers;            /* [max_leaders] once started */
-	unsigned int nwriters;         /* started, under gmu */
-	struct hv_store *store;        /* the writers', under gmu */
-	bool stop;                     /* under gmu */
+	struct hv_group *group; /* NULL: no group commit */
+	pthread_mutex_t gmu;    /* store, and the waiters' finished */
+	struct hv_store *store; /* the writers', under gmu */
 };
 
 static const struct hv_stmt audit_stmts[] = {
@@ -239,6 +234,8 @@ hv_audit_register(void)
 	hv_store_register(group_stmts, GROUP_MAX - 1);
 }
 
+static void writer_run(void *ctx, struct hv_group_item **items, size_t n);
+
 enum hv_rc
 hv_audit_new(struct hv_hsm *hsm, unsigned int chains, unsigned int leaders,
     struct hv_audit **out, struct hv_err *err)
@@ -260,13 +257,20 @@ hv_audit_new(struct hv_hsm *hsm, unsigned int chains, unsigned int leaders,
 		hv_free(a);
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
 	}
+	if (leaders > 0) {
+		enum hv_rc rc = hv_group_new("audit group commit", leaders,
+		    GROUP_MAX, writer_run, a, &a->group, err);
+
+		if (rc != HV_OK) {
+			hv_free(a->heads);
+			hv_free(a);
+			return rc;
+		}
+	}
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_mutex_init(&a->gmu, NULL);
-	pthread_cond_init(&a->gcv, NULL);
-	a->gtail = &a->ghead;
 	a->hsm = hsm;
 	a->chains = chains;
-	a->max_leaders = leaders;
 	/*
 	 * Processes sharing one database start at different chains, so two
 	 * quiet servers do not both write chain 0.
@@ -279,21 +283,12 @@ hv_audit_new(struct hv_hsm *hsm, unsigned int chains, unsigned int leaders,
 void
 hv_audit_free(struct hv_audit **a)
 {
-	unsigned int i;
-
 	if (a == NULL || *a == NULL)
 		return;
 	/* the writers write what is queued, then leave */
-	pthread_mutex_lock(&(*a)->gmu);
-	(*a)->stop = true;
-	pthread_cond_broadcast(&(*a)->gcv);
-	pthread_mutex_unlock(&(*a)->gmu);
-	for (i = 0; i < (*a)->nwriters; i++)
-		pthread_join((*a)->writers[i], NULL);
-	hv_free((*a)->writers);
+	hv_group_free(&(*a)->group);
 	pthread_mutex_destroy(&(*a)->mu);
 	pthread_mutex_destroy(&(*a)->gmu);
-	pthread_cond_destroy(&(*a)->gcv);
 	hv_free((*a)->heads);
 	hv_free(*a);
 	*a = NULL;
@@ -967,95 +962,73 @@ out:
 }
 
 /*
- * Group commit (audit_group_leaders > 0): rows of their own go to a queue,
- * and max_leaders writer threads each take what is queued (up to
- * GROUP_MAX rows) and write it with one statement on one connection. Rows
+ * Group commit (audit_group_leaders > 0): rows of their own go to a queue
+ * (group.c), and that many writer threads each take what is queued (up
+ * to GROUP_MAX rows) and write it with one statement on one connection. Rows
  * that arrive while a group is being written form the next one, so under
  * load one commit carries many rows; a lone row is written by its caller
  * (wrote_alone). Every row is still chained, and each row's
  * caller hears of it (wakes up, or its callback runs) only after the
  * commit that holds it, or with its error.
  */
-static void *
-writer_main(void *arg)
+static void
+writer_run(void *ctx, struct hv_group_item **items, size_t n)
 {
-	struct hv_audit *a = arg;
+	struct hv_audit *a = ctx;
 	struct waiter *batch[GROUP_MAX];
-	size_t n, i;
+	struct hv_store *s;
+	size_t i;
 
+	for (i = 0; i < n; i++)
+		batch[i] = (struct waiter *)(void *)items[i];
 	pthread_mutex_lock(&a->gmu);
-	for (;;) {
-		while (a->ghead == NULL && !a->stop)
-			pthread_cond_wait(&a->gcv, &a->gmu);
-		if (a->ghead == NULL)
-			break; /* stop, and nothing left to write */
-		for (n = 0; n < GROUP_MAX && a->ghead != NULL; n++) {
-			batch[n] = a->ghead;
-			a->ghead = a->ghead->next;
-		}
-		if (a->ghead == NULL)
-			a->gtail = &a->ghead;
-		a->gbusy++;
-		pthread_mutex_unlock(&a->gmu);
-		run_group(a, a->store, batch, n);
-		/* a submitted row: its callback, then it is ours to free */
-		for (i = 0; i < n; i++) {
-			struct waiter *w = batch[i];
+	s = a->store;
+	pthread_mutex_unlock(&a->gmu);
+	run_group(a, s, batch, n);
+	/* a submitted row: its callback, then it is ours to free */
+	for (i = 0; i < n; i++) {
+		struct waiter *w = batch[i];
 
-			if (w->done == NULL)
-				continue;
-			/* the callback's word says that the audit row failed */
-			if (w->rc != HV_OK &&
-			    strncmp(w->err.msg, "audit", 5) != 0)
-				hv_err_prefix(&w->err, "audit");
-			w->done(w->arg, w->rc, &w->err);
-			hv_free(w);
-			batch[i] = NULL;
-		}
-		pthread_mutex_lock(&a->gmu);
-		a->gbusy--;
-		/* a waiting thread may return (and its frame vanish) now */
-		for (i = 0; i < n; i++) {
-			if (batch[i] == NULL)
-				continue;
-			batch[i]->finished = true;
-			pthread_cond_signal(batch[i]->cv);
-		}
+		if (w->done == NULL)
+			continue;
+		/* the callback's word says that the audit row failed */
+		if (w->rc != HV_OK && strncmp(w->err.msg, "audit", 5) != 0)
+			hv_err_prefix(&w->err, "audit");
+		w->done(w->arg, w->rc, &w->err);
+		hv_free(w);
+		batch[i] = NULL;
+	}
+	/* a waiting thread may return (and its frame vanish) now */
+	pthread_mutex_lock(&a->gmu);
+	for (i = 0; i < n; i++) {
+		if (batch[i] == NULL)
+			continue;
+		batch[i]->finished = true;
+		pthread_cond_signal(batch[i]->cv);
 	}
 	pthread_mutex_unlock(&a->gmu);
-	return NULL;
 }
 
 /*
- * Queue w (under gmu), starting the writers on first use. Refused once
- * hv_audit_free() began, or when the writers cannot start.
+ * Queue w for the writers (group.c starts them on first use); s must be
+ * the store of every row. Refused once hv_audit_free() began, or when no
+ * writer can start.
  */
 static enum hv_rc
 enqueue(struct hv_audit *a, struct hv_store *s, struct waiter *w,
     struct hv_err *err)
 {
-	if (a->stop)
-		return hv_err_set(err, HV_E_INTERNAL, "audit: shutting down");
-	if (a->store == NULL) {
-		a->writers = hv_calloc(a->max_leaders, sizeof(*a->writers));
-		if (a->writers == NULL)
-			return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	bool same;
+
+	pthread_mutex_lock(&a->gmu);
+	if (a->store == NULL)
 		a->store = s;
-		for (; a->nwriters < a->max_leaders; a->nwriters++)
-			if (pthread_create(&a->writers[a->nwriters], NULL,
-			        writer_main, a) != 0)
-				break;
-	}
-	if (a->nwriters == 0)
-		return hv_err_set(
-		    err, HV_E_INTERNAL, "audit: cannot start a writer thread");
-	if (s != a->store)
+	same = s == a->store;
+	pthread_mutex_unlock(&a->gmu);
+	if (!same)
 		return hv_err_set(
 		    err, HV_E_INTERNAL, "audit: one store per audit log");
-	*a->gtail = w;
-	a->gtail = &w->next;
-	pthread_cond_signal(&a->gcv);
-	return HV_OK;
+	return hv_group_push(a->group, &w->item, err);
 }
 
 /*
@@ -1065,22 +1038,10 @@ enqueue(struct hv_audit *a, struct hv_store *s, struct waiter *w,
  * a tenth of a lone reveal's time). Rows arriving meanwhile are queued
  * and a writer takes them in parallel.
  */
-static bool
-alone_now(struct hv_audit *a)
-{
-	bool now;
-
-	pthread_mutex_lock(&a->gmu);
-	now = a->ghead == NULL && a->gbusy == 0 && !a->stop;
-	if (now)
-		a->gbusy++;
-	pthread_mutex_unlock(&a->gmu);
-	return now;
-}
-
 /*
- * When alone_now(): write ev (borrowed) on this thread and say so, with
- * its outcome in *rc (and err).
+ * When nothing is queued and no group is being written (hv_group_alone):
+ * write ev (borrowed) on this thread and say so, with its outcome in *rc
+ * (and err).
  */
 static bool
 wrote_alone(struct hv_audit *a, struct hv_store *s,
@@ -1088,14 +1049,12 @@ wrote_alone(struct hv_audit *a, struct hv_store *s,
 {
 	struct waiter w, *one = &w;
 
-	if (!alone_now(a))
+	if (!hv_group_alone(a->group))
 		return false;
 	memset(&w, 0, sizeof(w));
 	w.ev = ev;
 	run_group(a, s, &one, 1);
-	pthread_mutex_lock(&a->gmu);
-	a->gbusy--;
-	pthread_mutex_unlock(&a->gmu);
+	hv_group_alone_end(a->group);
 	*rc = w.rc;
 	if (w.rc != HV_OK)
 		*err = w.err;
@@ -1112,7 +1071,7 @@ hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
 
 	memset(&w, 0, sizeof(w));
 	w.ev = ev;
-	if (a->max_leaders == 0) {
+	if (a->group == NULL) {
 		/* no group commit: a group of one, written by its caller */
 		run_group(a, s, &one, 1);
 		goto out;
@@ -1121,14 +1080,15 @@ hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
 		return rc;
 	pthread_cond_init(&cv, NULL);
 	w.cv = &cv;
-	pthread_mutex_lock(&a->gmu);
 	rc = enqueue(a, s, &w, &w.err);
-	if (rc != HV_OK)
+	if (rc != HV_OK) {
 		w.rc = rc;
-	else
+	} else {
+		pthread_mutex_lock(&a->gmu);
 		while (!w.finished)
 			pthread_cond_wait(&cv, &a->gmu);
-	pthread_mutex_unlock(&a->gmu);
+		pthread_mutex_unlock(&a->gmu);
+	}
 	pthread_cond_destroy(&cv);
 out:
 	if (w.rc != HV_OK)
@@ -1139,7 +1099,7 @@ out:
 bool
 hv_audit_async(const struct hv_audit *a)
 {
-	return a->max_leaders > 0;
+	return a->group != NULL;
 }
 
 enum hv_rc
@@ -1155,7 +1115,7 @@ hv_audit_submit(struct hv_audit *a, struct hv_store *s,
 	enum hv_rc rc;
 
 	*queued = false;
-	if (a->max_leaders == 0 || done == NULL)
+	if (a->group == NULL || done == NULL)
 		return hv_err_set(err, HV_E_INTERNAL,
 		    "audit: submit needs group commit and a callback");
 	if (wrote_alone(a, s, ev, &rc, err))
@@ -1178,9 +1138,7 @@ hv_audit_submit(struct hv_audit *a, struct hv_store *s,
 	w->ev = &w->copy;
 	w->done = done;
 	w->arg = arg;
-	pthread_mutex_lock(&a->gmu);
 	rc = enqueue(a, s, w, err);
-	pthread_mutex_unlock(&a->gmu);
 	if (rc != HV_OK)
 		hv_free(w);
 	else
