@@ -717,8 +717,11 @@ one_create(void *arg)
 	hv_httpc_do(
 	    &c, "POST", "/v1/credentials", S.admin_key, NULL, b, strlen(b), &r);
 	t->status = r.status;
+	/* a held answer keeps its headers: ETag of version 1, request id */
 	if (r.status == 201 && strcmp(jstr(r.json, "name"), t->name) == 0 &&
-	    hv_uuid_valid(jstr(r.json, "id")))
+	    hv_uuid_valid(jstr(r.json, "id")) && strcmp(r.etag, "\"1\"") == 0 &&
+	    r.request_id[0] != '\0' &&
+	    json_object_get(r.json, "secret") == NULL)
 		t->ok++;
 	(void)snprintf(t->code, sizeof(t->code), "%s",
 	    jstr(json_object_get(r.json, "error"), "code"));
@@ -750,6 +753,7 @@ creator_main(void *arg)
 		    strcmp(jstr(r.json, "name"), name) == 0 &&
 		    json_integer_value(json_object_get(r.json, "version")) ==
 		        1 &&
+		    strcmp(r.etag, "\"1\"") == 0 &&
 		    hv_uuid_valid(jstr(r.json, "id")))
 			t->ok++;
 		else
