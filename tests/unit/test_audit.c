@@ -988,6 +988,104 @@ test_fail_closed(void **state)
 	fx_free(&f);
 }
 
+/* Append evs[0..n-1] with hv_audit_append_many in a transaction of c. */
+static enum hv_rc
+many_tx(struct fx *f, struct hv_audit *a, int first, size_t n, bool commit,
+    struct hv_err *err)
+{
+	struct hv_audit_event ev[40];
+	const struct hv_audit_event *evp[40];
+	struct hv_conn *c = NULL;
+	char rq[40][32];
+	enum hv_rc rc;
+	size_t i;
+
+	assert_true(n <= 40);
+	for (i = 0; i < n; i++) {
+		ev_fill(&ev[i], first + (int)i, rq[i], sizeof(rq[i]));
+		evp[i] = &ev[i];
+	}
+	assert_int_equal(hv_store_acquire(f->s, &c, err), HV_OK);
+	assert_int_equal(hv_store_begin(c, err), HV_OK);
+	rc = hv_audit_append_many(a, c, evp, n, err);
+	if (rc == HV_OK && commit)
+		rc = hv_store_commit(c, err);
+	hv_store_release(f->s, &c); /* rolls back what is still open */
+	return rc;
+}
+
+/*
+ * hv_audit_append_many (a group of creates' audit rows, in the caller's
+ * transaction): one statement for the lot when the remembered head is
+ * current, row by row through the head lock when another instance moved
+ * it; a rollback leaves nothing and the chain continues; sizes outside
+ * 1..32 and a malformed event are refused. verify is ok throughout.
+ */
+static void
+test_append_many(void **state)
+{
+	struct fx f;
+	struct hv_audit *a2 = NULL;
+	struct hv_audit_stats st0, st1;
+	struct hv_audit_event ev, bad[2];
+	const struct hv_audit_event *evp[2];
+	struct hv_conn *c = NULL;
+	struct hv_err err = {0};
+	char rq[3][32];
+	json_t *rep;
+
+	(void)state;
+	fx_new(&f, 1);
+	append_n(&f, 2); /* the head is remembered */
+	hv_audit_stats(f.a, &st0);
+	assert_int_equal(many_tx(&f, f.a, 10, 5, true, &err), HV_OK);
+	hv_audit_stats(f.a, &st1);
+	assert_int_equal(st1.groups, st0.groups + 1); /* one statement */
+	assert_int_equal(st1.rows, st0.rows + 5);
+	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 7);
+	assert_int_equal(q_long(&f, "ta_head", 1, "0", NULL), 7);
+
+	/* another instance moves the head: the rows go one by one */
+	assert_int_equal(hv_audit_new(hsm, 1, 0, &a2, &err), HV_OK);
+	ev_fill(&ev, 20, rq[0], sizeof(rq[0]));
+	assert_int_equal(hv_audit_append_alone(a2, f.s, &ev, &err), HV_OK);
+	hv_audit_stats(f.a, &st0);
+	assert_int_equal(many_tx(&f, f.a, 30, 4, true, &err), HV_OK);
+	hv_audit_stats(f.a, &st1);
+	assert_int_equal(st1.groups, st0.groups);
+	assert_true(st1.locked >= st0.locked + 1);
+	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 12);
+	assert_int_equal(q_long(&f, "ta_head", 1, "0", NULL), 12);
+	hv_audit_free(&a2);
+
+	/* rolled back: nothing stays, and the chain goes on */
+	assert_int_equal(many_tx(&f, f.a, 40, 3, false, &err), HV_OK);
+	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 12);
+	assert_int_equal(many_tx(&f, f.a, 50, 2, true, &err), HV_OK);
+	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 14);
+
+	/* refused: no rows, 33 rows, a malformed event */
+	assert_int_equal(many_tx(&f, f.a, 60, 0, true, &err), HV_E_INTERNAL);
+	assert_int_equal(many_tx(&f, f.a, 60, 33, true, &err), HV_E_INTERNAL);
+	ev_fill(&bad[0], 70, rq[1], sizeof(rq[1]));
+	ev_fill(&bad[1], 71, rq[2], sizeof(rq[2]));
+	bad[1].credential_id = "nope";
+	evp[0] = &bad[0];
+	evp[1] = &bad[1];
+	assert_int_equal(hv_store_acquire(f.s, &c, &err), HV_OK);
+	assert_int_equal(hv_store_begin(c, &err), HV_OK);
+	assert_int_equal(
+	    hv_audit_append_many(f.a, c, evp, 2, &err), HV_E_INVALID);
+	hv_store_release(f.s, &c);
+	assert_int_equal(q_long(&f, "ta_count", 0, NULL, NULL), 14);
+
+	rep = verify(&f);
+	assert_true(rep_ok(rep));
+	assert_int_equal(json_integer_value(json_object_get(rep, "rows")), 14);
+	json_decref(rep);
+	fx_free(&f);
+}
+
 /* A chain added to the configuration later is created on first use. */
 static void
 test_new_chain_on_demand(void **state)
@@ -1032,6 +1130,7 @@ main(void)
 	    cmocka_unit_test(test_rollback),
 	    cmocka_unit_test(test_fail_closed),
 	    cmocka_unit_test(test_new_chain_on_demand),
+	    cmocka_unit_test(test_append_many),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
