@@ -561,10 +561,22 @@ head_now(struct hv_audit *a, unsigned int chain, struct head *h,
 static enum hv_rc
 db_failed(struct hv_err *err)
 {
-	hv_err_prefix(err, "audit");
 	if (hv_rc_http(err->rc) < 500)
 		err->rc = HV_E_INTERNAL;
 	return err->rc;
+}
+
+/*
+ * Every error this module hands out says that it is the audit log's
+ * ("audit: ..." once), whichever step failed: the callers pass it on as
+ * it is (audit.h).
+ */
+static enum hv_rc
+said(enum hv_rc rc, struct hv_err *err)
+{
+	if (rc != HV_OK && strncmp(err->msg, "audit: ", 7) != 0)
+		hv_err_prefix(err, "audit");
+	return rc;
 }
 
 static void
@@ -776,7 +788,7 @@ hv_audit_append(struct hv_audit *a, struct hv_conn *c,
 		rc = append_fast(a, c, &pr, false, &done, err);
 	if (rc == HV_OK && !done)
 		rc = append_locked(a, c, &pr, err);
-	return rc;
+	return said(rc, err);
 }
 
 /* One row of its own on c, the way it was done before group commit. */
@@ -896,12 +908,12 @@ hv_audit_append_many(struct hv_audit *a, struct hv_conn *c,
 	for (i = 0; i < n; i++) {
 		rc = prepare(a, c, evs[i], &pr[i], err);
 		if (rc != HV_OK)
-			return rc;
+			return said(rc, err);
 	}
 	if (n > 1) {
 		rc = append_group(a, c, pr, n, false, &done, err);
 		if (rc != HV_OK)
-			return rc;
+			return said(rc, err);
 	}
 	/* head unknown or moved (or one row): each through the fast path or
 	 * the head lock, still on one chain and in order */
@@ -912,7 +924,7 @@ hv_audit_append_many(struct hv_audit *a, struct hv_conn *c,
 		if (rc == HV_OK && !one)
 			rc = append_locked(a, c, &pr[i], err);
 		if (rc != HV_OK)
-			return rc;
+			return said(rc, err);
 	}
 	return HV_OK;
 }
@@ -959,6 +971,8 @@ run_group(struct hv_audit *a, struct hv_store *s, struct waiter **w, size_t n)
 out:
 	if (c != NULL)
 		hv_store_release(s, &c);
+	for (i = 0; i < n; i++)
+		(void)said(w[i]->rc, &w[i]->err);
 }
 
 /*
@@ -991,9 +1005,6 @@ writer_run(void *ctx, struct hv_group_item **items, size_t n)
 
 		if (w->done == NULL)
 			continue;
-		/* the callback's word says that the audit row failed */
-		if (w->rc != HV_OK && strncmp(w->err.msg, "audit", 5) != 0)
-			hv_err_prefix(&w->err, "audit");
 		w->done(w->arg, w->rc, &w->err);
 		hv_free(w);
 		batch[i] = NULL;
@@ -1032,16 +1043,12 @@ enqueue(struct hv_audit *a, struct hv_store *s, struct waiter *w,
 }
 
 /*
- * A row that finds nothing queued and no group being written is written
- * at once by its caller, as without group commit: a lone row pays no
- * hand-off to a writer thread (two thread wake-ups, which measured about
- * a tenth of a lone reveal's time). Rows arriving meanwhile are queued
- * and a writer takes them in parallel.
- */
-/*
- * When nothing is queued and no group is being written (hv_group_alone):
- * write ev (borrowed) on this thread and say so, with its outcome in *rc
- * (and err).
+ * A row that finds nothing queued and no group being written
+ * (hv_group_alone) is written at once by its caller, as without group
+ * commit: a lone row pays no hand-off to a writer thread (two thread
+ * wake-ups, which measured about a tenth of a lone reveal's time). Rows
+ * arriving meanwhile are queued and a writer takes them in parallel. Says
+ * whether it wrote ev (borrowed), with its outcome in *rc (and err).
  */
 static bool
 wrote_alone(struct hv_audit *a, struct hv_store *s,
@@ -1082,7 +1089,7 @@ hv_audit_append_alone(struct hv_audit *a, struct hv_store *s,
 	w.cv = &cv;
 	rc = enqueue(a, s, &w, &w.err);
 	if (rc != HV_OK) {
-		w.rc = rc;
+		w.rc = said(rc, &w.err);
 	} else {
 		pthread_mutex_lock(&a->gmu);
 		while (!w.finished)
@@ -1125,7 +1132,7 @@ hv_audit_submit(struct hv_audit *a, struct hv_store *s,
 			need += strlen(f[i]) + 1;
 	w = hv_calloc(1, sizeof(*w) + need);
 	if (w == NULL)
-		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+		return hv_err_set(err, HV_E_NOMEM, "audit: out of memory");
 	w->copy.workspace_id = hv_strput(w->buf, &off, f[0]);
 	w->copy.actor_id = hv_strput(w->buf, &off, f[1]);
 	w->copy.actor_name = hv_strput(w->buf, &off, f[2]);
@@ -1143,7 +1150,7 @@ hv_audit_submit(struct hv_audit *a, struct hv_store *s,
 		hv_free(w);
 	else
 		*queued = true;
-	return rc;
+	return said(rc, err);
 }
 
 void

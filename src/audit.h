@@ -62,6 +62,12 @@ void hv_audit_free(struct hv_audit **a);
 enum hv_rc
 hv_audit_init_chains(struct hv_audit *a, struct hv_conn *c, struct hv_err *err);
 
+/*
+ * Errors: every one this module returns, or hands to a done callback,
+ * has a message that begins with "audit: ", and a statement the database
+ * refused is a 5xx-class code (never the caller's fault): pass them on.
+ */
+
 /* Append ev in the open transaction of c. */
 enum hv_rc hv_audit_append(struct hv_audit *a, struct hv_conn *c,
     const struct hv_audit_event *ev, struct hv_err *err)
@@ -94,8 +100,8 @@ bool hv_audit_async(const struct hv_audit *a);
  * Group commit only. When rows are queued or a group is being written,
  * queue ev (its strings are copied), set *queued and return at once;
  * done(arg, rc, err) then runs exactly once, on a writer thread, after
- * the commit that holds the row (HV_OK) or with the error that lost it
- * (its message begins with "audit"), and must not block for long (the next group waits for it). Otherwise
+ * the commit that holds the row (HV_OK) or with the error that lost it,
+ * and must not block for long (the next group waits for it). Otherwise
  * the row is written at once on the caller's thread, as
  * hv_audit_append_alone() would (a lone row pays no hand-off): *queued
  * false, the outcome is the return value, and done never runs. Refused

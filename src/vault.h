@@ -200,13 +200,6 @@ enum hv_rc hv_vault_cred_reveal(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
     json_t **out, struct hv_err *err);
 /*
- * An audit row that could not be written (the change or reveal fails
- * closed): err's message gets the "audit" prefix unless it has it already.
- * Returns err->rc, which audit.c never leaves 4xx-class for a row the
- * database refused: that is the server's failure, not the caller's.
- */
-enum hv_rc hv_vault_audit_failed(struct hv_err *err);
-/*
  * hv_vault_cred_reveal whose caller need not wait for the audit commit:
  * with group commit on (audit_group_leaders), a successful reveal queues
  * its audit row and returns HV_OK with *pending true and *out set, and

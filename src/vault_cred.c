@@ -1136,11 +1136,9 @@ audit_tx(struct hv_vault *v, struct hv_conn *c, const struct hv_principal *p,
     const char *cred_id, const char *detail, struct hv_err *err)
 {
 	struct hv_audit_event ev;
-	enum hv_rc rc;
 
 	fill_event(&ev, p, ctx, ws, action, cred_id, "success", detail);
-	rc = hv_audit_append(v->audit, c, &ev, err);
-	return rc == HV_OK ? rc : hv_vault_audit_failed(err);
+	return hv_audit_append(v->audit, c, &ev, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1528,10 +1526,8 @@ create_write(
 	if (rc != HV_OK)
 		goto out;
 	rc = hv_audit_append(v->audit, c, &j->ev, err);
-	if (rc != HV_OK) {
-		rc = hv_vault_audit_failed(err);
+	if (rc != HV_OK)
 		goto out;
-	}
 	o = row_json(r, 0);
 	if (o == NULL) {
 		rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
@@ -1619,10 +1615,8 @@ create_many(struct hv_vault *v, struct create_job **j, size_t n,
 		}
 	}
 	rc = hv_audit_append_many(v->audit, c, evs, n, err);
-	if (rc != HV_OK) {
-		rc = hv_vault_audit_failed(err);
+	if (rc != HV_OK)
 		goto out;
-	}
 	*sent = true;
 	rc = hv_store_commit(c, err);
 	if (rc != HV_OK)
@@ -2999,10 +2993,8 @@ reveal(struct hv_vault *v, const struct hv_principal *p,
 	} else {
 		rc = hv_audit_append_alone(v->audit, v->store, &ev, err);
 	}
-	if (rc != HV_OK) {
-		rc = hv_vault_audit_failed(err);
+	if (rc != HV_OK)
 		goto out;
-	}
 	*out = o;
 	o = NULL;
 out:
@@ -3011,14 +3003,6 @@ out:
 	hv_envelope_release(&env);
 	PQclear(r);
 	return rc;
-}
-
-enum hv_rc
-hv_vault_audit_failed(struct hv_err *err)
-{
-	if (strncmp(err->msg, "audit", 5) != 0)
-		hv_err_prefix(err, "audit");
-	return err->rc;
 }
 
 enum hv_rc
@@ -3135,10 +3119,8 @@ hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
 	fill_event(&ev, p, ctx, val(r, 0, C_WS), action, idn,
 	    ok ? "success" : "failure", new_status);
 	rc = hv_audit_append(v->audit, c, &ev, err);
-	if (rc != HV_OK) {
-		hv_err_prefix(err, "audit");
+	if (rc != HV_OK)
 		goto out;
-	}
 	rc = hv_store_commit(c, err);
 	if (rc == HV_OK)
 		hv_credcache_forget(v->credcache, idn);

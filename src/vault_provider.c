@@ -207,10 +207,8 @@ hv_vault_cred_oauth_refresh(struct hv_vault *v, const struct hv_principal *p,
 	hv_vault_event(&ev, p, ctx, ws, "credential.rotate", idn, "success",
 	    "oauth2 refresh");
 	rc = hv_audit_append(v->audit, c, &ev, err);
-	if (rc != HV_OK) {
-		hv_err_prefix(err, "audit");
+	if (rc != HV_OK)
 		goto out;
-	}
 	rc = hv_store_commit(c, err);
 	if (rc != HV_OK)
 		goto out;
