@@ -165,12 +165,6 @@ static const struct hv_stmt audit_stmts[] = {
         0},
 };
 
-/* audit_group_<n> for n = 2..GROUP_MAX, made once by make_group_stmts(). */
-static char group_names[GROUP_MAX + 1][32];
-static char group_sql[GROUP_MAX + 1][GROUP_SQL_CAP];
-static struct hv_stmt group_stmts[GROUP_MAX - 1];
-static pthread_once_t group_once = PTHREAD_ONCE_INIT;
-
 /*
  * The statement of a group of n rows: the fast path's compare-and-swap,
  * moving the head by n, and the n rows as VALUES, each row's prev_mac the
@@ -209,29 +203,22 @@ group_sql_of(size_t n, char *b, size_t cap)
 	        "det, pm, m) ORDER BY v.k RETURNING id");
 }
 
-static void
-make_group_stmts(void)
+static int
+group_nparams(size_t n)
 {
-	size_t n;
-
-	for (n = 2; n <= GROUP_MAX; n++) {
-		snprintf(group_names[n], sizeof(group_names[n]),
-		    "audit_group_%zu", n);
-		if (!group_sql_of(n, group_sql[n], sizeof(group_sql[n])))
-			abort(); /* GROUP_SQL_CAP too small: a build error */
-		group_stmts[n - 2].name = group_names[n];
-		group_stmts[n - 2].sql = group_sql[n];
-		group_stmts[n - 2].nparams = (int)GROUP_NPARAMS(n);
-	}
+	return (int)GROUP_NPARAMS(n);
 }
+
+/* audit_group_<n> for n = 2..GROUP_MAX */
+static struct hv_stmt_family group_family = {"audit_group_", GROUP_MAX,
+    GROUP_SQL_CAP, group_sql_of, group_nparams, NULL};
 
 void
 hv_audit_register(void)
 {
 	hv_store_register(
 	    audit_stmts, sizeof(audit_stmts) / sizeof(audit_stmts[0]));
-	pthread_once(&group_once, make_group_stmts);
-	hv_store_register(group_stmts, GROUP_MAX - 1);
+	hv_store_register_family(&group_family);
 }
 
 static void writer_run(void *ctx, struct hv_group_item **items, size_t n);

@@ -131,6 +131,37 @@ hv_sql_put(char *b, size_t cap, size_t *off, const char *fmt, ...)
 }
 
 void
+hv_store_register_family(struct hv_stmt_family *f)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	size_t n;
+
+	pthread_mutex_lock(&mu);
+	if (f->tbl == NULL) {
+		struct hv_stmt *t = calloc(f->max - 1, sizeof(*t));
+
+		if (t == NULL)
+			abort(); /* at start-up, before anything is served */
+		for (n = 2; n <= f->max; n++) {
+			size_t nl = strlen(f->prefix) + 24;
+			char *name = malloc(nl), *sql = malloc(f->cap);
+
+			if (name == NULL || sql == NULL)
+				abort();
+			(void)snprintf(name, nl, "%s%zu", f->prefix, n);
+			if (!f->sql_of(n, sql, f->cap))
+				abort(); /* cap too small: a build error */
+			t[n - 2].name = name;
+			t[n - 2].sql = sql;
+			t[n - 2].nparams = f->nparams(n);
+		}
+		f->tbl = t;
+	}
+	pthread_mutex_unlock(&mu);
+	hv_store_register(f->tbl, f->max - 1);
+}
+
+void
 hv_store_register(const struct hv_stmt *tbl, size_t n)
 {
 	size_t i, j, cur;

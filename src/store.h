@@ -48,6 +48,23 @@ struct hv_conn;
 void hv_store_register(const struct hv_stmt *tbl, size_t n);
 
 /*
+ * A family of statements "<prefix><n>" for n = 2..max, one per group
+ * size: sql_of(n, b, cap) writes statement n's text (false when cap is too
+ * small: a build error, abort()), nparams(n) is its parameter count.
+ * hv_store_register_family() makes the table once (it lives as long as
+ * the process) and registers it. Call before threads.
+ */
+struct hv_stmt_family {
+	const char *prefix;
+	size_t max;
+	size_t cap;
+	bool (*sql_of)(size_t n, char *b, size_t cap);
+	int (*nparams)(size_t n);
+	struct hv_stmt *tbl; /* made by hv_store_register_family */
+};
+void hv_store_register_family(struct hv_stmt_family *f);
+
+/*
  * Append printf output to b (cap bytes, *off used) when making a
  * statement's text at register time; false when it does not fit.
  */

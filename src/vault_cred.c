@@ -36,7 +36,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,10 +213,6 @@ static const struct hv_stmt cred_stmts[] = {
  * the statement, when the credentials are in.
  */
 #define CREATE_GROUP_SQL_CAP (1536 + CREATE_GROUP_MAX * 320)
-static char create_group_names[CREATE_GROUP_MAX + 1][40];
-static char create_group_sql[CREATE_GROUP_MAX + 1][CREATE_GROUP_SQL_CAP];
-static struct hv_stmt create_group_stmts[CREATE_GROUP_MAX - 1];
-static pthread_once_t create_group_once = PTHREAD_ONCE_INIT;
 
 static bool
 create_group_sql_of(size_t n, char *b, size_t cap)
@@ -256,30 +251,22 @@ create_group_sql_of(size_t n, char *b, size_t cap)
 	return ok && hv_sql_put(b, cap, &off, ") SELECT * FROM c");
 }
 
-static void
-make_create_group_stmts(void)
+static int
+create_group_nparams(size_t n)
 {
-	size_t n;
-
-	for (n = 2; n <= CREATE_GROUP_MAX; n++) {
-		(void)snprintf(create_group_names[n],
-		    sizeof(create_group_names[n]), "cred_create_%zu", n);
-		if (!create_group_sql_of(
-		        n, create_group_sql[n], sizeof(create_group_sql[n])))
-			abort(); /* CREATE_GROUP_SQL_CAP too small: a build error */
-		create_group_stmts[n - 2].name = create_group_names[n];
-		create_group_stmts[n - 2].sql = create_group_sql[n];
-		create_group_stmts[n - 2].nparams = (int)(16 * n);
-	}
+	return (int)(16 * n);
 }
+
+static struct hv_stmt_family create_group_family = {"cred_create_",
+    CREATE_GROUP_MAX, CREATE_GROUP_SQL_CAP, create_group_sql_of,
+    create_group_nparams, NULL};
 
 void
 hv_vault_cred_register(void)
 {
 	hv_store_register(
 	    cred_stmts, sizeof(cred_stmts) / sizeof(cred_stmts[0]));
-	pthread_once(&create_group_once, make_create_group_stmts);
-	hv_store_register(create_group_stmts, CREATE_GROUP_MAX - 1);
+	hv_store_register_family(&create_group_family);
 }
 
 static const char *const auth_types[] = {
