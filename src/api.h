@@ -64,10 +64,10 @@ struct hv_call {
 	const struct hv_list_query *query;
 	long expected_version; /* -1: no If-Match */
 	/*
-	 * The answer may wait for an audit commit without holding this
-	 * thread: a handler that passes done/done_arg on (reveal) and gets
-	 * *pending back sets c->pending; http.c then holds c->out and answers
-	 * once done has run. NULL where a thread must wait.
+	 * The answer may wait for a group commit without holding this
+	 * thread: a handler that passes done/done_arg on (reveal, create) and
+	 * gets *pending back sets c->pending; http.c then holds c->out and
+	 * answers once done has run. NULL where a thread must wait.
 	 */
 	hv_done_fn done;
 	void *done_arg;

@@ -9,12 +9,8 @@ enum hv_rc
 hv_api_cred_create(struct hv_call *c, struct hv_err *err)
 {
 	c->status = 201;
-	if (c->done != NULL)
-		return hv_vault_cred_create_async(c->vault, c->principal,
-		    c->ctx, c->body, c->done, c->done_arg, &c->pending, &c->out,
-		    err);
-	return hv_vault_cred_create(
-	    c->vault, c->principal, c->ctx, c->body, &c->out, err);
+	return hv_vault_cred_create_async(c->vault, c->principal, c->ctx,
+	    c->body, c->done, c->done_arg, &c->pending, &c->out, err);
 }
 
 enum hv_rc
@@ -81,12 +77,8 @@ hv_api_cred_duplicate(struct hv_call *c, struct hv_err *err)
 enum hv_rc
 hv_api_cred_reveal(struct hv_call *c, struct hv_err *err)
 {
-	if (c->done != NULL)
-		return hv_vault_cred_reveal_async(c->vault, c->principal,
-		    c->ctx, c->id, c->done, c->done_arg, &c->pending, &c->out,
-		    err);
-	return hv_vault_cred_reveal(
-	    c->vault, c->principal, c->ctx, c->id, &c->out, err);
+	return hv_vault_cred_reveal_async(c->vault, c->principal, c->ctx, c->id,
+	    c->done, c->done_arg, &c->pending, &c->out, err);
 }
 
 enum hv_rc

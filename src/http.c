@@ -901,6 +901,15 @@ answer_json(struct MHD_Connection *conn, struct req *rq, unsigned int status,
 
 static void on_written(void *arg, enum hv_rc rc, const struct hv_err *err);
 
+/* rq's answer is held (or no longer): counted for the stop and /metrics. */
+static void
+held_count(struct req *rq, bool held)
+{
+	rq->suspended = held;
+	atomic_fetch_add(&rq->l->h->suspended, held ? 1 : -1);
+	hv_metrics_held(rq->l->h->metrics, held ? 1 : -1);
+}
+
 static enum MHD_Result
 finish(struct req *rq, struct MHD_Connection *conn)
 {
@@ -982,9 +991,7 @@ finish(struct req *rq, struct MHD_Connection *conn)
 		rq->held = c.out;
 		rq->held_status = c.status;
 		rq->conn = conn;
-		rq->suspended = true;
-		atomic_fetch_add(&h->suspended, 1);
-		hv_metrics_held(h->metrics, 1);
+		held_count(rq, true);
 		MHD_suspend_connection(conn);
 		if (atomic_exchange(&rq->hstate, H_SUSPENDED) == H_DONE)
 			MHD_resume_connection(conn);
@@ -1021,9 +1028,7 @@ answer_held(struct req *rq, struct MHD_Connection *conn)
 	json_t *out = rq->held;
 
 	rq->held = NULL;
-	rq->suspended = false;
-	atomic_fetch_sub(&rq->l->h->suspended, 1);
-	hv_metrics_held(rq->l->h->metrics, -1);
+	held_count(rq, false);
 	if (rq->held_rc != HV_OK) {
 		json_decref(out);
 		rq->held_err.rc = rq->held_rc;
@@ -1207,8 +1212,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (rq->suspended) {
 		/* resumed, but the client was gone before the answer */
 		json_decref(rq->held);
-		atomic_fetch_sub(&l->h->suspended, 1);
-		hv_metrics_held(l->h->metrics, -1);
+		held_count(rq, false);
 	}
 	if (rq->counted) {
 		hv_metrics_inflight(l->h->metrics, -1);

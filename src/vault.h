@@ -164,8 +164,9 @@ enum hv_rc hv_vault_cred_create(struct hv_vault *v,
  * that holds the credential (then *out is its row) or with the error that
  * lost it (then the caller drops *out and answers the error). A create
  * whose group fails before its commit is written again alone, so its
- * error is its own. In every other case it is hv_vault_cred_create,
- * *pending false, and done never runs.
+ * error is its own. In every other case (done NULL, group commit off, a
+ * lone create, any failure) it is hv_vault_cred_create, *pending false,
+ * and done never runs.
  */
 enum hv_rc
 hv_vault_cred_create_async(struct hv_vault *v, const struct hv_principal *p,
@@ -205,9 +206,9 @@ enum hv_rc hv_vault_cred_reveal(struct hv_vault *v,
  * its audit row and returns HV_OK with *pending true and *out set, and
  * done(arg, rc, err) runs later on the audit writer thread. *out may
  * leave the process only after done ran with HV_OK; with another rc the
- * caller drops *out and answers that error. In every other case
- * (group commit off, any failure) it is hv_vault_cred_reveal, *pending
- * false, and done never runs.
+ * caller drops *out and answers that error. In every other case (done
+ * NULL, group commit off, any failure) it is hv_vault_cred_reveal,
+ * *pending false, and done never runs.
  */
 enum hv_rc
 hv_vault_cred_reveal_async(struct hv_vault *v, const struct hv_principal *p,

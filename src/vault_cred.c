@@ -1884,14 +1884,15 @@ hv_vault_cred_create_async(struct hv_vault *v, const struct hv_principal *p,
 	enum hv_rc rc;
 
 	*pending = false;
+	if (v->creates == NULL || done == NULL)
+		return hv_vault_cred_create(v, p, ctx, body, out, err);
 	rc = create_prepare(v, p, ctx, body, &j, err);
 	if (rc != HV_OK)
 		return rc;
-	if (v->creates == NULL || done == NULL || hv_group_alone(v->creates)) {
-		/* no group commit, or nothing to share a commit with */
+	if (hv_group_alone(v->creates)) {
+		/* nothing to share a commit with: written here, at once */
 		rc = create_write(v, j, out, err);
-		if (v->creates != NULL && done != NULL)
-			hv_group_alone_end(v->creates);
+		hv_group_alone_end(v->creates);
 		job_free(j);
 		return rc;
 	}
