@@ -30,6 +30,13 @@ hv_cmd_serve(struct hv_cfg *cfg, const struct hv_opts *o)
 	signal(SIGPIPE, SIG_IGN);
 	/* libcurl's global state (and its wiping allocators) before threads */
 	hv_fetch_global_init();
+	if (cfg->access_log_flush_ms > 10000) {
+		hv_err_set(&err, HV_E_CONFIG,
+		    "access_log_flush_ms too large (max 10000)");
+		return hv_cmd_fail(&err);
+	}
+	if (hv_log_buffer_start(cfg->access_log_flush_ms) != 0)
+		hv_log_warn("access log: no buffer, one write per line");
 	if (hv_cmd_open(cfg, false, &v, &err) != HV_OK ||
 	    hv_http_start(cfg, v, &h, &err) != HV_OK) {
 		rc = hv_cmd_fail(&err);
@@ -44,5 +51,7 @@ hv_cmd_serve(struct hv_cfg *cfg, const struct hv_opts *o)
 out:
 	hv_http_stop(&h);
 	hv_vault_close(&v);
+	/* after the last request: its access line is written */
+	hv_log_buffer_stop();
 	return rc;
 }

@@ -1,10 +1,13 @@
 /* log: JSON lines on stderr. */
 #include "log.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <stdint.h>
@@ -13,6 +16,194 @@
 static atomic_int threshold = HV_LOG_INFO;
 
 static const char *const names[] = {"debug", "info", "warn", "error"};
+
+/*
+ * The access-log buffer (hv_log_buffer_start). Two buffers: request
+ * threads append to buf[cur]; the flusher writes buf[!cur] (when busy)
+ * with the lock released, so a slow stderr never holds up a request
+ * unless both buffers are full. Everything written to stderr goes through
+ * lb.mu while the buffer is on, so lines keep their order.
+ */
+#define LOGBUF_CAP (256 * 1024)
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t wake; /* the flusher: a full buffer, or stop */
+	pthread_cond_t room; /* appenders and hv_log: buf[!cur] written */
+	char *buf[2];
+	size_t len[2];
+	int cur;
+	bool busy; /* buf[!cur] holds lines not written yet */
+	bool on, stop;
+	unsigned int flush_ms;
+	pthread_t thread;
+} lb = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .room = PTHREAD_COND_INITIALIZER,
+};
+
+/* write(2) all of p to stderr, through short writes and EINTR. */
+static void
+write_all(const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(STDERR_FILENO, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* nowhere to log to: the lines are dropped */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* With lb.mu held and buf[!cur] free: hand buf[cur] to the flusher. */
+static void
+swap_locked(void)
+{
+	lb.cur ^= 1;
+	lb.len[lb.cur] = 0;
+	lb.busy = true;
+	pthread_cond_signal(&lb.wake);
+}
+
+static void *
+flusher(void *arg)
+{
+	struct timespec at;
+	int done;
+
+	(void)arg;
+	pthread_mutex_lock(&lb.mu);
+	while (!lb.stop || lb.busy) {
+		if (!lb.busy && !lb.stop) {
+			clock_gettime(CLOCK_MONOTONIC, &at);
+			at.tv_sec += lb.flush_ms / 1000;
+			at.tv_nsec += (long)(lb.flush_ms % 1000) * 1000000L;
+			if (at.tv_nsec >= 1000000000L) {
+				at.tv_sec++;
+				at.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&lb.wake, &lb.mu, &at);
+			if (!lb.busy && lb.len[lb.cur] > 0)
+				swap_locked();
+		}
+		if (lb.busy) {
+			done = lb.cur ^ 1;
+			pthread_mutex_unlock(&lb.mu);
+			write_all(lb.buf[done], lb.len[done]);
+			pthread_mutex_lock(&lb.mu);
+			lb.busy = false;
+			pthread_cond_broadcast(&lb.room);
+		}
+	}
+	pthread_mutex_unlock(&lb.mu);
+	return NULL;
+}
+
+int
+hv_log_buffer_start(unsigned int flush_ms)
+{
+	pthread_condattr_t ca;
+	int rc;
+
+	if (flush_ms == 0 || lb.on)
+		return 0;
+	lb.buf[0] = malloc(LOGBUF_CAP);
+	lb.buf[1] = malloc(LOGBUF_CAP);
+	if (lb.buf[0] == NULL || lb.buf[1] == NULL)
+		goto fail;
+	/* the flusher's deadlines are on the monotonic clock */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&lb.wake);
+	pthread_cond_init(&lb.wake, &ca);
+	pthread_condattr_destroy(&ca);
+	lb.len[0] = lb.len[1] = 0;
+	lb.cur = 0;
+	lb.busy = lb.stop = false;
+	lb.flush_ms = flush_ms;
+	pthread_mutex_lock(&lb.mu);
+	lb.on = true;
+	pthread_mutex_unlock(&lb.mu);
+	rc = pthread_create(&lb.thread, NULL, flusher, NULL);
+	if (rc == 0)
+		return 0;
+	pthread_mutex_lock(&lb.mu);
+	lb.on = false;
+	pthread_mutex_unlock(&lb.mu);
+fail:
+	free(lb.buf[0]);
+	free(lb.buf[1]);
+	lb.buf[0] = lb.buf[1] = NULL;
+	return -1;
+}
+
+void
+hv_log_buffer_stop(void)
+{
+	pthread_mutex_lock(&lb.mu);
+	if (!lb.on) {
+		pthread_mutex_unlock(&lb.mu);
+		return;
+	}
+	lb.stop = true;
+	pthread_cond_signal(&lb.wake);
+	pthread_mutex_unlock(&lb.mu);
+	pthread_join(lb.thread, NULL);
+	pthread_mutex_lock(&lb.mu);
+	write_all(lb.buf[lb.cur], lb.len[lb.cur]);
+	lb.on = false;
+	pthread_mutex_unlock(&lb.mu);
+	free(lb.buf[0]);
+	free(lb.buf[1]);
+	lb.buf[0] = lb.buf[1] = NULL;
+}
+
+/*
+ * One line (n bytes) to stderr: appended to the buffer when it is on
+ * (waiting only while both buffers are full), else written at once.
+ */
+static void
+out_buffered(const char *line, size_t n)
+{
+	pthread_mutex_lock(&lb.mu);
+	if (!lb.on || n > LOGBUF_CAP) {
+		pthread_mutex_unlock(&lb.mu);
+		write_all(line, n);
+		return;
+	}
+	while (lb.len[lb.cur] + n > LOGBUF_CAP) {
+		if (!lb.busy)
+			swap_locked();
+		else
+			pthread_cond_wait(&lb.room, &lb.mu);
+	}
+	memcpy(lb.buf[lb.cur] + lb.len[lb.cur], line, n);
+	lb.len[lb.cur] += n;
+	pthread_mutex_unlock(&lb.mu);
+}
+
+/*
+ * One line to stderr now, after every buffered line (hv_log's records:
+ * rare, and a warning or an error must not wait for the flusher).
+ */
+static void
+out_now(const char *line, size_t n)
+{
+	pthread_mutex_lock(&lb.mu);
+	if (lb.on) {
+		while (lb.busy)
+			pthread_cond_wait(&lb.room, &lb.mu);
+		write_all(lb.buf[lb.cur], lb.len[lb.cur]);
+		lb.len[lb.cur] = 0;
+	}
+	write_all(line, n);
+	pthread_mutex_unlock(&lb.mu);
+}
 
 void
 hv_log_set_level(enum hv_log_level lvl)
@@ -90,7 +281,7 @@ hv_log(enum hv_log_level lvl, const char *fmt, ...)
 	    "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", ts, names[lvl],
 	    esc);
 	if (n > 0)
-		(void)!write(STDERR_FILENO, line,
+		out_now(line,
 		    (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
@@ -171,7 +362,7 @@ hv_log_access(const struct hv_access_rec *r)
 	n = hv_log_access_format(line, sizeof(line) - 1, r, &now);
 	if (n == 0)
 		return;
-	/* one write: lines from different threads never interleave */
+	/* whole lines: lines from different threads never interleave */
 	line[n] = '\n';
-	(void)!write(STDERR_FILENO, line, n + 1);
+	out_buffered(line, n + 1);
 }

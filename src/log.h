@@ -4,7 +4,10 @@
  * Callers must never pass secrets, PINs, API keys or request bodies. The
  * level threshold is process-wide and set once at start-up.
  *
- * Thread-safety: each record is written with a single write(2).
+ * Thread-safety: records never interleave. Each is written with a single
+ * write(2), or, once hv_log_buffer_start() has run, access-log records are
+ * gathered in a buffer that a flusher thread writes at least every
+ * flush_ms; any other record is written at once, after the buffered ones.
  */
 #ifndef HV_LOG_H
 #define HV_LOG_H
@@ -57,6 +60,18 @@ size_t hv_log_access_format(char *buf, size_t cap,
 
 /* Write r as one line, whatever the threshold (the access log). */
 void hv_log_access(const struct hv_access_rec *r);
+
+/*
+ * Buffer the access log from now on: its lines go to stderr in batches, at
+ * the latest flush_ms after they were logged (also when a buffer of
+ * 256 KiB fills, and before any other record). 0 = no buffer, each line
+ * its own write(2). Returns -1 (and stays unbuffered) when the buffers or
+ * the flusher thread cannot be had. Call once, before the threads that log.
+ */
+int hv_log_buffer_start(unsigned int flush_ms);
+
+/* Write what is buffered, stop the flusher; back to one write per line. */
+void hv_log_buffer_stop(void);
 
 #define hv_log_debug(...) hv_log(HV_LOG_DEBUG, __VA_ARGS__)
 #define hv_log_info(...)  hv_log(HV_LOG_INFO, __VA_ARGS__)

@@ -2,7 +2,7 @@
 # The hsmvault CLI end to end against a real PostgreSQL and SoftHSM2 token:
 # init twice, the first admin key, status, kek rotate + rewrap + disable,
 # audit verify and its detection of tampering, --help everywhere, bad
-# arguments, and the PIN never on the command line.
+# arguments, the PIN never on the command line, and serve's access log.
 set -uo pipefail
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() {
@@ -16,7 +16,9 @@ command -v softhsm2-util >/dev/null || skip "softhsm2-util"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/hvcli.XXXXXX")
 DB="hvt_cli_$$_$RANDOM"
+spid=""
 cleanup() {
+	[ -z "$spid" ] || kill "$spid" 2>/dev/null
 	psql "$HV_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
 	rm -rf "$T"
 }
@@ -110,6 +112,51 @@ victim=$(psql "$HV_TEST_PG_URL dbname=$DB" -tAc "SELECT id FROM audit_log ORDER 
 psql "$HV_TEST_PG_URL dbname=$DB" -qc "UPDATE audit_log SET outcome='tampered' WHERE id=$victim" >/dev/null
 hv audit verify >"$T/v2.json" 2>/dev/null && fail "audit verify missed an altered row"
 grep -q "\"id\": $victim" "$T/v2.json" || fail "verify did not name row $victim: $(cat "$T/v2.json")"
+
+# serve's access log: buffered (access_log_flush_ms), written by the flusher
+# on its own, and whatever is left at stop; 0 = one write per line; a bad
+# value is refused before serving
+serve_up() { # LOG [ENV...]: starts serve in the background; sets spid, port
+	local log=$1
+	shift
+	env HSMVAULT_LISTEN=127.0.0.1:0 "$@" "$HV" --config "$T/hv.conf" serve >/dev/null 2>"$log" &
+	spid=$!
+	port=""
+	for _ in $(seq 1 100); do
+		port=$(sed -n 's/.*"hsmvault serving on .* (port \([0-9]*\))".*/\1/p' "$log")
+		[ -n "$port" ] && break
+		sleep 0.1
+	done
+	[ -n "$port" ] || { kill "$spid"; cat "$log"; fail "serve did not start"; }
+}
+lines() { grep -c '"msg":"request"' "$1"; }
+wait_line() { # LOG: up to 5 s for one access line
+	for _ in $(seq 1 50); do
+		[ "$(lines "$1")" -ge 1 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+serve_up "$T/s1.err" HSMVAULT_ACCESS_LOG_FLUSH_MS=5000
+curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || fail "healthz (flush 5000)"
+sleep 0.3
+[ "$(lines "$T/s1.err")" = 0 ] || fail "access line written before its flush: $(cat "$T/s1.err")"
+kill -TERM "$spid"
+wait "$spid" || fail "serve (flush 5000) did not stop cleanly"
+[ "$(lines "$T/s1.err")" = 1 ] || fail "access line not written at stop: $(cat "$T/s1.err")"
+grep '"msg":"request"' "$T/s1.err" | grep -q '"path":"/healthz","status":200' ||
+	fail "access line: $(cat "$T/s1.err")"
+for ms in 100 0; do
+	serve_up "$T/s2.err" HSMVAULT_ACCESS_LOG_FLUSH_MS=$ms
+	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || fail "healthz (flush $ms)"
+	wait_line "$T/s2.err" || { kill "$spid"; fail "access line not written while serving (flush $ms)"; }
+	kill -TERM "$spid"
+	wait "$spid" || fail "serve (flush $ms) did not stop cleanly"
+	[ "$(lines "$T/s2.err")" = 1 ] || fail "flush $ms: $(cat "$T/s2.err")"
+done
+HSMVAULT_ACCESS_LOG_FLUSH_MS=10001 "$HV" --config "$T/hv.conf" serve >/dev/null 2>"$T/s3.err" &&
+	fail "access_log_flush_ms 10001 accepted"
+grep -q "access_log_flush_ms too large" "$T/s3.err" || fail "bad flush interval: $(cat "$T/s3.err")"
 
 # the PIN is nowhere in the database
 psql "$HV_TEST_PG_URL dbname=$DB" -qc "SELECT 1" >/dev/null

@@ -1,10 +1,12 @@
-/* Unit tests of err, mem, cfg and the access-log line of log. */
+/* Unit tests of err, mem, cfg and the access log of log (line, buffer). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,6 +323,189 @@ test_access_line(void **state)
 	assert_int_equal(hv_log_access_format(line, 200, &r, &now), 0);
 }
 
+/* stderr into a fresh temporary file; returns the saved stderr. */
+static int
+stderr_to(char *path)
+{
+	int fd, saved;
+
+	strcpy(path, "/tmp/hv-logbuf-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	close(fd);
+	return saved;
+}
+
+static void
+stderr_back(int saved)
+{
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Wait up to 5 s for path to grow past min bytes; returns its size. */
+static off_t
+wait_size(const char *path, off_t min)
+{
+	off_t n = file_size(path);
+	int i;
+
+	for (i = 0; i < 500 && n <= min; i++) {
+		usleep(10000);
+		n = file_size(path);
+	}
+	return n;
+}
+
+static void
+log_one(const char *id)
+{
+	struct hv_access_rec r = {
+	    .request_id = id,
+	    .method = "GET",
+	    .route = "/v1/credentials/{id}",
+	    .path = "/v1/credentials/0b6f1c2e-0000-4000-8000-000000000001",
+	    .status = 200,
+	    .duration_us = 321,
+	    .remote_addr = "127.0.0.1",
+	};
+
+	hv_log_access(&r);
+}
+
+#define BUF_THREADS 4
+#define BUF_LINES   3000
+
+static void *
+buf_writer(void *arg)
+{
+	char id[32];
+	int i, t = (int)(intptr_t)arg;
+
+	for (i = 0; i < BUF_LINES; i++) {
+		snprintf(id, sizeof(id), "t%d-%d", t, i);
+		log_one(id);
+	}
+	return NULL;
+}
+
+/*
+ * The access-log buffer: lines wait for the flusher (here 10 s) until
+ * another record is logged, a buffer fills or the buffer stops, and then
+ * come out whole and in order, also from several threads at once; with a
+ * short interval the flusher writes them by itself.
+ */
+static void
+test_access_buffer(void **state)
+{
+	char path[64], *text, *line, *save;
+	pthread_t th[BUF_THREADS];
+	off_t held, after_info, after_fill, fill_base, timed;
+	int saved, t, next[BUF_THREADS] = {0}, n_req = 0, n_info = 0, bad = 0;
+	int first_is_req = -1, rc_start;
+	FILE *f;
+	long sz;
+
+	(void)state;
+	saved = stderr_to(path);
+	rc_start = hv_log_buffer_start(10000);
+	log_one("held-1");
+	log_one("held-2");
+	usleep(50000);
+	held = file_size(path);
+	hv_log_info("after two requests");
+	after_info = file_size(path);
+	/* more than a buffer's worth: the flusher writes without waiting */
+	fill_base = after_info;
+	for (t = 0; t < BUF_THREADS; t++)
+		pthread_create(&th[t], NULL, buf_writer, (void *)(intptr_t)t);
+	for (t = 0; t < BUF_THREADS; t++)
+		pthread_join(th[t], NULL);
+	after_fill = wait_size(path, fill_base);
+	hv_log_buffer_stop();
+	/* a short interval: written by the flusher alone */
+	hv_log_buffer_start(20);
+	timed = file_size(path);
+	log_one("timed");
+	timed = wait_size(path, timed) - timed;
+	hv_log_buffer_stop();
+	/* stopped: one write per line again */
+	log_one("direct");
+	stderr_back(saved);
+
+	assert_int_equal(rc_start, 0);
+	assert_int_equal(held, 0);
+	assert_true(after_info > 0);
+	assert_true(after_fill > fill_base);
+	assert_true(timed > 0);
+
+	f = fopen(path, "r");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	sz = ftell(f);
+	rewind(f);
+	text = malloc((size_t)sz + 1);
+	assert_non_null(text);
+	assert_int_equal(fread(text, 1, (size_t)sz, f), (size_t)sz);
+	text[sz] = '\0';
+	fclose(f);
+	unlink(path);
+	assert_true(sz > 0 && text[sz - 1] == '\n');
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		json_error_t je;
+		json_t *j = json_loads(line, 0, &je);
+		const char *msg, *id;
+		int tt, i;
+
+		if (j == NULL) {
+			bad++;
+			continue;
+		}
+		msg = json_string_value(json_object_get(j, "msg"));
+		id = json_string_value(json_object_get(j, "request_id"));
+		if (msg != NULL && strcmp(msg, "request") == 0 && id != NULL) {
+			if (first_is_req < 0)
+				first_is_req = strcmp(id, "held-1") == 0;
+			if (sscanf(id, "t%d-%d", &tt, &i) == 2 && tt >= 0 &&
+			    tt < BUF_THREADS) {
+				/* each thread's lines in the order it logged them */
+				if (i != next[tt])
+					bad++;
+				next[tt] = i + 1;
+			}
+			n_req++;
+		} else if (msg != NULL &&
+		    strcmp(msg, "after two requests") == 0) {
+			/* after the two lines it followed, not before */
+			if (n_req != 2)
+				bad++;
+			n_info++;
+		}
+		json_decref(j);
+	}
+	free(text);
+	assert_int_equal(bad, 0);
+	assert_int_equal(first_is_req, 1);
+	assert_int_equal(n_info, 1);
+	assert_int_equal(n_req, 2 + BUF_THREADS * BUF_LINES + 2);
+	for (t = 0; t < BUF_THREADS; t++)
+		assert_int_equal(next[t], BUF_LINES);
+}
+
 int
 main(void)
 {
@@ -331,6 +516,7 @@ main(void)
 	    cmocka_unit_test(test_fault_hook),
 	    cmocka_unit_test(test_cfg_layers),
 	    cmocka_unit_test(test_access_line),
+	    cmocka_unit_test(test_access_buffer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
