@@ -1,12 +1,15 @@
 # bench/report.awk: the markdown report of bench/run (docs/performance.md).
 #
 #   awk -F'\t' -v conns="1 4 16 64" -v threads=4 -v sessions=4 -v cores=2 \
-#       -f bench/report.awk http.tsv pgb.tsv token.tsv mem.tsv memcheck.tsv
+#       -f bench/report.awk http.tsv pgb.tsv ratio.tsv token.tsv mem.tsv \
+#       memcheck.tsv
 #
 # http.tsv  label conns rps p50_ms p99_ms max_ms non2xx sockerr server_us
 #           pg_us wrk_us busy rss_kb in_p50_ms in_p99_ms   (one wrk run)
 # pgb.tsv   op conns tps latency_ms pg_us client_us p50_ms p99_ms
 #           (one pgbench run)
+# ratio.tsv op conns median min max pairs   (wrk over pgbench, paired by
+#           round; when present, the pgbench ratios are these medians)
 # token.tsv kind op threads procs rate   (raw | hsm.h | open)
 # mem.tsv   label requests rss_kb
 # memcheck.tsv  tool requests non2xx errors definitely_lost_bytes verdict
@@ -26,6 +29,11 @@ FILENAME ~ /pgb\.tsv$/ {
 	if (!($1 in pseen)) { pseen[$1] = 1; porder[++npops] = $1 }
 	next
 }
+FILENAME ~ /ratio\.tsv$/ {
+	k = $1 "," $2
+	pr[k] = $3; prlo[k] = $4; prhi[k] = $5; prn[k] = $6
+	next
+}
 FILENAME ~ /token\.tsv$/ {
 	tk[$1 "," $2 "," $3 "," $4] = $5
 	# the text promises the best single-process rate: procs ($4) = 1
@@ -37,6 +45,11 @@ FILENAME ~ /mem\.tsv$/ { mem[++nmem] = $0; next }
 
 # "p50 / p99" in the server of run k, or "–"
 function inlat(k) { return (k in in99) ? sprintf("%.2f / %.2f", in50[k], in99[k]) : "–" }
+# the median paired ratio of k, with the lowest and highest of its rounds
+function pratio(k) {
+	if (prn[k] < 2) return sprintf("%.2f", pr[k])
+	return sprintf("%.2f (%.2f–%.2f)", pr[k], prlo[k], prhi[k])
+}
 function f0(x) { return x == "" ? "–" : sprintf("%.0f", x) }
 function f2(x) { return x == "" ? "–" : sprintf("%.2f", x) }
 function has(k) { return k in rps }
@@ -92,7 +105,7 @@ END {
 	print ""
 	print "### Ratios to the ceilings"
 	print ""
-	print "pgbench: the same statements on the same cluster and connection count (bench/run explains the scripts). Empty MHD: hv-httpd0 at the same connection count. Key store: the best raw PKCS#11 single-process rate of the operations one request needs, one after the other."
+	print "pgbench: the same statements on the same cluster and connection count (bench/run explains the scripts); measured in rounds, each right after the operation, its ratio is the median of the rounds' paired ratios (lowest–highest in brackets), which need not be the quotient of the two medians shown. Empty MHD: hv-httpd0 at the same connection count. Key store: the best raw PKCS#11 single-process rate of the operations one request needs, one after the other."
 	print ""
 	print "| operation | conns | req/s | pgbench same SQL | ratio | empty MHD handler | ratio | key store ceiling | ratio |"
 	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -111,8 +124,8 @@ END {
 			mt = (mk in rps) ? rps[mk] : ""
 			tc = tokceil(op)
 			printf "| %s | %d | %.0f | %s | %s | %s | %s | %s | %s |\n", op, c,
-			    rps[k], f0(pt), ratio(rps[k], pt), f0(mt), ratio(rps[k], mt),
-			    f0(tc), ratio(rps[k], tc)
+			    rps[k], f0(pt), (k in pr) ? pratio(k) : ratio(rps[k], pt),
+			    f0(mt), ratio(rps[k], mt), f0(tc), ratio(rps[k], tc)
 		}
 	}
 
@@ -276,8 +289,9 @@ END {
 		for (j = 1; j <= nc; j++) {
 			c = C[j]; k = x[1] "," c
 			if (!has(k) || !(k in tps) || tps[k] == 0) continue
-			r = rps[k] / tps[k]; any = 1
-			s = s sprintf("%s%d conns %.2f", s == "" ? "" : ", ", c, r)
+			r = (k in pr) ? pr[k] : rps[k] / tps[k]; any = 1
+			s = s sprintf("%s%d conns %s", s == "" ? "" : ", ", c,
+			    (k in pr) ? pratio(k) : sprintf("%.2f", r))
 			if (r < x[2]) ok = 0
 		}
 		printf "| %s | %s | %s |\n", x[3], any ? s : "not measured", any ? (ok ? "yes" : "no") : "–"
