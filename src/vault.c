@@ -86,6 +86,8 @@ static const struct hv_stmt vault_stmts[] = {
         "WHERE NOT EXISTS (SELECT 1 FROM workspaces)",
         1},
     {"vault_ws_lock", "SELECT pg_advisory_xact_lock(7531468254417667)", 0},
+    /* held by `init` for its whole run, released when its connection closes */
+    {"vault_init_lock", "SELECT pg_advisory_lock(7531468254417669)", 0},
 };
 
 /* One verified key: the principal as of `fetched`. */
@@ -640,7 +642,8 @@ enum hv_rc
 hv_vault_init(const struct hv_cfg *cfg, json_t **report, struct hv_err *err)
 {
 	struct hv_vault *v = NULL;
-	struct hv_conn *c = NULL;
+	struct hv_store *ls = NULL;
+	struct hv_conn *c = NULL, *lc = NULL;
 	struct hv_hsm_status st;
 	json_t *mig = NULL, *rep = NULL;
 	char ws[HV_UUID_STR];
@@ -650,6 +653,20 @@ hv_vault_init(const struct hv_cfg *cfg, json_t **report, struct hv_err *err)
 	rc = hv_vault_migrate(cfg, &mig, err);
 	if (rc != HV_OK)
 		return rc;
+	/*
+	 * One init at a time per database: two at once on an empty token
+	 * would each find no key and create their own kek version 1. The
+	 * lock is a session lock on a connection of its own, held until the
+	 * end (closing the connection releases it, also on a crash).
+	 */
+	rc = hv_store_open(cfg->database_url, 1, &ls, err);
+	if (rc == HV_OK)
+		rc = hv_store_acquire(ls, &lc, err);
+	if (rc == HV_OK)
+		rc = hv_store_exec(lc, "vault_init_lock", 0, NULL, NULL, NULL,
+		    false, NULL, err);
+	if (rc != HV_OK)
+		goto out;
 	rc = hv_vault_open(cfg, true, &v, err);
 	if (rc != HV_OK)
 		goto out;
@@ -680,6 +697,9 @@ hv_vault_init(const struct hv_cfg *cfg, json_t **report, struct hv_err *err)
 out:
 	json_decref(mig);
 	hv_vault_close(&v);
+	if (lc != NULL)
+		hv_store_release(ls, &lc);
+	hv_store_close(&ls); /* releases vault_init_lock */
 	return rc;
 }
 

@@ -2,7 +2,8 @@
 # The hsmvault CLI end to end against a real PostgreSQL and SoftHSM2 token:
 # init twice, the first admin key, status, kek rotate + rewrap + disable,
 # audit verify and its detection of tampering, --help everywhere, bad
-# arguments, the PIN never on the command line, and serve's access log.
+# arguments, the PIN never on the command line, serve's access log, and two
+# inits at once.
 set -uo pipefail
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() {
@@ -20,6 +21,7 @@ spid=""
 cleanup() {
 	[ -z "$spid" ] || kill "$spid" 2>/dev/null
 	psql "$HV_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+	psql "$HV_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS ${DB}_race WITH (FORCE)" >/dev/null 2>&1
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -157,6 +159,23 @@ done
 HSMVAULT_ACCESS_LOG_FLUSH_MS=10001 "$HV" --config "$T/hv.conf" serve >/dev/null 2>"$T/s3.err" &&
 	fail "access_log_flush_ms 10001 accepted"
 grep -q "access_log_flush_ms too large" "$T/s3.err" || fail "bad flush interval: $(cat "$T/s3.err")"
+
+# two inits at once on an empty token and database: one waits for the other,
+# so there is one kek version 1, not one each (the key list warns of a
+# duplicate version)
+psql "$HV_TEST_PG_URL" -qc "CREATE DATABASE ${DB}_race" >/dev/null || fail "create race db"
+softhsm2-util --init-token --free --label clirace --pin 11112222 --so-pin 33334444 >/dev/null || fail "race token"
+sed -e "s/dbname=$DB\$/dbname=${DB}_race/" -e "s/token=clitest/token=clirace/" "$T/hv.conf" >"$T/race.conf"
+grep -q "dbname=${DB}_race" "$T/race.conf" || fail "race.conf: $(cat "$T/race.conf")"
+"$HV" --config "$T/race.conf" init >"$T/r1.out" 2>"$T/r1.err" &
+r1=$!
+"$HV" --config "$T/race.conf" init >"$T/r2.out" 2>"$T/r2.err" &
+r2=$!
+wait "$r1" || fail "first of two inits: $(cat "$T/r1.err")"
+wait "$r2" || fail "second of two inits: $(cat "$T/r2.err")"
+"$HV" --config "$T/race.conf" status >"$T/race-status.json" 2>"$T/race-status.err" || fail "status after two inits"
+grep -q "duplicate kek" "$T/race-status.err" && fail "two inits at once made two kek version 1"
+grep -q '"active_kek": 1' "$T/race-status.json" || fail "race status: $(cat "$T/race-status.json")"
 
 # the PIN is nowhere in the database
 psql "$HV_TEST_PG_URL dbname=$DB" -qc "SELECT 1" >/dev/null
