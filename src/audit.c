@@ -762,19 +762,30 @@ out:
 	return rc;
 }
 
+/* Append pr in the open transaction of c: the fast path, else the lock. */
+static enum hv_rc
+append_in_tx(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
+    struct hv_err *err)
+{
+	bool done = false;
+	enum hv_rc rc;
+
+	rc = append_fast(a, c, pr, false, &done, err);
+	if (rc == HV_OK && !done)
+		rc = append_locked(a, c, pr, err);
+	return rc;
+}
+
 enum hv_rc
 hv_audit_append(struct hv_audit *a, struct hv_conn *c,
     const struct hv_audit_event *ev, struct hv_err *err)
 {
 	struct prepared pr;
-	bool done = false;
 	enum hv_rc rc;
 
 	rc = prepare(a, c, ev, &pr, err);
 	if (rc == HV_OK)
-		rc = append_fast(a, c, &pr, false, &done, err);
-	if (rc == HV_OK && !done)
-		rc = append_locked(a, c, &pr, err);
+		rc = append_in_tx(a, c, &pr, err);
 	return said(rc, err);
 }
 
@@ -905,11 +916,7 @@ hv_audit_append_many(struct hv_audit *a, struct hv_conn *c,
 	/* head unknown or moved (or one row): each through the fast path or
 	 * the head lock, still on one chain and in order */
 	for (i = 0; i < n && !done; i++) {
-		bool one = false;
-
-		rc = append_fast(a, c, &pr[i], false, &one, err);
-		if (rc == HV_OK && !one)
-			rc = append_locked(a, c, &pr[i], err);
+		rc = append_in_tx(a, c, &pr[i], err);
 		if (rc != HV_OK)
 			return said(rc, err);
 	}
