@@ -167,11 +167,17 @@ hv_log_buffer_stop(void)
  * One line (n bytes) to stderr: appended to the buffer when it is on
  * (waiting only while both buffers are full), else written at once.
  */
+static void out_now(const char *line, size_t n);
+
 static void
 out_buffered(const char *line, size_t n)
 {
+	if (n > LOGBUF_CAP) {
+		out_now(line, n); /* never fits: after the buffered lines */
+		return;
+	}
 	pthread_mutex_lock(&lb.mu);
-	if (!lb.on || n > LOGBUF_CAP) {
+	if (!lb.on) {
 		pthread_mutex_unlock(&lb.mu);
 		write_all(line, n);
 		return;
