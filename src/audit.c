@@ -825,7 +825,8 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
     size_t n, bool autocommit, bool *done, struct hv_err *err)
 {
 	struct head h;
-	char chs[16], seqs[24], at[AT_LEN], name[32];
+	char chs[16], seqs[24], at[AT_LEN];
+	const char *name;
 	uint8_t macs[GROUP_MAX][HV_HMAC_LEN];
 	const char *p[GROUP_NPARAMS(GROUP_MAX)];
 	int len[GROUP_NPARAMS(GROUP_MAX)], fmt[GROUP_NPARAMS(GROUP_MAX)];
@@ -866,8 +867,8 @@ append_group(struct hv_audit *a, struct hv_conn *c, struct prepared *pr,
 		len[q + 9 - p] = HV_HMAC_LEN;
 		fmt[q + 9 - p] = 1;
 	}
-	snprintf(name, sizeof(name), "audit_group_%zu", n);
 	/* autocommit: a lost statement is not replayed */
+	name = hv_stmt_family_name(&group_family, n);
 	rc = autocommit
 	    ? hv_store_exec_once(c, name, (int)np, p, len, fmt, false, &r, err)
 	    : hv_store_exec(c, name, (int)np, p, len, fmt, false, &r, err);

@@ -161,6 +161,12 @@ hv_store_register_family(struct hv_stmt_family *f)
 	hv_store_register(f->tbl, f->max - 1);
 }
 
+const char *
+hv_stmt_family_name(const struct hv_stmt_family *f, size_t n)
+{
+	return f->tbl[n - 2].name;
+}
+
 void
 hv_store_register(const struct hv_stmt *tbl, size_t n)
 {

@@ -63,6 +63,8 @@ struct hv_stmt_family {
 	struct hv_stmt *tbl; /* made by hv_store_register_family */
 };
 void hv_store_register_family(struct hv_stmt_family *f);
+/* The name of f's statement for n (2..max), once f is registered. */
+const char *hv_stmt_family_name(const struct hv_stmt_family *f, size_t n);
 
 /*
  * Append printf output to b (cap bytes, *off used) when making a

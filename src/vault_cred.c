@@ -1545,7 +1545,7 @@ create_many(struct hv_vault *v, struct create_job **j, size_t n,
 {
 	const char *params[16 * CREATE_GROUP_MAX];
 	int lengths[16 * CREATE_GROUP_MAX], formats[16 * CREATE_GROUP_MAX];
-	char kek[CREATE_GROUP_MAX][16], name[40];
+	char kek[CREATE_GROUP_MAX][16];
 	const struct hv_audit_event *evs[CREATE_GROUP_MAX];
 	struct hv_conn *c = NULL;
 	PGresult *r = NULL;
@@ -1574,14 +1574,14 @@ create_many(struct hv_vault *v, struct create_job **j, size_t n,
 		formats[b + 13] = formats[b + 14] = formats[b + 15] = 1;
 		evs[i] = &j[i]->ev;
 	}
-	(void)snprintf(name, sizeof(name), "cred_create_%zu", n);
 	rc = hv_store_acquire(v->store, &c, err);
 	if (rc != HV_OK)
 		return rc;
 	rc = hv_store_begin(c, err);
 	if (rc == HV_OK)
-		rc = hv_store_exec(c, name, (int)(16 * n), params, lengths,
-		    formats, false, &r, err);
+		rc = hv_store_exec(c,
+		    hv_stmt_family_name(&create_group_family, n), (int)(16 * n),
+		    params, lengths, formats, false, &r, err);
 	if (rc != HV_OK)
 		goto out;
 	if ((size_t)PQntuples(r) != n) {
