@@ -1,9 +1,13 @@
 /*
  * credcache: the credential metadata cache (contract in credcache.h).
  *
- * Layout: a power-of-two array of sets of WAYS entries; an id hashes to
- * one set and lives in one of its ways (a full set drops its oldest
- * entry). An entry's row is one allocation: the column count, then per
+ * Layout: a power-of-two array of sets of `ways` entries (WAYS, or fewer
+ * for a cache smaller than one set); an id hashes to one set and lives in
+ * one of its ways (a full set drops its oldest entry). Each entry's hash
+ * is also kept in a separate array, a set's 16 in one cache line, so a
+ * lookup compares ids only where the hashes match. Sixteen ways, not
+ * four: 10,000 random ids in 16,384 four-way entries leave 6.4% of them
+ * without a slot (sets of more than four), 0.45% with sixteen. An entry's row is one allocation: the column count, then per
  * column a 32-bit length (NULL_LEN for SQL NULL) and the bytes. Sets are
  * guarded by STRIPES mutexes so that readers of different sets never
  * wait for each other. Each stripe has its own generation (an atomic
@@ -21,7 +25,7 @@
 #include "mem.h"
 #include "uuid.h"
 
-#define WAYS     4
+#define WAYS     16
 #define STRIPES  64
 #define NULL_LEN UINT32_MAX
 /* A row above this is read from the database every time. */
@@ -38,8 +42,10 @@ struct entry {
 struct hv_credcache {
 	pthread_mutex_t mu[STRIPES];
 	unsigned int ttl_ms;
+	unsigned int ways;     /* entries per set: WAYS, or fewer */
 	uint32_t mask;         /* sets - 1 */
-	struct entry *e;       /* [sets * WAYS] */
+	struct entry *e;       /* [sets * ways] */
+	uint32_t *hash;        /* [sets * ways]: hash_id of e's id */
 	uint64_t gen[STRIPES]; /* atomic */
 	/* statistics: atomic */
 	unsigned long hits, misses, stored, forgotten;
@@ -63,7 +69,7 @@ hv_credcache_new(unsigned int max_entries, unsigned int ttl_ms,
 {
 	struct hv_credcache *c;
 	uint32_t sets = 1;
-	unsigned int i;
+	unsigned int i, ways = WAYS;
 
 	*out = NULL;
 	if (max_entries == 0)
@@ -75,19 +81,25 @@ hv_credcache_new(unsigned int max_entries, unsigned int ttl_ms,
 		return hv_err_set(err, HV_E_CONFIG,
 		    "cred_cache_ttl_ms must be above 0 while cred_cache_size "
 		    "is (or set cred_cache_size to 0)");
-	while ((uint64_t)sets * WAYS < max_entries)
+	if (max_entries < WAYS)
+		ways = max_entries;
+	while ((uint64_t)sets * ways < max_entries)
 		sets <<= 1;
 	c = hv_calloc(1, sizeof(*c));
 	if (c == NULL)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
-	c->e = hv_calloc((size_t)sets * WAYS, sizeof(*c->e));
-	if (c->e == NULL) {
+	c->e = hv_calloc((size_t)sets * ways, sizeof(*c->e));
+	c->hash = hv_calloc((size_t)sets * ways, sizeof(*c->hash));
+	if (c->e == NULL || c->hash == NULL) {
+		hv_free(c->e);
+		hv_free(c->hash);
 		hv_free(c);
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
 	}
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&c->mu[i], NULL);
 	c->mask = sets - 1;
+	c->ways = ways;
 	c->ttl_ms = ttl_ms;
 	*out = c;
 	return HV_OK;
@@ -96,7 +108,7 @@ hv_credcache_new(unsigned int max_entries, unsigned int ttl_ms,
 static void
 entry_drop(struct hv_credcache *c, struct entry *e)
 {
-	if (e->row == NULL)
+	if (e == NULL || e->row == NULL)
 		return;
 	hv_free(e->row);
 	e->row = NULL;
@@ -112,25 +124,45 @@ hv_credcache_free(struct hv_credcache **cp)
 
 	if (c == NULL)
 		return;
-	for (i = 0; i < ((size_t)c->mask + 1) * WAYS; i++)
+	for (i = 0; i < ((size_t)c->mask + 1) * c->ways; i++)
 		entry_drop(c, &c->e[i]);
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_destroy(&c->mu[i]);
 	hv_free(c->e);
+	hv_free(c->hash);
 	hv_free(c);
 	*cp = NULL;
 }
 
-static struct entry *
-set_of(struct hv_credcache *c, const char *id, pthread_mutex_t **mu,
-    uint64_t **gen)
+/* The index of id's set's first entry; its hash in *h. */
+static size_t
+set_of(struct hv_credcache *c, const char *id, uint32_t *h,
+    pthread_mutex_t **mu, uint64_t **gen)
 {
-	uint32_t s = hash_id(id) & c->mask;
+	uint32_t s;
 
+	*h = hash_id(id);
+	s = *h & c->mask;
 	*mu = &c->mu[s % STRIPES];
 	if (gen != NULL)
 		*gen = &c->gen[s % STRIPES];
-	return &c->e[(size_t)s * WAYS];
+	return (size_t)s * c->ways;
+}
+
+/* The entry of id in the set at base, or NULL (lock held). */
+static struct entry *
+find(struct hv_credcache *c, size_t base, uint32_t h, const char *id)
+{
+	unsigned int w;
+
+	for (w = 0; w < c->ways; w++) {
+		struct entry *e = &c->e[base + w];
+
+		if (c->hash[base + w] == h && e->row != NULL &&
+		    strcmp(e->id, id) == 0)
+			return e;
+	}
+	return NULL;
 }
 
 uint64_t
@@ -138,11 +170,30 @@ hv_credcache_gen(struct hv_credcache *c, const char *id)
 {
 	pthread_mutex_t *mu;
 	uint64_t *gen;
+	uint32_t h;
 
 	if (c == NULL)
 		return 0;
-	(void)set_of(c, id, &mu, &gen);
+	(void)set_of(c, id, &h, &mu, &gen);
 	return __atomic_load_n(gen, __ATOMIC_ACQUIRE);
+}
+
+/* A free way of the set at base, else its oldest entry (lock held). */
+static struct entry *
+victim(struct hv_credcache *c, size_t base)
+{
+	struct entry *old = &c->e[base];
+	unsigned int w;
+
+	for (w = 0; w < c->ways; w++) {
+		struct entry *e = &c->e[base + w];
+
+		if (e->row == NULL)
+			return e;
+		if (e->born_ms < old->born_ms)
+			old = e;
+	}
+	return old;
 }
 
 /* A one-row result of the serialized row (NULL: malformed or no memory). */
@@ -192,26 +243,23 @@ PGresult *
 hv_credcache_get(struct hv_credcache *c, const char *id)
 {
 	pthread_mutex_t *mu;
-	struct entry *set;
+	struct entry *e;
 	PGresult *r = NULL;
 	uint64_t now;
-	int w;
+	uint32_t h;
+	size_t base;
 
 	if (c == NULL)
 		return NULL;
-	set = set_of(c, id, &mu, NULL);
+	base = set_of(c, id, &h, &mu, NULL);
 	now = hv_mono_ms();
 	pthread_mutex_lock(mu);
-	for (w = 0; w < WAYS; w++) {
-		struct entry *e = &set[w];
-
-		if (e->row == NULL || strcmp(e->id, id) != 0)
-			continue;
+	e = find(c, base, h, id);
+	if (e != NULL) {
 		if (now >= e->until_ms)
 			entry_drop(c, e);
 		else
 			r = row_result(e->row, e->len);
-		break;
 	}
 	pthread_mutex_unlock(mu);
 	__atomic_fetch_add(
@@ -266,11 +314,11 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
     int64_t until_us, uint64_t gen)
 {
 	pthread_mutex_t *mu;
-	struct entry *set, *slot = NULL;
+	struct entry *slot;
 	uint64_t now, until, *sgen;
 	uint8_t *row;
-	size_t len = 0;
-	int w;
+	size_t len = 0, base;
+	uint32_t h;
 
 	if (c == NULL || !hv_uuid_valid(id)) /* 36 characters: fits id[] */
 		return;
@@ -287,7 +335,7 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 	row = row_bytes(r, &len);
 	if (row == NULL)
 		return;
-	set = set_of(c, id, &mu, &sgen);
+	base = set_of(c, id, &h, &mu, &sgen);
 	pthread_mutex_lock(mu);
 	/* under the lock: a forget of id takes this lock after its bump */
 	if (__atomic_load_n(sgen, __ATOMIC_ACQUIRE) != gen) {
@@ -295,19 +343,11 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 		hv_free(row);
 		return;
 	}
-	for (w = 0; w < WAYS; w++) {
-		struct entry *e = &set[w];
-
-		if (e->row != NULL && strcmp(e->id, id) == 0) {
-			slot = e;
-			break;
-		}
-		if (slot == NULL ||
-		    (slot->row != NULL &&
-		        (e->row == NULL || e->born_ms < slot->born_ms)))
-			slot = e;
-	}
+	slot = find(c, base, h, id);
+	if (slot == NULL)
+		slot = victim(c, base);
 	entry_drop(c, slot);
+	c->hash[slot - c->e] = h;
 	memcpy(slot->id, id, strlen(id) + 1);
 	slot->row = row;
 	slot->len = len;
@@ -322,19 +362,17 @@ void
 hv_credcache_forget(struct hv_credcache *c, const char *id)
 {
 	pthread_mutex_t *mu;
-	struct entry *set;
 	uint64_t *sgen;
-	int w;
+	uint32_t h;
+	size_t base;
 
 	if (c == NULL)
 		return;
-	set = set_of(c, id, &mu, &sgen);
+	base = set_of(c, id, &h, &mu, &sgen);
 	/* bump first: a put of id that read its row before now is refused */
 	__atomic_fetch_add(sgen, 1, __ATOMIC_ACQ_REL);
 	pthread_mutex_lock(mu);
-	for (w = 0; w < WAYS; w++)
-		if (set[w].row != NULL && strcmp(set[w].id, id) == 0)
-			entry_drop(c, &set[w]);
+	entry_drop(c, find(c, base, h, id));
 	pthread_mutex_unlock(mu);
 	__atomic_fetch_add(&c->forgotten, 1, __ATOMIC_RELAXED);
 }
@@ -352,8 +390,8 @@ hv_credcache_clear(struct hv_credcache *c)
 		pthread_mutex_t *mu = &c->mu[s % STRIPES];
 
 		pthread_mutex_lock(mu);
-		for (w = 0; w < WAYS; w++)
-			entry_drop(c, &c->e[s * WAYS + w]);
+		for (w = 0; w < c->ways; w++)
+			entry_drop(c, &c->e[s * c->ways + w]);
 		pthread_mutex_unlock(mu);
 	}
 }
@@ -369,5 +407,5 @@ hv_credcache_stats(struct hv_credcache *c, struct hv_credcache_stats *st)
 	st->stored = __atomic_load_n(&c->stored, __ATOMIC_RELAXED);
 	st->forgotten = __atomic_load_n(&c->forgotten, __ATOMIC_RELAXED);
 	st->entries = __atomic_load_n(&c->entries, __ATOMIC_RELAXED);
-	st->capacity = (c->mask + 1) * WAYS;
+	st->capacity = (c->mask + 1) * c->ways;
 }

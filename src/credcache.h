@@ -5,7 +5,7 @@
  *
  * It holds the text columns of one `cred_get` row per credential id: no
  * secret, no wrapped key, nothing that is not in the metadata answer
- * already. Entries are found by id in sets of four ways; an entry lives
+ * already. Entries are found by id in sets of sixteen ways; an entry lives
  * at most ttl_ms and never past the credential's own expires_at (its
  * status flips then). Correctness across instances does not rest on the
  * TTL: every committed change of a credentials row NOTIFYs its id

@@ -2,8 +2,9 @@
  * Unit tests of credcache: a row comes back column for column (NULLs
  * included), expiry by TTL and by the row's own expires_at, forget and
  * clear with their generation (a row read before a forget is refused),
- * the oldest way dropped from a full set, oversized rows refused, the
- * disabled (size 0) cache, and consistency under threads.
+ * the oldest way dropped from a full set, a cache filled to 60% with
+ * random ids keeping 99% of them, oversized rows refused, the disabled
+ * (size 0) cache, and consistency under threads.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -236,6 +237,49 @@ test_full_set_and_size(void **state)
 	hv_credcache_free(&c);
 }
 
+/*
+ * 600 random ids in 1,024 entries: sets of four ways would leave about 35
+ * of them without a slot (some sets get more than four), sixteen ways
+ * about 2. The ids are fixed (xorshift from a constant seed).
+ */
+static void
+test_occupancy(void **state)
+{
+	struct hv_credcache *c = mk(1024, 60000);
+	struct hv_credcache_stats st;
+	PGresult *in = row("alpha"), *out;
+	char ids[600][40];
+	uint64_t x = 0x9e3779b97f4a7c15u, y;
+	int i, kept = 0;
+
+	(void)state;
+	for (i = 0; i < 600; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		y = x * 0x2545f4914f6cdd1du;
+		(void)snprintf(ids[i], sizeof(ids[i]),
+		    "%08x-%04x-4%03x-8%03x-%012llx", (unsigned int)(x >> 32),
+		    (unsigned int)(x >> 16) & 0xffff, (unsigned int)x & 0xfff,
+		    (unsigned int)(y >> 52),
+		    (unsigned long long)y & 0xffffffffffffull);
+		hv_credcache_put(c, ids[i], in, 0, hv_credcache_gen(c, ids[i]));
+	}
+	for (i = 0; i < 600; i++) {
+		out = hv_credcache_get(c, ids[i]);
+		if (out != NULL)
+			kept++;
+		PQclear(out);
+	}
+	hv_credcache_stats(c, &st);
+	assert_int_equal(st.capacity, 1024);
+	assert_int_equal(st.entries, kept);
+	if (kept < 594)
+		fail_msg("kept %d of 600 ids in 1024 entries", kept);
+	PQclear(in);
+	hv_credcache_free(&c);
+}
+
 static void
 test_disabled(void **state)
 {
@@ -326,6 +370,7 @@ main(void)
 	    cmocka_unit_test(test_expiry),
 	    cmocka_unit_test(test_forget_and_generation),
 	    cmocka_unit_test(test_full_set_and_size),
+	    cmocka_unit_test(test_occupancy),
 	    cmocka_unit_test(test_disabled),
 	    cmocka_unit_test(test_threads),
 	};
