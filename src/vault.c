@@ -37,7 +37,15 @@
 #include "mem.h"
 #include "uuid.h"
 
-#define CACHE_SLOTS  1024
+/*
+ * The verified-key cache: CACHE_SETS sets of CACHE_WAYS entries, the least
+ * recently used of a full set dropped. One slot per hash (direct mapping)
+ * made two busy keys that share a slot drop each other on every request,
+ * a key store HMAC each; with 100 keys about one in ten shares one.
+ */
+#define CACHE_WAYS   4
+#define CACHE_SETS   256
+#define CACHE_SLOTS  (CACHE_WAYS * CACHE_SETS)
 #define OVERFLOW_MAX 256
 #define HEARTBEAT_MS 200
 #define FLUSH_MS     1000
@@ -98,6 +106,7 @@ struct centry {
 	struct hv_principal p;
 	int64_t expires_us; /* 0: never */
 	double fetched;     /* monotonic seconds */
+	double hit_at;      /* monotonic seconds of the last use */
 };
 
 struct akcache {
@@ -780,10 +789,25 @@ cache_of(struct hv_vault *v)
 	return __atomic_load_n(&v->apikey_cache, __ATOMIC_ACQUIRE);
 }
 
-static size_t
-slot_of(const uint8_t h[HV_SHA256_LEN])
+/* The first entry of h's set. */
+static struct centry *
+set_of(struct akcache *k, const uint8_t h[HV_SHA256_LEN])
 {
-	return ((size_t)h[0] << 8 | h[1]) % CACHE_SLOTS;
+	return &k->slots[(((size_t)h[0] << 8 | h[1]) % CACHE_SETS) *
+	    CACHE_WAYS];
+}
+
+/* The entry of h in its set, or NULL; under mu. */
+static struct centry *
+find(struct akcache *k, const uint8_t h[HV_SHA256_LEN])
+{
+	struct centry *set = set_of(k, h);
+	size_t w;
+
+	for (w = 0; w < CACHE_WAYS; w++)
+		if (set[w].used && hv_ct_equal(set[w].h, h, HV_SHA256_LEN))
+			return &set[w];
+	return NULL;
 }
 
 /* Remember the id of a dirty entry that is being dropped; under mu. */
@@ -1161,7 +1185,7 @@ static bool
 cache_get(
     struct akcache *k, const uint8_t h[HV_SHA256_LEN], struct hv_principal *out)
 {
-	struct centry *e = &k->slots[slot_of(h)];
+	struct centry *e;
 	double now = hv_mono_s(), max_age;
 	bool hit = false;
 
@@ -1169,7 +1193,8 @@ cache_get(
 	if (!k->started)
 		goto out;
 	max_age = listener_fresh(k, now) ? CACHE_MAX_S : FRESH_S;
-	if (!e->used || !hv_ct_equal(e->h, h, HV_SHA256_LEN))
+	e = find(k, h);
+	if (e == NULL)
 		goto out;
 	if (now - e->fetched >= max_age ||
 	    (e->expires_us != 0 && hv_real_us() >= e->expires_us)) {
@@ -1179,6 +1204,7 @@ cache_get(
 	if (!principal_copy(out, &e->p))
 		goto out;
 	e->dirty = true;
+	e->hit_at = now;
 	hit = true;
 out:
 	if (hit)
@@ -1194,8 +1220,9 @@ cache_put(struct akcache *k, const uint8_t h[HV_SHA256_LEN],
     const struct hv_principal *p, int64_t expires_us, uint64_t gen,
     double fetched)
 {
-	struct centry *e = &k->slots[slot_of(h)];
+	struct centry *e, *set = set_of(k, h);
 	struct hv_principal cp;
+	size_t w;
 
 	if (!principal_copy(&cp, p))
 		return false;
@@ -1206,6 +1233,17 @@ cache_put(struct akcache *k, const uint8_t h[HV_SHA256_LEN],
 		hv_principal_release(&cp);
 		return false;
 	}
+	/* the entry of h, else a free one, else the least recently used */
+	e = find(k, h);
+	for (w = 0; e == NULL && w < CACHE_WAYS; w++)
+		if (!set[w].used)
+			e = &set[w];
+	if (e == NULL) {
+		e = &set[0];
+		for (w = 1; w < CACHE_WAYS; w++)
+			if (set[w].hit_at < e->hit_at)
+				e = &set[w];
+	}
 	if (e->used)
 		entry_clear(k, e);
 	e->used = true;
@@ -1214,6 +1252,7 @@ cache_put(struct akcache *k, const uint8_t h[HV_SHA256_LEN],
 	e->p = cp;
 	e->expires_us = expires_us;
 	e->fetched = fetched;
+	e->hit_at = fetched;
 	pthread_mutex_unlock(&k->mu);
 	return true;
 }

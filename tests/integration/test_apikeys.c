@@ -256,6 +256,44 @@ test_create_and_authenticate(void **state)
 	}
 }
 
+/*
+ * 200 keys, each used twice: the second round is served from the cache.
+ * With one slot per hash about 36 of 200 keys share a slot, and each use
+ * of one drops the other; with sets of four ways a handful at most.
+ */
+static void
+test_many_keys_cached(void **state)
+{
+	enum { NKEYS = 200 };
+	static char keys[NKEYS][128];
+	struct hv_err err = {0};
+	struct hv_principal p;
+	unsigned long h0, m0, h1, m1, revs;
+	bool listening;
+	int i, round;
+
+	(void)state;
+	for (i = 0; i < NKEYS; i++)
+		assert_int_equal(mint(va, NULL,
+		                     "{\"name\":\"many\",\"scopes\":"
+		                     "[\"credentials:read\"]}",
+		                     keys[i], sizeof(keys[i]), NULL, &err),
+		    HV_OK);
+	for (round = 0; round < 2; round++) {
+		hv_vault_cache_stats(va, &h0, &m0, &revs, &listening);
+		assert_true(listening);
+		for (i = 0; i < NKEYS; i++) {
+			assert_int_equal(auth(va, keys[i], &p), HV_OK);
+			hv_principal_release(&p);
+		}
+		hv_vault_cache_stats(va, &h1, &m1, &revs, &listening);
+		assert_int_equal((h1 - h0) + (m1 - m0), NKEYS);
+	}
+	if (m1 - m0 > 4)
+		fail_msg("%lu of %d keys missed the cache on their second use",
+		    m1 - m0, NKEYS);
+}
+
 /* Malformed headers and keys: 401 and no audit row (junk stays out). */
 static void
 test_malformed(void **state)
@@ -764,6 +802,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_create_and_authenticate),
+	    cmocka_unit_test(test_many_keys_cached),
 	    cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_unknown_key),
 	    cmocka_unit_test(test_expired),
