@@ -63,6 +63,24 @@ hash_id(const char *id)
 	return h ^ (h >> 15);
 }
 
+/*
+ * Between half of ttl and all of it, spread by seed. Rows stored together
+ * (the first reads after a start, or the reloads after they expire) would
+ * otherwise expire together, every ttl, and send all their reads to the
+ * database in the same second: measured as 10,000 extra SELECTs in 1-2 s
+ * every cycle with the benchmark's 10,000 credentials.
+ */
+static uint64_t
+lifetime_ms(unsigned int ttl, uint32_t seed)
+{
+	uint32_t x = seed * 0x9e3779b9u;
+
+	x ^= x >> 16;
+	x *= 0x85ebca6bu;
+	x ^= x >> 13;
+	return ttl - (uint64_t)(ttl / 2) * (x & 0xffff) / 0x10000;
+}
+
 enum hv_rc
 hv_credcache_new(unsigned int max_entries, unsigned int ttl_ms,
     struct hv_credcache **out, struct hv_err *err)
@@ -323,7 +341,7 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 	if (c == NULL || !hv_uuid_valid(id)) /* 36 characters: fits id[] */
 		return;
 	now = hv_mono_ms();
-	until = now + c->ttl_ms;
+	until = now + lifetime_ms(c->ttl_ms, hash_id(id) ^ (uint32_t)now);
 	if (until_us != 0) {
 		int64_t left = until_us - hv_real_us();
 

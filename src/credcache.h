@@ -6,7 +6,8 @@
  * It holds the text columns of one `cred_get` row per credential id: no
  * secret, no wrapped key, nothing that is not in the metadata answer
  * already. Entries are found by id in sets of sixteen ways; an entry lives
- * at most ttl_ms and never past the credential's own expires_at (its
+ * between half of ttl_ms and ttl_ms (spread, so that entries stored together
+ * do not expire together) and never past the credential's own expires_at (its
  * status flips then). Correctness across instances does not rest on the
  * TTL: every committed change of a credentials row NOTIFYs its id
  * (sql/0003-credential-notify.sql) and the vault's listener forgets it;
@@ -47,7 +48,8 @@ uint64_t hv_credcache_gen(struct hv_credcache *c, const char *id);
 PGresult *hv_credcache_get(struct hv_credcache *c, const char *id);
 
 /*
- * Remember row 0 of r for id, until ttl_ms from now or until_us (realtime
+ * Remember row 0 of r for id, until ttl_ms from now (or up to half of it
+ * sooner, spread over the entries) or until_us (realtime
  * microseconds; 0 = none), whichever is first, unless a forget of its
  * stripe or a clear happened since gen (hv_credcache_gen of the same id).
  * Rows larger than a few KiB are not kept.

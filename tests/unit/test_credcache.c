@@ -1,6 +1,7 @@
 /*
  * Unit tests of credcache: a row comes back column for column (NULLs
- * included), expiry by TTL and by the row's own expires_at, forget and
+ * included), expiry by TTL (spread over half of it) and by the row's own
+ * expires_at, forget and
  * clear with their generation (a row read before a forget is refused),
  * the oldest way dropped from a full set, a cache filled to 60% with
  * random ids keeping 99% of them, oversized rows refused, the disabled
@@ -123,6 +124,62 @@ test_expiry(void **state)
 	hv_credcache_put(
 	    c, ID2, in, hv_real_us() - 1000, hv_credcache_gen(c, ID2));
 	assert_null(hv_credcache_get(c, ID2));
+	PQclear(in);
+	hv_credcache_free(&c);
+}
+
+/* How many of ids[0..n) the cache has. */
+static int
+count_kept(struct hv_credcache *c, char (*ids)[40], int n)
+{
+	PGresult *out;
+	int i, kept = 0;
+
+	for (i = 0; i < n; i++) {
+		out = hv_credcache_get(c, ids[i]);
+		kept += out != NULL;
+		PQclear(out);
+	}
+	return kept;
+}
+
+/*
+ * Entries stored together do not expire together: with a TTL of 2 s, none
+ * of 500 rows stored at once is gone before 1 s, and at 1.1-1.9 s some
+ * are and some are not (without the spread, all would still be there).
+ */
+static void
+test_expiry_spread(void **state)
+{
+	struct hv_credcache *c = mk(1024, 2000);
+	PGresult *in = row("alpha");
+	char ids[500][40];
+	uint64_t t0, ta, tb;
+	int i, kept, n;
+
+	(void)state;
+	t0 = hv_mono_ms();
+	for (i = 0; i < 500; i++) {
+		(void)snprintf(ids[i], sizeof(ids[i]),
+		    "6a1c0e52-3b7d-4f90-8c2e-%012x", (unsigned int)i * 7919u);
+		hv_credcache_put(c, ids[i], in, 0, hv_credcache_gen(c, ids[i]));
+	}
+	kept = count_kept(c, ids, 500);
+	assert_in_range(kept, 490, 500); /* a few may fall out of a set */
+	hv_sleep_ms(900);
+	ta = hv_mono_ms() - t0;
+	n = count_kept(c, ids, 500);
+	if (ta < 1000) /* else this machine is too slow to tell */
+		assert_int_equal(n, kept);
+	hv_sleep_ms(1500 - (unsigned int)(hv_mono_ms() - t0));
+	ta = hv_mono_ms() - t0;
+	n = count_kept(c, ids, 500);
+	tb = hv_mono_ms() - t0;
+	/* about (2000 - t) / 1000 of them: 450 at 1.1 s, 50 at 1.9 s */
+	if (ta >= 1100 && tb <= 1900 && (n <= 25 || n >= kept - 25))
+		fail_msg(
+		    "%d of %d rows left after %llu-%llu ms of a 2000 ms TTL", n,
+		    kept, (unsigned long long)ta, (unsigned long long)tb);
 	PQclear(in);
 	hv_credcache_free(&c);
 }
@@ -368,6 +425,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_expiry),
+	    cmocka_unit_test(test_expiry_spread),
 	    cmocka_unit_test(test_forget_and_generation),
 	    cmocka_unit_test(test_full_set_and_size),
 	    cmocka_unit_test(test_occupancy),
