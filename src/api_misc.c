@@ -39,11 +39,16 @@ hv_api_readyz(struct hv_call *c, struct hv_err *err)
 enum hv_rc
 hv_api_metrics(struct hv_call *c, struct hv_err *err)
 {
+	struct hv_vault_caches caches;
+	struct hv_metrics_sources src;
 	enum hv_rc rc;
 
-	rc = hv_metrics_render(c->metrics, hv_vault_store(c->vault),
-	    hv_vault_audit(c->vault), hv_vault_create_group(c->vault), &c->text,
-	    &c->text_len, err);
+	hv_vault_caches(c->vault, &caches);
+	src.store = hv_vault_store(c->vault);
+	src.audit = hv_vault_audit(c->vault);
+	src.creates = hv_vault_create_group(c->vault);
+	src.caches = &caches;
+	rc = hv_metrics_render(c->metrics, &src, &c->text, &c->text_len, err);
 	if (rc != HV_OK)
 		return rc;
 	c->content_type = "text/plain; version=0.0.4; charset=utf-8";

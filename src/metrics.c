@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "audit.h"
 #include "group.h"
 #include "mem.h"
+#include "vault.h"
 
 /* Statuses we count by value; anything else is "other". */
 static const unsigned int status_codes[] = {200, 201, 204, 400, 401, 403, 404,
@@ -184,11 +186,50 @@ labels(const struct hv_metrics *m, size_t r, const char **method,
 	}
 }
 
-enum hv_rc
-hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
-    struct hv_audit *audit, struct hv_group *creates, char **out, size_t *len,
-    struct hv_err *err)
+/* The three caches' figures: one family per figure, one sample per cache. */
+static void
+render_caches(struct sbuf *b, const struct hv_vault_caches *c)
 {
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} fam[] = {
+	    {"hits_total", "counter", "Cache lookups that found their entry.",
+	        offsetof(struct hv_vault_cache_figures, hits)},
+	    {"misses_total", "counter",
+	        "Cache lookups that did not (the key store or the database "
+	        "answered instead).",
+	        offsetof(struct hv_vault_cache_figures, misses)},
+	    {"entries", "gauge", "Entries held.",
+	        offsetof(struct hv_vault_cache_figures, entries)},
+	    {"capacity", "gauge", "Most entries the cache holds (0: off).",
+	        offsetof(struct hv_vault_cache_figures, capacity)},
+	};
+	const char *const label[3] = {"apikey", "dek", "credential"};
+	const struct hv_vault_cache_figures *f[3] = {
+	    &c->apikey, &c->dek, &c->cred};
+	size_t i, k;
+
+	for (i = 0; i < sizeof(fam) / sizeof(fam[0]); i++) {
+		sb_printf(b,
+		    "# HELP hsmvault_cache_%s %s\n# TYPE hsmvault_cache_%s "
+		    "%s\n",
+		    fam[i].name, fam[i].help, fam[i].name, fam[i].type);
+		for (k = 0; k < 3; k++)
+			sb_printf(b, "hsmvault_cache_%s{cache=\"%s\"} %lu\n",
+			    fam[i].name, label[k],
+			    *(const unsigned long *)(const void
+			            *)((const char *)f[k] + fam[i].off));
+	}
+}
+
+enum hv_rc
+hv_metrics_render(struct hv_metrics *m, const struct hv_metrics_sources *src,
+    char **out, size_t *len, struct hv_err *err)
+{
+	struct hv_store *store = src->store;
+	struct hv_audit *audit = src->audit;
+	struct hv_group *creates = src->creates;
 	struct sbuf b = {NULL, 0, 4096, false};
 	const char *meth, *route;
 	size_t r, k;
@@ -349,6 +390,9 @@ hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
 		    "hsmvault_create_grouped_total %lu\n",
 		    groups, items);
 	}
+
+	if (src->caches != NULL)
+		render_caches(&b, src->caches);
 
 	if (b.oom) {
 		hv_free(b.p);

@@ -30,6 +30,7 @@
 struct hv_metrics;
 struct hv_audit;
 struct hv_group;
+struct hv_vault_caches;
 
 /* New metrics for the n routes of tbl. Free with hv_metrics_free(). */
 enum hv_rc
@@ -49,15 +50,20 @@ void hv_metrics_inflight(struct hv_metrics *m, int delta);
 /* Held answers (docs/http.md): +1 when one is held, -1 when it goes. */
 void hv_metrics_held(struct hv_metrics *m, int delta);
 
+/* What hv_metrics_render() reads besides its own counters. */
+struct hv_metrics_sources {
+	struct hv_store *store;   /* NULL: no pool figures */
+	struct hv_audit *audit;   /* NULL: no audit append figures */
+	struct hv_group *creates; /* NULL: no create group figures */
+	const struct hv_vault_caches *caches; /* NULL: no cache figures */
+};
+
 /*
- * Render every metric. store may be NULL (no pool figures), audit too (no
- * audit append figures), creates too (no create group figures). On HV_OK
- * *out
- * is a new NUL-terminated buffer of *len bytes the caller frees with
- * hv_free().
+ * Render every metric. On HV_OK *out is a new NUL-terminated buffer of
+ * *len bytes the caller frees with hv_free().
  */
-enum hv_rc hv_metrics_render(struct hv_metrics *m, struct hv_store *store,
-    struct hv_audit *audit, struct hv_group *creates, char **out, size_t *len,
+enum hv_rc hv_metrics_render(struct hv_metrics *m,
+    const struct hv_metrics_sources *src, char **out, size_t *len,
     struct hv_err *err) __attribute__((warn_unused_result));
 
 #endif

@@ -1297,6 +1297,36 @@ hv_vault_cache_stats(struct hv_vault *v, unsigned long *hits,
 	pthread_mutex_unlock(&k->mu);
 }
 
+void
+hv_vault_caches(struct hv_vault *v, struct hv_vault_caches *out)
+{
+	struct akcache *k = cache_of(v);
+	struct hv_dekcache_stats ds;
+	struct hv_credcache_stats cs;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	if (k != NULL) {
+		pthread_mutex_lock(&k->mu);
+		out->apikey.hits = k->hits;
+		out->apikey.misses = k->misses;
+		for (i = 0; i < CACHE_SLOTS; i++)
+			out->apikey.entries += k->slots[i].used;
+		out->apikey.capacity = CACHE_SLOTS;
+		pthread_mutex_unlock(&k->mu);
+	}
+	hv_dekcache_stats(v->dekcache, &ds);
+	out->dek.hits = ds.hits;
+	out->dek.misses = ds.misses;
+	out->dek.entries = ds.entries;
+	out->dek.capacity = ds.capacity;
+	hv_credcache_stats(v->credcache, &cs);
+	out->cred.hits = cs.hits;
+	out->cred.misses = cs.misses;
+	out->cred.entries = cs.entries;
+	out->cred.capacity = cs.capacity;
+}
+
 /* ---------------------------------------------------------------- */
 /* authentication                                                     */
 

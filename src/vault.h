@@ -94,6 +94,22 @@ struct hv_audit *hv_vault_audit(struct hv_vault *v);
 /* The group commit of creates (create_group_writers), or NULL when off. */
 struct hv_group *hv_vault_create_group(struct hv_vault *v);
 
+/*
+ * The caches' figures since the vault opened, for /metrics: lookups that
+ * hit and missed, entries held and the most there can be. A cache that is
+ * off (size 0) reports zeros.
+ */
+struct hv_vault_cache_figures {
+	unsigned long hits, misses;
+	unsigned long entries, capacity;
+};
+struct hv_vault_caches {
+	struct hv_vault_cache_figures apikey; /* verified API keys */
+	struct hv_vault_cache_figures dek;    /* unwrapped data keys */
+	struct hv_vault_cache_figures cred;   /* credential metadata rows */
+};
+void hv_vault_caches(struct hv_vault *v, struct hv_vault_caches *out);
+
 /* Run the embedded migrations (also done by hv_vault_init). */
 enum hv_rc hv_vault_migrate(const struct hv_cfg *cfg, json_t **report,
     struct hv_err *err) __attribute__((warn_unused_result));

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <libpq-fe.h>
 
+#include "clock.h"
 #include "httpc.h"
 #include "httpsrv.h"
 #include "uuid.h"
@@ -78,6 +79,8 @@ jstr(const json_t *j, const char *k)
 	return s != NULL ? s : "";
 }
 
+static long metric(const char *name);
+
 /* fast + locked audit appends in a /metrics body (-1 when absent) */
 static long
 audit_appends(const char *body)
@@ -102,7 +105,9 @@ static void
 test_health(void **state)
 {
 	struct hv_httpc_resp r;
-	long before;
+	char path[80];
+	long before, hits;
+	int n;
 
 	(void)state;
 	assert_int_equal(req("GET", "/healthz", NULL, NULL, NULL, &r), 200);
@@ -143,10 +148,47 @@ test_health(void **state)
 	        "\"secret\":{\"key\":\"sk_test_metrics\"}}",
 	        &r),
 	    201);
+	snprintf(path, sizeof(path), "/v1/credentials/%s", jstr(r.json, "id"));
 	hv_httpc_resp_free(&r);
 	assert_int_equal(
 	    req("GET", "/metrics", S.admin_key, NULL, NULL, &r), 200);
 	assert_true(audit_appends(r.body) >= before + 1);
+	hits = metric("hsmvault_cache_hits_total{cache=\"credential\"}");
+	assert_true(hits >= 0);
+	hv_httpc_resp_free(&r);
+
+	/*
+	 * the caches: metadata reads, the second and later from the cache once
+	 * the server's listener is up (the cache is unused until then)
+	 */
+	for (n = 0; n < 100 &&
+	     metric("hsmvault_cache_hits_total{cache=\"credential\"}") <
+	         hits + 1;
+	     n++) {
+		expect("GET", path, S.admin_key, NULL, 200, NULL);
+		hv_sleep_ms(20);
+	}
+	assert_int_equal(
+	    req("GET", "/metrics", S.admin_key, NULL, NULL, &r), 200);
+	assert_true(metric("hsmvault_cache_hits_total{cache=\"credential\"}") >=
+	    hits + 1);
+	assert_true(
+	    metric("hsmvault_cache_misses_total{cache=\"credential\"}") >= 1);
+	assert_true(
+	    metric("hsmvault_cache_entries{cache=\"credential\"}") >= 1);
+	assert_int_equal(
+	    metric("hsmvault_cache_capacity{cache=\"credential\"}"), 16384);
+	assert_true(metric("hsmvault_cache_hits_total{cache=\"apikey\"}") >= 1);
+	assert_true(metric("hsmvault_cache_entries{cache=\"apikey\"}") >= 1);
+	assert_int_equal(
+	    metric("hsmvault_cache_capacity{cache=\"apikey\"}"), 1024);
+	assert_int_equal(
+	    metric("hsmvault_cache_capacity{cache=\"dek\"}"), 1024);
+	assert_true(metric("hsmvault_cache_misses_total{cache=\"dek\"}") >= 0);
+	assert_non_null(
+	    strstr(r.body, "# TYPE hsmvault_cache_hits_total counter\n"));
+	assert_non_null(
+	    strstr(r.body, "# TYPE hsmvault_cache_entries gauge\n"));
 	hv_httpc_resp_free(&r);
 }
 
@@ -497,8 +539,6 @@ struct revealer {
 	long status; /* one_reveal: the answer's status */
 	bool leaked; /* one_reveal: the secret was in it */
 };
-
-static long metric(const char *name);
 
 /* One reveal on a connection of its own (a thread of the test). */
 static void *
