@@ -1605,18 +1605,24 @@ hv_http_stop(struct hv_http **hp)
 	h = *hp;
 	*hp = NULL;
 	/*
-	 * Stop accepting and close the listen sockets at once, so that new
-	 * clients are refused instead of waiting in the backlog; connections
-	 * already open keep being served.
+	 * Stop accepting at once, so that new clients are refused instead of
+	 * waiting in the backlog; connections already open keep being served.
+	 * A quiesced daemon's threads take the listen socket out of their
+	 * epoll sets on their own, after MHD_quiesce_daemon returns, and
+	 * libmicrohttpd aborts the process ("Failed to remove listen FD from
+	 * epoll set") when the socket is already closed by then. So it is shut
+	 * down here (Linux refuses new connections to a shut-down listening
+	 * socket and resets those in its backlog) and closed only once the
+	 * daemons have stopped.
 	 */
 	if (h->d != NULL)
 		ls = MHD_quiesce_daemon(h->d);
 	if (h->md != NULL)
 		mls = MHD_quiesce_daemon(h->md);
 	if (ls != MHD_INVALID_SOCKET)
-		close(ls);
+		(void)shutdown(ls, SHUT_RDWR);
 	if (mls != MHD_INVALID_SOCKET)
-		close(mls);
+		(void)shutdown(mls, SHUT_RDWR);
 	t0 = hv_mono_ms();
 	while (atomic_load(&h->inflight) > 0 &&
 	    hv_mono_ms() - t0 < (uint64_t)HV_HTTP_DRAIN_MS)
@@ -1635,6 +1641,10 @@ hv_http_stop(struct hv_http **hp)
 		MHD_stop_daemon(h->md);
 	if (h->d != NULL)
 		MHD_stop_daemon(h->d);
+	if (ls != MHD_INVALID_SOCKET)
+		close(ls);
+	if (mls != MHD_INVALID_SOCKET)
+		close(mls);
 	hv_log_info("http: stopped");
 	http_free(h);
 }
