@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "apikey.h"
+#include "digest.h"
 #include "testenv.h"
 #include "uuid.h"
 #include "vault_int.h"
@@ -257,41 +258,61 @@ test_create_and_authenticate(void **state)
 }
 
 /*
- * 200 keys, each used twice: the second round is served from the cache.
- * With one slot per hash about 36 of 200 keys share a slot, and each use
- * of one drops the other; with sets of four ways a handful at most.
+ * Two keys whose SHA-256 would share a slot of a direct-mapped cache of
+ * 1,024 (the same low 10 bits of its first two bytes, which the cache's
+ * sets of four also use): used in turn, both stay cached. Direct-mapped,
+ * each use dropped the other and every use missed.
  */
 static void
-test_many_keys_cached(void **state)
+test_keys_sharing_a_slot(void **state)
 {
-	enum { NKEYS = 200 };
-	static char keys[NKEYS][128];
+	enum { SLOTS = 1024, MAX_MINTS = 400 };
+	static char keys[MAX_MINTS][128];
+	static short first[SLOTS];
 	struct hv_err err = {0};
 	struct hv_principal p;
+	uint8_t h[32];
 	unsigned long h0, m0, h1, m1, revs;
 	bool listening;
-	int i, round;
+	int i, a = -1, b = -1, round;
 
 	(void)state;
-	for (i = 0; i < NKEYS; i++)
+	memset(first, 0xff, sizeof(first)); /* -1: no key yet */
+	for (i = 0; i < MAX_MINTS && b < 0; i++) {
+		unsigned int slot;
+
 		assert_int_equal(mint(va, NULL,
-		                     "{\"name\":\"many\",\"scopes\":"
+		                     "{\"name\":\"slot\",\"scopes\":"
 		                     "[\"credentials:read\"]}",
 		                     keys[i], sizeof(keys[i]), NULL, &err),
 		    HV_OK);
-	for (round = 0; round < 2; round++) {
-		hv_vault_cache_stats(va, &h0, &m0, &revs, &listening);
-		assert_true(listening);
-		for (i = 0; i < NKEYS; i++) {
-			assert_int_equal(auth(va, keys[i], &p), HV_OK);
-			hv_principal_release(&p);
+		assert_true(hv_sha256(keys[i], strlen(keys[i]), h));
+		slot = ((unsigned int)h[0] << 8 | h[1]) % SLOTS;
+		if (first[slot] >= 0) {
+			a = first[slot];
+			b = i;
+		} else {
+			first[slot] = (short)i;
 		}
-		hv_vault_cache_stats(va, &h1, &m1, &revs, &listening);
-		assert_int_equal((h1 - h0) + (m1 - m0), NKEYS);
 	}
-	if (m1 - m0 > 4)
-		fail_msg("%lu of %d keys missed the cache on their second use",
-		    m1 - m0, NKEYS);
+	/* 400 keys in 1,024 slots without a shared one: about e^-78 */
+	assert_true(a >= 0 && b >= 0);
+	assert_int_equal(auth(va, keys[a], &p), HV_OK);
+	hv_principal_release(&p);
+	assert_int_equal(auth(va, keys[b], &p), HV_OK);
+	hv_principal_release(&p);
+	hv_vault_cache_stats(va, &h0, &m0, &revs, &listening);
+	assert_true(listening);
+	for (round = 0; round < 3; round++) {
+		assert_int_equal(auth(va, keys[a], &p), HV_OK);
+		hv_principal_release(&p);
+		assert_int_equal(auth(va, keys[b], &p), HV_OK);
+		hv_principal_release(&p);
+	}
+	hv_vault_cache_stats(va, &h1, &m1, &revs, &listening);
+	if (m1 != m0 || h1 != h0 + 6)
+		fail_msg("two keys sharing a slot: %lu hits, %lu misses of 6",
+		    h1 - h0, m1 - m0);
 }
 
 /* Malformed headers and keys: 401 and no audit row (junk stays out). */
@@ -802,7 +823,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_create_and_authenticate),
-	    cmocka_unit_test(test_many_keys_cached),
+	    cmocka_unit_test(test_keys_sharing_a_slot),
 	    cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_unknown_key),
 	    cmocka_unit_test(test_expired),
