@@ -164,11 +164,27 @@ hv_log_buffer_stop(void)
 }
 
 /*
+ * One line to stderr now, after every buffered line (hv_log's records:
+ * rare, and a warning or an error must not wait for the flusher).
+ */
+static void
+out_now(const char *line, size_t n)
+{
+	pthread_mutex_lock(&lb.mu);
+	if (lb.on) {
+		while (lb.busy)
+			pthread_cond_wait(&lb.room, &lb.mu);
+		write_all(lb.buf[lb.cur], lb.len[lb.cur]);
+		lb.len[lb.cur] = 0;
+	}
+	write_all(line, n);
+	pthread_mutex_unlock(&lb.mu);
+}
+
+/*
  * One line (n bytes) to stderr: appended to the buffer when it is on
  * (waiting only while both buffers are full), else written at once.
  */
-static void out_now(const char *line, size_t n);
-
 static void
 out_buffered(const char *line, size_t n)
 {
@@ -190,24 +206,6 @@ out_buffered(const char *line, size_t n)
 	}
 	memcpy(lb.buf[lb.cur] + lb.len[lb.cur], line, n);
 	lb.len[lb.cur] += n;
-	pthread_mutex_unlock(&lb.mu);
-}
-
-/*
- * One line to stderr now, after every buffered line (hv_log's records:
- * rare, and a warning or an error must not wait for the flusher).
- */
-static void
-out_now(const char *line, size_t n)
-{
-	pthread_mutex_lock(&lb.mu);
-	if (lb.on) {
-		while (lb.busy)
-			pthread_cond_wait(&lb.room, &lb.mu);
-		write_all(lb.buf[lb.cur], lb.len[lb.cur]);
-		lb.len[lb.cur] = 0;
-	}
-	write_all(line, n);
 	pthread_mutex_unlock(&lb.mu);
 }
 
