@@ -7,8 +7,9 @@
  * is also kept in a separate array, a set's 16 in one cache line, so a
  * lookup compares ids only where the hashes match. Sixteen ways, not
  * four: 10,000 random ids in 16,384 four-way entries leave 6.4% of them
- * without a slot (sets of more than four), 0.45% with sixteen. An entry's row is one allocation: the column count, then per
- * column a 32-bit length (NULL_LEN for SQL NULL) and the bytes. Sets are
+ * without a slot (sets of more than four), 0.45% with sixteen. An entry's
+ * row is one allocation: the column count, then per column a 32-bit
+ * length (NULL_LEN for SQL NULL) and the bytes. Sets are
  * guarded by STRIPES mutexes so that readers of different sets never
  * wait for each other. Each stripe has its own generation (an atomic
  * counter): a forget bumps only its id's stripe, so it refuses the puts
@@ -333,27 +334,27 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 {
 	pthread_mutex_t *mu;
 	struct entry *slot;
-	uint64_t now, until, *sgen;
+	uint64_t now, life, *sgen;
 	uint8_t *row;
 	size_t len = 0, base;
 	uint32_t h;
 
 	if (c == NULL || !hv_uuid_valid(id)) /* 36 characters: fits id[] */
 		return;
+	base = set_of(c, id, &h, &mu, &sgen);
 	now = hv_mono_ms();
-	until = now + lifetime_ms(c->ttl_ms, hash_id(id) ^ (uint32_t)now);
+	life = lifetime_ms(c->ttl_ms, h ^ (uint32_t)now);
 	if (until_us != 0) {
 		int64_t left = until_us - hv_real_us();
 
 		if (left <= 0)
 			return;
-		if ((uint64_t)left / 1000u < c->ttl_ms)
-			until = now + (uint64_t)left / 1000u;
+		if ((uint64_t)left / 1000u < life)
+			life = (uint64_t)left / 1000u;
 	}
 	row = row_bytes(r, &len);
 	if (row == NULL)
 		return;
-	base = set_of(c, id, &h, &mu, &sgen);
 	pthread_mutex_lock(mu);
 	/* under the lock: a forget of id takes this lock after its bump */
 	if (__atomic_load_n(sgen, __ATOMIC_ACQUIRE) != gen) {
@@ -370,7 +371,7 @@ hv_credcache_put(struct hv_credcache *c, const char *id, const PGresult *r,
 	slot->row = row;
 	slot->len = len;
 	slot->born_ms = now;
-	slot->until_ms = until;
+	slot->until_ms = now + life;
 	__atomic_fetch_add(&c->entries, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(mu);
 	__atomic_fetch_add(&c->stored, 1, __ATOMIC_RELAXED);
