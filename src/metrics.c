@@ -2,7 +2,6 @@
 #include "metrics.h"
 
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -192,34 +191,31 @@ render_caches(struct sbuf *b, const struct hv_vault_caches *c)
 {
 	static const struct {
 		const char *name, *type, *help;
-		size_t off;
-	} fam[] = {
-	    {"hits_total", "counter", "Cache lookups that found their entry.",
-	        offsetof(struct hv_vault_cache_figures, hits)},
+	} fam[4] = {
+	    {"hits_total", "counter", "Cache lookups that found their entry."},
 	    {"misses_total", "counter",
 	        "Cache lookups that did not (the key store or the database "
-	        "answered instead).",
-	        offsetof(struct hv_vault_cache_figures, misses)},
-	    {"entries", "gauge", "Entries held.",
-	        offsetof(struct hv_vault_cache_figures, entries)},
-	    {"capacity", "gauge", "Most entries the cache holds (0: off).",
-	        offsetof(struct hv_vault_cache_figures, capacity)},
+	        "answered instead)."},
+	    {"entries", "gauge", "Entries held."},
+	    {"capacity", "gauge", "Most entries the cache holds (0: off)."},
 	};
 	const char *const label[3] = {"apikey", "dek", "credential"};
 	const struct hv_vault_cache_figures *f[3] = {
 	    &c->apikey, &c->dek, &c->cred};
 	size_t i, k;
 
-	for (i = 0; i < sizeof(fam) / sizeof(fam[0]); i++) {
+	for (i = 0; i < 4; i++) {
 		sb_printf(b,
 		    "# HELP hsmvault_cache_%s %s\n# TYPE hsmvault_cache_%s "
 		    "%s\n",
 		    fam[i].name, fam[i].help, fam[i].name, fam[i].type);
-		for (k = 0; k < 3; k++)
+		for (k = 0; k < 3; k++) {
+			const unsigned long v[4] = {f[k]->hits, f[k]->misses,
+			    f[k]->entries, f[k]->capacity};
+
 			sb_printf(b, "hsmvault_cache_%s{cache=\"%s\"} %lu\n",
-			    fam[i].name, label[k],
-			    *(const unsigned long *)(const void
-			            *)((const char *)f[k] + fam[i].off));
+			    fam[i].name, label[k], v[i]);
+		}
 	}
 }
 
