@@ -810,6 +810,22 @@ find(struct akcache *k, const uint8_t h[HV_SHA256_LEN])
 	return NULL;
 }
 
+/* A free entry of the set, else its least recently used; under mu. */
+static struct centry *
+victim(struct centry *set)
+{
+	struct centry *old = &set[0];
+	size_t w;
+
+	for (w = 0; w < CACHE_WAYS; w++) {
+		if (!set[w].used)
+			return &set[w];
+		if (set[w].hit_at < old->hit_at)
+			old = &set[w];
+	}
+	return old;
+}
+
 /* Remember the id of a dirty entry that is being dropped; under mu. */
 static void
 keep_dirty(struct akcache *k, struct centry *e)
@@ -1220,9 +1236,8 @@ cache_put(struct akcache *k, const uint8_t h[HV_SHA256_LEN],
     const struct hv_principal *p, int64_t expires_us, uint64_t gen,
     double fetched)
 {
-	struct centry *e, *set = set_of(k, h);
+	struct centry *e;
 	struct hv_principal cp;
-	size_t w;
 
 	if (!principal_copy(&cp, p))
 		return false;
@@ -1233,17 +1248,9 @@ cache_put(struct akcache *k, const uint8_t h[HV_SHA256_LEN],
 		hv_principal_release(&cp);
 		return false;
 	}
-	/* the entry of h, else a free one, else the least recently used */
 	e = find(k, h);
-	for (w = 0; e == NULL && w < CACHE_WAYS; w++)
-		if (!set[w].used)
-			e = &set[w];
-	if (e == NULL) {
-		e = &set[0];
-		for (w = 1; w < CACHE_WAYS; w++)
-			if (set[w].hit_at < e->hit_at)
-				e = &set[w];
-	}
+	if (e == NULL)
+		e = victim(set_of(k, h));
 	if (e->used)
 		entry_clear(k, e);
 	e->used = true;
@@ -1303,17 +1310,19 @@ hv_vault_caches(struct hv_vault *v, struct hv_vault_caches *out)
 	struct akcache *k = cache_of(v);
 	struct hv_dekcache_stats ds;
 	struct hv_credcache_stats cs;
+	unsigned long revs;
+	bool listening;
 	size_t i;
 
 	memset(out, 0, sizeof(*out));
+	hv_vault_cache_stats(
+	    v, &out->apikey.hits, &out->apikey.misses, &revs, &listening);
 	if (k != NULL) {
 		pthread_mutex_lock(&k->mu);
-		out->apikey.hits = k->hits;
-		out->apikey.misses = k->misses;
 		for (i = 0; i < CACHE_SLOTS; i++)
 			out->apikey.entries += k->slots[i].used;
-		out->apikey.capacity = CACHE_SLOTS;
 		pthread_mutex_unlock(&k->mu);
+		out->apikey.capacity = CACHE_SLOTS;
 	}
 	hv_dekcache_stats(v->dekcache, &ds);
 	out->dek.hits = ds.hits;
