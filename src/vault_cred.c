@@ -933,9 +933,41 @@ is_admin(const struct hv_principal *p)
 	return (p->scopes & HV_SCOPE_ADMIN) != 0;
 }
 
-/* The public JSON of row `row` (no secret, no owner label). */
+/*
+ * The injection of the rows of one answer, parsed once per distinct text:
+ * a page's rows mostly share one (one service's), and parsing it again
+ * for each row was about a tenth of a search's CPU in the server. Rows
+ * that take it share the one json_t, which nothing changes once built.
+ */
+struct inj_memo {
+	const char *text; /* borrowed from the PGresult */
+	json_t *inj;      /* a reference of its own; NULL: none yet */
+};
+
 static json_t *
-row_json(const PGresult *r, int row)
+injection_json(const char *text, struct inj_memo *m)
+{
+	json_t *inj;
+
+	if (text == NULL)
+		return NULL;
+	if (m != NULL && m->inj != NULL && strcmp(m->text, text) == 0)
+		return json_incref(m->inj);
+	inj = json_loads(text, 0, NULL);
+	if (inj != NULL && m != NULL) {
+		json_decref(m->inj);
+		m->inj = json_incref(inj);
+		m->text = text;
+	}
+	return inj;
+}
+
+/*
+ * The public JSON of row `row` (no secret, no owner label); m, when not
+ * NULL, remembers the injection across the rows of one answer.
+ */
+static json_t *
+row_json_memo(const PGresult *r, int row, struct inj_memo *m)
 {
 	/* in answer order; injection and version are put in between */
 	static const struct {
@@ -955,7 +987,7 @@ row_json(const PGresult *r, int row)
 	char *end = NULL;
 	size_t i;
 
-	inj = json_loads(val(r, row, C_INJECTION), 0, NULL);
+	inj = injection_json(val(r, row, C_INJECTION), m);
 	if (inj == NULL)
 		return NULL;
 	errno = 0;
@@ -1002,6 +1034,12 @@ fail:
 	json_decref(inj);
 	json_decref(o);
 	return NULL;
+}
+
+static json_t *
+row_json(const PGresult *r, int row)
+{
+	return row_json_memo(r, row, NULL);
 }
 
 static enum hv_rc
@@ -2093,6 +2131,7 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 	struct hv_conn *c = NULL;
 	PGresult *r = NULL;
 	json_t *o = NULL, *items = NULL, *next = NULL;
+	struct inj_memo memo = {NULL, NULL};
 	unsigned int limit;
 	char pattern[LIKE_PATTERN_MAX];
 	const char *search = NULL;
@@ -2206,7 +2245,7 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 			    val(r, i, C_ID));
 			continue;
 		}
-		it = row_json(r, i);
+		it = row_json_memo(r, i, &memo);
 		if (it == NULL || json_array_append_new(items, it) != 0) {
 			rc = hv_err_set(err, HV_E_NOMEM, "out of memory");
 			goto out;
@@ -2233,6 +2272,7 @@ hv_vault_cred_list(struct hv_vault *v, const struct hv_principal *p,
 out:
 	if (c != NULL)
 		hv_store_release(v->store, &c);
+	json_decref(memo.inj);
 	PQclear(r);
 	json_decref(items);
 	json_decref(next);

@@ -1337,6 +1337,60 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * A page's rows share one parsed injection while their texts are the same
+ * (src/vault_cred.c, inj_memo): rows in the order A A B A C A must each
+ * still carry their own injection, as a get of the same id shows.
+ */
+static void
+test_list_injections(void **state)
+{
+	static const char *const inj[] = {
+	    "{\"header\":\"Authorization\",\"prefix\":\"Bearer \"}",
+	    "{\"header\":\"X-Api-Key\"}", "{\"query_param\":\"key\"}"};
+	static const int order[] = {0, 0, 1, 0, 2, 0};
+	struct hv_principal p;
+	struct hv_err err = {0};
+	struct hv_list_query q = {0};
+	json_t *l = NULL, *items;
+	size_t i;
+
+	(void)state;
+	make_principal(&p, E.ws_c, NULL, ALL_CRED, "injmemo");
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		char body[256];
+		json_t *c;
+
+		(void)snprintf(body, sizeof(body),
+		    "{\"service\":\"stripe\",\"name\":\"injmemo %zu\","
+		    "\"injection\":%s,\"secret\":{\"key\":\"k\"}}",
+		    i, inj[order[i]]);
+		c = create(&p, body);
+		json_decref(c);
+	}
+	q.limit = 200;
+	q.q = "injmemo";
+	hv_test_must(
+	    hv_vault_cred_list(E.v, &p, &CTX, &q, &l, &err), &err, "list");
+	items = json_object_get(l, "items");
+	assert_int_equal(
+	    json_array_size(items), sizeof(order) / sizeof(order[0]));
+	for (i = 0; i < json_array_size(items); i++) {
+		const json_t *it = json_array_get(items, i);
+		json_t *want = parse(inj[order[i]]), *g = NULL;
+
+		assert_true(json_equal(json_object_get(it, "injection"), want));
+		hv_test_must(hv_vault_cred_get(
+		                 E.v, &p, &CTX, sfield(it, "id"), &g, &err),
+		    &err, "get");
+		assert_true(json_equal(json_object_get(it, "injection"),
+		    json_object_get(g, "injection")));
+		json_decref(g);
+		json_decref(want);
+	}
+	json_decref(l);
+}
+
 static void
 test_list_pagination(void **state)
 {
@@ -1700,6 +1754,7 @@ main(void)
 	    cmocka_unit_test(test_use_and_status),
 	    cmocka_unit_test(test_audit_fail_closed),
 	    cmocka_unit_test(test_list_pagination),
+	    cmocka_unit_test(test_list_injections),
 	    cmocka_unit_test(test_metacharacters),
 	    cmocka_unit_test(test_real_keys),
 	};
