@@ -12,6 +12,29 @@
 #include <stdio.h>
 #include <string.h>
 
+/*
+ * Without its trigram indexes (pg_trgm missing when the schema was
+ * migrated) the search still answers, through a sequential scan: say so
+ * where an operator looks, once at start.
+ */
+static void
+search_index_check(struct hv_vault *v)
+{
+	struct hv_err err = {0};
+	int n = 0;
+
+	if (hv_vault_search_indexes(v, &n, &err) != HV_OK)
+		hv_log_warn(
+		    "credential search: indexes not checked: %s", err.msg);
+	else if (n < 3)
+		hv_log_warn(
+		    "credential search: %d of its 3 trigram indexes exist "
+		    "(was pg_trgm missing when the schema was migrated?): "
+		    "every search reads every credential; docs/storage.md, "
+		    "\"Without pg_trgm\", says how to add them",
+		    n);
+}
+
 int
 hv_cmd_serve(struct hv_cfg *cfg, const struct hv_opts *o)
 {
@@ -44,6 +67,7 @@ hv_cmd_serve(struct hv_cfg *cfg, const struct hv_opts *o)
 	}
 	hv_log_info("hsmvault serving on %s (port %u)", cfg->listen,
 	    (unsigned int)hv_http_port(h));
+	search_index_check(v);
 	if (sigwait(&set, &sig) == 0)
 		hv_log_info("signal %d: draining requests and stopping", sig);
 	hv_http_stop(&h);

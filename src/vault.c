@@ -85,6 +85,13 @@ static const struct hv_stmt vault_stmts[] = {
         "SELECT id::text FROM workspaces WHERE id::text = lower($1) "
         "OR name = $1 ORDER BY (id::text = lower($1)) DESC LIMIT 1",
         1},
+    /* to_regclass resolves the names as our statements resolve
+	 * "credentials": through the search_path */
+    {"vault_search_indexes",
+        "SELECT count(*) FROM unnest(ARRAY['credentials_name_trgm', "
+        "'credentials_service_trgm', 'credentials_notes_trgm']) AS i(n) "
+        "WHERE to_regclass(i.n) IS NOT NULL",
+        0},
     {"vault_ws_default",
         "SELECT id::text FROM workspaces ORDER BY (name = 'default') DESC, "
         "created_at, id LIMIT 1",
@@ -642,6 +649,27 @@ init_workspace(
 	snprintf(id, HV_UUID_STR, "%s", PQgetvalue(r, 0, 0));
 	rc = hv_store_commit(c, err);
 out:
+	PQclear(r);
+	hv_store_release(v->store, &c);
+	return rc;
+}
+
+enum hv_rc
+hv_vault_search_indexes(struct hv_vault *v, int *n, struct hv_err *err)
+{
+	struct hv_conn *c = NULL;
+	PGresult *r = NULL;
+	enum hv_rc rc;
+
+	rc = hv_store_acquire(v->store, &c, err);
+	if (rc != HV_OK)
+		return rc;
+	rc = hv_store_exec(
+	    c, "vault_search_indexes", 0, NULL, NULL, NULL, false, &r, err);
+	if (rc == HV_OK && PQntuples(r) != 1)
+		rc = hv_err_set(err, HV_E_INTERNAL, "search indexes: no count");
+	if (rc == HV_OK)
+		*n = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10); /* 0..3 */
 	PQclear(r);
 	hv_store_release(v->store, &c);
 	return rc;

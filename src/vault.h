@@ -110,6 +110,15 @@ struct hv_vault_caches {
 };
 void hv_vault_caches(struct hv_vault *v, struct hv_vault_caches *out);
 
+/*
+ * How many of the credential search's three trigram indexes exist
+ * (sql/0002-search-index.sql): fewer than 3 when pg_trgm was missing when
+ * the schema was migrated, and every search then reads every credential
+ * (docs/storage.md, "Without pg_trgm").
+ */
+enum hv_rc hv_vault_search_indexes(struct hv_vault *v, int *n,
+    struct hv_err *err) __attribute__((warn_unused_result));
+
 /* Run the embedded migrations (also done by hv_vault_init). */
 enum hv_rc hv_vault_migrate(const struct hv_cfg *cfg, json_t **report,
     struct hv_err *err) __attribute__((warn_unused_result));

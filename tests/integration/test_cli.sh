@@ -158,6 +158,20 @@ for ms in 100 0; do
 done
 HSMVAULT_ACCESS_LOG_FLUSH_MS=10001 "$HV" --config "$T/hv.conf" serve >/dev/null 2>"$T/s3.err" &&
 	fail "access_log_flush_ms 10001 accepted"
+
+# serve says at start when the search's trigram indexes are missing (pg_trgm
+# absent at migration), and not when they are there (s1.err above)
+grep -q 'trigram indexes' "$T/s1.err" && fail "index warning with the indexes: $(cat "$T/s1.err")"
+psql "$HV_TEST_PG_URL dbname=$DB" -qc "DROP INDEX credentials_notes_trgm" >/dev/null ||
+	fail "drop index"
+serve_up "$T/s4.err"
+kill -TERM "$spid"
+wait "$spid" || fail "serve without an index did not stop cleanly"
+grep '"level":"warn"' "$T/s4.err" | grep -q '2 of its 3 trigram indexes exist' ||
+	fail "no warning without an index: $(cat "$T/s4.err")"
+psql "$HV_TEST_PG_URL dbname=$DB" -qc \
+	"CREATE INDEX credentials_notes_trgm ON credentials USING gin (lower(notes) gin_trgm_ops)" >/dev/null ||
+	fail "index back"
 grep -q "access_log_flush_ms too large" "$T/s3.err" || fail "bad flush interval: $(cat "$T/s3.err")"
 
 # two inits at once on an empty token and database: one waits for the other,
