@@ -895,11 +895,15 @@ hv_vault_cache_evict(struct hv_vault *v, const char *key_id)
 	if (k == NULL)
 		return;
 	pthread_mutex_lock(&k->mu);
-	for (i = 0; i < CACHE_SLOTS; i++)
-		if (k->slots[i].used &&
-		    strcasecmp(k->slots[i].p.key_id, key_id) == 0)
-			entry_clear(k, &k->slots[i]);
-	k->gen++;
+	if (key_id[0] == '\0') {
+		cache_clear_locked(k); /* a TRUNCATE of api_keys (sql/0004) */
+	} else {
+		for (i = 0; i < CACHE_SLOTS; i++)
+			if (k->slots[i].used &&
+			    strcasecmp(k->slots[i].p.key_id, key_id) == 0)
+				entry_clear(k, &k->slots[i]);
+		k->gen++;
+	}
 	k->revocations++;
 	pthread_mutex_unlock(&k->mu);
 }

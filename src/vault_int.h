@@ -118,7 +118,11 @@ bool hv_vault_text_ok(const json_t *v, size_t min, size_t max);
 enum hv_rc hv_vault_parse_time(
     const char *s, int64_t *epoch_us, struct hv_err *err, const char *field);
 
-/* Drop key_id from this instance's verified-key cache. */
+/*
+ * Drop key_id from this instance's verified-key cache; "" drops every key
+ * (the notification of a TRUNCATE of api_keys, or one whose payload is not
+ * a key id).
+ */
 void hv_vault_cache_evict(struct hv_vault *v, const char *key_id);
 /* Cache figures for /metrics; listening: revocations arrive live. */
 void hv_vault_cache_stats(struct hv_vault *v, unsigned long *hits,

@@ -31,6 +31,10 @@ static char ws_default[HV_UUID_STR];
 static const struct hv_stmt t_stmts[] = {
     {"tk_audit_count", "SELECT count(*) FROM audit_log WHERE action = $1", 1},
     {"tk_audit_all", "SELECT count(*) FROM audit_log", 0},
+    {"tk_last_used",
+        "SELECT count(*) FROM api_keys WHERE id = $1::uuid "
+        "AND last_used_at IS NOT NULL",
+        1},
     {"tk_ws_other",
         "INSERT INTO workspaces (id, name) VALUES "
         "('99999999-9999-4999-8999-999999999999', 'other') "
@@ -67,10 +71,11 @@ q_count(const char *stmt, const char *p0)
 	return x;
 }
 
+/* One statement on its own connection to url, as an operator would. */
 static void
-admin_sql(const char *q)
+sql_on(const char *url, const char *q)
 {
-	PGconn *c = PQconnectdb(getenv("HV_TEST_PG_URL"));
+	PGconn *c = PQconnectdb(url);
 	PGresult *r;
 
 	assert_int_equal(PQstatus(c), CONNECTION_OK);
@@ -80,6 +85,12 @@ admin_sql(const char *q)
 		fail_msg("%s: %s", q, PQerrorMessage(c));
 	PQclear(r);
 	PQfinish(c);
+}
+
+static void
+admin_sql(const char *q)
+{
+	sql_on(getenv("HV_TEST_PG_URL"), q);
 }
 
 static int
@@ -568,6 +579,78 @@ test_revoke_listener_down(void **state)
 	hv_principal_release(&adm);
 }
 
+/* Mint a key on va and have both instances cache it (old enough). */
+static void
+mint_cached(const char *name, char *key, size_t cap, char id[HV_UUID_STR])
+{
+	char body[128];
+	struct hv_err err = {0};
+	struct hv_principal p;
+
+	(void)snprintf(body, sizeof(body),
+	    "{\"name\":\"%s\",\"scopes\":[\"credentials:read\"]}", name);
+	assert_int_equal(mint(va, NULL, body, key, cap, id, &err), HV_OK);
+	assert_int_equal(auth(va, key, &p), HV_OK);
+	hv_principal_release(&p);
+	assert_int_equal(auth(vb, key, &p), HV_OK);
+	hv_principal_release(&p);
+}
+
+/*
+ * Changes made in SQL reach every instance's key cache within one second
+ * (sql/0004-change-notify-sql.sql): an operator's UPDATE of revoked_at, a
+ * DELETE and a TRUNCATE; and the batched last_used_at writes evict
+ * nothing. Last in the list: it empties api_keys.
+ */
+static void
+test_revoke_by_sql(void **state)
+{
+	char k1[128], k2[128], k3[128], id1[HV_UUID_STR], id2[HV_UUID_STR],
+	    id3[HV_UUID_STR], q[256];
+	struct hv_principal p;
+	unsigned long h, m, r0, r1;
+	bool listening;
+	double t0;
+	int i;
+
+	(void)state;
+	mint_cached("sql1", k1, sizeof(k1), id1);
+	mint_cached("sql2", k2, sizeof(k2), id2);
+	mint_cached("sql3", k3, sizeof(k3), id3);
+	/* last_used_at is written (about every second): no eviction */
+	hv_vault_cache_stats(va, &h, &m, &r0, &listening);
+	assert_true(listening);
+	for (i = 0; i < 15; i++) {
+		assert_int_equal(auth(va, k1, &p), HV_OK);
+		hv_principal_release(&p);
+		usleep(100 * 1000);
+	}
+	assert_int_not_equal(q_count("tk_last_used", id1), 0);
+	hv_vault_cache_stats(va, &h, &m, &r1, &listening);
+	assert_int_equal(r1, r0);
+
+	(void)snprintf(q, sizeof(q),
+	    "UPDATE api_keys SET revoked_at = now() WHERE id = '%s'", id1);
+	t0 = now_s();
+	sql_on(db.url, q);
+	assert_true(until_refused(va, k1, t0) < 1.0);
+	assert_true(until_refused(vb, k1, t0) < 1.0);
+	assert_int_equal(auth(va, k2, &p), HV_OK); /* only that key */
+	hv_principal_release(&p);
+
+	(void)snprintf(
+	    q, sizeof(q), "DELETE FROM api_keys WHERE id = '%s'", id2);
+	t0 = now_s();
+	sql_on(db.url, q);
+	assert_true(until_refused(va, k2, t0) < 1.0);
+	assert_true(until_refused(vb, k2, t0) < 1.0);
+
+	t0 = now_s();
+	sql_on(db.url, "TRUNCATE api_keys");
+	assert_true(until_refused(va, k3, t0) < 1.0);
+	assert_true(until_refused(vb, k3, t0) < 1.0);
+}
+
 /* Nobody mints what they do not hold. */
 static void
 test_no_escalation(void **state)
@@ -842,6 +925,7 @@ main(void)
 	    cmocka_unit_test(test_no_escalation),
 	    cmocka_unit_test(test_create_validation),
 	    cmocka_unit_test(test_list_and_last_used),
+	    cmocka_unit_test(test_revoke_by_sql),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -239,6 +239,22 @@ test_metadata_cache(void **state)
 	assert_int_equal(get_name(&b, path, name, sizeof(name)), 404);
 	(void)wait_name(&a, path, NULL, 1.0);
 
+	/* an operator's TRUNCATE (sql/0004's statement trigger): both
+	 * instances clear their caches within a second */
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":\"sixth\",\"auth_type\":"
+	    "\"api_key\",\"secret\":{\"key\":\"sk_cache\"}}",
+	    id, sizeof(id));
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s", id);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(get_name(&a, path, name, sizeof(name)), 200);
+		assert_int_equal(get_name(&b, path, name, sizeof(name)), 200);
+		usleep(300 * 1000); /* the listeners are back and fresh */
+	}
+	hv_test_sql(&S, "TRUNCATE credentials CASCADE");
+	(void)wait_name(&a, path, NULL, 1.0);
+	(void)wait_name(&b, path, NULL, 1.0);
+
 	hv_httpc_release(&a);
 	hv_httpc_release(&b);
 	hv_test_server_stop(&peer);
