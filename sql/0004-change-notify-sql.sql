@@ -14,44 +14,50 @@
 -- statement trigger now notifies an empty payload on hv_credential_changed,
 -- on which every instance clears its whole metadata cache.
 --
+-- One function serves every one of these triggers, 0003's included: its
+-- function is renamed (the trigger follows it, enabled or not, as triggers
+-- name their function by oid) and replaced by the general one, which
+-- takes the channel from the table it fires on.
+--
 -- As in 0003: NOTIFY is delivered at commit, never for a rolled-back
--- change, and a duplicate (hsmvault's revoke notifies twice now) is
--- harmless: an eviction of what is already gone.
+-- change. hsmvault's own revoke notifies from its statement and from the
+-- trigger in one transaction: PostgreSQL folds identical notifications of
+-- one transaction into one, and a second would only evict nothing.
 
-CREATE FUNCTION hv_apikey_changed() RETURNS trigger
+ALTER FUNCTION hv_credential_changed() RENAME TO hv_row_changed;
+
+CREATE OR REPLACE FUNCTION hv_row_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+	channel text;
 BEGIN
+	CASE TG_TABLE_NAME
+	WHEN 'credentials' THEN channel := 'hv_credential_changed';
+	WHEN 'api_keys' THEN channel := 'hv_apikey_revoked';
+	END CASE; -- any other table: CASE_NOT_FOUND, the change fails
 	IF TG_OP = 'TRUNCATE' THEN
-		PERFORM pg_notify('hv_apikey_revoked', '');
+		PERFORM pg_notify(channel, '');
 	ELSIF TG_OP = 'DELETE' THEN
-		PERFORM pg_notify('hv_apikey_revoked', OLD.id::text);
+		PERFORM pg_notify(channel, OLD.id::text);
 	ELSIF (to_jsonb(OLD) - 'last_used_at') IS DISTINCT FROM
 	      (to_jsonb(NEW) - 'last_used_at') THEN
-		PERFORM pg_notify('hv_apikey_revoked', OLD.id::text);
+		PERFORM pg_notify(channel, OLD.id::text);
 		IF NEW.id <> OLD.id THEN
-			PERFORM pg_notify('hv_apikey_revoked', NEW.id::text);
+			PERFORM pg_notify(channel, NEW.id::text);
 		END IF;
 	END IF;
 	RETURN NULL;
 END
 $$;
 
+CREATE TRIGGER credentials_truncated
+	AFTER TRUNCATE ON credentials
+	FOR EACH STATEMENT EXECUTE FUNCTION hv_row_changed();
+
 CREATE TRIGGER api_keys_changed
 	AFTER UPDATE OR DELETE ON api_keys
-	FOR EACH ROW EXECUTE FUNCTION hv_apikey_changed();
+	FOR EACH ROW EXECUTE FUNCTION hv_row_changed();
 
 CREATE TRIGGER api_keys_truncated
 	AFTER TRUNCATE ON api_keys
-	FOR EACH STATEMENT EXECUTE FUNCTION hv_apikey_changed();
-
-CREATE FUNCTION hv_credentials_truncated() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-	PERFORM pg_notify('hv_credential_changed', '');
-	RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER credentials_truncated
-	AFTER TRUNCATE ON credentials
-	FOR EACH STATEMENT EXECUTE FUNCTION hv_credentials_truncated();
+	FOR EACH STATEMENT EXECUTE FUNCTION hv_row_changed();
