@@ -44,6 +44,26 @@ FILENAME ~ /memcheck\.tsv$/ { mc[++nmc] = $0; next }
 FILENAME ~ /mem\.tsv$/ { mem[++nmem] = $0; next }
 
 # "p50 / p99" in the server of run k, or "–"
+# A group commit table: op's defaults (op-g1) against the server with
+# that group commit off (off), and the ratio to op's pgbench ceiling.
+function group_table(title, op, off, intro, unit, offname,    n, i, G, x, k) {
+	print ""
+	print "### " title " (16 connections)"
+	print ""
+	print intro
+	print ""
+	print "| server | " unit " | p50 ms | p99 ms | server + PostgreSQL CPU µs | × pgbench |"
+	print "|---|---:|---:|---:|---:|---:|"
+	n = split(op "-g1:defaults (1 writer);" off ":" offname, G, ";")
+	for (i = 1; i <= n; i++) {
+		split(G[i], x, ":")
+		k = x[1] ",16"
+		printf "| %s | %.0f | %.2f | %.2f | %.0f + %.0f | %s |\n", x[2], rps[k],
+		    p50[k], p99[k], srv[k], pgc[k],
+		    ((op ",16" in tps) && tps[op ",16"] > 0 ? sprintf("%.2f", rps[k] / tps[op ",16"]) : "–")
+	}
+}
+
 function inlat(k) { return (k in in99) ? sprintf("%.2f / %.2f", in50[k], in99[k]) : "–" }
 # the median paired ratio of k, with the lowest and highest of its rounds
 function pratio(k) {
@@ -202,35 +222,27 @@ END {
 		print ""
 		print "Three servers started one after the other on the same data, each warmed up alike, with the default " threads " worker threads and db_pool 8: the defaults (`audit_group_leaders` 1: one writer thread), group commit off (0: each reveal commits its own row and its worker thread waits for it), and two writer threads (2). Each cell: req/s (p99 ms); for reveal also server + PostgreSQL CPU µs per request."
 		print ""
-		print "| server | reveal | reveal CPU µs (server + PostgreSQL) | get | create |"
-		print "|---|---:|---:|---:|---:|"
+		print "| server | reveal | reveal CPU µs (server + PostgreSQL) | get | create | use |"
+		print "|---|---:|---:|---:|---:|---:|"
 		n = split("-g1:defaults (1 writer);-g0:group commit off;-g2:2 writers", G, ";")
 		for (i = 1; i <= n; i++) {
 			split(G[i], x, ":")
 			k = "reveal" x[1] ",16"
 			if (has(k))
-				printf "| %s | %s | %.0f + %.0f | %s | %s |\n", x[2], rp(k),
-				    srv[k], pgc[k], rp("get" x[1] ",16"), rp("create" x[1] ",16")
+				printf "| %s | %s | %.0f + %.0f | %s | %s | %s |\n", x[2], rp(k),
+				    srv[k], pgc[k], rp("get" x[1] ",16"), rp("create" x[1] ",16"),
+				    rp("use" x[1] ",16")
 		}
 	}
 
-	if (has("create-c0,16") && has("create-g1,16")) {
-		print ""
-		print "### Create group commit (16 connections)"
-		print ""
-		print "The defaults (`create_group_writers` 1: creates that find others queued or being written share one transaction, written by a writer thread) against group commit of creates off (0: each create its own transaction, as pgbench's create ceiling runs it), each server started afresh. pgbench's figure is that ceiling at 16 connections."
-		print ""
-		print "| server | creates/s | p50 ms | p99 ms | server + PostgreSQL CPU µs | × pgbench |"
-		print "|---|---:|---:|---:|---:|---:|"
-		n = split("create-g1:defaults (1 writer);create-c0:create group commit off", G, ";")
-		for (i = 1; i <= n; i++) {
-			split(G[i], x, ":")
-			k = x[1] ",16"
-			printf "| %s | %.0f | %.2f | %.2f | %.0f + %.0f | %s |\n", x[2], rps[k],
-			    p50[k], p99[k], srv[k], pgc[k],
-			    (("create,16" in tps) && tps["create,16"] > 0 ? sprintf("%.2f", rps[k] / tps["create,16"]) : "–")
-		}
-	}
+	if (has("create-c0,16") && has("create-g1,16"))
+		group_table("Create group commit", "create", "create-c0",
+		    "The defaults (`create_group_writers` 1: creates that find others queued or being written share one transaction, written by a writer thread) against group commit of creates off (0: each create its own transaction, as pgbench's create ceiling runs it), each server started afresh. pgbench's figure is that ceiling at 16 connections.",
+		    "creates/s", "create group commit off")
+	if (has("use-u0,16") && has("use-g1,16"))
+		group_table("Use group commit", "use", "use-u0",
+		    "The defaults (`use_group_writers` 1: the records of uses (audit row, `last_used_at`, status) that find others queued or being written share one transaction, written by a writer thread) against group commit of use records off (0: each record its own transaction, as pgbench's use ceiling runs it), each server started afresh. pgbench's figure is that ceiling at 16 connections.",
+		    "uses/s", "use group commit off")
 
 	if (has("tpm-reveal-nocache,16")) {
 		print ""

@@ -65,9 +65,10 @@ struct hv_call {
 	long expected_version; /* -1: no If-Match */
 	/*
 	 * The answer may wait for a group commit without holding this
-	 * thread: a handler that passes done/done_arg on (reveal, create) and
-	 * gets *pending back sets c->pending; http.c then holds c->out and
-	 * answers once done has run. NULL where a thread must wait.
+	 * thread: a handler that passes done/done_arg on (reveal, create,
+	 * use) and gets *pending back sets c->pending; http.c then holds
+	 * c->out and answers once done has run. NULL where a thread must
+	 * wait.
 	 */
 	hv_done_fn done;
 	void *done_arg;

@@ -47,6 +47,7 @@ hv_api_metrics(struct hv_call *c, struct hv_err *err)
 	src.store = hv_vault_store(c->vault);
 	src.audit = hv_vault_audit(c->vault);
 	src.creates = hv_vault_create_group(c->vault);
+	src.uses = hv_vault_use_group(c->vault);
 	src.caches = &caches;
 	rc = hv_metrics_render(c->metrics, &src, &c->text, &c->text_len, err);
 	if (rc != HV_OK)

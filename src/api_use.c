@@ -28,8 +28,9 @@ hv_api_cred_use(struct hv_call *c, struct hv_err *err)
 		return hv_err_set(err, HV_E_NOMEM, "out of memory");
 	rc = hv_httpreq_use_body(body, err);
 	if (rc == HV_OK)
-		rc = hv_provider_use(
-		    c->vault, c->principal, c->ctx, c->id, body, &c->out, err);
+		rc =
+		    hv_provider_use_async(c->vault, c->principal, c->ctx, c->id,
+		        body, c->done, c->done_arg, &c->pending, &c->out, err);
 	json_decref(body);
 	return rc;
 }

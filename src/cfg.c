@@ -66,6 +66,7 @@ static const struct key keys[] = {
     U(audit_chains),
     U(audit_group_leaders),
     U(create_group_writers),
+    U(use_group_writers),
     U(access_log_flush_ms),
     U(upstream_timeout_ms),
     {"upstream_max_response", K_SIZE,
@@ -99,6 +100,7 @@ hv_cfg_init(struct hv_cfg *c)
 	c->audit_chains = 16;        /* >= db_pool: no shared head (audit.c) */
 	c->audit_group_leaders = 1;  /* one audit writer thread */
 	c->create_group_writers = 1; /* one create writer thread */
+	c->use_group_writers = 1;    /* one use writer thread */
 	c->access_log_flush_ms = 100;
 	c->upstream_timeout_ms = 30000;
 	c->upstream_max_response = 4 * 1024 * 1024;

@@ -58,6 +58,7 @@ struct hv_cfg {
 	unsigned int audit_chains;         /* parallel audit chains */
 	unsigned int audit_group_leaders;  /* group commit; 0 = off */
 	unsigned int create_group_writers; /* group commit; 0 = off */
+	unsigned int use_group_writers;    /* group commit; 0 = off */
 	unsigned int access_log_flush_ms;  /* 0 = one write per line */
 	unsigned int upstream_timeout_ms;  /* test/use: whole provider call */
 	size_t upstream_max_response;      /* test/use: provider body cap */

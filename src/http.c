@@ -19,12 +19,12 @@
  *             MEASURED.md).
  *   Nth call  body bytes: appended up to cfg->max_body.
  *   last call body complete: JSON parse, handler, response.
- *   (held)    a reveal whose audit row, or a create whose credential,
- *             was queued behind a group being written: the handler gave
- *             its answer back unsent (hv_call.pending); the connection is
- *             suspended, and the writer resumes it (on_written) once the
- *             commit landed or failed, so that no worker thread waits for
- *             the commit.
+ *   (held)    a reveal whose audit row, a create whose credential, or a
+ *             use whose record was queued behind a group being written:
+ *             the handler gave its answer back unsent (hv_call.pending);
+ *             the connection is suspended, and the writer resumes it
+ *             (on_written) once the commit landed or failed, so that no
+ *             worker thread waits for the commit.
  *   resumed   the held answer, or the failure instead of it.
  *   completed MHD_OPTION_NOTIFY_COMPLETED: access log, metrics, free.
  */

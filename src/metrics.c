@@ -387,6 +387,24 @@ hv_metrics_render(struct hv_metrics *m, const struct hv_metrics_sources *src,
 		    groups, items);
 	}
 
+	if (src->uses != NULL) {
+		unsigned long groups, items;
+
+		hv_group_stats(src->uses, &groups, &items);
+		sb_printf(&b,
+		    "# HELP hsmvault_use_group_commits_total Groups of use "
+		    "records (audit row, last_used_at, status) written by a "
+		    "writer thread in one transaction (use_group_writers).\n"
+		    "# TYPE hsmvault_use_group_commits_total counter\n"
+		    "hsmvault_use_group_commits_total %lu\n"
+		    "# HELP hsmvault_use_grouped_total Use records written "
+		    "by those groups (a lone record is written by its own "
+		    "request and not counted).\n"
+		    "# TYPE hsmvault_use_grouped_total counter\n"
+		    "hsmvault_use_grouped_total %lu\n",
+		    groups, items);
+	}
+
 	if (src->caches != NULL)
 		render_caches(&b, src->caches);
 

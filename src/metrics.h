@@ -55,6 +55,7 @@ struct hv_metrics_sources {
 	struct hv_store *store;   /* NULL: no pool figures */
 	struct hv_audit *audit;   /* NULL: no audit append figures */
 	struct hv_group *creates; /* NULL: no create group figures */
+	struct hv_group *uses;    /* NULL: no use group figures */
 	const struct hv_vault_caches *caches; /* NULL: no cache figures */
 };
 

@@ -1700,10 +1700,11 @@ out:
 /* ------------------------------------------------------------------ */
 /* Use                                                                 */
 
-enum hv_rc
-hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
+/* done == NULL: the record is written before it returns (hv_provider_use). */
+static enum hv_rc
+use(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const char *id, const json_t *body,
-    json_t **out, struct hv_err *err)
+    hv_done_fn done, void *arg, bool *pending, json_t **out, struct hv_err *err)
 {
 	struct call c;
 	struct outreq *o = NULL;
@@ -1852,9 +1853,6 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 		rc = oom(err);
 		goto out;
 	}
-	rc = record(&c, "credential.use", resp.status < 400, status, err);
-	if (rc != HV_OK)
-		goto out;
 	res =
 	    json_pack("{s:I, s:o, s:o, s:s}", "status", (json_int_t)resp.status,
 	        "headers", ah, "body", ab, "body_encoding", enc);
@@ -1863,8 +1861,17 @@ hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
 		rc = oom(err);
 		goto out;
 	}
+	/* the answer leaves only once its record is committed */
+	rc = hv_vault_cred_record_use_async(v, p, ctx, id, "credential.use",
+	    resp.status < 400, status, done, arg, pending, &e2);
+	if (rc != HV_OK) {
+		*err = e2;
+		goto out;
+	}
 	*out = res;
+	res = NULL;
 out:
+	json_decref(res);
 	json_decref(ah);
 	json_decref(ab);
 	hv_fetch_response_release(&resp);
@@ -1874,4 +1881,23 @@ out:
 	}
 	call_release(&c);
 	return rc;
+}
+
+enum hv_rc
+hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, const json_t *body,
+    json_t **out, struct hv_err *err)
+{
+	bool pending = false;
+
+	return use(v, p, ctx, id, body, NULL, NULL, &pending, out, err);
+}
+
+enum hv_rc
+hv_provider_use_async(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, const json_t *body,
+    hv_done_fn done, void *arg, bool *pending, json_t **out, struct hv_err *err)
+{
+	*pending = false;
+	return use(v, p, ctx, id, body, done, arg, pending, out, err);
 }

@@ -66,6 +66,16 @@ enum hv_rc hv_provider_test(struct hv_vault *v, const struct hv_principal *p,
 enum hv_rc hv_provider_use(struct hv_vault *v, const struct hv_principal *p,
     const struct hv_reqctx *ctx, const char *id, const json_t *body,
     json_t **out, struct hv_err *err) __attribute__((warn_unused_result));
+/*
+ * The same, with the use's record (audit row, status, last_used_at) given
+ * to group commit when done is not NULL (hv_vault_cred_record_use_async):
+ * HV_OK with *pending true means *out is the answer, to be sent once
+ * done(arg, rc, err) has run with HV_OK, or replaced by that error.
+ */
+enum hv_rc hv_provider_use_async(struct hv_vault *v,
+    const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
+    const json_t *body, hv_done_fn done, void *arg, bool *pending, json_t **out,
+    struct hv_err *err) __attribute__((warn_unused_result));
 
 /*
  * Validate a use body on its own (no credential needed): HV_OK or

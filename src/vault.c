@@ -490,6 +490,12 @@ hv_vault_create_group(struct hv_vault *v)
 	return v->creates;
 }
 
+struct hv_group *
+hv_vault_use_group(struct hv_vault *v)
+{
+	return v->uses;
+}
+
 static void cache_stop(struct hv_vault *v);
 
 void
@@ -502,6 +508,7 @@ hv_vault_close(struct hv_vault **vp)
 	v = *vp;
 	cache_stop(v);
 	hv_group_free(&v->creates); /* writes what is queued first */
+	hv_group_free(&v->uses);
 	hv_credcache_free(&v->credcache);
 	hv_dekcache_free(&v->dekcache);
 	hv_catalog_free(&v->catalog);
@@ -583,6 +590,12 @@ hv_vault_open(const struct hv_cfg *cfg, bool create_keys, struct hv_vault **out,
 		rc = hv_group_new("create group commit",
 		    cfg->create_group_writers, CREATE_GROUP_MAX,
 		    hv_vault_create_group_run, v, &v->creates, err);
+		if (rc != HV_OK)
+			goto fail;
+	}
+	if (cfg->use_group_writers > 0) {
+		rc = hv_group_new("use group commit", cfg->use_group_writers,
+		    USE_GROUP_MAX, hv_vault_use_group_run, v, &v->uses, err);
 		if (rc != HV_OK)
 			goto fail;
 	}

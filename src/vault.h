@@ -93,6 +93,8 @@ struct hv_store *hv_vault_store(struct hv_vault *v);
 struct hv_audit *hv_vault_audit(struct hv_vault *v);
 /* The group commit of creates (create_group_writers), or NULL when off. */
 struct hv_group *hv_vault_create_group(struct hv_vault *v);
+/* The group commit of use records (use_group_writers), or NULL when off. */
+struct hv_group *hv_vault_use_group(struct hv_vault *v);
 
 /*
  * The caches' figures since the vault opened, for /metrics: lookups that
@@ -252,6 +254,21 @@ enum hv_rc hv_vault_cred_open_for_use(struct hv_vault *v,
 enum hv_rc hv_vault_cred_record_use(struct hv_vault *v,
     const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
     const char *action, bool ok, const char *new_status, struct hv_err *err);
+/*
+ * As hv_vault_cred_record_use, but with group commit of use records on
+ * (use_group_writers) and others queued or being written, the record is
+ * queued and it returns HV_OK with *pending true: done(arg, rc, err) then
+ * runs once, on a writer thread, after the commit that holds the record
+ * (HV_OK) or with the error the record gets alone. A group's records
+ * share one statement for their credentials' last_used_at and status, one
+ * for their audit rows, and one commit. Otherwise (off, done NULL, a lone
+ * record) it is hv_vault_cred_record_use, *pending false, and done never
+ * runs.
+ */
+enum hv_rc hv_vault_cred_record_use_async(struct hv_vault *v,
+    const struct hv_principal *p, const struct hv_reqctx *ctx, const char *id,
+    const char *action, bool ok, const char *new_status, hv_done_fn done,
+    void *arg, bool *pending, struct hv_err *err);
 
 /* Audit. */
 enum hv_rc hv_vault_cred_audit(struct hv_vault *v, const struct hv_principal *p,

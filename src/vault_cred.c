@@ -135,6 +135,19 @@ static const struct hv_stmt cred_stmts[] = {
         "$2::text IS NULL OR status = 'revoked' THEN status ELSE $2::text "
         "END WHERE id = $1::uuid RETURNING " COLS,
         2},
+    /*
+     * a group of use records (hv_vault_use_group_run): the distinct ids
+     * of $1 locked in id order (two groups never wait on each other in a
+     * cycle), each given last_used_at and its status of $2, as above
+     */
+    {"cred_use_update_many",
+        "UPDATE credentials SET last_used_at = now(), status = CASE WHEN "
+        "l.lst IS NULL OR status = 'revoked' THEN status ELSE l.lst END "
+        "FROM (SELECT c.id AS lid, u.st AS lst FROM credentials c JOIN "
+        "unnest($1::uuid[], $2::text[]) AS u(id, st) ON c.id = u.id "
+        "ORDER BY c.id FOR UPDATE OF c) l WHERE credentials.id = l.lid "
+        "RETURNING " COLS,
+        2},
     {"cred_version_insert",
         "INSERT INTO credential_versions (credential_id, version, "
         "kek_version, wrapped_dek, nonce, ciphertext) VALUES ($1::uuid, "
@@ -3157,4 +3170,279 @@ out:
 		hv_store_release(v->store, &c);
 	PQclear(r);
 	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Group commit of use records                                         */
+
+/*
+ * A use record queued for a group commit. The request's principal
+ * (allow-list included) and context are copies in buf: the request is
+ * held, but the record must not depend on how.
+ */
+struct use_job {
+	struct hv_group_item item; /* the queue's link */
+	struct hv_principal p;
+	struct hv_reqctx ctx;
+	char id[HV_UUID_STR];
+	const char *action; /* a static string */
+	const char *status; /* a static string, or NULL */
+	bool ok;
+	hv_done_fn done;
+	void *arg;
+	size_t len;
+	char buf[];
+};
+
+static void
+use_job_free(struct use_job *j)
+{
+	if (j != NULL)
+		hv_free_wipe(j, sizeof(*j) + j->len);
+}
+
+/* The static string equal to s among the NULL-terminated set, or NULL. */
+static const char *
+one_of(const char *s, const char *const *set)
+{
+	for (; s != NULL && *set != NULL; set++)
+		if (strcmp(s, *set) == 0)
+			return *set;
+	return NULL;
+}
+
+static struct use_job *
+use_job_new(const struct hv_principal *p, const struct hv_reqctx *ctx,
+    const char *idn, const char *action, bool ok, const char *status)
+{
+	const char *rid = ctx != NULL ? ctx->request_id : NULL;
+	const char *addr = ctx != NULL ? ctx->remote_addr : NULL;
+	size_t ids = p->n_cred_ids * sizeof(p->cred_ids[0]);
+	size_t need = ids, off;
+	struct use_job *j;
+
+	need += rid != NULL ? strlen(rid) + 1 : 0;
+	need += addr != NULL ? strlen(addr) + 1 : 0;
+	j = hv_calloc(1, sizeof(*j) + need);
+	if (j == NULL)
+		return NULL;
+	j->len = need;
+	j->p = *p;
+	j->p.cred_ids = NULL;
+	if (ids > 0) {
+		memcpy(j->buf, p->cred_ids, ids);
+		j->p.cred_ids = (char(*)[HV_UUID_STR])(void *)j->buf;
+	}
+	off = ids;
+	j->ctx.request_id = hv_strput(j->buf, &off, rid);
+	j->ctx.remote_addr = hv_strput(j->buf, &off, addr);
+	(void)snprintf(j->id, sizeof(j->id), "%s", idn);
+	j->action = action;
+	j->status = status;
+	j->ok = ok;
+	return j;
+}
+
+/* Row of r whose id is id, or -1. */
+static int
+row_of_id(const PGresult *r, const char *id)
+{
+	int t;
+
+	for (t = 0; t < PQntuples(r); t++)
+		if (strcmp(val(r, t, C_ID), id) == 0)
+			return t;
+	return -1;
+}
+
+/*
+ * cred_use_update_many's arrays for jobs j[0..n-1]: each distinct id once
+ * (in ids, "{a,b}"), with the status of its last job that sets one
+ * (sts, "{active,NULL}"), as the records one after the other would
+ * leave it.
+ */
+static void
+use_arrays(struct use_job **j, size_t n, char *ids, size_t ids_cap, char *sts,
+    size_t sts_cap)
+{
+	size_t i, k, oi = 0, os = 0;
+
+	ids[oi++] = '{';
+	sts[os++] = '{';
+	for (i = 0; i < n; i++) {
+		const char *st = NULL;
+
+		for (k = 0; k < i; k++)
+			if (strcmp(j[k]->id, j[i]->id) == 0)
+				break;
+		if (k < i)
+			continue; /* written with its first job */
+		for (k = i; k < n; k++)
+			if (strcmp(j[k]->id, j[i]->id) == 0 &&
+			    j[k]->status != NULL)
+				st = j[k]->status;
+		oi += (size_t)snprintf(ids + oi, ids_cap - oi, "%s%s",
+		    oi > 1 ? "," : "", j[i]->id);
+		os += (size_t)snprintf(sts + os, sts_cap - os, "%s%s",
+		    os > 1 ? "," : "", st != NULL ? st : "NULL");
+	}
+	(void)snprintf(ids + oi, ids_cap - oi, "}");
+	(void)snprintf(sts + os, sts_cap - os, "}");
+}
+
+/*
+ * Write use records j[0..n-1] (2..USE_GROUP_MAX) in one transaction: one
+ * statement for their credentials, one for their audit rows, one commit.
+ * A record whose credential is gone or no longer visible to its key fails
+ * the group before anything is written (*sent false): alone, it gets the
+ * answer hv_vault_cred_record_use gives it. *sent: the COMMIT went out, so
+ * the outcome is the commit's and nothing may be written again.
+ */
+static enum hv_rc
+use_many(struct hv_vault *v, struct use_job **j, size_t n, bool *sent,
+    struct hv_err *err)
+{
+	/* a UUID and a comma per id; "failing" and a comma per status */
+	char ids[USE_GROUP_MAX * HV_UUID_STR + 3];
+	char sts[USE_GROUP_MAX * 8 + 3];
+	struct hv_audit_event evs[USE_GROUP_MAX];
+	const struct hv_audit_event *evp[USE_GROUP_MAX];
+	const char *params[2];
+	struct hv_conn *c = NULL;
+	PGresult *r = NULL;
+	enum hv_rc rc;
+	size_t i;
+	int t;
+
+	*sent = false;
+	use_arrays(j, n, ids, sizeof(ids), sts, sizeof(sts));
+	params[0] = ids;
+	params[1] = sts;
+	rc = hv_store_acquire(v->store, &c, err);
+	if (rc != HV_OK)
+		return rc;
+	rc = hv_store_begin(c, err);
+	if (rc == HV_OK)
+		rc = hv_store_exec(c, "cred_use_update_many", 2, params, NULL,
+		    NULL, false, &r, err);
+	if (rc != HV_OK)
+		goto out;
+	if (PQnfields(r) != C_NCOLS) {
+		rc = hv_err_set(err, HV_E_INTERNAL,
+		    "cred_use_update_many: unexpected columns");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		/*
+		 * Visibility as check_access() sees it; the allow-list
+		 * depends on the key and the id alone, both as they were
+		 * when the use opened the credential.
+		 */
+		t = row_of_id(r, j[i]->id);
+		if (t < 0 ||
+		    !hv_vault_visible(&j[i]->p, val(r, t, C_WS),
+		        val(r, t, C_SCOPE), val(r, t, C_OWNER))) {
+			rc = hv_err_set(err, HV_E_NOT_FOUND,
+			    "a record of the group lost its credential");
+			goto out;
+		}
+		fill_event(&evs[i], &j[i]->p, &j[i]->ctx, val(r, t, C_WS),
+		    j[i]->action, j[i]->id, j[i]->ok ? "success" : "failure",
+		    j[i]->status);
+		evp[i] = &evs[i];
+	}
+	rc = hv_audit_append_many(v->audit, c, evp, n, err);
+	if (rc != HV_OK)
+		goto out;
+	*sent = true;
+	rc = hv_store_commit(c, err);
+	if (rc != HV_OK)
+		goto out;
+	for (i = 0; i < n; i++)
+		hv_credcache_forget(v->credcache, j[i]->id);
+out:
+	hv_store_release(v->store, &c); /* rolls back if still open */
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * The group's writer (hv_group_fn): the records in one transaction, and
+ * if that fails before its commit went out, each record alone, so that
+ * each gets the outcome it gets alone. Then each record's done.
+ */
+void
+hv_vault_use_group_run(void *ctx, struct hv_group_item **items, size_t n)
+{
+	struct hv_vault *v = ctx;
+	struct use_job *j[USE_GROUP_MAX];
+	struct hv_err err = {HV_OK, ""}, e1;
+	enum hv_rc rc = HV_E_INTERNAL, r1;
+	bool sent = false;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		j[i] = (struct use_job *)(void *)items[i];
+	if (n > 1)
+		rc = use_many(v, j, n, &sent, &err);
+	for (i = 0; i < n; i++) {
+		e1.rc = HV_OK;
+		e1.msg[0] = '\0';
+		if (rc == HV_OK || sent) {
+			r1 = rc;
+			e1 = err;
+		} else {
+			r1 = hv_vault_cred_record_use(v, &j[i]->p, &j[i]->ctx,
+			    j[i]->id, j[i]->action, j[i]->ok, j[i]->status,
+			    &e1);
+		}
+		j[i]->done(j[i]->arg, r1, &e1);
+		use_job_free(j[i]);
+	}
+}
+
+enum hv_rc
+hv_vault_cred_record_use_async(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, const char *action, bool ok,
+    const char *new_status, hv_done_fn done, void *arg, bool *pending,
+    struct hv_err *err)
+{
+	static const char *const actions[] = {
+	    "credential.test", "credential.use", NULL};
+	static const char *const use_statuses[] = {
+	    "active", "failing", "expired", NULL};
+	char idn[HV_UUID_STR];
+	const char *act, *st;
+	struct use_job *j;
+	enum hv_rc rc;
+
+	*pending = false;
+	act = one_of(action, actions);
+	st = one_of(new_status, use_statuses);
+	/* anything the group cannot take gets its answer from the one way */
+	if (v->uses == NULL || done == NULL || act == NULL ||
+	    (new_status != NULL && st == NULL) || !hv_uuid_normalize(id, idn))
+		return hv_vault_cred_record_use(
+		    v, p, ctx, id, action, ok, new_status, err);
+	rc = hv_vault_require(v, p, HV_SCOPE_CRED_USE, ctx, err);
+	if (rc != HV_OK)
+		return rc;
+	if (hv_group_alone(v->uses)) {
+		/* nothing to share a commit with: written here, at once */
+		rc = hv_vault_cred_record_use(v, p, ctx, idn, act, ok, st, err);
+		hv_group_alone_end(v->uses);
+		return rc;
+	}
+	j = use_job_new(p, ctx, idn, act, ok, st);
+	if (j == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "out of memory");
+	j->done = done;
+	j->arg = arg;
+	rc = hv_group_push(v->uses, &j->item, err);
+	if (rc != HV_OK) {
+		use_job_free(j);
+		return rc;
+	}
+	*pending = true;
+	return HV_OK;
 }

@@ -28,6 +28,7 @@ struct hv_vault {
 	struct hv_dekcache *dekcache;   /* NULL: off; used by vault_cred.c */
 	struct hv_credcache *credcache; /* NULL: off; metadata reads */
 	struct hv_group *creates; /* NULL: off; group commit (vault_cred.c) */
+	struct hv_group *uses;    /* NULL: off; group commit (vault_cred.c) */
 };
 
 /*
@@ -40,6 +41,15 @@ struct hv_vault {
 struct hv_group_item;
 void
 hv_vault_create_group_run(void *ctx, struct hv_group_item **items, size_t n);
+
+/*
+ * Uses per group commit (use_group_writers); at most the audit log's rows
+ * per statement (hv_audit_append_many).
+ */
+#define USE_GROUP_MAX 32
+
+/* Run a group of queued use records (an hv_group_fn; ctx is the vault). */
+void hv_vault_use_group_run(void *ctx, struct hv_group_item **items, size_t n);
 
 /* Register the statement tables of every vault module (once). */
 void hv_vault_register_statements(void);

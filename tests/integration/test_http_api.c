@@ -79,8 +79,6 @@ jstr(const json_t *j, const char *k)
 	return s != NULL ? s : "";
 }
 
-static long metric(const char *name);
-
 /* fast + locked audit appends in a /metrics body (-1 when absent) */
 static long
 audit_appends(const char *body)
@@ -153,7 +151,8 @@ test_health(void **state)
 	assert_int_equal(
 	    req("GET", "/metrics", S.admin_key, NULL, NULL, &r), 200);
 	assert_true(audit_appends(r.body) >= before + 1);
-	hits = metric("hsmvault_cache_hits_total{cache=\"credential\"}");
+	hits = hv_test_metric(
+	    &S, "hsmvault_cache_hits_total{cache=\"credential\"}");
 	assert_true(hits >= 0);
 	hv_httpc_resp_free(&r);
 
@@ -162,29 +161,36 @@ test_health(void **state)
 	 * the server's listener is up (the cache is unused until then)
 	 */
 	for (n = 0; n < 100 &&
-	     metric("hsmvault_cache_hits_total{cache=\"credential\"}") <
-	         hits + 1;
+	     hv_test_metric(&S,
+	         "hsmvault_cache_hits_total{cache=\"credential\"}") < hits + 1;
 	     n++) {
 		expect("GET", path, S.admin_key, NULL, 200, NULL);
 		hv_sleep_ms(20);
 	}
 	assert_int_equal(
 	    req("GET", "/metrics", S.admin_key, NULL, NULL, &r), 200);
-	assert_true(metric("hsmvault_cache_hits_total{cache=\"credential\"}") >=
-	    hits + 1);
 	assert_true(
-	    metric("hsmvault_cache_misses_total{cache=\"credential\"}") >= 1);
+	    hv_test_metric(&S,
+	        "hsmvault_cache_hits_total{cache=\"credential\"}") >= hits + 1);
 	assert_true(
-	    metric("hsmvault_cache_entries{cache=\"credential\"}") >= 1);
+	    hv_test_metric(
+	        &S, "hsmvault_cache_misses_total{cache=\"credential\"}") >= 1);
+	assert_true(hv_test_metric(&S,
+	                "hsmvault_cache_entries{cache=\"credential\"}") >= 1);
 	assert_int_equal(
-	    metric("hsmvault_cache_capacity{cache=\"credential\"}"), 16384);
-	assert_true(metric("hsmvault_cache_hits_total{cache=\"apikey\"}") >= 1);
-	assert_true(metric("hsmvault_cache_entries{cache=\"apikey\"}") >= 1);
+	    hv_test_metric(&S, "hsmvault_cache_capacity{cache=\"credential\"}"),
+	    16384);
+	assert_true(hv_test_metric(&S,
+	                "hsmvault_cache_hits_total{cache=\"apikey\"}") >= 1);
+	assert_true(hv_test_metric(
+	                &S, "hsmvault_cache_entries{cache=\"apikey\"}") >= 1);
 	assert_int_equal(
-	    metric("hsmvault_cache_capacity{cache=\"apikey\"}"), 1024);
+	    hv_test_metric(&S, "hsmvault_cache_capacity{cache=\"apikey\"}"),
+	    1024);
 	assert_int_equal(
-	    metric("hsmvault_cache_capacity{cache=\"dek\"}"), 1024);
-	assert_true(metric("hsmvault_cache_misses_total{cache=\"dek\"}") >= 0);
+	    hv_test_metric(&S, "hsmvault_cache_capacity{cache=\"dek\"}"), 1024);
+	assert_true(hv_test_metric(
+	                &S, "hsmvault_cache_misses_total{cache=\"dek\"}") >= 0);
 	assert_non_null(
 	    strstr(r.body, "# TYPE hsmvault_cache_hits_total counter\n"));
 	assert_non_null(
@@ -558,20 +564,6 @@ one_reveal(void *arg)
 }
 
 /* Lock requests waiting in the server's database. */
-static long
-lock_waits(PGconn *c)
-{
-	PGresult *r = PQexec(c,
-	    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON "
-	    "d.oid = l.database WHERE NOT l.granted AND "
-	    "d.datname = current_database()");
-	long n = -1;
-
-	if (PQresultStatus(r) == PGRES_TUPLES_OK)
-		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	return n;
-}
 
 /* 25 reveals on a connection of its own; counts right answers. */
 static void *
@@ -663,20 +655,23 @@ test_reveal_held(void **state)
 		t[i].path = path;
 		assert_int_equal(
 		    pthread_create(&th[i], NULL, one_reveal, &t[i]), 0);
-		for (n = 0; i == 0 && n < 1000 && lock_waits(lk) == 0; n++)
+		for (n = 0; i == 0 && n < 1000 && hv_test_lock_waits(lk) == 0;
+		     n++)
 			usleep(10000);
 	}
 	/*
 	 * The writer thread waits on the lock too only once it took queued
 	 * rows: two waiting lock requests prove answers are held.
 	 */
-	for (n = 0; n < 1000 && lock_waits(lk) < 2; n++)
+	for (n = 0; n < 1000 && hv_test_lock_waits(lk) < 2; n++)
 		usleep(10000);
-	assert_true(lock_waits(lk) >= 2);
+	assert_true(hv_test_lock_waits(lk) >= 2);
 	/* the three behind the first are held answers (/metrics) */
-	for (n = 0; n < 1000 && metric("hsmvault_http_held_answers") < 3; n++)
+	for (n = 0;
+	     n < 1000 && hv_test_metric(&S, "hsmvault_http_held_answers") < 3;
+	     n++)
 		usleep(10000);
-	assert_int_equal(metric("hsmvault_http_held_answers"), 3);
+	assert_int_equal(hv_test_metric(&S, "hsmvault_http_held_answers"), 3);
 	res = PQexec(lk, "COMMIT");
 	PQclear(res);
 	PQfinish(lk);
@@ -686,7 +681,7 @@ test_reveal_held(void **state)
 		assert_false(t[i].leaked);
 	}
 	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows);
-	assert_int_equal(metric("hsmvault_http_held_answers"), 0);
+	assert_int_equal(hv_test_metric(&S, "hsmvault_http_held_answers"), 0);
 	hv_test_sql(&S, "ALTER TABLE audit_log DROP CONSTRAINT test_no_reveal");
 	assert_int_equal(req("GET", path, S.admin_key, NULL, NULL, &r), 200);
 	assert_string_equal(
@@ -701,25 +696,6 @@ test_reveal_held(void **state)
  * test holds up on a lock (each libmicrohttpd thread serves the
  * connections it accepted).
  */
-static long
-metric(const char *name)
-{
-	struct hv_httpc c;
-	struct hv_httpc_resp r;
-	char key[128];
-	const char *p;
-	long v = -1;
-
-	(void)snprintf(key, sizeof(key), "\n%s ", name);
-	hv_httpc_init(&c, S.base);
-	hv_httpc_do(&c, "GET", "/metrics", S.admin_key, NULL, NULL, 0, &r);
-	if (r.status == 200 && r.body != NULL &&
-	    (p = strstr(r.body, key)) != NULL)
-		v = strtol(p + strlen(key), NULL, 10);
-	hv_httpc_resp_free(&r);
-	hv_httpc_release(&c);
-	return v;
-}
 
 struct creator {
 	const char *name; /* one_create: the credential's name */
@@ -829,23 +805,25 @@ held_creates(const char *const *names, int n, struct creator *t)
 	res = PQexec(lk, "BEGIN; LOCK TABLE credentials IN EXCLUSIVE MODE");
 	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
 	PQclear(res);
-	held = metric("hsmvault_http_held_answers");
+	held = hv_test_metric(&S, "hsmvault_http_held_answers");
 	assert_true(held >= 0);
 	for (i = 0; i < n; i++) {
 		memset(&t[i], 0, sizeof(t[i]));
 		t[i].name = names[i];
 		assert_int_equal(
 		    pthread_create(&th[i], NULL, one_create, &t[i]), 0);
-		for (k = 0; i < 2 && k < 1000 && lock_waits(lk) < i + 1; k++)
+		for (k = 0; i < 2 && k < 1000 && hv_test_lock_waits(lk) < i + 1;
+		     k++)
 			usleep(10000);
-		assert_true(i >= 2 || lock_waits(lk) >= i + 1);
+		assert_true(i >= 2 || hv_test_lock_waits(lk) >= i + 1);
 	}
 	/* every create but the first (waiting on its worker thread) is held */
-	for (k = 0;
-	     k < 1000 && metric("hsmvault_http_held_answers") < held + n - 1;
+	for (k = 0; k < 1000 &&
+	     hv_test_metric(&S, "hsmvault_http_held_answers") < held + n - 1;
 	     k++)
 		usleep(10000);
-	assert_int_equal(metric("hsmvault_http_held_answers"), held + n - 1);
+	assert_int_equal(
+	    hv_test_metric(&S, "hsmvault_http_held_answers"), held + n - 1);
 	res = PQexec(lk, "COMMIT");
 	PQclear(res);
 	PQfinish(lk);
@@ -931,9 +909,9 @@ test_create_group(void **state)
 	    0);
 
 	/* a group of three, made deterministic with a lock */
-	groups = metric("hsmvault_create_group_commits_total");
-	grouped = metric("hsmvault_create_grouped_total");
-	agroups = metric("hsmvault_audit_group_commits_total");
+	groups = hv_test_metric(&S, "hsmvault_create_group_commits_total");
+	grouped = hv_test_metric(&S, "hsmvault_create_grouped_total");
+	agroups = hv_test_metric(&S, "hsmvault_audit_group_commits_total");
 	assert_true(groups >= 0 && grouped >= 0 && agroups >= 0);
 	held_creates(good, 5, t);
 	for (i = 0; i < 5; i++) {
@@ -942,11 +920,13 @@ test_create_group(void **state)
 		assert_int_equal(create_rows(good[i]), 1);
 	}
 	assert_int_equal(
-	    metric("hsmvault_create_group_commits_total"), groups + 2);
-	assert_int_equal(metric("hsmvault_create_grouped_total"), grouped + 4);
+	    hv_test_metric(&S, "hsmvault_create_group_commits_total"),
+	    groups + 2);
+	assert_int_equal(
+	    hv_test_metric(&S, "hsmvault_create_grouped_total"), grouped + 4);
 	/* the group of three appended its audit rows with one statement */
-	assert_true(
-	    metric("hsmvault_audit_group_commits_total") >= agroups + 1);
+	assert_true(hv_test_metric(&S, "hsmvault_audit_group_commits_total") >=
+	    agroups + 1);
 
 	/* a group that fails is written again one create at a time */
 	hv_test_sql(&S,
@@ -976,7 +956,7 @@ test_create_group(void **state)
 	                         "name = 'group-bad'"),
 	    0);
 	assert_int_equal(hv_test_count_rows(&S, "audit_log"), rows + 4);
-	assert_int_equal(metric("hsmvault_http_held_answers"), 0);
+	assert_int_equal(hv_test_metric(&S, "hsmvault_http_held_answers"), 0);
 	hv_test_sql(&S, "ALTER TABLE credentials DROP CONSTRAINT test_no_bad");
 }
 

@@ -7,6 +7,7 @@
  * targets) that send nothing, revoked and expired credentials (409 with
  * their codes), and an unreachable provider (502 upstream_error).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
+#include <unistd.h>
 
 #include "httpc.h"
 #include "httpsrv.h"
@@ -310,6 +313,271 @@ test_refusals(void **state)
 	assert_int_equal(hv_stubprov_count(P), before);
 }
 
+/* One use on a client of its own (a thread), and what it got back. */
+struct user {
+	const char *key;   /* the API key */
+	const char *id;    /* the credential */
+	const char *upath; /* the provider path */
+	int times;         /* uses, one after the other */
+	long status;       /* hsmvault's answer to the last */
+	long pstatus;      /* the provider's status in it */
+	char code[64];     /* the error code of a refusal */
+	int ok;            /* answers 200 with the provider's 200 */
+};
+
+static void *
+user_main(void *arg)
+{
+	struct user *u = arg;
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	char path[128], body[128];
+	int i;
+
+	hv_httpc_init(&c, S.base);
+	(void)snprintf(path, sizeof(path), "/v1/credentials/%s/use", u->id);
+	(void)snprintf(body, sizeof(body), "{\"path\":\"%s\"}", u->upath);
+	for (i = 0; i < u->times; i++) {
+		hv_httpc_do(
+		    &c, "POST", path, u->key, NULL, body, strlen(body), &r);
+		u->status = r.status;
+		u->pstatus =
+		    (long)json_integer_value(json_object_get(r.json, "status"));
+		(void)snprintf(u->code, sizeof(u->code), "%s",
+		    jstr(json_object_get(r.json, "error"), "code"));
+		if (r.status == 200 && u->pstatus == 200)
+			u->ok++;
+		hv_httpc_resp_free(&r);
+	}
+	hv_httpc_release(&c);
+	return NULL;
+}
+
+/* The first value of a test-only query on the server's database. */
+static long
+db_long(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	long n = -1;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return n;
+}
+
+/* credential.use audit rows of credential id. */
+static long
+use_rows(PGconn *c, const char *id)
+{
+	char sql[200];
+
+	(void)snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM audit_log WHERE action = 'credential.use' "
+	    "AND credential_id = '%s'",
+	    id);
+	return db_long(c, sql);
+}
+
+/*
+ * Start u[0..n-1] in order while lk holds credentials locked (its
+ * transaction is open): u[0]'s record is written alone and waits on its
+ * worker thread; u[1] is taken alone by the writer thread, which then
+ * waits too; u[2..] queue behind it, in this order, held. Then commit lk
+ * and wait for every one.
+ */
+static void
+held_uses(PGconn *lk, struct user *u, pthread_t *th, int n)
+{
+	long held = hv_test_metric(&S, "hsmvault_http_held_answers");
+	int i, k;
+
+	assert_true(held >= 0);
+	for (i = 0; i < n; i++) {
+		u[i].times = 1;
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, user_main, &u[i]), 0);
+		for (k = 0; k < 1000 &&
+		     (i < 2 ? hv_test_lock_waits(lk) < i + 1
+		            : hv_test_metric(&S, "hsmvault_http_held_answers") <
+		                 held + i);
+		     k++)
+			usleep(10000);
+		if (i < 2)
+			assert_int_equal(hv_test_lock_waits(lk), i + 1);
+		else
+			assert_int_equal(
+			    hv_test_metric(&S, "hsmvault_http_held_answers"),
+			    held + i);
+	}
+	PQclear(PQexec(lk, "COMMIT"));
+	for (i = 0; i < n; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	assert_int_equal(hv_test_metric(&S, "hsmvault_http_held_answers"), 0);
+}
+
+/*
+ * Use records with group commit (the default): a use whose record finds
+ * others queued or being written is queued, its answer held until the
+ * group that holds it commits. 8 clients at once each get their answers
+ * and leave one audit row per use. In a group, each credential's status
+ * is the one its last use in the group sets; a group whose statement
+ * fails, or in which a credential is no longer visible to the key that
+ * used it, is written again one record at a time, each getting the
+ * answer it gets alone.
+ */
+static void
+test_use_group(void **state)
+{
+	char a[64], b[64], d[64], key[160], body[256];
+	struct user u[8];
+	pthread_t th[8];
+	PGconn *db, *lk;
+	long groups, grouped, ra, rb, rd;
+	int i;
+
+	(void)state;
+	db = PQconnectdb(S.db.url);
+	assert_int_equal(PQstatus(db), CONNECTION_OK);
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":\"grp a\",\"secret\":{\"key\":"
+	    "\"sk_test_a\"}}",
+	    a, sizeof(a));
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":\"grp b\",\"secret\":{\"key\":"
+	    "\"sk_test_b\"}}",
+	    b, sizeof(b));
+	hv_test_make_cred(&S, S.admin_key,
+	    "{\"service\":\"stripe\",\"name\":\"grp d\",\"secret\":{\"key\":"
+	    "\"sk_test_d\"}}",
+	    d, sizeof(d));
+
+	/* 8 clients × 20 uses: every answer, every audit row */
+	ra = use_rows(db, a);
+	rb = use_rows(db, b);
+	for (i = 0; i < 8; i++) {
+		memset(&u[i], 0, sizeof(u[i]));
+		u[i].key = S.admin_key;
+		u[i].id = i % 2 == 0 ? a : b;
+		u[i].upath = "/echo/many";
+		u[i].times = 20;
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, user_main, &u[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(u[i].ok, 20);
+	}
+	assert_int_equal(use_rows(db, a), ra + 80);
+	assert_int_equal(use_rows(db, b), rb + 80);
+
+	/*
+	 * A group of four, made deterministic with a lock: in queue order
+	 * a 200, b 401, a 401, b 200; a ends failing and b active.
+	 */
+	groups = hv_test_metric(&S, "hsmvault_use_group_commits_total");
+	grouped = hv_test_metric(&S, "hsmvault_use_grouped_total");
+	assert_true(groups >= 0 && grouped >= 0);
+	ra = use_rows(db, a);
+	rb = use_rows(db, b);
+	rd = use_rows(db, d);
+	lk = PQconnectdb(S.db.url);
+	assert_int_equal(PQstatus(lk), CONNECTION_OK);
+	PQclear(PQexec(lk, "BEGIN; LOCK TABLE credentials IN EXCLUSIVE MODE"));
+	memset(u, 0, sizeof(u));
+	for (i = 0; i < 6; i++)
+		u[i].key = S.admin_key;
+	u[0].id = d, u[0].upath = "/echo/lone";
+	u[1].id = d, u[1].upath = "/echo/writer";
+	u[2].id = a, u[2].upath = "/echo/first";
+	u[3].id = b, u[3].upath = "/v1/balance";
+	u[4].id = a, u[4].upath = "/v1/balance";
+	u[5].id = b, u[5].upath = "/echo/last";
+	held_uses(lk, u, th, 6);
+	PQfinish(lk);
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(u[i].status, 200);
+		assert_int_equal(u[i].pstatus, i == 3 || i == 4 ? 401 : 200);
+	}
+	assert_int_equal(
+	    hv_test_metric(&S, "hsmvault_use_group_commits_total"), groups + 2);
+	assert_int_equal(
+	    hv_test_metric(&S, "hsmvault_use_grouped_total"), grouped + 5);
+	assert_int_equal(use_rows(db, a), ra + 2);
+	assert_int_equal(use_rows(db, b), rb + 2);
+	assert_int_equal(use_rows(db, d), rd + 2);
+	cred_status(a, "failing");
+	cred_status(b, "active");
+	cred_status(d, "active");
+
+	/*
+	 * A group whose statement fails (a CHECK refuses d's last_used_at)
+	 * is written again one record at a time: a and b still get 200,
+	 * d the answer it gets alone, and no audit row.
+	 */
+	hv_test_sql(&S,
+	    "ALTER TABLE credentials ADD CONSTRAINT test_no_use CHECK "
+	    "(name <> 'grp d' OR last_used_at IS NULL "
+	    "OR last_used_at < '2000-01-01') NOT VALID");
+	memset(&u[7], 0, sizeof(u[7]));
+	u[7].key = S.admin_key, u[7].id = d, u[7].upath = "/echo/alone";
+	u[7].times = 1;
+	(void)user_main(&u[7]);
+	assert_true(u[7].status >= 400);
+	ra = use_rows(db, a);
+	rb = use_rows(db, b);
+	rd = use_rows(db, d);
+	lk = PQconnectdb(S.db.url);
+	PQclear(PQexec(lk, "BEGIN; LOCK TABLE credentials IN EXCLUSIVE MODE"));
+	memset(u, 0, 5 * sizeof(u[0]));
+	for (i = 0; i < 5; i++)
+		u[i].key = S.admin_key, u[i].upath = "/echo/fallback";
+	u[0].id = u[1].id = a;
+	u[2].id = b, u[3].id = d, u[4].id = a;
+	held_uses(lk, u, th, 5);
+	PQfinish(lk);
+	for (i = 0; i < 5; i++) {
+		if (i == 3) {
+			assert_int_equal(u[i].status, u[7].status);
+			assert_string_equal(u[i].code, u[7].code);
+			continue;
+		}
+		assert_int_equal(u[i].status, 200);
+	}
+	assert_int_equal(use_rows(db, a), ra + 3);
+	assert_int_equal(use_rows(db, b), rb + 1);
+	assert_int_equal(use_rows(db, d), rd);
+	hv_test_sql(&S, "ALTER TABLE credentials DROP CONSTRAINT test_no_use");
+
+	/*
+	 * A credential made personal to another user while its use waited
+	 * in a group: that use gets the 404 it gets alone, the others 200.
+	 */
+	(void)snprintf(body, sizeof(body),
+	    "{\"name\":\"grp user\",\"scopes\":[\"credentials:read\","
+	    "\"credentials:use\"],\"user\":\"carol\"}");
+	hv_test_mint_key(&S, NULL, body, key, sizeof(key), NULL, 0);
+	ra = use_rows(db, a);
+	rb = use_rows(db, b);
+	lk = PQconnectdb(S.db.url);
+	(void)snprintf(body, sizeof(body),
+	    "BEGIN; UPDATE credentials SET scope = 'personal', owner_user = "
+	    "'dave' WHERE id = '%s'; LOCK TABLE credentials IN EXCLUSIVE MODE",
+	    b);
+	PQclear(PQexec(lk, body));
+	memset(u, 0, 5 * sizeof(u[0]));
+	for (i = 0; i < 5; i++)
+		u[i].key = key, u[i].id = a, u[i].upath = "/echo/moved";
+	u[3].id = b;
+	held_uses(lk, u, th, 5);
+	PQfinish(lk);
+	for (i = 0; i < 5; i++)
+		assert_int_equal(u[i].status, i == 3 ? 404 : 200);
+	assert_int_equal(use_rows(db, a), ra + 4);
+	assert_int_equal(use_rows(db, b), rb);
+	PQfinish(db);
+}
+
 static void
 tweak(struct hv_cfg *cfg)
 {
@@ -358,6 +626,7 @@ main(void)
 	    cmocka_unit_test(test_test_endpoint),
 	    cmocka_unit_test(test_use_endpoint),
 	    cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_use_group),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

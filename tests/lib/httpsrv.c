@@ -229,3 +229,38 @@ hv_test_sql(const struct hv_test_server *s, const char *sql)
 	PQclear(r);
 	PQfinish(c);
 }
+
+long
+hv_test_metric(const struct hv_test_server *s, const char *name)
+{
+	struct hv_httpc c;
+	struct hv_httpc_resp r;
+	char key[128];
+	const char *p;
+	long v = -1;
+
+	(void)snprintf(key, sizeof(key), "\n%s ", name);
+	hv_httpc_init(&c, s->base);
+	hv_httpc_do(&c, "GET", "/metrics", s->admin_key, NULL, NULL, 0, &r);
+	if (r.status == 200 && r.body != NULL &&
+	    (p = strstr(r.body, key)) != NULL)
+		v = strtol(p + strlen(key), NULL, 10);
+	hv_httpc_resp_free(&r);
+	hv_httpc_release(&c);
+	return v;
+}
+
+long
+hv_test_lock_waits(PGconn *c)
+{
+	PGresult *r = PQexec(c,
+	    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON "
+	    "d.oid = l.database WHERE NOT l.granted AND "
+	    "d.datname = current_database()");
+	long n = -1;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return n;
+}

@@ -10,6 +10,7 @@
 #ifndef HV_TEST_HTTPSRV_H
 #define HV_TEST_HTTPSRV_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -79,5 +80,11 @@ long hv_test_count_rows(const struct hv_test_server *s, const char *table);
 
 /* Run one SQL statement (test set-up only) on the server's database. */
 void hv_test_sql(const struct hv_test_server *s, const char *sql);
+
+/* The value of the unlabelled /metrics line name of s, or -1. */
+long hv_test_metric(const struct hv_test_server *s, const char *name);
+
+/* Lock requests waiting in c's database (pg_locks not granted), or -1. */
+long hv_test_lock_waits(PGconn *c);
 
 #endif
