@@ -1849,15 +1849,16 @@ use(struct hv_vault *v, const struct hv_principal *p,
 		status = NULL;
 	ah = answer_headers(o, &resp);
 	ab = answer_body(o, &resp, &enc);
-	if (ah == NULL || ab == NULL) {
-		rc = oom(err);
-		goto out;
+	if (ah != NULL && ab != NULL) {
+		res = json_pack("{s:I, s:o, s:o, s:s}", "status",
+		    (json_int_t)resp.status, "headers", ah, "body", ab,
+		    "body_encoding", enc);
+		ah = ab = NULL; /* taken by json_pack, also when it fails */
 	}
-	res =
-	    json_pack("{s:I, s:o, s:o, s:s}", "status", (json_int_t)resp.status,
-	        "headers", ah, "body", ab, "body_encoding", enc);
-	ah = ab = NULL;
 	if (res == NULL) {
+		/* no answer to hold, but the call was made: its record still */
+		(void)record(
+		    &c, "credential.use", resp.status < 400, status, NULL);
 		rc = oom(err);
 		goto out;
 	}

@@ -18,6 +18,8 @@
 
 #include "cfg.h"
 #include "mem.h"
+#include "provider.h"
+#include "stubprov.h"
 #include "testenv.h"
 #include "vault.h"
 
@@ -30,6 +32,7 @@ static struct {
 	struct hv_vault *v;
 	struct hv_principal cli;
 	PGconn *pg;
+	struct hv_stubprov *prov; /* the stand-in provider of op_use */
 	char cred_id[HV_UUID_STR];
 	char api_key[128];
 } E;
@@ -200,6 +203,21 @@ op_auth(json_t **out, struct hv_err *err)
 	return rc;
 }
 
+/* A use through the stand-in provider: the answer is built after the call. */
+static enum hv_rc
+op_use(json_t **out, struct hv_err *err)
+{
+	json_t *body = json_pack("{s:s, s:s, s:{s:s}}", "method", "POST",
+	    "path", "/echo/tortured", "headers", "X-Test", "torture");
+	enum hv_rc rc;
+
+	if (body == NULL)
+		return hv_err_set(err, HV_E_NOMEM, "pack");
+	rc = hv_provider_use(E.v, &E.cli, &ctx, E.cred_id, body, out, err);
+	json_decref(body);
+	return rc;
+}
+
 static enum hv_rc
 op_delete(json_t **out, struct hv_err *err)
 {
@@ -221,6 +239,8 @@ test_torture(void **state)
 	torture("rotate", op_rotate, true, true);
 	torture("apikey create", op_apikey, true, true);
 	torture("authenticate", op_auth, false, false);
+	torture("use", op_use, true, true);
+	assert_true(hv_stubprov_count(E.prov) > 0);
 	torture("delete", op_delete, true, true);
 }
 
@@ -239,6 +259,13 @@ main(void)
 	hv_test_token_new(&E.tok, "torture");
 	hv_cfg_init(&E.cfg);
 	hv_test_cfg(&E.cfg, &E.tok, &E.db);
+	E.prov = hv_stubprov_start();
+	E.cfg.allow_private_targets = true;
+	if (hv_cfg_set(&E.cfg, "service_github_base_url",
+	        hv_stubprov_url(E.prov), &err) != HV_OK) {
+		fprintf(stderr, "setup: %s\n", err.msg);
+		return 1;
+	}
 	if (hv_vault_init(&E.cfg, &report, &err) != HV_OK ||
 	    hv_vault_open(&E.cfg, false, &E.v, &err) != HV_OK ||
 	    hv_principal_cli(E.v, NULL, &E.cli, &err) != HV_OK) {
@@ -256,5 +283,6 @@ main(void)
 	hv_cfg_release(&E.cfg);
 	hv_test_db_drop(&E.db);
 	hv_test_token_destroy(&E.tok);
+	hv_stubprov_stop(&E.prov);
 	return rc;
 }
