@@ -363,8 +363,8 @@ END {
 	print ""
 	print "- latency ≈ local + k × L;"
 	print "- throughput ≈ min( worker threads / latency, key store sessions / (k × L), cores × 10⁶ / CPU µs, PostgreSQL ), each worker thread blocking for the whole request (libmicrohttpd thread pool) and each key store operation holding one PKCS#11 session; the key store is assumed to serve as many sessions in parallel as it is given."
-	print "- reveals and creates are the exceptions (audit group commit, create group commit): the worker thread is held for local + (k − 1) × L only, the audit row's HMAC is computed by a writer thread, and a writer computes the HMACs of its group one after the other (each row chains onto the last), so reveals ≤ audit writers / L and creates ≤ create writers / L; PostgreSQL is not capped at pgbench's one-row (one-create) figure, as grouped rows cost it less."
-	printf "- *default* = %d worker threads, %d key store sessions (2 × cores, this machine's defaults) and 1 audit writer and 1 create writer, %d cores shared with PostgreSQL (CPU = server + PostgreSQL), PostgreSQL capped at its pgbench figure at 16 connections; *tuned* = 64 worker threads, 64 sessions, 8 audit writers and 8 create writers (`threads`, `pkcs11_sessions`, `audit_group_leaders`, `create_group_writers`), 8 cores for the server alone (CPU = server), PostgreSQL on an 8-core host of its own, capped at 4 × that pgbench figure (reads scale so; commits may not).\n", threads, sessions, cores
+	print "- reveals, creates and uses are the exceptions (audit group commit, create group commit, use group commit): the worker thread is held for local + (k − 1) × L only, the audit row's HMAC is computed by a writer thread, and a writer computes the HMACs of its group one after the other (each row chains onto the last), so reveals ≤ audit writers / L, creates ≤ create writers / L and uses ≤ use writers / L; PostgreSQL is not capped at pgbench's figure for one request's statements, as grouped rows cost it less."
+	printf "- *default* = %d worker threads, %d key store sessions (2 × cores, this machine's defaults) and 1 audit, 1 create and 1 use writer, %d cores shared with PostgreSQL (CPU = server + PostgreSQL), PostgreSQL capped at its pgbench figure at 16 connections; *tuned* = 64 worker threads, 64 sessions, 8 audit, 8 create and 8 use writers (`threads`, `pkcs11_sessions`, `audit_group_leaders`, `create_group_writers`, `use_group_writers`), 8 cores for the server alone (CPU = server), PostgreSQL on an 8-core host of its own, capped at 4 × that pgbench figure (reads scale so; commits may not).\n", threads, sessions, cores
 	print ""
 	print "| operation | DEK cache | k | CPU µs | L | latency ms | req/s default | req/s tuned |"
 	print "|---|---|---:|---:|---:|---:|---:|---:|"
@@ -384,7 +384,7 @@ END {
 				if (L == 0 && cc == 0) continue
 				if (L > 0 && kk == 0) continue	# no key store work
 				lat = p50[op ",1"] + kk * L
-				grouped = op == "reveal" || op == "create"
+				grouped = op == "reveal" || op == "create" || op == "use"
 				held = grouped ? lat - L : lat
 				xd = threads * 1000 / held
 				xt = 64 * 1000 / held
