@@ -3433,16 +3433,19 @@ hv_vault_cred_record_use_async(struct hv_vault *v, const struct hv_principal *p,
 		hv_group_alone_end(v->uses);
 		return rc;
 	}
+	/*
+	 * The provider has been called: a record that cannot be queued (no
+	 * memory, shutting down) is written here rather than lost.
+	 */
 	j = use_job_new(p, ctx, idn, act, ok, st);
-	if (j == NULL)
-		return hv_err_set(err, HV_E_NOMEM, "out of memory");
-	j->done = done;
-	j->arg = arg;
-	rc = hv_group_push(v->uses, &j->item, err);
-	if (rc != HV_OK) {
+	if (j != NULL) {
+		j->done = done;
+		j->arg = arg;
+		if (hv_group_push(v->uses, &j->item, err) == HV_OK) {
+			*pending = true;
+			return HV_OK;
+		}
 		use_job_free(j);
-		return rc;
 	}
-	*pending = true;
-	return HV_OK;
+	return hv_vault_cred_record_use(v, p, ctx, idn, act, ok, st, err);
 }
