@@ -219,13 +219,39 @@ render_caches(struct sbuf *b, const struct hv_vault_caches *c)
 	}
 }
 
+/*
+ * A group commit's two counters (group.h), named after kind: its groups
+ * and the items they wrote. Nothing when g is NULL (off).
+ */
+static void
+render_group(struct sbuf *b, struct hv_group *g, const char *kind,
+    const char *items_of, const char *items_cap, const char *one,
+    const char *option)
+{
+	unsigned long groups, items;
+
+	if (g == NULL)
+		return;
+	hv_group_stats(g, &groups, &items);
+	sb_printf(b,
+	    "# HELP hsmvault_%s_group_commits_total Groups of %s written by "
+	    "a writer thread in one transaction (%s).\n"
+	    "# TYPE hsmvault_%s_group_commits_total counter\n"
+	    "hsmvault_%s_group_commits_total %lu\n"
+	    "# HELP hsmvault_%s_grouped_total %s written by those groups (a "
+	    "lone %s is written by its own request and not counted).\n"
+	    "# TYPE hsmvault_%s_grouped_total counter\n"
+	    "hsmvault_%s_grouped_total %lu\n",
+	    kind, items_of, option, kind, kind, groups, kind, items_cap, one,
+	    kind, kind, items);
+}
+
 enum hv_rc
 hv_metrics_render(struct hv_metrics *m, const struct hv_metrics_sources *src,
     char **out, size_t *len, struct hv_err *err)
 {
 	struct hv_store *store = src->store;
 	struct hv_audit *audit = src->audit;
-	struct hv_group *creates = src->creates;
 	struct sbuf b = {NULL, 0, 4096, false};
 	const char *meth, *route;
 	size_t r, k;
@@ -369,41 +395,11 @@ hv_metrics_render(struct hv_metrics *m, const struct hv_metrics_sources *src,
 		    st.fast, st.locked, st.groups, st.rows);
 	}
 
-	if (creates != NULL) {
-		unsigned long groups, items;
-
-		hv_group_stats(creates, &groups, &items);
-		sb_printf(&b,
-		    "# HELP hsmvault_create_group_commits_total Groups of "
-		    "creates written by a writer thread in one transaction "
-		    "(create_group_writers).\n"
-		    "# TYPE hsmvault_create_group_commits_total counter\n"
-		    "hsmvault_create_group_commits_total %lu\n"
-		    "# HELP hsmvault_create_grouped_total Creates written "
-		    "by those groups (a lone create is written by its own "
-		    "request and not counted).\n"
-		    "# TYPE hsmvault_create_grouped_total counter\n"
-		    "hsmvault_create_grouped_total %lu\n",
-		    groups, items);
-	}
-
-	if (src->uses != NULL) {
-		unsigned long groups, items;
-
-		hv_group_stats(src->uses, &groups, &items);
-		sb_printf(&b,
-		    "# HELP hsmvault_use_group_commits_total Groups of use "
-		    "records (audit row, last_used_at, status) written by a "
-		    "writer thread in one transaction (use_group_writers).\n"
-		    "# TYPE hsmvault_use_group_commits_total counter\n"
-		    "hsmvault_use_group_commits_total %lu\n"
-		    "# HELP hsmvault_use_grouped_total Use records written "
-		    "by those groups (a lone record is written by its own "
-		    "request and not counted).\n"
-		    "# TYPE hsmvault_use_grouped_total counter\n"
-		    "hsmvault_use_grouped_total %lu\n",
-		    groups, items);
-	}
+	render_group(&b, src->creates, "create", "creates", "Creates", "create",
+	    "create_group_writers");
+	render_group(&b, src->uses, "use",
+	    "use records (audit row, last_used_at, status)", "Use records",
+	    "record", "use_group_writers");
 
 	if (src->caches != NULL)
 		render_caches(&b, src->caches);

@@ -289,17 +289,20 @@ static const char *const scopes[] = {
 static const char *const statuses[] = {
     "active", "expired", "failing", "revoked", NULL};
 
+/* The string of the NULL-terminated set equal to s, or NULL. */
+static const char *
+one_of(const char *s, const char *const *set)
+{
+	for (; s != NULL && *set != NULL; set++)
+		if (strcmp(s, *set) == 0)
+			return *set;
+	return NULL;
+}
+
 static bool
 in_set(const char *s, const char *const *set)
 {
-	size_t i;
-
-	if (s == NULL)
-		return false;
-	for (i = 0; set[i] != NULL; i++)
-		if (strcmp(s, set[i]) == 0)
-			return true;
-	return false;
+	return one_of(s, set) != NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1055,6 +1058,18 @@ row_json(const PGresult *r, int row)
 	return row_json_memo(r, row, NULL);
 }
 
+/* Row of r whose id is id, or -1. */
+static int
+row_of_id(const PGresult *r, const char *id)
+{
+	int t;
+
+	for (t = 0; t < PQntuples(r); t++)
+		if (strcmp(val(r, t, C_ID), id) == 0)
+			return t;
+	return -1;
+}
+
 static enum hv_rc
 not_found(struct hv_err *err)
 {
@@ -1602,7 +1617,6 @@ create_many(struct hv_vault *v, struct create_job **j, size_t n,
 	PGresult *r = NULL;
 	enum hv_rc rc;
 	size_t i, k;
-	int t;
 
 	*sent = false;
 	memset(lengths, 0, sizeof(lengths[0]) * 16 * n);
@@ -1642,10 +1656,7 @@ create_many(struct hv_vault *v, struct create_job **j, size_t n,
 	}
 	/* RETURNING's order is not promised: match the rows by id */
 	for (i = 0; i < n; i++) {
-		row[i] = -1;
-		for (t = 0; t < PQntuples(r); t++)
-			if (strcmp(val(r, t, C_ID), j[i]->id) == 0)
-				row[i] = t;
+		row[i] = row_of_id(r, j[i]->id);
 		if (row[i] < 0) {
 			rc = hv_err_set(err, HV_E_DATABASE,
 			    "a group of creates lost a row");
@@ -3106,40 +3117,57 @@ out:
 	return rc;
 }
 
-enum hv_rc
-hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
-    const struct hv_reqctx *ctx, const char *id, const char *action, bool ok,
+static const char *const use_actions[] = {
+    "credential.test", "credential.use", NULL};
+static const char *const use_statuses[] = {
+    "active", "failing", "expired", NULL};
+
+/*
+ * What a record is checked for before anything is written: action and
+ * status among ours (*act, *st: the same strings, static), the key's
+ * scope, and the id (normalized into idn).
+ */
+static enum hv_rc
+record_check(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, const char *action,
+    const char *new_status, char idn[HV_UUID_STR], const char **act,
+    const char **st, struct hv_err *err)
+{
+	enum hv_rc rc;
+
+	*act = one_of(action, use_actions);
+	*st = one_of(new_status, use_statuses);
+	if (*act == NULL)
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "record_use: action must "
+		    "be credential.test or credential.use");
+	if (new_status != NULL && *st == NULL)
+		return hv_err_set(err, HV_E_INTERNAL,
+		    "record_use: status must "
+		    "be active, failing or expired");
+	rc = hv_vault_require(v, p, HV_SCOPE_CRED_USE, ctx, err);
+	if (rc != HV_OK)
+		return rc;
+	if (!hv_uuid_normalize(id, idn))
+		return not_found(err);
+	return HV_OK;
+}
+
+/* Write a checked record in a transaction of its own. */
+static enum hv_rc
+record_write(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *idn, const char *action, bool ok,
     const char *new_status, struct hv_err *err)
 {
-	char idn[HV_UUID_STR];
 	const char *params[2];
 	struct hv_audit_event ev;
 	struct hv_conn *c = NULL;
 	PGresult *r = NULL;
 	enum hv_rc rc;
 
-	if (action == NULL ||
-	    (strcmp(action, "credential.test") != 0 &&
-	        strcmp(action, "credential.use") != 0))
-		return hv_err_set(err, HV_E_INTERNAL,
-		    "record_use: action must "
-		    "be credential.test or credential.use");
-	if (new_status != NULL && strcmp(new_status, "active") != 0 &&
-	    strcmp(new_status, "failing") != 0 &&
-	    strcmp(new_status, "expired") != 0)
-		return hv_err_set(err, HV_E_INTERNAL,
-		    "record_use: status must "
-		    "be active, failing or expired");
-	rc = hv_vault_require(v, p, HV_SCOPE_CRED_USE, ctx, err);
-	if (rc != HV_OK)
-		goto out;
-	if (!hv_uuid_normalize(id, idn)) {
-		rc = not_found(err);
-		goto out;
-	}
 	rc = hv_store_acquire(v->store, &c, err);
 	if (rc != HV_OK)
-		goto out;
+		return rc;
 	rc = hv_store_begin(c, err);
 	if (rc != HV_OK)
 		goto out;
@@ -3166,10 +3194,25 @@ hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
 	if (rc == HV_OK)
 		hv_credcache_forget(v->credcache, idn);
 out:
-	if (c != NULL)
-		hv_store_release(v->store, &c);
+	hv_store_release(v->store, &c);
 	PQclear(r);
 	return rc;
+}
+
+enum hv_rc
+hv_vault_cred_record_use(struct hv_vault *v, const struct hv_principal *p,
+    const struct hv_reqctx *ctx, const char *id, const char *action, bool ok,
+    const char *new_status, struct hv_err *err)
+{
+	char idn[HV_UUID_STR];
+	const char *act, *st;
+	enum hv_rc rc;
+
+	rc = record_check(
+	    v, p, ctx, id, action, new_status, idn, &act, &st, err);
+	if (rc != HV_OK)
+		return rc;
+	return record_write(v, p, ctx, idn, act, ok, st, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -3199,16 +3242,6 @@ use_job_free(struct use_job *j)
 {
 	if (j != NULL)
 		hv_free_wipe(j, sizeof(*j) + j->len);
-}
-
-/* The static string equal to s among the NULL-terminated set, or NULL. */
-static const char *
-one_of(const char *s, const char *const *set)
-{
-	for (; s != NULL && *set != NULL; set++)
-		if (strcmp(s, *set) == 0)
-			return *set;
-	return NULL;
 }
 
 static struct use_job *
@@ -3241,18 +3274,6 @@ use_job_new(const struct hv_principal *p, const struct hv_reqctx *ctx,
 	j->status = status;
 	j->ok = ok;
 	return j;
-}
-
-/* Row of r whose id is id, or -1. */
-static int
-row_of_id(const PGresult *r, const char *id)
-{
-	int t;
-
-	for (t = 0; t < PQntuples(r); t++)
-		if (strcmp(val(r, t, C_ID), id) == 0)
-			return t;
-	return -1;
 }
 
 /*
@@ -3376,8 +3397,8 @@ hv_vault_use_group_run(void *ctx, struct hv_group_item **items, size_t n)
 {
 	struct hv_vault *v = ctx;
 	struct use_job *j[USE_GROUP_MAX];
-	struct hv_err err = {HV_OK, ""}, e1;
-	enum hv_rc rc = HV_E_INTERNAL, r1;
+	struct hv_err err = {HV_OK, ""};
+	enum hv_rc rc = HV_E_INTERNAL;
 	bool sent = false;
 	size_t i;
 
@@ -3386,16 +3407,14 @@ hv_vault_use_group_run(void *ctx, struct hv_group_item **items, size_t n)
 	if (n > 1)
 		rc = use_many(v, j, n, &sent, &err);
 	for (i = 0; i < n; i++) {
-		e1.rc = HV_OK;
-		e1.msg[0] = '\0';
-		if (rc == HV_OK || sent) {
-			r1 = rc;
+		struct hv_err e1 = {HV_OK, ""};
+		enum hv_rc r1 = rc;
+
+		if (rc == HV_OK || sent)
 			e1 = err;
-		} else {
-			r1 = hv_vault_cred_record_use(v, &j[i]->p, &j[i]->ctx,
-			    j[i]->id, j[i]->action, j[i]->ok, j[i]->status,
-			    &e1);
-		}
+		else /* alone; checked when it was queued */
+			r1 = record_write(v, &j[i]->p, &j[i]->ctx, j[i]->id,
+			    j[i]->action, j[i]->ok, j[i]->status, &e1);
 		j[i]->done(j[i]->arg, r1, &e1);
 		use_job_free(j[i]);
 	}
@@ -3407,29 +3426,21 @@ hv_vault_cred_record_use_async(struct hv_vault *v, const struct hv_principal *p,
     const char *new_status, hv_done_fn done, void *arg, bool *pending,
     struct hv_err *err)
 {
-	static const char *const actions[] = {
-	    "credential.test", "credential.use", NULL};
-	static const char *const use_statuses[] = {
-	    "active", "failing", "expired", NULL};
 	char idn[HV_UUID_STR];
 	const char *act, *st;
 	struct use_job *j;
 	enum hv_rc rc;
 
 	*pending = false;
-	act = one_of(action, actions);
-	st = one_of(new_status, use_statuses);
-	/* anything the group cannot take gets its answer from the one way */
-	if (v->uses == NULL || done == NULL || act == NULL ||
-	    (new_status != NULL && st == NULL) || !hv_uuid_normalize(id, idn))
-		return hv_vault_cred_record_use(
-		    v, p, ctx, id, action, ok, new_status, err);
-	rc = hv_vault_require(v, p, HV_SCOPE_CRED_USE, ctx, err);
+	rc = record_check(
+	    v, p, ctx, id, action, new_status, idn, &act, &st, err);
 	if (rc != HV_OK)
 		return rc;
+	if (v->uses == NULL || done == NULL)
+		return record_write(v, p, ctx, idn, act, ok, st, err);
 	if (hv_group_alone(v->uses)) {
 		/* nothing to share a commit with: written here, at once */
-		rc = hv_vault_cred_record_use(v, p, ctx, idn, act, ok, st, err);
+		rc = record_write(v, p, ctx, idn, act, ok, st, err);
 		hv_group_alone_end(v->uses);
 		return rc;
 	}
@@ -3447,5 +3458,5 @@ hv_vault_cred_record_use_async(struct hv_vault *v, const struct hv_principal *p,
 		}
 		use_job_free(j);
 	}
-	return hv_vault_cred_record_use(v, p, ctx, idn, act, ok, st, err);
+	return record_write(v, p, ctx, idn, act, ok, st, err);
 }
