@@ -836,14 +836,10 @@ static long
 db_long(const char *sql)
 {
 	PGconn *c = PQconnectdb(S.db.url);
-	PGresult *r;
-	long n = -1;
+	long n;
 
 	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	r = PQexec(c, sql);
-	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
+	n = hv_test_db_long(c, sql);
 	PQfinish(c);
 	return n;
 }

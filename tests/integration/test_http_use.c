@@ -353,19 +353,6 @@ user_main(void *arg)
 	return NULL;
 }
 
-/* The first value of a test-only query on the server's database. */
-static long
-db_long(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	long n = -1;
-
-	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	return n;
-}
-
 /* credential.use audit rows of credential id. */
 static long
 use_rows(PGconn *c, const char *id)
@@ -376,7 +363,7 @@ use_rows(PGconn *c, const char *id)
 	    "SELECT count(*) FROM audit_log WHERE action = 'credential.use' "
 	    "AND credential_id = '%s'",
 	    id);
-	return db_long(c, sql);
+	return hv_test_db_long(c, sql);
 }
 
 /*

@@ -251,16 +251,22 @@ hv_test_metric(const struct hv_test_server *s, const char *name)
 }
 
 long
-hv_test_lock_waits(PGconn *c)
+hv_test_db_long(PGconn *c, const char *sql)
 {
-	PGresult *r = PQexec(c,
-	    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON "
-	    "d.oid = l.database WHERE NOT l.granted AND "
-	    "d.datname = current_database()");
+	PGresult *r = PQexec(c, sql);
 	long n = -1;
 
-	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
 		n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	return n;
+}
+
+long
+hv_test_lock_waits(PGconn *c)
+{
+	return hv_test_db_long(c,
+	    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON "
+	    "d.oid = l.database WHERE NOT l.granted AND "
+	    "d.datname = current_database()");
 }

@@ -84,6 +84,9 @@ void hv_test_sql(const struct hv_test_server *s, const char *sql);
 /* The value of the unlabelled /metrics line name of s, or -1. */
 long hv_test_metric(const struct hv_test_server *s, const char *name);
 
+/* The one value of a test-only query on c, as a number; -1 if none. */
+long hv_test_db_long(PGconn *c, const char *sql);
+
 /* Lock requests waiting in c's database (pg_locks not granted), or -1. */
 long hv_test_lock_waits(PGconn *c);
 
