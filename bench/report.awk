@@ -43,7 +43,6 @@ FILENAME ~ /token\.tsv$/ {
 FILENAME ~ /memcheck\.tsv$/ { mc[++nmc] = $0; next }
 FILENAME ~ /mem\.tsv$/ { mem[++nmem] = $0; next }
 
-# "p50 / p99" in the server of run k, or "–"
 # A group commit table: op's defaults (op-g1) against the server with
 # that group commit off (off), and the ratio to op's pgbench ceiling.
 function group_table(title, op, off, intro, unit, offname,    n, i, G, x, k) {
@@ -64,6 +63,7 @@ function group_table(title, op, off, intro, unit, offname,    n, i, G, x, k) {
 	}
 }
 
+# "p50 / p99" in the server of run k, or "–"
 function inlat(k) { return (k in in99) ? sprintf("%.2f / %.2f", in50[k], in99[k]) : "–" }
 # the median paired ratio of k, with the lowest and highest of its rounds
 function pratio(k) {
